@@ -1,0 +1,1 @@
+"""Compiled (Cython) extensions of fastrelu. Private: use the public API."""

@@ -1,0 +1,1 @@
+"""Numba kernels of fastrelu. Private: they assume validated input and never raise."""

@@ -1,0 +1,310 @@
+"""Approach A: Monte Carlo most-correlated-basis bias estimation (THEORY §3)."""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._domains import Data, check_domain, domain_reduction
+from ._errors import FastReluError
+from ._kernels import _mcbe as kernels
+from ._parallel import Stopwatch, block_generator, run_blocks
+from ._validation import as_frame, n_jobs_value, positive_float, positive_int, seed_value
+
+#: Samples per random stream. Part of the definition of a seeded run: never change it.
+BLOCK_SIZE = 4096
+#: Default number of samples for sphere, ball and shell domains.
+DEFAULT_SAMPLES = 1_000_000
+#: Above this many rows the Gram matrix of the unit rows is not stored.
+GRAM_MAX_ROWS = 4096
+#: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
+DEFAULT_RANK_TOL = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class BiasEstimate:
+    """A bias under which the layer is injective on the sampled points of a domain.
+
+    Attributes
+    ----------
+    alpha : ndarray, shape (m,)
+        The estimate: ``alpha_sampled`` minus the margin correction (if any). A layer
+        ``ReLU(W x - a)`` with ``a <= alpha`` componentwise is injective at every sample
+        (exactly so without margin, THEORY §3). ``+inf`` marks rows never in a most
+        correlated basis: no sample constrains them.
+    counts : ndarray of int64, shape (m,)
+        How many samples had row ``i`` in their most correlated basis.
+    n_samples : int
+        Number of samples (data points for a ``Data`` domain).
+    seed : int or None
+        The seed that reproduces the run (``None`` for ``Data``, which draws nothing).
+    margin : float or None
+        The covering radius ``eps`` of the sample directions (distance on the unit
+        sphere) used for the correction ``alpha_i = alpha_sampled_i - r eps |w_i|``
+        (``r`` the outer radius); ``None`` when no correction was applied. A margin is
+        an estimate, never a certificate.
+    elapsed : float
+        Wall-clock seconds of the run.
+    method : str
+        ``"mcbe"``.
+    domain : Sphere, Ball, Shell or Data
+        The domain sampled.
+    alpha_sampled : ndarray, shape (m,)
+        ``min { <x, w_i> : x sampled, i in B(x) }`` itself.
+    rank_tol : float
+        Rank tolerance of the basis selection.
+    repeated : ndarray of int64
+        Rows whose direction repeats that of an earlier row (within ``rank_tol``): they
+        never enter a most correlated basis.
+    n_incomplete : int
+        Samples whose rows did not reach rank ``n`` within ``rank_tol`` (zero for any
+        reasonably conditioned frame).
+    """
+
+    alpha: np.ndarray
+    counts: np.ndarray
+    n_samples: int
+    seed: object
+    margin: object
+    elapsed: float
+    method: str
+    domain: object
+    alpha_sampled: np.ndarray = field(repr=False)
+    rank_tol: float = DEFAULT_RANK_TOL
+    repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    n_incomplete: int = 0
+
+    @property
+    def unconstrained(self):
+        """Boolean mask of rows that no sample constrained (``alpha = +inf``)."""
+        return self.counts == 0
+
+
+def covering_radius(n_samples, dim, *, nonnegative=False):
+    """Asymptotic covering radius of ``n_samples`` uniform points on ``S^{dim-1}``.
+
+    The estimate of Reznikov & Saff (IMRN 2016) for i.i.d. uniform points on a
+    ``d``-dimensional manifold, ``d = dim - 1``:
+    ``eps = (|S^d| log N / (kappa_d N))^(1/d)`` with ``|S^d|`` the surface area and
+    ``kappa_d`` the volume of the unit ``d``-ball (a cap of radius ``eps`` is hit by some
+    sample when ``N`` times its measure exceeds ``log N``). With ``nonnegative=True`` the
+    area is that of the orthant's part, ``|S^d| / 2^dim``. Clipped to 2 (the diameter).
+    It is an estimate for large ``N``, not a bound.
+    """
+    if dim == 1:
+        return 0.0  # S^0 is two points; any sample set of size >= 2 almost surely has both
+    if n_samples < 2:
+        return 2.0
+    d = dim - 1
+    log_area = math.log(2.0) + 0.5 * (d + 1) * math.log(math.pi) - math.lgamma(0.5 * (d + 1))
+    if nonnegative:
+        log_area -= dim * math.log(2.0)
+    log_ball = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1.0)
+    log_eps = (log_area + math.log(math.log(n_samples)) - log_ball - math.log(n_samples)) / d
+    return min(2.0, math.exp(log_eps))
+
+
+def _repeated_rows(unit_rows, rank_tol, gram):
+    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's."""
+    m = unit_rows.shape[0]
+    # |u_i - u_j|^2 = 2 - 2 <u_i, u_j> <= rank_tol^2
+    limit = 1.0 - 0.5 * rank_tol**2
+    repeated = np.zeros(m, dtype=bool)
+    step = 1024
+    for start in range(0, m, step):
+        block = gram[start:start + step] if gram is not None else unit_rows[start:start + step] @ unit_rows.T
+        for local, row in enumerate(block):
+            i = start + local
+            if not repeated[i] and i + 1 < m:
+                close = np.flatnonzero(row[i + 1:] >= limit)
+                repeated[i + 1 + close] = True
+    return np.flatnonzero(repeated).astype(np.int64)
+
+
+class _Problem:
+    """The validated, precomputed inputs of one MCBE run, shared by the workers."""
+
+    def __init__(self, W, domain, rank_tol):
+        m, n = W.shape
+        norms = np.linalg.norm(W, axis=1)
+        self.m, self.n = m, n
+        self.norms = norms
+        self.weight_t = np.ascontiguousarray(W.T)
+        self.inv_norm = 1.0 / norms
+        self.unit_rows = np.ascontiguousarray(W / norms[:, None])
+        self.use_gram = m <= GRAM_MAX_ROWS
+        self.gram = self.unit_rows @ self.unit_rows.T if self.use_gram else np.zeros((1, 1))
+        self.repeated = _repeated_rows(self.unit_rows, rank_tol, self.gram if self.use_gram else None)
+        keep = np.ones(m, dtype=bool)
+        keep[self.repeated] = False
+        self.rows = np.flatnonzero(keep).astype(np.int64)
+        kind, r_pos, r_neg = domain_reduction(domain)
+        self.data_kind = kind == 0
+        self.r_pos, self.r_neg = float(r_pos), float(r_neg)
+        self.rank_tol2 = float(rank_tol) ** 2
+        # Tile rows: the (tile, m) product stays in the core's cache; a function of m only.
+        self.tile = int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // m))))))
+
+    def worker(self):
+        """Per-thread buffers and partial minima; returns ``(fold, result)``."""
+        m, n, tile = self.m, self.n, self.tile
+        alpha = np.full(m, np.inf)
+        counts = np.zeros(m, dtype=np.int64)
+        state = np.array([-np.inf, 0.05])
+        stats = np.zeros(3, dtype=np.int64)
+        C = np.empty((tile, m))
+        keys = np.empty(m)
+        order = np.empty(m, dtype=np.int64)
+        order_keys = np.empty(m)
+        kept = np.empty(n, dtype=np.int64)
+        chol = np.zeros((n, n))
+        inv_diag = np.empty(n)
+        lvec = np.empty(n)
+
+        def fold(U):
+            for start in range(0, U.shape[0], tile):
+                part = U[start:start + tile]
+                kernels.mcbe_tile(part, C[:part.shape[0]], self.weight_t, self.inv_norm,
+                                  self.data_kind, self.r_pos, self.r_neg, self.rows, self.gram,
+                                  self.unit_rows, self.use_gram, self.rank_tol2, alpha, counts,
+                                  state, stats, keys, order, order_keys, kept, chol, inv_diag,
+                                  lvec)
+
+        def result():
+            return alpha, counts, int(stats[0])
+
+        return fold, result
+
+
+def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
+         progress=False, rank_tol=DEFAULT_RANK_TOL):
+    """Monte Carlo most-correlated-basis bias estimation (MCBE, Approach A of [HEB]).
+
+    For each sample ``x`` of the domain the rows are scanned by decreasing normalised
+    correlation ``<x, w_i> / |w_i|`` (ties: smaller index first) and an index is kept when
+    its row is linearly independent of those kept, until ``n`` are kept: the most
+    correlated basis ``B(x)``. The estimate is
+
+        alpha_i = min { <x, w_i> : x sampled, i in B(x) }      (+inf if never in a B(x)),
+
+    so that ``ReLU(W x - a)`` is injective at every sample for every ``a <= alpha``. As the
+    samples fill the domain it decreases towards the maximal bias of the domain (THEORY
+    §3). The result does not depend on positive row scaling (beyond the scaling of
+    ``alpha`` itself).
+
+    Sphere-type domains are sampled by directions ``u`` uniform on the unit sphere (on
+    its nonnegative part when ``nonnegative``); with ``c = <u, w_i>`` the constraint value
+    is ``r c`` on the sphere ``S_r``, ``min(r c, 0)`` on the ball ``B_r`` and ``r_in c`` or
+    ``r_out c`` (for ``c >= 0`` or ``c < 0``) on a shell. A ``Data`` domain uses its points.
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        Rows ``w_i`` forming a frame for R^n (no zero rows, rank ``n``).
+    domain : Sphere, Ball, Shell or Data
+        Where injectivity is asked; its dimension must be ``n``.
+    n_samples : int, optional
+        Number of sampled directions (default 1,000,000). Must be omitted for ``Data``.
+        With the same seed a larger ``n_samples`` extends the smaller run's samples.
+    seed : int, optional
+        Seed of the run (fresh entropy when omitted; the result reports it). A seeded
+        run gives bit-identical results for any ``n_jobs``.
+    margin : None, "covering" or float, optional
+        Covering-radius correction for sphere-type domains: ``"covering"`` uses the
+        asymptotic estimate :func:`covering_radius` of the sample count, a float is the
+        covering radius ``eps`` to assume. ``alpha_i`` is lowered by ``r_out eps |w_i|``.
+        An estimate, never a certificate.
+    n_jobs : int, optional
+        Worker threads (default: all cores).
+    progress : bool or None, optional
+        Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` only
+        when the run lasts more than two seconds and stderr is a terminal.
+    rank_tol : float, optional
+        A unit row whose distance to the span of the kept unit rows is at most
+        ``rank_tol`` counts as dependent (default 1e-6).
+
+    Returns
+    -------
+    BiasEstimate
+
+    Raises
+    ------
+    FastReluError
+        For weights that are not a frame, a domain of the wrong dimension, or invalid
+        parameters.
+    """
+    clock = Stopwatch()
+    W = as_frame(weight)
+    m, n = W.shape
+    check_domain(domain, n)
+    rank_tol = positive_float(rank_tol, "rank_tol")
+    jobs = n_jobs_value(n_jobs)
+    is_data = isinstance(domain, Data)
+    if is_data:
+        if n_samples is not None:
+            raise FastReluError(f"The 'n_samples' parameter must be omitted for a Data domain (every one of its {len(domain)} points is used). Got n_samples={n_samples!r}.")
+        if margin is not None:
+            raise FastReluError(f"The 'margin' parameter must be None for a Data domain (the domain is the finite point set itself). Got margin={margin!r}.")
+        total = len(domain)
+        seed_used = None
+    else:
+        total = DEFAULT_SAMPLES if n_samples is None else positive_int(n_samples, "n_samples")
+        seed_used = seed_value(seed)
+    eps = _margin_value(margin, total, domain)
+
+    problem = _Problem(W, domain, rank_tol)
+    n_blocks = -(-total // BLOCK_SIZE)
+
+    def make_worker():
+        fold, result = problem.worker()
+        if is_data:
+            points = domain.points
+
+            def process(b):
+                fold(points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE])
+        else:
+            buffer = np.empty((BLOCK_SIZE, n))
+            nonnegative = domain.nonnegative
+
+            def process(b):
+                size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+                U = buffer[:size]
+                block_generator(seed_used, b).standard_normal(out=U)
+                if nonnegative:
+                    np.abs(U, out=U)
+                fold(U)
+        return process, result
+
+    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="mcbe")
+    alpha_sampled = np.min([p[0] for p in partials], axis=0)
+    counts = np.sum([p[1] for p in partials], axis=0).astype(np.int64)
+    n_incomplete = sum(p[2] for p in partials)
+    alpha = alpha_sampled.copy()
+    if eps is not None:
+        alpha -= domain.outer_radius * eps * problem.norms
+    return BiasEstimate(alpha=alpha, counts=counts, n_samples=total, seed=seed_used,
+                        margin=eps, elapsed=clock(), method="mcbe", domain=domain,
+                        alpha_sampled=alpha_sampled, rank_tol=rank_tol,
+                        repeated=problem.repeated, n_incomplete=n_incomplete)
+
+
+def _margin_value(margin, total, domain):
+    if margin is None:
+        return None
+    if isinstance(margin, str):
+        if margin != "covering":
+            raise FastReluError(f"The 'margin' parameter must be None, 'covering' or a float >= 0. Got {margin!r} instead.")
+        return covering_radius(total, domain.dim, nonnegative=domain.nonnegative)
+    return positive_float(margin, "margin", allow_zero=True)
+
+
+def estimate_bias(weight, domain, method="mcbe", **options):
+    """Estimate a bias under which ``ReLU(W x - alpha)`` is injective on ``domain``.
+
+    The front door of the bias estimators: ``method="mcbe"`` (:func:`mcbe`, Monte Carlo
+    most correlated bases; the options are those of :func:`mcbe`).
+    """
+    methods = {"mcbe": mcbe}
+    if method not in methods:
+        raise FastReluError(f"The 'method' parameter must be one of {sorted(methods)}. Got {method!r} instead.")
+    return methods[method](weight, domain, **options)

@@ -1,0 +1,97 @@
+"""Block-parallel execution shared by the sampled kernels.
+
+Work is cut into fixed-size blocks; block ``b`` of a seeded run draws from its own
+stream ``SeedSequence(seed, spawn_key=(b,))`` (the ``b``-th child of ``seed``), so what a
+block computes never depends on which thread runs it, how many threads there are, or
+which blocks ran before. Each worker thread folds its blocks into its own partial result
+with an order-independent reduction (minimum, integer sum); the partials are combined at
+the end. Results are therefore bit-identical for any ``n_jobs``.
+
+Workers are Python threads running ``nogil`` Numba kernels and NumPy's random
+generators (which release the GIL); BLAS is held to one thread inside the run so that the
+threads do not oversubscribe the cores.
+"""
+
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+
+def block_generator(seed, block):
+    """The random generator of block ``block`` of a run seeded with ``seed``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block,))))
+
+
+def _progress_bar(total, progress, desc):
+    if progress is None:  # automatic: only for runs that turn out long, on a terminal
+        return tqdm(total=total, desc=desc, unit="block", delay=2.0, file=sys.stderr,
+                    disable=not sys.stderr.isatty(), leave=False)
+    return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, disable=not progress)
+
+
+def run_blocks(n_blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu"):
+    """Run blocks ``0 .. n_blocks-1`` on ``n_jobs`` threads.
+
+    ``make_worker()`` is called once per thread and returns ``(process, result)``:
+    ``process(b)`` folds block ``b`` into the thread's partial state and ``result()``
+    returns that partial state. Returns the list of partial results (one per thread).
+    Ctrl-C stops the workers after their current block and re-raises
+    ``KeyboardInterrupt``.
+    """
+    stop = threading.Event()
+    lock = threading.Lock()
+    next_block = [0]
+    bar = _progress_bar(n_blocks, progress, desc)
+
+    def claim():
+        with lock:
+            b = next_block[0]
+            next_block[0] += 1
+        return b
+
+    def thread_main():
+        process, result = make_worker()
+        while not stop.is_set():
+            b = claim()
+            if b >= n_blocks:
+                break
+            process(b)
+            bar.update(1)
+        return result()
+
+    workers = max(1, min(n_jobs, n_blocks))
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrelu")
+            try:
+                futures = [pool.submit(thread_main) for _ in range(workers)]
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        if future.exception() is not None:
+                            stop.set()
+                            raise future.exception()
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True)
+        return [future.result() for future in futures]
+    finally:
+        bar.close()
+
+
+class Stopwatch:
+    """Wall-clock seconds since creation."""
+
+    def __init__(self):
+        self._start = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self._start

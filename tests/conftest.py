@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+SQRT3 = np.sqrt(3.0)
+
+
+@pytest.fixture
+def tetrahedron():
+    return np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / SQRT3
+
+
+@pytest.fixture
+def icosahedron():
+    phi = (1 + np.sqrt(5.0)) / 2
+    rows = []
+    for a in (1.0, -1.0):
+        for b in (phi, -phi):
+            rows += [(0.0, a, b), (a, b, 0.0), (b, 0.0, a)]
+    W = np.array(rows)
+    return W / np.linalg.norm(W, axis=1, keepdims=True)
+
+
+def brute_force_mcbe(W, X, rank_tol=1e-6, values=None):
+    """THEORY §3 written out per point: returns (alpha, counts).
+
+    ``values(raw, x)`` maps the raw inner products ``<x, w_i>`` of a point to its
+    constraint values (default: the raw inner products, i.e. a data domain).
+    """
+    m, n = W.shape
+    norms = np.linalg.norm(W, axis=1)
+    unit = W / norms[:, None]
+    alpha = np.full(m, np.inf)
+    counts = np.zeros(m, dtype=np.int64)
+    for x in X:
+        raw = np.array([np.dot(w, x) for w in W])
+        key = raw * (1.0 / norms)
+        order = np.lexsort((np.arange(m), -key))
+        kept = []
+        for i in order:
+            if kept:
+                basis = unit[kept].T
+                coef = np.linalg.lstsq(basis, unit[i], rcond=None)[0]
+                dist = np.linalg.norm(unit[i] - basis @ coef)
+            else:
+                dist = np.linalg.norm(unit[i])
+            if dist > rank_tol:
+                kept.append(i)
+            if len(kept) == n:
+                break
+        vals = raw if values is None else values(raw, x)
+        for i in kept:
+            alpha[i] = min(alpha[i], vals[i])
+            counts[i] += 1
+    return alpha, counts
+
+
+def spans(W, mask):
+    """Does each row of ``mask`` select rows of W that span R^n?"""
+    n = W.shape[1]
+    return np.array([np.linalg.matrix_rank(W[row]) == n if row.sum() >= n else False for row in mask])

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+import fastrelu as fr
+from fastrelu._ext import _frame
+
+
+def test_frame_bounds_match_eigenvalues():
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((40, 7))
+    A, B = fr.frame_bounds(W)
+    eig = np.linalg.eigvalsh(W.T @ W)
+    assert A == pytest.approx(eig[0], rel=1e-12)
+    assert B == pytest.approx(eig[-1], rel=1e-12)
+
+
+def test_tight_frame_bounds():
+    # the tetrahedron is a tight frame with bound m / n = 4 / 3
+    W = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    A, B = fr.frame_bounds(W)
+    assert A == pytest.approx(4 / 3, rel=1e-13) and B == pytest.approx(4 / 3, rel=1e-13)
+
+
+def test_canonical_dual_reconstructs():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((25, 6))
+    dual = fr.canonical_dual(W)
+    np.testing.assert_allclose(dual, np.linalg.pinv(W).T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dual.T @ W, np.eye(6), atol=1e-12)
+    x = rng.standard_normal(6)
+    np.testing.assert_allclose(dual.T @ (W @ x), x, rtol=1e-12)
+
+
+def test_frame_operator_inverse():
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((12, 4))
+    np.testing.assert_allclose(fr.frame_operator_inverse(W), np.linalg.inv(W.T @ W), rtol=1e-10)
+
+
+def test_is_frame():
+    assert fr.is_frame(np.eye(3))
+    assert not fr.is_frame(np.ones((5, 3)))
+    assert not fr.is_frame(np.eye(3)[:2])
+
+
+@pytest.mark.parametrize("function", [fr.frame_bounds, fr.canonical_dual, fr.frame_operator_inverse])
+def test_not_a_frame_names_the_rank(function):
+    W = np.ones((6, 3))
+    with pytest.raises(fr.FastReluError, match=r"rank\(weight\) = 1"):
+        function(W)
+
+
+@pytest.mark.parametrize("function", [fr.frame_bounds, fr.canonical_dual, fr.frame_operator_inverse])
+def test_too_few_rows(function):
+    with pytest.raises(fr.FastReluError, match="frame for R\\^3"):
+        function(np.eye(3)[:2])
+
+
+def test_compiled_twins_report_failure_as_data():
+    S = np.array([[1.0, 2.0], [2.0, 1.0]])  # indefinite
+    L, info = _frame.cholesky(S)
+    assert info == 2
+    L, info = _frame.cholesky(np.array([[4.0, 2.0], [2.0, 3.0]]))
+    assert info == 0
+    np.testing.assert_allclose(L @ L.T, [[4.0, 2.0], [2.0, 3.0]])
+    assert np.all(np.triu(L, 1) == 0)
+    values, info = _frame.symmetric_eigenvalues(np.diag([3.0, 1.0, 2.0]))
+    assert info == 0 and values.tolist() == [1.0, 2.0, 3.0]
+    _, info = _frame.frame_operator_inverse(np.ones((4, 2)))
+    assert info != 0

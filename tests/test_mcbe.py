@@ -1,0 +1,235 @@
+import numpy as np
+import pytest
+
+import fastrelu as fr
+from fastrelu._parallel import block_generator
+
+from conftest import brute_force_mcbe, spans
+
+
+@pytest.mark.parametrize("n_samples", [2_000, 20_000, 200_000])
+def test_tetrahedron_converges_to_minus_one_over_sqrt3(tetrahedron, n_samples):
+    result = fr.mcbe(tetrahedron, fr.Sphere(3), n_samples, seed=0)
+    error = result.alpha + 1 / np.sqrt(3)
+    # a sampled minimum never undercuts the infimum over the sphere ...
+    assert np.all(error >= -1e-12)
+    # ... and approaches it at the scale of the covering radius of the samples
+    assert np.all(error <= 2 * fr.covering_radius(n_samples, 3))
+    assert result.counts.sum() == 3 * n_samples
+
+
+def test_icosahedron(icosahedron):
+    result = fr.mcbe(icosahedron, fr.Sphere(3), 200_000, seed=1)
+    assert np.all(result.alpha >= 1 / np.sqrt(5) - 1e-12)
+    assert np.all(result.alpha <= 1 / np.sqrt(5) + 2 * fr.covering_radius(200_000, 3))
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_cross_polytope_is_zero(n):
+    W = np.vstack([np.eye(n), -np.eye(n)])
+    result = fr.mcbe(W, fr.Sphere(n), 100_000, seed=2)
+    assert np.all(result.alpha >= 0)
+    assert np.all(result.alpha <= 0.02)
+
+
+def test_radius_scales_sphere_estimate(tetrahedron):
+    unit = fr.mcbe(tetrahedron, fr.Sphere(3), 10_000, seed=3)
+    big = fr.mcbe(tetrahedron, fr.Sphere(3, radius=2.0), 10_000, seed=3)
+    np.testing.assert_array_equal(big.alpha, 2.0 * unit.alpha)
+    np.testing.assert_array_equal(big.counts, unit.counts)
+
+
+def _dependent_frame(rng):
+    W = rng.standard_normal((8, 3))
+    extra = np.array([2.0 * W[1],          # repeated direction
+                      W[2] + W[3],         # dependent, not parallel
+                      -W[4],               # antiparallel
+                      W[0]])               # exact repeat
+    return np.vstack([W, extra])
+
+
+@pytest.mark.parametrize("dependent", [False, True])
+def test_data_domain_equals_brute_force(dependent):
+    rng = np.random.default_rng(4)
+    W = _dependent_frame(rng) if dependent else rng.standard_normal((9, 3))
+    X = rng.standard_normal((400, 3)) * rng.uniform(0.1, 3.0, (400, 1))
+    X[17] = 0.0  # the origin: all correlations tie, index order decides
+    result = fr.mcbe(W, fr.Data(X))
+    alpha, counts = brute_force_mcbe(W, X)
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
+    assert result.n_incomplete == 0
+    if dependent:
+        assert set(result.repeated.tolist()) == {8, 11}
+        assert result.counts[8] == result.counts[11] == 0
+
+
+def test_exact_ties_go_to_the_smaller_index():
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    X = np.array([[1.0, 1.0], [2.0, -1.0]])
+    result = fr.mcbe(W, fr.Data(X))
+    assert result.counts.tolist() == [2, 2, 0, 0]
+    assert result.alpha.tolist() == [1.0, -1.0, np.inf, np.inf]
+
+
+def test_greedy_skips_dependent_rows_beyond_the_first_n():
+    # rows 0 and 1 are parallel to the top direction: the basis must reach row 2
+    W = np.array([[1.0, 0.0, 0.0], [1.0, 1e-12, 0.0], [0.9, 0.1, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    X = np.array([[1.0, 0.0, 0.0]])
+    result = fr.mcbe(W, fr.Data(X))
+    alpha, counts = brute_force_mcbe(W, X)
+    np.testing.assert_array_equal(result.counts, counts)
+    assert counts.tolist() == [1, 0, 1, 1, 0]  # row 1 is within rank_tol of row 0; 3 beats 4 on the tie
+
+
+def test_row_scaling_invariance():
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((12, 4))
+    base = fr.mcbe(W, fr.Sphere(4), 20_000, seed=6)
+    powers = 2.0 ** rng.integers(-3, 4, 12)
+    scaled = fr.mcbe(W * powers[:, None], fr.Sphere(4), 20_000, seed=6)
+    np.testing.assert_array_equal(scaled.counts, base.counts)
+    np.testing.assert_array_equal(scaled.alpha, base.alpha * powers)
+    factors = rng.uniform(0.1, 10.0, 12)
+    scaled = fr.mcbe(W * factors[:, None], fr.Sphere(4), 20_000, seed=6)
+    np.testing.assert_array_equal(scaled.counts, base.counts)
+    np.testing.assert_allclose(scaled.alpha, base.alpha * factors, rtol=1e-12)
+
+
+def _directions(seed, n_samples, n, nonnegative=False):
+    U = block_generator(seed, 0).standard_normal((n_samples, n))
+    if nonnegative:
+        U = np.abs(U)
+    return U / np.linalg.norm(U, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("domain, values", [
+    (fr.Sphere(3, radius=1.5), lambda c: 1.5 * c),
+    (fr.Ball(3, radius=2.0), lambda c: np.minimum(2.0 * c, 0.0)),
+    (fr.Shell(3, 0.5, 2.0), lambda c: np.where(c >= 0, 0.5 * c, 2.0 * c)),
+    (fr.Sphere(3, nonnegative=True), lambda c: c),
+    (fr.Ball(3, radius=2.0, nonnegative=True), lambda c: np.minimum(2.0 * c, 0.0)),
+    (fr.Shell(3, 1.0, 3.0, nonnegative=True), lambda c: np.where(c >= 0, 1.0 * c, 3.0 * c)),
+])
+def test_domain_reductions_against_brute_force(domain, values):
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((7, 3))
+    n_samples = 1500  # one block: the directions are the block's stream
+    result = fr.mcbe(W, domain, n_samples, seed=8)
+    U = _directions(8, n_samples, 3, domain.nonnegative)
+    alpha, counts = brute_force_mcbe(W, U, values=lambda raw, x: values(raw))
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
+
+
+def test_ball_and_shell_estimates_bound_data_drawn_from_them():
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((10, 3))
+    U = _directions(10, 4000, 3)
+    shell_points = U * rng.uniform(0.5, 2.0, (4000, 1))
+    shell = fr.mcbe(W, fr.Shell(3, 0.5, 2.0), 4000, seed=10)
+    data = fr.mcbe(W, fr.Data(shell_points))
+    # same directions: the shell's worst case over each ray lies below the ray's point
+    assert np.all(shell.alpha <= data.alpha + 1e-12)
+    ball = fr.mcbe(W, fr.Ball(3, 2.0), 4000, seed=10)
+    assert np.all(ball.alpha <= np.minimum(shell.alpha, 0.0) + 1e-12)
+
+
+def test_determinism_across_threads_and_prefix_property():
+    rng = np.random.default_rng(11)
+    W = rng.standard_normal((40, 6))
+    runs = [fr.mcbe(W, fr.Sphere(6), 30_000, seed=12, n_jobs=j) for j in (1, 2, 3)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.alpha, runs[0].alpha)
+        np.testing.assert_array_equal(other.counts, runs[0].counts)
+    longer = fr.mcbe(W, fr.Sphere(6), 50_000, seed=12, n_jobs=2)
+    assert np.all(longer.alpha <= runs[0].alpha)
+    assert np.all(longer.counts >= runs[0].counts)
+    different = fr.mcbe(W, fr.Sphere(6), 30_000, seed=13)
+    assert not np.array_equal(different.alpha, runs[0].alpha)
+
+
+def test_seed_is_reported_and_reproduces():
+    W = np.random.default_rng(14).standard_normal((10, 3))
+    first = fr.mcbe(W, fr.Sphere(3), 5000)
+    again = fr.mcbe(W, fr.Sphere(3), 5000, seed=first.seed)
+    np.testing.assert_array_equal(first.alpha, again.alpha)
+
+
+def test_layer_is_injective_on_the_samples_themselves():
+    rng = np.random.default_rng(15)
+    W = rng.standard_normal((12, 4))
+    X = rng.standard_normal((300, 4))
+    result = fr.mcbe(W, fr.Data(X))
+    layer = fr.ReLULayer(W, result.alpha - 1e-12)
+    assert spans(W, layer.active_mask(X)).all()
+
+
+def test_held_out_points_are_injective():
+    rng = np.random.default_rng(16)
+    W = rng.standard_normal((10, 3))
+    fresh = _directions(99, 20_000, 3)
+    plain = fr.mcbe(W, fr.Sphere(3), 200_000, seed=17)
+    injective = spans(W, fr.ReLULayer(W, plain.alpha).active_mask(fresh))
+    assert injective.mean() >= 0.999
+    safe = fr.mcbe(W, fr.Sphere(3), 200_000, seed=17, margin="covering")
+    assert safe.margin == pytest.approx(fr.covering_radius(200_000, 3))
+    np.testing.assert_allclose(safe.alpha, plain.alpha - safe.margin * np.linalg.norm(W, axis=1))
+    assert spans(W, fr.ReLULayer(W, safe.alpha).active_mask(fresh)).all()
+
+
+def test_covering_radius_estimate():
+    # eps = (|S^2| log N / (pi N))^(1/2) = (4 log N / N)^(1/2) on S^2
+    assert fr.covering_radius(10_000, 3) == pytest.approx(np.sqrt(4 * np.log(1e4) / 1e4))
+    assert fr.covering_radius(10**6, 30) < fr.covering_radius(10**4, 30)
+    assert fr.covering_radius(10**4, 3, nonnegative=True) < fr.covering_radius(10**4, 3)
+    assert fr.covering_radius(1, 3) == 2.0
+
+
+def test_estimate_bias_front_door(tetrahedron):
+    direct = fr.mcbe(tetrahedron, fr.Sphere(3), 3000, seed=1)
+    front = fr.estimate_bias(tetrahedron, fr.Sphere(3), method="mcbe", n_samples=3000, seed=1)
+    np.testing.assert_array_equal(direct.alpha, front.alpha)
+    with pytest.raises(fr.FastReluError, match="'method' parameter must be one of"):
+        fr.estimate_bias(tetrahedron, fr.Sphere(3), method="magic")
+
+
+@pytest.mark.parametrize("weight, match", [
+    (np.array([[1.0, np.nan], [0.0, 1.0]]), "finite"),
+    (np.ones(4), "2-D"),
+    (np.ones((2, 3)), "at least as many rows"),
+    (np.vstack([np.eye(2), np.zeros((1, 2))]), "zero rows at indices \\[2\\]"),
+    (np.ones((5, 3)), r"rank\(weight\) = 1"),
+])
+def test_bad_weights(weight, match):
+    with pytest.raises(fr.FastReluError, match=match):
+        fr.mcbe(weight, fr.Sphere(np.shape(weight)[-1]), 100, seed=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_samples": 0}, "'n_samples' parameter must be an integer >= 1"),
+    ({"n_samples": -5}, "'n_samples' parameter must be an integer >= 1"),
+    ({"n_samples": 2.5}, "'n_samples' parameter must be an integer"),
+    ({"seed": -1}, "'seed' parameter must be a non-negative integer"),
+    ({"margin": "wide"}, "'margin' parameter must be None, 'covering'"),
+    ({"margin": -0.1}, "'margin' parameter must be a finite real number >= 0"),
+    ({"n_jobs": 0}, "'n_jobs' parameter must be an integer >= 1"),
+    ({"rank_tol": 0.0}, "'rank_tol' parameter"),
+])
+def test_bad_parameters(tetrahedron, kwargs, match):
+    kwargs = {"n_samples": 100, "seed": 0, **kwargs}
+    with pytest.raises(fr.FastReluError, match=match):
+        fr.mcbe(tetrahedron, fr.Sphere(3), **kwargs)
+
+
+def test_bad_domains(tetrahedron):
+    with pytest.raises(fr.FastReluError, match="dimension 3"):
+        fr.mcbe(tetrahedron, fr.Sphere(4), 100)
+    with pytest.raises(fr.FastReluError, match="dimension 3"):
+        fr.mcbe(tetrahedron, fr.Data(np.ones((5, 2))))
+    with pytest.raises(fr.FastReluError, match="must be one of fastrelu.Sphere"):
+        fr.mcbe(tetrahedron, "sphere", 100)
+    with pytest.raises(fr.FastReluError, match="'n_samples' parameter must be omitted for a Data domain"):
+        fr.mcbe(tetrahedron, fr.Data(np.ones((5, 3))), 100)
+    with pytest.raises(fr.FastReluError, match="'margin' parameter must be None for a Data domain"):
+        fr.mcbe(tetrahedron, fr.Data(np.ones((5, 3))), margin="covering")
