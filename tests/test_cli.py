@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,7 +80,10 @@ def test_demo_runs(capsys):
 def test_console_entry_point_has_no_traceback(tmp_path):
     bad = tmp_path / "W.npy"
     np.save(bad, np.ones((5, 3)))
-    proc = subprocess.run([sys.executable, "-m", "fastrelu", "bias", str(bad)], capture_output=True, text=True)
+    script = Path(sys.executable).parent / "fastrelu"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fastrelu"]
+    # run outside the checkout so that the installed package is the one imported
+    proc = subprocess.run(command + ["bias", str(bad)], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "rank(weight) = 1" in proc.stderr
