@@ -15,8 +15,10 @@ from ._validation import as_frame, n_jobs_value, positive_float, positive_int, s
 BLOCK_SIZE = 4096
 #: Default number of samples for sphere, ball and shell domains.
 DEFAULT_SAMPLES = 1_000_000
-#: Above this many rows the Gram matrix of the unit rows is not stored.
-GRAM_MAX_ROWS = 4096
+#: Up to this many rows the Gram matrix of the unit rows is stored and its entries are
+#: gathered; above, they are computed from the unit rows (measured faster once the
+#: matrix outgrows the core's cache: 8 MB at m = 1000).
+GRAM_MAX_ROWS = 512
 #: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
 DEFAULT_RANK_TOL = 1e-6
 
