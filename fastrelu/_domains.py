@@ -9,13 +9,7 @@ from ._validation import as_matrix, positive_float, positive_int
 
 
 @dataclass(frozen=True)
-class Sphere:
-    """The sphere ``S_r = {x in R^dim : |x| = radius}``.
-
-    With ``nonnegative=True`` only its part in the nonnegative orthant (inputs that come
-    out of an earlier ReLU layer).
-    """
-
+class _RoundDomain:
     dim: int
     radius: float = 1.0
     nonnegative: bool = False
@@ -31,22 +25,18 @@ class Sphere:
 
 
 @dataclass(frozen=True)
-class Ball:
+class Sphere(_RoundDomain):
+    """The sphere ``S_r = {x in R^dim : |x| = radius}``.
+
+    With ``nonnegative=True`` only its part in the nonnegative orthant (inputs that come
+    out of an earlier ReLU layer).
+    """
+
+
+@dataclass(frozen=True)
+class Ball(_RoundDomain):
     """The closed ball ``B_r = {x in R^dim : |x| <= radius}`` (optionally its
     nonnegative part)."""
-
-    dim: int
-    radius: float = 1.0
-    nonnegative: bool = False
-
-    def __post_init__(self):
-        object.__setattr__(self, "dim", positive_int(self.dim, "dim"))
-        object.__setattr__(self, "radius", positive_float(self.radius, "radius"))
-        object.__setattr__(self, "nonnegative", bool(self.nonnegative))
-
-    @property
-    def outer_radius(self):
-        return self.radius
 
 
 @dataclass(frozen=True)

@@ -34,27 +34,26 @@ def frame_bounds(weight):
     return float(values[0]), float(values[-1])
 
 
+def _frame_routine(weight, routine):
+    """Run a compiled frame routine, turning its failure code into one clear error."""
+    W = as_matrix(weight, "weight")
+    if W.shape[0] < W.shape[1]:
+        raise _not_a_frame(W, "weight")
+    result, info = routine(W)
+    if info != 0:
+        raise _not_a_frame(W, "weight")
+    return result
+
+
 def canonical_dual(weight):
     """Canonical dual frame ``(S^{-1} w_i)_i`` as an ``(m, n)`` array.
 
     ``S = W^T W`` is factorised by Cholesky in the compiled core; the dual satisfies
     ``dual.T @ W = I`` (perfect reconstruction ``x = sum_i <x, w_i> S^{-1} w_i``).
     """
-    W = as_matrix(weight, "weight")
-    if W.shape[0] < W.shape[1]:
-        raise _not_a_frame(W, "weight")
-    dual, info = _frame.canonical_dual(W)
-    if info != 0:
-        raise _not_a_frame(W, "weight")
-    return dual
+    return _frame_routine(weight, _frame.canonical_dual)
 
 
 def frame_operator_inverse(weight):
     """``S^{-1}`` for the frame operator ``S = W^T W`` (Cholesky in the compiled core)."""
-    W = as_matrix(weight, "weight")
-    if W.shape[0] < W.shape[1]:
-        raise _not_a_frame(W, "weight")
-    inverse, info = _frame.frame_operator_inverse(W)
-    if info != 0:
-        raise _not_a_frame(W, "weight")
-    return inverse
+    return _frame_routine(weight, _frame.frame_operator_inverse)
