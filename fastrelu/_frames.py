@@ -4,13 +4,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._ext import _frame
-from ._validation import as_matrix
-
-
-def _not_a_frame(W, name):
-    m, n = W.shape
-    rank = int(np.linalg.matrix_rank(W))
-    return FastReluError(f"The '{name}' parameter must be a frame for R^{n} (rank {n}). Got rank({name}) = {rank} for {name}.shape={W.shape}.")
+from ._validation import as_matrix, not_a_frame_error
 
 
 def is_frame(weight):
@@ -27,7 +21,7 @@ def frame_bounds(weight):
     """
     W = as_matrix(weight, "weight")
     if not is_frame(W):
-        raise _not_a_frame(W, "weight")
+        raise not_a_frame_error(W, "weight")
     values, info = _frame.symmetric_eigenvalues(_frame.frame_operator(W))
     if info != 0:  # pragma: no cover - LAPACK's eigensolver did not converge
         raise FastReluError(f"The eigenvalues of the frame operator of 'weight' did not converge (LAPACK info={info}).")
@@ -38,10 +32,10 @@ def _frame_routine(weight, routine):
     """Run a compiled frame routine, turning its failure code into one clear error."""
     W = as_matrix(weight, "weight")
     if W.shape[0] < W.shape[1]:
-        raise _not_a_frame(W, "weight")
+        raise not_a_frame_error(W, "weight")
     result, info = routine(W)
     if info != 0:
-        raise _not_a_frame(W, "weight")
+        raise not_a_frame_error(W, "weight")
     return result
 
 

@@ -46,6 +46,13 @@ def _check_finite(array, name):
         raise FastReluError(f"The '{name}' parameter must contain only finite numbers. Got NaN or inf at {where}{more}.")
 
 
+def not_a_frame_error(W, name, rank=None):
+    """The error for a weight matrix whose rows do not span R^n (names the rank)."""
+    n = W.shape[1]
+    rank = int(np.linalg.matrix_rank(W)) if rank is None else rank
+    return FastReluError(f"The '{name}' parameter must be a frame for R^{n} (rank {n}). Got rank({name}) = {rank} for {name}.shape={W.shape}.")
+
+
 def as_frame(weight, name="weight"):
     """Validate a weight matrix whose rows must be a frame for R^n.
 
@@ -61,7 +68,7 @@ def as_frame(weight, name="weight"):
         raise FastReluError(f"The '{name}' parameter must have at least as many rows (neurons) as columns (input dimension) to be a frame. Got {name}.shape={W.shape}.")
     rank = int(np.linalg.matrix_rank(W))
     if rank < n:
-        raise FastReluError(f"The '{name}' parameter must be a frame for R^{n} (rank {n}). Got rank({name}) = {rank} for {name}.shape={W.shape}.")
+        raise not_a_frame_error(W, name, rank)
     return W
 
 
