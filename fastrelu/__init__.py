@@ -9,7 +9,8 @@ from ._domains import Ball, Data, Shell, Sphere
 from ._errors import FastReluError
 from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from ._layer import ReLULayer
-from ._mcbe import BiasEstimate, covering_radius, estimate_bias, mcbe
+from ._estimate import estimate_bias
+from ._mcbe import BiasEstimate, covering_radius, mcbe
 
 __version__ = "0.1.0"
 

@@ -48,7 +48,7 @@ class BiasEstimate:
     elapsed : float
         Wall-clock seconds of the run.
     method : str
-        ``"mcbe"``.
+        ``"mcbe"`` or ``"pbe"``.
     domain : Sphere, Ball, Shell or Data
         The domain sampled.
     alpha_sampled : ndarray, shape (m,)
@@ -61,6 +61,9 @@ class BiasEstimate:
     n_incomplete : int
         Samples whose rows did not reach rank ``n`` within ``rank_tol`` (zero for any
         reasonably conditioned frame).
+    facets : ndarray of int64, shape (f, n), or None
+        For ``method="pbe"``: the facets of the hull of the unit rows (row indices per
+        facet) from which ``alpha`` was computed; ``None`` for MCBE.
     """
 
     alpha: np.ndarray
@@ -75,6 +78,7 @@ class BiasEstimate:
     rank_tol: float = DEFAULT_RANK_TOL
     repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     n_incomplete: int = 0
+    facets: object = field(default=None, repr=False)
 
     @property
     def unconstrained(self):
@@ -298,15 +302,3 @@ def _margin_value(margin, total, domain):
             raise FastReluError(f"The 'margin' parameter must be None, 'covering' or a float >= 0. Got {margin!r} instead.")
         return covering_radius(total, domain.dim, nonnegative=domain.nonnegative)
     return positive_float(margin, "margin", allow_zero=True)
-
-
-def estimate_bias(weight, domain, method="mcbe", **options):
-    """Estimate a bias under which ``ReLU(W x - alpha)`` is injective on ``domain``.
-
-    The front door of the bias estimators: ``method="mcbe"`` (:func:`mcbe`, Monte Carlo
-    most correlated bases; the options are those of :func:`mcbe`).
-    """
-    methods = {"mcbe": mcbe}
-    if method not in methods:
-        raise FastReluError(f"The 'method' parameter must be one of {sorted(methods)}. Got {method!r} instead.")
-    return methods[method](weight, domain, **options)

@@ -1,0 +1,31 @@
+"""The front door of the bias estimators."""
+
+from ._errors import FastReluError
+from ._mcbe import mcbe
+
+#: Bias estimators by name; each takes ``(weight, domain, **options)`` and returns a
+#: :class:`BiasEstimate`.
+METHODS = {"mcbe": mcbe}
+
+
+def estimate_bias(weight, domain, method="mcbe", **options):
+    """Estimate a bias under which ``ReLU(W x - alpha)`` is injective on ``domain``.
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        The layer's weights.
+    domain : Sphere, Ball, Shell or Data
+        Where injectivity is asked.
+    method : str
+        ``"mcbe"``: :func:`mcbe`, Monte Carlo most correlated bases (any domain).
+    **options
+        Passed to the method.
+
+    Returns
+    -------
+    BiasEstimate
+    """
+    if method not in METHODS:
+        raise FastReluError(f"The 'method' parameter must be one of {sorted(METHODS)}. Got {method!r} instead.")
+    return METHODS[method](weight, domain, **options)
