@@ -64,6 +64,22 @@ def test_data_domain_equals_brute_force(dependent):
         assert result.counts[8] == result.counts[11] == 0
 
 
+@pytest.mark.parametrize("stored_gram", [True, False])
+def test_both_gram_paths_equal_brute_force(monkeypatch, stored_gram):
+    """The fast path (first n candidates certified by one Cholesky) and the general scan
+    agree with the definition whether the Gram matrix is stored or formed per sample."""
+    import fastrelu._mcbe as driver
+
+    monkeypatch.setattr(driver, "GRAM_MAX_ROWS", 10_000 if stored_gram else 0)
+    rng = np.random.default_rng(14)
+    W = np.vstack([rng.standard_normal((40, 6)), rng.standard_normal((3, 6)) @ np.ones((6, 6))])
+    X = rng.standard_normal((300, 6))
+    result = fr.mcbe(W, fr.Data(X))
+    alpha, counts = brute_force_mcbe(W, X)
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
+
+
 def test_exact_ties_go_to_the_smaller_index():
     W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
     X = np.array([[1.0, 1.0], [2.0, -1.0]])

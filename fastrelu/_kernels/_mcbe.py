@@ -8,14 +8,103 @@ kept row ``i`` lowers ``alpha[i]`` to the sample's constraint value and bumps
 ``counts[i]``. See THEORY §3.
 
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
-little more than ``n`` candidates, which are sorted; the other rows are sorted and
-scanned only when the candidates do not reach rank ``n`` (dependent rows). Nothing of
-size ``N x m`` is stored: one ``(tile, m)`` product at a time.
+little more than ``n`` candidates, which are ranked. The common case is settled by one
+LAPACK Cholesky factorisation (``dpotrf``) of the Gram matrix of the first ``n``
+candidates in scan order: its diagonal entries are exactly the distances the greedy
+scan compares with ``rank_tol`` (the distance of each unit row to the span of the rows
+before it), so when all of them exceed ``rank_tol`` the greedy keeps the first ``n``
+candidates. Otherwise (a dependent row, or too few candidates) the incremental scan
+:func:`select_basis` decides, going below the threshold when it must. Nothing of size
+``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
 import numpy as np
+from numba import types
+from numba.np.linalg import _LAPACK, ensure_lapack
 
 from ._jit import REDUCTION_FASTMATH, kernel
+
+# Numba's own binding of LAPACK's ?potrf (SciPy's cython_lapack underneath), resolved by
+# symbol name at load time, so the kernels that call it stay cacheable.
+ensure_lapack()
+_potrf = _LAPACK().numba_xxpotrf(types.float64)
+_KIND_DOUBLE = ord("d")
+_UPPER = ord("U")
+#: Candidate lists up to this length (times n, plus 64) are ranked in the fast path;
+#: longer ones (a threshold that was far too low) go through the general path.
+_RANK_FACTOR = 4
+#: Up to this many candidates an insertion sort is fastest; above, a merge sort.
+_INSERTION_MAX = 64
+
+
+@kernel
+def cholesky_lower(G, n):
+    """Cholesky factor ``L`` (``G = L L^T``) of the leading ``n x n`` block of the
+    C-ordered ``G``, in place in its lower triangle; returns LAPACK's ``info`` (``> 0``:
+    the leading minor of that order is not positive definite)."""
+    # C order lower = Fortran order upper: dpotrf("U") on the same memory.
+    return _potrf(_KIND_DOUBLE, _UPPER, n, G.ctypes, G.shape[1])
+
+
+@kernel
+def _collect_candidates(keys, rows, thresh, cand, cand_keys):
+    """Rows with ``keys >= thresh`` into ``cand`` (by increasing index); returns how many."""
+    size = 0
+    for idx in range(rows.shape[0]):
+        i = rows[idx]
+        k = keys[i]
+        cand[size] = i
+        cand_keys[size] = k
+        size += k >= thresh  # branch-free: the comparison is unpredictable
+    return size
+
+
+@kernel
+def _rank_first(cand, cand_keys, size, n, order, order_keys):
+    """Write the ``n`` first of ``cand[:size]`` in scan order (decreasing key, ties by
+    smaller index; ``cand`` is by increasing index) into ``order[:n]``."""
+    if size <= _INSERTION_MAX:
+        for p in range(size):
+            k = cand_keys[p]
+            pos = p
+            while pos > 0 and order_keys[pos - 1] < k:  # equal keys keep index order
+                order[pos] = order[pos - 1]
+                order_keys[pos] = order_keys[pos - 1]
+                pos -= 1
+            order[pos] = cand[p]
+            order_keys[pos] = k
+    else:
+        for p in range(size):
+            order_keys[p] = -cand_keys[p]
+        ranked = np.argsort(order_keys[:size], kind="mergesort")  # stable: ties by index
+        for r in range(n):
+            order[r] = cand[ranked[r]]
+
+
+@kernel
+def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2, G,
+                                  rows_buf):
+    """Are the unit rows ``order[:n]`` farther than ``sqrt(rank_tol2)`` from the span of
+    the rows before them, each? (Cholesky of their Gram matrix in ``G``; ``rows_buf``
+    (n, n) scratch for the rows when the Gram matrix is not stored.)"""
+    if use_gram:
+        for j in range(n):
+            a = order[j]
+            for k in range(j + 1):
+                G[j, k] = gram[a, order[k]]
+    else:
+        # G = B B^T for the gathered unit rows B (one small GEMM)
+        for j in range(n):
+            a = order[j]
+            for p in range(n):
+                rows_buf[j, p] = unit_rows[a, p]
+        np.dot(rows_buf, rows_buf.T, G)
+    if cholesky_lower(G, n) != 0:
+        return False
+    for j in range(n):
+        if not G[j, j] * G[j, j] > rank_tol2:
+            return False
+    return True
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
@@ -110,7 +199,7 @@ def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
 @kernel
 def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
               use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
-              kept, chol, inv_diag, lvec):
+              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf):
     """Fold one tile of samples into the running minima ``alpha`` and ``counts``.
 
     Parameters
@@ -127,8 +216,8 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
         the selection, never its result.
     stats : (3,) int64, updated in place: samples whose basis stayed short of ``n`` rows,
         samples that needed more than the first candidates, last candidate count.
-    keys, order, order_keys, kept, chol, inv_diag, lvec : scratch of shapes (m,), (m,),
-        (m,), (n,), (n, n), (n,), (n,).
+    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf :
+        scratch of shapes (m,), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,), (n, n).
     """
     n = U.shape[1]
     # C = U @ W^T
@@ -144,8 +233,24 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
             keys[i] = c_row[i] * inv_norm[i]
         thresh = state[0] * norm if norm > 0.0 else -np.inf
         refills = stats[1]
-        count = select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
-                             order, order_keys, kept, chol, inv_diag, lvec, stats)
+        size = _collect_candidates(keys, rows, thresh, cand, cand_keys)
+        if size < n and norm > 0.0:
+            # Too few candidates: lower this sample's threshold once, by a wide step.
+            thresh -= 4.0 * state[1] * norm
+            size = _collect_candidates(keys, rows, thresh, cand, cand_keys)
+            stats[1] += 1
+        count = 0
+        if n <= size <= _RANK_FACTOR * n + 64:
+            _rank_first(cand, cand_keys, size, n, order, order_keys)
+            if _first_candidates_independent(order, n, gram, unit_rows, use_gram,
+                                             rank_tol2, chol, rows_buf):
+                for j in range(n):
+                    kept[j] = order[j]
+                count = n
+                stats[2] = size
+        if count == 0:
+            count = select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
+                                 order, order_keys, kept, chol, inv_diag, lvec, stats)
         if count < n:
             stats[0] += 1
         inv = 1.0 / norm if norm > 0.0 else 0.0
