@@ -2,10 +2,11 @@
 
 from ._errors import FastReluError
 from ._mcbe import mcbe
+from ._pbe import pbe
 
 #: Bias estimators by name; each takes ``(weight, domain, **options)`` and returns a
 #: :class:`BiasEstimate`.
-METHODS = {"mcbe": mcbe}
+METHODS = {"mcbe": mcbe, "pbe": pbe}
 
 
 def estimate_bias(weight, domain, method="mcbe", **options):
@@ -18,7 +19,11 @@ def estimate_bias(weight, domain, method="mcbe", **options):
     domain : Sphere, Ball, Shell or Data
         Where injectivity is asked.
     method : str
-        ``"mcbe"``: :func:`mcbe`, Monte Carlo most correlated bases (any domain).
+        ``"mcbe"``: :func:`mcbe`, Monte Carlo most correlated bases (any domain; an
+        estimate, exact only at its samples). ``"pbe"``: :func:`pbe`, polytope bias
+        estimation from the facets of the hull of the unit rows (sphere, ball or shell,
+        not nonnegative; omnidirectional weights with ``n <= 8``; a certificate for the
+        whole domain, no sampling).
     **options
         Passed to the method.
 
