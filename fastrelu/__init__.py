@@ -11,22 +11,32 @@ from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_fr
 from ._layer import ReLULayer
 from ._estimate import estimate_bias
 from ._mcbe import BiasEstimate, covering_radius, mcbe
+from ._pointwise import (BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary,
+                         pointwise_injectivity)
+from ._pbe import is_omnidirectional, pbe
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ball",
+    "BiasCheck",
     "BiasEstimate",
     "Data",
     "FastReluError",
+    "PointwiseInjectivity",
     "ReLULayer",
     "Shell",
     "Sphere",
     "canonical_dual",
+    "check_bias",
     "covering_radius",
     "estimate_bias",
     "frame_bounds",
     "frame_operator_inverse",
+    "injectivity_summary",
     "is_frame",
+    "is_omnidirectional",
     "mcbe",
+    "pointwise_injectivity",
+    "pbe",
 ]

@@ -9,7 +9,8 @@ from ._domains import Data, check_domain, domain_reduction
 from ._errors import FastReluError
 from ._kernels import _mcbe as kernels
 from ._parallel import Stopwatch, block_generator, run_blocks
-from ._validation import as_frame, n_jobs_value, positive_float, positive_int, seed_value
+from ._validation import (as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value,
+                          seed_value)
 
 #: Samples per random stream. Part of the definition of a seeded run: never change it.
 BLOCK_SIZE = 4096
@@ -230,7 +231,8 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         when the run lasts more than two seconds and stderr is a terminal.
     rank_tol : float, optional
         A unit row whose distance to the span of the kept unit rows is at most
-        ``rank_tol`` counts as dependent (default 1e-6).
+        ``rank_tol`` counts as dependent (default 1e-6; at least 1e-7, the resolution of
+        distances computed from Gram matrices).
 
     Returns
     -------
@@ -246,7 +248,7 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
     W = as_frame(weight)
     m, n = W.shape
     check_domain(domain, n)
-    rank_tol = positive_float(rank_tol, "rank_tol")
+    rank_tol = rank_tol_value(rank_tol)
     jobs = n_jobs_value(n_jobs)
     is_data = isinstance(domain, Data)
     if is_data:

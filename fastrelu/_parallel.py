@@ -22,9 +22,16 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 
-def block_generator(seed, block):
-    """The random generator of block ``block`` of a run seeded with ``seed``."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block,))))
+def block_generator(seed, block, stream=0):
+    """The random generator of block ``block`` of a run seeded with ``seed``.
+
+    ``stream`` separates independent uses of one seed: stream 0 (spawn key ``(block,)``)
+    is the sampling of the bias estimators, stream 1 (spawn key ``(block, 1)``) the fresh
+    test points of :func:`fastrelu.check_bias`, so that checking a bias with the seed
+    that estimated it never reuses the estimator's samples.
+    """
+    key = (block,) if stream == 0 else (block, stream)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 
 def _progress_bar(total, progress, desc):

@@ -96,6 +96,22 @@ def positive_float(value, name, *, allow_zero=False):
     return x
 
 
+#: Smallest meaningful rank tolerance: distances to a span are computed from Gram
+#: matrices of unit rows, which resolve them only to about sqrt(machine epsilon).
+MIN_RANK_TOL = 1e-7
+
+
+def rank_tol_value(value, name="rank_tol"):
+    """Return a rank tolerance in ``[MIN_RANK_TOL, 1)`` or raise."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if isinstance(value, bool) or not MIN_RANK_TOL <= x < 1.0:
+        raise FastReluError(f"The '{name}' parameter must be a float in [{MIN_RANK_TOL:g}, 1) (distances to a span are computed from Gram matrices, which resolve them only to about 1.5e-8). Got {value!r} instead.")
+    return x
+
+
 def seed_value(seed, name="seed"):
     """Return a non-negative int seed; ``None`` draws fresh OS entropy (reported back)."""
     if seed is None:

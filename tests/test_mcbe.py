@@ -231,6 +231,7 @@ def test_bad_weights(weight, match):
     ({"margin": -0.1}, "'margin' parameter must be a finite real number >= 0"),
     ({"n_jobs": 0}, "'n_jobs' parameter must be an integer >= 1"),
     ({"rank_tol": 0.0}, "'rank_tol' parameter"),
+    ({"rank_tol": 1e-9}, r"'rank_tol' parameter must be a float in \[1e-07, 1\)"),
 ])
 def test_bad_parameters(tetrahedron, kwargs, match):
     kwargs = {"n_samples": 100, "seed": 0, **kwargs}

@@ -1,0 +1,205 @@
+import numpy as np
+import pytest
+import scipy.stats
+
+import fastrelu as fr
+
+from conftest import brute_force_mcbe, spans
+
+
+def _brute_force_injective(layer, X):
+    """THEORY §2 per point: the active rows span R^n (numpy.linalg.matrix_rank)."""
+    return spans(layer.weight, layer.active_mask(X))
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (5, 12), (10, 40), (30, 270)])
+def test_agrees_with_matrix_rank(shape):
+    n, m = shape
+    rng = np.random.default_rng(n)
+    W = rng.standard_normal((m, n))
+    # a bias that leaves about n rows active on average: both outcomes occur
+    level = np.sqrt(n) * scipy.stats.norm.ppf(1 - n / m)
+    layer = fr.ReLULayer(W, level + rng.normal(0, 0.1, m))
+    X = rng.standard_normal((3000, n))
+    result = fr.injectivity_summary(layer, X)
+    expected = _brute_force_injective(layer, X)
+    assert 0.01 < expected.mean() < 0.99  # both outcomes occur
+    np.testing.assert_array_equal(result.injective, expected)
+    np.testing.assert_array_equal(result.n_active, layer.active_mask(X).sum(axis=1))
+    np.testing.assert_array_equal(fr.pointwise_injectivity(layer, X), expected)
+    ranks = [min(n, np.linalg.matrix_rank(W[row])) if row.any() else 0 for row in layer.active_mask(X)]
+    np.testing.assert_array_equal(result.rank, ranks)
+
+
+def test_dependent_and_repeated_rows_and_zero_rows():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((6, 4))
+    W = np.vstack([base, 3 * base[0], base[1] + base[2], np.zeros(4), -base[3], base[4]])
+    layer = fr.ReLULayer(W, rng.normal(-0.1, 0.5, len(W)))
+    X = rng.standard_normal((4000, 4))
+    result = fr.injectivity_summary(layer, X)
+    np.testing.assert_array_equal(result.injective, _brute_force_injective(layer, X))
+    assert 0 < result.fraction < 1
+
+
+def test_rows_dependent_within_the_tolerance_do_not_count():
+    # the fourth row is the first plus a perturbation far below rank_tol
+    # the third row leaves the plane of the first two by 1e-5
+    W = np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 1e-5]])
+    layer = fr.ReLULayer(W, -np.ones(3) * 10)  # everything active
+    X = np.array([[0.0, 0.0, 1.0]])
+    assert fr.pointwise_injectivity(layer, X)[0]
+    result = fr.injectivity_summary(layer, X, rank_tol=1e-4)
+    assert not result.injective[0] and result.rank[0] == 2
+
+
+def test_mcbe_bias_makes_its_data_points_injective():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((25, 5))
+    X = rng.standard_normal((2000, 5))
+    estimate = fr.mcbe(W, fr.Data(X))
+    assert fr.pointwise_injectivity(fr.ReLULayer(W, estimate.alpha), X).all()
+    # a larger bias loses some points, exactly those of the definition
+    larger = fr.ReLULayer(W, np.minimum(estimate.alpha, 5.0) + 0.5)
+    broken = fr.injectivity_summary(larger, X)
+    assert broken.fraction < 1
+    np.testing.assert_array_equal(broken.injective, _brute_force_injective(larger, X))
+
+
+def test_results_do_not_depend_on_threads():
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((60, 8))
+    layer = fr.ReLULayer(W, rng.normal(0.2, 0.3, 60))
+    X = rng.standard_normal((9000, 8))  # three blocks
+    one = fr.injectivity_summary(layer, X, n_jobs=1)
+    for jobs in (2, 3):
+        other = fr.injectivity_summary(layer, X, n_jobs=jobs)
+        np.testing.assert_array_equal(one.rank, other.rank)
+        np.testing.assert_array_equal(one.n_active, other.n_active)
+
+
+def test_summary_reports_failures():
+    W = np.vstack([np.eye(2), -np.eye(2)])
+    layer = fr.ReLULayer(W, np.full(4, 0.5))
+    X = np.array([[1.0, 1.0], [0.1, 0.1], [-2.0, 3.0]])
+    result = fr.injectivity_summary(layer, X)
+    np.testing.assert_array_equal(result.injective, [True, False, True])
+    np.testing.assert_array_equal(result.failures, [1])
+    np.testing.assert_array_equal(result.n_active, [2, 0, 2])
+    assert "2 of 3 points injective" in result.summary()
+    assert "point 1: 0 active rows, rank 0" in result.summary()
+
+
+def test_a_layer_that_is_not_a_frame_is_injective_nowhere():
+    W = np.random.default_rng(4).standard_normal((2, 3))
+    result = fr.injectivity_summary(fr.ReLULayer(W), np.ones((5, 3)))
+    assert not result.injective.any()
+
+
+def test_empty_data():
+    result = fr.injectivity_summary(fr.ReLULayer(np.eye(2)), np.empty((0, 2)))
+    assert result.n_points == 0 and np.isnan(result.fraction)
+
+
+# -- check_bias ----------------------------------------------------------------------
+
+def test_check_bias_tetrahedron_exact_bias_and_above():
+    W = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3)
+    exact = fr.check_bias(fr.ReLULayer(W, np.full(4, -1 / np.sqrt(3))), fr.Sphere(3), 20_000, seed=0)
+    assert exact.n_injective == exact.n_points == 20_000 and exact.n_failed == 0
+    assert exact.failed_points.shape == (0, 3)
+    above = fr.check_bias(fr.ReLULayer(W, np.full(4, -0.5)), fr.Sphere(3), 20_000, seed=0)
+    assert 0 < above.n_failed < 20_000
+    assert np.allclose(np.linalg.norm(above.failed_points, axis=1), 1.0)
+    # every reported failure is one
+    layer = fr.ReLULayer(W, np.full(4, -0.5))
+    assert not fr.pointwise_injectivity(layer, above.failed_points).any()
+    np.testing.assert_array_equal(above.failed_n_active, layer.active_mask(above.failed_points).sum(1))
+
+
+@pytest.mark.parametrize("domain", [fr.Sphere(4, 2.0), fr.Ball(4, 2.0), fr.Shell(4, 1.0, 3.0),
+                                    fr.Sphere(4, nonnegative=True), fr.Ball(4, nonnegative=True)])
+def test_check_bias_draws_from_the_domain(domain, monkeypatch):
+    import fastrelu._pointwise as pw
+
+    drawn = []
+    original = pw._draw
+
+    def spy(domain_, rng, out):
+        original(domain_, rng, out)
+        drawn.append(out.copy())
+
+    monkeypatch.setattr(pw, "_draw", spy)
+    fr.check_bias(fr.ReLULayer(np.eye(4)), domain, 5000, seed=1)
+    X = np.concatenate(drawn)
+    r = np.linalg.norm(X, axis=1)
+    if isinstance(domain, fr.Sphere):
+        assert np.allclose(r, domain.radius)
+    else:
+        inner = 0.0 if isinstance(domain, fr.Ball) else domain.inner
+        outer = domain.outer_radius
+        assert r.min() >= inner and r.max() <= outer
+        # uniform in volume: the median radius splits the volume in half
+        median = (inner**4 + 0.5 * (outer**4 - inner**4)) ** 0.25
+        assert abs(np.median(r) - median) < 0.05 * outer
+    if domain.nonnegative:
+        assert (X >= 0).all()
+
+
+def test_check_bias_is_deterministic_and_never_reuses_mcbe_samples():
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((20, 4))
+    estimate = fr.mcbe(W, fr.Sphere(4), 4000, seed=7)
+    layer = fr.ReLULayer(W, estimate.alpha)
+    a = fr.check_bias(layer, fr.Sphere(4), 10_000, seed=7, n_jobs=1)
+    b = fr.check_bias(layer, fr.Sphere(4), 10_000, seed=7, n_jobs=3)
+    assert a.n_injective == b.n_injective
+    np.testing.assert_array_equal(a.failed_points, b.failed_points)
+    assert a.seed == 7 and a.n_points == 10_000
+    # MCBE's samples are all injective with its own bias; fresh points need not be, and
+    # the failures (if any) are genuine
+    if a.n_failed:
+        assert not fr.pointwise_injectivity(layer, a.failed_points).any()
+
+
+def test_check_bias_on_data_uses_the_points():
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((15, 3))
+    X = rng.standard_normal((500, 3))
+    layer = fr.ReLULayer(W, rng.normal(0.3, 0.3, 15))
+    result = fr.check_bias(layer, fr.Data(X))
+    assert result.n_points == 500 and result.seed is None
+    assert result.n_injective == fr.pointwise_injectivity(layer, X).sum()
+
+
+def test_mcbe_bias_with_margin_holds_on_fresh_points():
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((12, 3))
+    estimate = fr.mcbe(W, fr.Sphere(3), 200_000, seed=9, margin="covering")
+    result = fr.check_bias(fr.ReLULayer(W, estimate.alpha), fr.Sphere(3), 100_000, seed=9)
+    assert result.n_failed == 0
+
+
+# -- bad input ------------------------------------------------------------------------
+
+def test_bad_input():
+    layer = fr.ReLULayer(np.eye(3))
+    with pytest.raises(fr.FastReluError, match="'layer' parameter must be a fastrelu.ReLULayer"):
+        fr.pointwise_injectivity(np.eye(3), np.ones((2, 3)))
+    with pytest.raises(fr.FastReluError, match=r"'X' parameter must have 3 columns.*X.shape=\(2, 4\)"):
+        fr.pointwise_injectivity(layer, np.ones((2, 4)))
+    with pytest.raises(fr.FastReluError, match="'X' parameter must be a 2-D array"):
+        fr.pointwise_injectivity(layer, np.ones(3))
+    with pytest.raises(fr.FastReluError, match="'X' parameter must contain only finite"):
+        fr.pointwise_injectivity(layer, np.array([[1.0, np.nan, 0.0]]))
+    for bad in (-1.0, 1e-9, 1.0):
+        with pytest.raises(fr.FastReluError, match="'rank_tol' parameter must be a float in"):
+            fr.pointwise_injectivity(layer, np.ones((2, 3)), rank_tol=bad)
+    with pytest.raises(fr.FastReluError, match="'n_points' parameter must be an integer >= 1"):
+        fr.check_bias(layer, fr.Sphere(3), 0)
+    with pytest.raises(fr.FastReluError, match="'n_points' parameter must be omitted for a Data"):
+        fr.check_bias(layer, fr.Data(np.ones((4, 3))), 10)
+    with pytest.raises(fr.FastReluError, match="dimension"):
+        fr.check_bias(layer, fr.Sphere(4), 10)
+    with pytest.raises(fr.FastReluError, match="'seed' parameter"):
+        fr.check_bias(layer, fr.Sphere(3), 10, seed=-3)
