@@ -1,4 +1,4 @@
-"""The ``fastrelu`` command line: ``fastrelu bias ...``, ``fastrelu demo``."""
+"""The ``fastrelu`` command line: ``bias``, ``check``, ``verify`` and ``demo``."""
 
 import argparse
 import json
@@ -10,7 +10,10 @@ import numpy as np
 from ._domains import Ball, Data, Shell, Sphere
 from ._errors import FastReluError
 from ._io import load_array
-from ._mcbe import mcbe
+from ._layer import ReLULayer
+from ._mcbe import DEFAULT_SAMPLES, mcbe
+from ._pbe import pbe
+from ._pointwise import DEFAULT_CHECK_POINTS, check_bias, injectivity_summary
 
 
 def _domain_from_args(args, dim):
@@ -31,21 +34,36 @@ def _json_float(x):
     return None if not np.isfinite(x) else float(x)
 
 
-def _cmd_bias(args):
+def _load_weights(args):
     weight = load_array(args.weights, "weights", key=args.key)
     if np.ndim(weight) != 2:
         raise FastReluError(f"The 'weights' file must hold a 2-D array. Got shape {np.shape(weight)}.")
+    return weight
+
+
+def _progress(args):
+    return True if args.progress else (False if args.no_progress else None)
+
+
+def _cmd_bias(args):
+    weight = _load_weights(args)
     domain = _domain_from_args(args, np.shape(weight)[1])
-    samples = None if args.domain == "data" else args.samples
-    margin = args.margin
-    if margin is not None and margin != "covering":
-        try:
-            margin = float(margin)
-        except ValueError:
-            raise FastReluError(f"The '--margin' option must be 'covering' or a number. Got {margin!r}.") from None
-    progress = True if args.progress else (False if args.no_progress else None)
-    result = mcbe(weight, domain, samples, seed=args.seed, margin=margin, n_jobs=args.jobs,
-                  progress=progress)
+    if args.method == "pbe":
+        for option, value in (("--samples", args.samples), ("--margin", args.margin),
+                              ("--seed", args.seed)):
+            if value is not None:
+                raise FastReluError(f"The '{option}' option does not apply to --method pbe (PBE samples nothing: its bias is exact for the hull's facets).")
+        result = pbe(weight, domain)
+    else:
+        samples = None if args.domain == "data" else (DEFAULT_SAMPLES if args.samples is None else args.samples)
+        margin = args.margin
+        if margin is not None and margin != "covering":
+            try:
+                margin = float(margin)
+            except ValueError:
+                raise FastReluError(f"The '--margin' option must be 'covering' or a number. Got {margin!r}.") from None
+        result = mcbe(weight, domain, samples, seed=0 if args.seed is None else args.seed,
+                      margin=margin, n_jobs=args.jobs, progress=_progress(args))
     if args.out:
         np.save(args.out, result.alpha)
     summary = {
@@ -58,6 +76,7 @@ def _cmd_bias(args):
         "elapsed": result.elapsed,
         "unconstrained": int(result.unconstrained.sum()),
         "n_incomplete": result.n_incomplete,
+        "n_facets": None if result.facets is None else int(result.facets.shape[0]),
         "out": args.out,
     }
     if args.json:
@@ -67,13 +86,79 @@ def _cmd_bias(args):
         sys.stdout.write("\n")
     else:
         finite = result.alpha[np.isfinite(result.alpha)]
-        print(f"MCBE on {summary['domain']}: {result.n_samples} samples, seed {result.seed}, "
-              f"{result.elapsed:.2f} s")
+        if result.method == "pbe":
+            print(f"PBE on {summary['domain']}: {summary['n_facets']} facets (exact, nothing "
+                  f"sampled), {result.elapsed:.2f} s")
+        else:
+            print(f"MCBE on {summary['domain']}: {result.n_samples} samples, seed {result.seed}, "
+                  f"{result.elapsed:.2f} s")
         if finite.size:
             print(f"alpha: min {finite.min():.6g}, median {np.median(finite):.6g}, max {finite.max():.6g}; "
                   f"{summary['unconstrained']} rows unconstrained")
         if args.out:
             print(f"alpha written to {args.out}")
+    return 0
+
+
+def _layer_from_args(args, weight):
+    if args.bias is not None and args.affine_bias is not None:
+        raise FastReluError("Give either --bias (alpha in ReLU(W x - alpha)) or --affine-bias (b in ReLU(W x + b)), not both.")
+    if args.affine_bias is not None:
+        return ReLULayer.from_affine(weight, load_array(args.affine_bias, "affine-bias", key=args.bias_key))
+    bias = None if args.bias is None else load_array(args.bias, "bias", key=args.bias_key)
+    return ReLULayer(weight, bias)
+
+
+def _cmd_check(args):
+    weight = _load_weights(args)
+    layer = _layer_from_args(args, weight)
+    n = layer.shape[1]
+    if args.data is not None:
+        if args.points is not None or args.seed is not None:
+            raise FastReluError("The '--points' and '--seed' options apply to a sampled domain, not to --data.")
+        X = load_array(args.data, "data", key=args.data_key)
+        report = injectivity_summary(layer, X, rank_tol=args.rank_tol, n_jobs=args.jobs)
+        failed = report.failures
+        summary = {"domain": f"Data(points=<{report.n_points} x {n}>)", "seed": None,
+                   "n_points": report.n_points, "n_injective": int(report.injective.sum()),
+                   "failures": failed.tolist(), "failed_n_active": report.n_active[failed].tolist(),
+                   "failed_rank": report.rank[failed].tolist()}
+        labels = [f"point {i}" for i in failed]
+        if args.out:
+            np.save(args.out, report.injective)
+    else:
+        if args.out:
+            raise FastReluError("The '--out' option (the per-point mask) needs --data; sampled points are not stored.")
+        domain = _domain_from_args(args, n)
+        points = DEFAULT_CHECK_POINTS if args.points is None else args.points
+        report = check_bias(layer, domain, points, seed=0 if args.seed is None else args.seed,
+                            rank_tol=args.rank_tol, n_jobs=args.jobs, progress=_progress(args))
+        summary = {"domain": repr(domain), "seed": report.seed, "n_points": report.n_points,
+                   "n_injective": report.n_injective,
+                   "failed_points": report.failed_points.tolist(),
+                   "failed_n_active": report.failed_n_active.tolist(),
+                   "failed_rank": report.failed_rank.tolist()}
+        labels = [np.array2string(x, precision=4, separator=", ") for x in report.failed_points]
+        failed = report.failed_n_active
+    summary.update(fraction=summary["n_injective"] / summary["n_points"] if summary["n_points"] else None,
+                   rank_tol=report.rank_tol, elapsed=report.elapsed, out=args.out)
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        n_failed = summary["n_points"] - summary["n_injective"]
+        print(f"{summary['n_injective']} of {summary['n_points']} points injective "
+              f"({100 * (summary['fraction'] or 0):.4f}%) on {summary['domain']}"
+              + (f", seed {summary['seed']}" if summary["seed"] is not None else "")
+              + f", rank tolerance {report.rank_tol:g}, {report.elapsed:.2f} s")
+        for label, active, rank in list(zip(labels, summary["failed_n_active"], summary["failed_rank"]))[:10]:
+            print(f"  not injective: {label} ({active} active rows, rank {rank})")
+        if n_failed > 10:
+            print(f"  ... and {n_failed - 10} more")
+        if args.out:
+            print(f"per-point mask written to {args.out}")
+    if args.strict and summary["n_injective"] < summary["n_points"]:
+        return 1
     return 0
 
 
@@ -106,30 +191,59 @@ def _cmd_demo(args):
     return 0
 
 
+def _weights_arguments(parser):
+    parser.add_argument("weights", help="weight matrix W (m x n): .npy, .npz, .csv or .txt")
+    parser.add_argument("--key", help="array name inside an .npz weights file")
+
+
+def _domain_arguments(parser, *, data_domain):
+    choices = ["sphere", "ball", "shell", "data"] if data_domain else ["sphere", "ball", "shell"]
+    parser.add_argument("--domain", choices=choices, default="sphere", help="domain (default sphere)")
+    parser.add_argument("--radius", type=float, help="radius of the sphere or ball (default 1)")
+    parser.add_argument("--inner", type=float, help="inner radius of the shell")
+    parser.add_argument("--outer", type=float, help="outer radius of the shell")
+    parser.add_argument("--nonnegative", action="store_true", help="restrict the domain to the nonnegative orthant")
+    parser.add_argument("--data", help="data points (N x n)" + (" for --domain data" if data_domain else " (instead of a sampled domain)"))
+    parser.add_argument("--data-key", help="array name inside an .npz data file")
+
+
+def _run_arguments(parser):
+    parser.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--progress", action="store_true", help="always show a progress bar on stderr")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastrelu", description="Frame-theoretic analysis of ReLU layers ReLU(W x - alpha).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bias = sub.add_parser("bias", help="estimate a bias under which the layer is injective on a domain (MCBE)")
-    bias.add_argument("weights", help="weight matrix W (m x n): .npy, .npz, .csv or .txt")
-    bias.add_argument("--key", help="array name inside an .npz weights file")
-    bias.add_argument("--domain", choices=["sphere", "ball", "shell", "data"], default="sphere")
-    bias.add_argument("--radius", type=float, help="radius of the sphere or ball (default 1)")
-    bias.add_argument("--inner", type=float, help="inner radius of the shell")
-    bias.add_argument("--outer", type=float, help="outer radius of the shell")
-    bias.add_argument("--nonnegative", action="store_true", help="restrict the domain to the nonnegative orthant")
-    bias.add_argument("--data", help="data points (N x n) for --domain data")
-    bias.add_argument("--data-key", help="array name inside an .npz data file")
-    bias.add_argument("--samples", type=int, default=1_000_000, help="number of sampled directions (default 1000000)")
-    bias.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    bias.add_argument("--margin", help="covering-radius correction: 'covering' or a radius")
-    bias.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
+    bias = sub.add_parser("bias", help="estimate a bias under which the layer is injective on a domain (MCBE or PBE)")
+    _weights_arguments(bias)
+    bias.add_argument("--method", choices=["mcbe", "pbe"], default="mcbe",
+                      help="mcbe: Monte Carlo most correlated bases (default); pbe: polytope facets (n <= 8, exact)")
+    _domain_arguments(bias, data_domain=True)
+    bias.add_argument("--samples", type=int, default=None, help=f"number of sampled directions (mcbe; default {DEFAULT_SAMPLES})")
+    bias.add_argument("--seed", type=int, default=None, help="random seed (mcbe; default 0)")
+    bias.add_argument("--margin", help="covering-radius correction (mcbe): 'covering' or a radius")
     bias.add_argument("--out", help="write alpha to this .npy file")
-    bias.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    bias.add_argument("--progress", action="store_true", help="always show a progress bar on stderr")
-    bias.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _run_arguments(bias)
     bias.set_defaults(run=_cmd_bias)
+
+    check = sub.add_parser("check", help="pointwise injectivity of a layer on data or on fresh points of a domain")
+    _weights_arguments(check)
+    check.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
+    check.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    check.add_argument("--bias-key", help="array name inside an .npz bias file")
+    _domain_arguments(check, data_domain=False)
+    check.add_argument("--points", type=int, default=None, help=f"fresh points of the domain (default {DEFAULT_CHECK_POINTS})")
+    check.add_argument("--seed", type=int, default=None, help="seed of the fresh points (default 0)")
+    check.add_argument("--rank-tol", type=float, default=1e-6, help="rank tolerance (default 1e-6)")
+    check.add_argument("--out", help="with --data: write the per-point boolean mask to this .npy file")
+    check.add_argument("--strict", action="store_true", help="exit with status 1 when some point is not injective")
+    _run_arguments(check)
+    check.set_defaults(run=_cmd_check)
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")

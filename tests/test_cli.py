@@ -87,3 +87,65 @@ def test_console_entry_point_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "rank(weight) = 1" in proc.stderr
+
+
+def test_bias_with_pbe(tmp_path, capsys):
+    W = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3)
+    path = tmp_path / "tetra.npy"
+    np.save(path, W)
+    assert main(["bias", str(path), "--method", "pbe", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "pbe" and report["n_facets"] == 4
+    np.testing.assert_allclose(report["alpha"], -1 / np.sqrt(3), atol=1e-12)
+    assert main(["bias", str(path), "--method", "pbe"]) == 0
+    assert "PBE on Sphere" in capsys.readouterr().out
+    assert main(["bias", str(path), "--method", "pbe", "--samples", "100"]) == 2
+    assert "'--samples' option does not apply to --method pbe" in capsys.readouterr().err
+
+
+def test_check_on_data_and_on_a_domain(tmp_path, capsys):
+    W = np.vstack([np.eye(2), -np.eye(2)])
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "alpha.npy", np.full(4, 0.5))
+    np.save(tmp_path / "X.npy", np.array([[1.0, 1.0], [0.1, 0.1], [-2.0, 3.0]]))
+    base = ["check", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "alpha.npy")]
+    mask = tmp_path / "mask.npy"
+    assert main(base + ["--data", str(tmp_path / "X.npy"), "--json", "--out", str(mask)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_injective"] == 2 and report["failures"] == [1] and report["failed_n_active"] == [0]
+    np.testing.assert_array_equal(np.load(mask), [True, False, True])
+    assert main(base + ["--data", str(tmp_path / "X.npy"), "--strict"]) == 1
+    text = capsys.readouterr().out
+    assert "2 of 3 points injective" in text and "point 1 (0 active rows, rank 0)" in text
+    # the affine convention: b = -alpha
+    np.save(tmp_path / "b.npy", np.full(4, -0.5))
+    assert main(["check", str(tmp_path / "W.npy"), "--affine-bias", str(tmp_path / "b.npy"),
+                 "--data", str(tmp_path / "X.npy"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_injective"] == 2
+    # fresh sphere points: the cross-polytope with zero bias is injective everywhere
+    assert main(["check", str(tmp_path / "W.npy"), "--points", "5000", "--seed", "1", "--json", "--strict"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_points"] == 5000 and report["n_injective"] == 5000 and report["seed"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bias", "B", "--affine-bias", "B"], "either --bias"),
+    (["--data", "X", "--points", "10"], "'--points' and '--seed' options apply to a sampled domain"),
+    (["--out", "m.npy"], "'--out' option (the per-point mask) needs --data"),
+    (["--bias", "short"], "'bias' parameter must have shape \\(4,\\)"),
+    (["--data", "wide"], "'X' parameter must have 2 columns"),
+    (["--points", "0"], "'n_points' parameter must be an integer >= 1"),
+    (["--rank-tol", "0"], "'rank_tol' parameter must be a float in"),
+])
+def test_check_bad_input(tmp_path, capsys, args, message):
+    np.save(tmp_path / "W.npy", np.vstack([np.eye(2), -np.eye(2)]))
+    np.save(tmp_path / "B.npy", np.zeros(4))
+    np.save(tmp_path / "short.npy", np.zeros(3))
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    np.save(tmp_path / "wide.npy", np.ones((3, 5)))
+    files = {"B": "B.npy", "short": "short.npy", "X": "X.npy", "wide": "wide.npy", "m.npy": "m.npy"}
+    args = [str(tmp_path / files[a]) if a in files else a for a in args]
+    assert main(["check", str(tmp_path / "W.npy")] + args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert message.replace("\\", "") in err or __import__("re").search(message, err)

@@ -30,13 +30,6 @@ ensure_lapack()
 _potrf = _LAPACK().numba_xxpotrf(types.float64)
 _KIND_DOUBLE = ord("d")
 _UPPER = ord("U")
-#: Candidate lists up to this length (times n, plus 64) are ranked in the fast path;
-#: longer ones (a threshold that was far too low) go through the general path.
-_RANK_FACTOR = 4
-#: Up to this many candidates an insertion sort is fastest; above, a merge sort.
-_INSERTION_MAX = 64
-
-
 @kernel
 def cholesky_lower(G, n):
     """Cholesky factor ``L`` (``G = L L^T``) of the leading ``n x n`` block of the
@@ -62,23 +55,27 @@ def _collect_candidates(keys, rows, thresh, cand, cand_keys):
 @kernel
 def _rank_first(cand, cand_keys, size, n, order, order_keys):
     """Write the ``n`` first of ``cand[:size]`` in scan order (decreasing key, ties by
-    smaller index; ``cand`` is by increasing index) into ``order[:n]``."""
-    if size <= _INSERTION_MAX:
-        for p in range(size):
-            k = cand_keys[p]
-            pos = p
-            while pos > 0 and order_keys[pos - 1] < k:  # equal keys keep index order
-                order[pos] = order[pos - 1]
-                order_keys[pos] = order_keys[pos - 1]
-                pos -= 1
-            order[pos] = cand[p]
-            order_keys[pos] = k
-    else:
-        for p in range(size):
-            order_keys[p] = -cand_keys[p]
-        ranked = np.argsort(order_keys[:size], kind="mergesort")  # stable: ties by index
-        for r in range(n):
-            order[r] = cand[ranked[r]]
+    smaller index; ``cand`` is by increasing index) into ``order[:n]``.
+
+    Insertion into a list bounded at ``n``: a candidate that cannot enter costs one
+    comparison, so long candidate lists stay cheap.
+    """
+    count = 0
+    for p in range(size):
+        k = cand_keys[p]
+        if count == n:
+            if not k > order_keys[n - 1]:  # a later index loses ties
+                continue
+            pos = n - 1
+        else:
+            pos = count
+            count += 1
+        while pos > 0 and order_keys[pos - 1] < k:  # equal keys keep index order
+            order[pos] = order[pos - 1]
+            order_keys[pos] = order_keys[pos - 1]
+            pos -= 1
+        order[pos] = cand[p]
+        order_keys[pos] = k
 
 
 @kernel
@@ -240,7 +237,7 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
             size = _collect_candidates(keys, rows, thresh, cand, cand_keys)
             stats[1] += 1
         count = 0
-        if n <= size <= _RANK_FACTOR * n + 64:
+        if size >= n:
             _rank_first(cand, cand_keys, size, n, order, order_keys)
             if _first_candidates_independent(order, n, gram, unit_rows, use_gram,
                                              rank_tol2, chol, rows_buf):

@@ -13,7 +13,7 @@ rows' Gram matrix, as in the MCBE kernel.
 import numpy as np
 
 from ._jit import kernel
-from ._mcbe import _RANK_FACTOR, _first_candidates_independent, _rank_first, select_basis
+from ._mcbe import _first_candidates_independent, _rank_first, select_basis
 
 
 @kernel
@@ -47,7 +47,7 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
             size += C[s, i] - bias[i] >= 0.0
         n_active[s] = size
         count = 0
-        if n <= size <= _RANK_FACTOR * n + 64:
+        if size >= n:
             _rank_first(active, active_keys, size, n, order, order_keys)
             if _first_candidates_independent(order, n, gram, unit_rows, use_gram,
                                              rank_tol2, chol, rows_buf):
