@@ -37,13 +37,14 @@ debug = bool(os.environ.get("FASTRELU_CYTHON_DEBUG"))
 
 extensions = [
     Extension(
-        "fastrelu._ext._frame",
-        ["fastrelu/_ext/_frame.pyx"],
+        f"fastrelu._ext.{name}",
+        [f"fastrelu/_ext/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"] + omp_compile,
         extra_link_args=omp_link,
-    ),
+    )
+    for name in ("_frame", "_reconstruct")
 ]
 
 setup(

@@ -14,6 +14,7 @@ from ._mcbe import BiasEstimate, covering_radius, mcbe
 from ._pointwise import (BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary,
                          pointwise_injectivity)
 from ._pbe import is_omnidirectional, pbe
+from ._reconstruct import Inversion, Reconstruction, invert, reconstruct
 
 __version__ = "0.1.0"
 
@@ -23,8 +24,10 @@ __all__ = [
     "BiasEstimate",
     "Data",
     "FastReluError",
+    "Inversion",
     "PointwiseInjectivity",
     "ReLULayer",
+    "Reconstruction",
     "Shell",
     "Sphere",
     "canonical_dual",
@@ -34,9 +37,11 @@ __all__ = [
     "frame_bounds",
     "frame_operator_inverse",
     "injectivity_summary",
+    "invert",
     "is_frame",
     "is_omnidirectional",
     "mcbe",
     "pointwise_injectivity",
     "pbe",
+    "reconstruct",
 ]

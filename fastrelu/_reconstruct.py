@@ -1,0 +1,390 @@
+"""Reconstruction of the inputs of ReLU layers from their outputs (THEORY §6)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._errors import FastReluError
+from ._ext import _reconstruct as core
+from ._kernels import _basis as kernels
+from ._layer import ReLULayer
+from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, GRAM_MAX_ROWS
+from ._parallel import Stopwatch, run_blocks
+from ._validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
+
+METHODS = ("dual", "basis", "frame")
+#: Default relative tolerance of the frame algorithm's residual.
+DEFAULT_TOL = 1e-12
+#: Default iteration cap of the frame algorithm.
+DEFAULT_MAX_ITER = 10_000
+#: The active rows count as spanning when the condition number of W_I is below
+#: 1 / span_tol (default; at least 1e-7, since cond(S_I) = cond(W_I)^2 must stay well
+#: below the 1e16 at which round-off alone produces it).
+DEFAULT_SPAN_TOL = 1e-6
+#: Form each S_I by one GEMM over packed outer products (True) or by dsyrk on the
+#: gathered active rows (False); see docs/performance.md for the measurement.
+PACKED_GEMM = False
+_MODES = {"dual": 0, "frame": 1, "pinv": 2}
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """Inputs recovered from the outputs of a ReLU layer ``y = ReLU(W x - alpha)``.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, n) (or (n,) for a single output)
+        The reconstruction: the unique preimage where ``ok``; elsewhere the
+        minimum-norm least-squares solution of ``W_I x = y_I + alpha_I``.
+    ok : ndarray of bool, shape (N,) (or a bool)
+        The active rows ``I`` span R^n, so ``x`` is the unique input with these outputs.
+    cond : ndarray, shape (N,) (or a float)
+        2-norm condition number of the active subframe ``W_I`` (``"dual"``, ``"frame"``)
+        or of the basis ``W_B`` (``"basis"``); ``inf`` where it does not span.
+    method : str
+        ``"dual"``, ``"basis"`` or ``"frame"``.
+    iterations : ndarray of int64 or None
+        Frame-algorithm steps per sample (``"frame"`` only).
+    residual : ndarray, shape (N,) (or a float)
+        ``|S_I x - W_I^T (y_I + alpha_I)| / |W_I^T (y_I + alpha_I)|``: the relative
+        residual of the normal equations of the active rows (for every method).
+    span_tol : float
+        ``I`` counts as spanning when ``cond < 1 / span_tol``.
+    elapsed : float
+        Wall-clock seconds.
+    tol : float
+        The frame algorithm's tolerance (``"frame"``).
+    """
+
+    x: np.ndarray
+    ok: np.ndarray
+    cond: np.ndarray
+    method: str
+    iterations: object = field(repr=False)
+    residual: np.ndarray = field(repr=False)
+    span_tol: float = DEFAULT_SPAN_TOL
+    elapsed: float = field(default=0.0, repr=False)
+    tol: float = field(default=DEFAULT_TOL, repr=False)
+
+    @property
+    def converged(self):
+        """``"frame"``: ``ok`` and the residual reached ``tol`` within ``max_iter`` (the
+        rate ``(B_I - A_I) / (B_I + A_I)`` is slow for badly conditioned subframes);
+        ``None`` for the direct methods."""
+        if self.iterations is None:
+            return None
+        return np.logical_and(self.ok, self.residual <= self.tol)
+
+    @property
+    def n_failed(self):
+        """Number of outputs whose input is not determined by them (``ok`` False)."""
+        return int(np.size(self.ok) - np.count_nonzero(self.ok))
+
+    def summary(self):
+        """One line: how many inputs were recovered, and the conditioning."""
+        ok = np.atleast_1d(self.ok)
+        cond = np.atleast_1d(self.cond)[ok]
+        text = (f"{self.method}: {ok.sum()} of {ok.size} inputs recovered, "
+                f"{self.n_failed} not determined by their outputs")
+        if cond.size:
+            text += f"; condition number median {np.median(cond):.3g}, max {cond.max():.3g}"
+        if self.iterations is not None:
+            converged = np.atleast_1d(self.converged)
+            text += (f"; frame algorithm: {converged.sum()} converged to {self.tol:g}, steps max "
+                     f"{int(np.max(self.iterations, initial=0))}")
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class Inversion:
+    """Inputs of a stack of ReLU layers recovered from the last layer's outputs.
+
+    Attributes
+    ----------
+    x : ndarray, shape (N, n_0) (or (n_0,))
+        The recovered network inputs.
+    ok : ndarray of bool, shape (N,) (or a bool)
+        Every layer's active rows spanned: ``x`` is the unique input.
+    failed_at : ndarray of int64, shape (N,) (or an int for a single output)
+        Index (into ``layers``) of the deepest layer whose active rows did not span,
+        i.e. where reconstruction stopped being possible going down from the output;
+        ``-1`` where every layer was invertible.
+    layers : tuple of Reconstruction
+        Per layer, in the order of ``layers`` (input side first).
+    elapsed : float
+    """
+
+    x: np.ndarray
+    ok: np.ndarray
+    failed_at: np.ndarray
+    layers: tuple = field(repr=False)
+    elapsed: float = field(default=0.0, repr=False)
+
+
+def _as_outputs(Y, m, name="Y"):
+    try:
+        array = np.asarray(Y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise FastReluError(f"The '{name}' parameter must be an array of layer outputs. Got {type(Y).__name__} ({exc}).") from None
+    single = array.ndim == 1
+    if array.ndim not in (1, 2) or array.shape[-1] != m:
+        raise FastReluError(f"The '{name}' parameter must have shape (N, {m}) or ({m},) (one entry per neuron). Got {name}.shape={array.shape}.")
+    array = np.ascontiguousarray(array.reshape(-1, m))
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise FastReluError(f"The '{name}' parameter must contain only finite numbers. Got NaN or inf in rows {_rows_text(rows)}.")
+    negative = (array < 0).any(axis=1)
+    if negative.any():
+        rows = np.flatnonzero(negative)
+        raise FastReluError(f"The '{name}' parameter must hold outputs of a ReLU layer (entries >= 0). Got negative entries in rows {_rows_text(rows)}.")
+    return array, single
+
+
+def _rows_text(rows):
+    shown = ", ".join(str(int(i)) for i in rows[:10])
+    return shown + (f" and {rows.size - 10} more" if rows.size > 10 else "")
+
+
+def _as_active(active, shape, single):
+    mask = np.asarray(active)
+    if mask.dtype != np.bool_:
+        raise FastReluError(f"The 'active' parameter must be a boolean mask. Got dtype {mask.dtype}.")
+    expected = (shape[1],) if single else shape
+    if mask.shape != expected:
+        raise FastReluError(f"The 'active' parameter must have the shape of 'Y', {expected}. Got active.shape={mask.shape}.")
+    return mask.reshape(shape)
+
+
+def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DEFAULT_TOL,
+                max_iter=DEFAULT_MAX_ITER, span_tol=DEFAULT_SPAN_TOL, n_jobs=None):
+    """Recover the inputs ``x`` of a ReLU layer from its outputs ``y = ReLU(W x - alpha)``.
+
+    On the active rows ``I = {i : y_i > 0}`` (or a given ``active`` mask) the outputs
+    are linear, ``y_i + alpha_i = <w_i, x>``, so ``x`` is determined exactly when
+    ``(w_i)_{i in I}`` spans R^n (THEORY §6):
+
+    - ``"dual"``: the canonical dual of the active subframe,
+      ``x = S_I^{-1} sum_{i in I} (y_i + alpha_i) w_i`` with ``S_I = W_I^T W_I``
+      (Cholesky solve); ``cond`` is that of ``W_I``.
+    - ``"basis"``: ``x = W_B^{-1} (y_B + alpha_B)`` for a basis ``B`` of ``n`` active rows,
+      the most correlated basis among them (greedy by decreasing normalised correlation
+      ``(y_i + alpha_i) / |w_i|``, ties by index, rank tolerance 1e-6 on the unit rows;
+      for unit rows and a constant bias that is the order of the largest ``y_i``).
+      Cheaper, less stable; ``cond`` is that of ``W_B``.
+    - ``"frame"``: the frame algorithm ``x <- x + lam W_I^T (y_I + alpha_I - W_I x)``
+      with ``lam = 2 / (A_I + B_I)`` (``A_I, B_I`` the frame bounds of ``W_I``) from
+      ``x = 0``, until the relative residual is at most ``tol`` or after ``max_iter``
+      steps; it converges at the rate ``(B_I - A_I) / (B_I + A_I)``.
+
+    Where ``I`` does not span, or only with a condition number of at least
+    ``1 / span_tol``, the input is not (stably) determined by the output: ``ok`` is
+    False and ``x`` is the minimum-norm least-squares solution
+    ``pinv(W_I) (y_I + alpha_I)``; no exception is raised.
+
+    Parameters
+    ----------
+    layer : ReLULayer
+        The layer; its weights must be a frame.
+    Y : array_like, shape (N, m) or (m,)
+        Outputs (nonnegative). A single output gives single-sample results.
+    method : {"dual", "basis", "frame"}
+    active : array_like of bool, shape of ``Y``, optional
+        The active rows to use (default ``Y > 0``). An exact zero output whose
+        pre-activation was exactly 0 is active too; pass the mask when you know it.
+    cond : {"estimate", "exact"}
+        How ``Reconstruction.cond`` is computed for ``"dual"`` and ``"basis"``:
+        ``"estimate"`` (default) is LAPACK's condition estimate from the factorisation
+        already made (``sqrt`` of the 1-norm estimate for ``S_I``, the infinity-norm
+        estimate for ``W_B``; cheap, usually within a small factor of the 2-norm value);
+        ``"exact"`` computes the 2-norm condition number from eigen- or singular values
+        (several times slower at ``n = 50``). ``"frame"`` always computes the exact
+        frame bounds, which its step needs.
+    tol, max_iter : float, int
+        Stopping rule of ``"frame"`` (defaults 1e-12 and 10,000).
+    span_tol : float
+        The active rows count as spanning when the condition number of ``W_I`` (of
+        ``W_B`` for ``"basis"``) is below ``1 / span_tol`` (default 1e-6, at least 1e-7:
+        ``cond(S_I) = cond(W_I)^2`` must stay clear of the ``1e16`` that round-off alone
+        produces for a singular ``S_I``); fewer than ``n`` active rows never span.
+    n_jobs : int, optional
+        OpenMP threads (default: all cores). Results do not depend on it.
+
+    Returns
+    -------
+    Reconstruction
+    """
+    clock = Stopwatch()
+    if not isinstance(layer, ReLULayer):
+        raise FastReluError(f"The 'layer' parameter must be a fastrelu.ReLULayer. Got {type(layer).__name__} instead.")
+    if method not in METHODS:
+        raise FastReluError(f"The 'method' parameter must be one of {list(METHODS)}. Got {method!r} instead.")
+    W = as_frame(layer.weight, "layer.weight")
+    m, n = W.shape
+    Y, single = _as_outputs(Y, m)
+    mask = Y > 0 if active is None else _as_active(active, Y.shape, single)
+    tol = positive_float(tol, "tol")
+    max_iter = positive_int(max_iter, "max_iter")
+    span_tol = rank_tol_value(span_tol, "span_tol")
+    if cond not in ("estimate", "exact"):
+        raise FastReluError(f"The 'cond' parameter must be 'estimate' or 'exact'. Got {cond!r} instead.")
+    exact = cond == "exact"
+    jobs = n_jobs_value(n_jobs)
+    alpha = layer.bias
+    N = Y.shape[0]
+    x = np.zeros((N, n))
+    ok = np.zeros(N, dtype=np.uint8)
+    cond_values = np.full(N, np.inf)
+    iters = np.zeros(N, dtype=np.int64)
+    resid = np.zeros(N)
+    upper = np.triu_indices(n)
+    packed = (np.ascontiguousarray(W[:, upper[0]] * W[:, upper[1]]) if PACKED_GEMM
+              else np.zeros((1, 1)))
+    settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
+    with threadpool_limits(1):
+        if method == "basis":
+            _basis(W, alpha, Y, mask, settings, x, ok, cond_values)
+            failed = np.flatnonzero(ok == 0)
+            if failed.size:  # no (well-conditioned) basis among the active rows
+                failed_cond = cond_values[failed]
+                _subframe(W, packed, alpha, Y[failed], mask[failed], "pinv", settings, failed,
+                          x, ok, cond_values, iters, resid)
+                cond_values[failed] = failed_cond
+            _basis_residual(W, alpha, Y, mask, x, ok, resid)
+        else:
+            _subframe(W, packed, alpha, Y, mask, method, settings, np.arange(N), x, ok,
+                      cond_values, iters, resid)
+    if (ok == 255).any():
+        raise MemoryError("fastrelu.reconstruct could not allocate its per-thread scratch memory")
+    ok = ok.astype(bool)
+    iterations = iters if method == "frame" else None
+    if single:
+        return Reconstruction(x=x[0], ok=bool(ok[0]), cond=float(cond_values[0]), method=method,
+                              iterations=None if iterations is None else int(iterations[0]),
+                              residual=float(resid[0]), span_tol=span_tol, elapsed=clock(),
+                              tol=tol)
+    return Reconstruction(x=x, ok=ok, cond=cond_values, method=method, iterations=iterations,
+                          residual=resid, span_tol=span_tol, elapsed=clock(), tol=tol)
+
+
+def _subframe(W, packed, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
+    """Dual, frame or least-squares solves for the samples ``index``, chunk by chunk."""
+    n = W.shape[1]
+    max_cond, exact, tol, max_iter, jobs = settings
+    for start in range(0, Y.shape[0], BLOCK_SIZE):
+        part = slice(start, start + BLOCK_SIZE)
+        D = mask[part].astype(np.float64)
+        YD = (Y[part] + alpha) * D
+        size = D.shape[0]
+        out_x = np.empty((size, n))
+        out_ok = np.empty(size, dtype=np.uint8)
+        out_cond = np.empty(size)
+        out_iters = np.empty(size, dtype=np.int64)
+        out_resid = np.empty(size)
+        core.active_subframe_solve(D, YD, W, packed, max_cond, _MODES[mode], exact,
+                                   PACKED_GEMM, tol, max_iter, jobs, out_x, out_ok, out_cond,
+                                   out_iters, out_resid)
+        target = index[part]
+        x[target], ok[target], cond[target] = out_x, out_ok, out_cond
+        iters[target], resid[target] = out_iters, out_resid
+
+
+def _basis(W, alpha, Y, mask, settings, x, ok, cond):
+    """Most correlated basis among the active rows (Numba), then one solve each (Cython)."""
+    m, n = W.shape
+    N = Y.shape[0]
+    max_cond, exact, _, _, jobs = settings
+    norms = np.linalg.norm(W, axis=1)
+    inv_norm = 1.0 / norms
+    unit_rows = np.ascontiguousarray(W / norms[:, None])
+    use_gram = m <= GRAM_MAX_ROWS
+    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    rows = np.zeros((N, n), dtype=np.int64)
+    count = np.zeros(N, dtype=np.int64)
+    C = Y + alpha
+    rank_tol2 = DEFAULT_RANK_TOL**2
+
+    def make_worker():
+        scratch = (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
+                   np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
+                   np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
+                   np.zeros(3, dtype=np.int64))
+
+        def process(b):
+            part = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+            kernels.basis_rows(C[part], mask[part], inv_norm, gram, unit_rows, use_gram,
+                               rank_tol2, rows[part], count[part], *scratch)
+
+        return process, lambda: None
+
+    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs)
+    core.basis_solve(W, rows, count, C, exact, max_cond, jobs, x, ok, cond)
+
+
+def _basis_residual(W, alpha, Y, mask, x, ok, resid):
+    """Relative residual of the active equations for the basis solutions."""
+    for start in range(0, Y.shape[0], BLOCK_SIZE):
+        part = slice(start, start + BLOCK_SIZE)
+        target = (Y[part] + alpha) * mask[part]
+        error = (x[part] @ W.T - (Y[part] + alpha)) * mask[part]
+        good = ok[part] == 1
+        scale = np.linalg.norm(target @ W, axis=1)
+        value = np.linalg.norm(error @ W, axis=1)
+        resid[part] = np.where(good, np.divide(value, scale, out=value.copy(), where=scale > 0), resid[part])
+
+
+def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
+    """Recover the inputs of a stack of ReLU layers from the last layer's outputs.
+
+    Layer by layer from the output: the layer's input is reconstructed
+    (:func:`reconstruct`), and is itself the output of the layer below. Reconstructed
+    values carry round-off, so below the last layer an entry counts as active when it
+    exceeds ``zero_tol`` times the largest entry of its sample (and negative round-off
+    is clipped to 0).
+
+    Parameters
+    ----------
+    layers : sequence of ReLULayer
+        The hidden layers, input side first; ``layers[k].weight.shape[1]`` must equal
+        ``layers[k - 1].weight.shape[0]``.
+    Y : array_like, shape (N, m_last) or (m_last,)
+        Outputs of the last layer.
+    method : {"dual", "basis", "frame"}
+    zero_tol : float
+        Relative threshold for activity of reconstructed intermediate outputs (default
+        1e-9: above the round-off of reconstructions with condition numbers up to about
+        1e3; an output that small is treated as zero, which only drops an equation).
+    **options
+        Passed to :func:`reconstruct`.
+
+    Returns
+    -------
+    Inversion
+    """
+    clock = Stopwatch()
+    layers = list(layers) if not isinstance(layers, ReLULayer) else [layers]
+    if not layers or not all(isinstance(layer, ReLULayer) for layer in layers):
+        raise FastReluError("The 'layers' parameter must be a non-empty sequence of fastrelu.ReLULayer.")
+    for k in range(1, len(layers)):
+        if layers[k].shape[1] != layers[k - 1].shape[0]:
+            raise FastReluError(f"The 'layers' parameter must chain: layers[{k}] takes inputs of dimension {layers[k].shape[1]} but layers[{k - 1}] has {layers[k - 1].shape[0]} outputs.")
+    zero_tol = positive_float(zero_tol, "zero_tol", allow_zero=True)
+    outputs, single = _as_outputs(Y, layers[-1].shape[0])
+    active = None
+    results = [None] * len(layers)
+    failed_at = np.full(outputs.shape[0], -1, dtype=np.int64)
+    for k in range(len(layers) - 1, -1, -1):
+        result = reconstruct(layers[k], outputs, method, active=active, **options)
+        results[k] = result
+        failed_at[(failed_at < 0) & ~result.ok] = k
+        if k:
+            outputs = np.maximum(result.x, 0.0)
+            scale = outputs.max(axis=1, keepdims=True)
+            active = outputs > zero_tol * scale
+            outputs = np.where(active, outputs, 0.0)
+    x = results[0].x
+    ok = failed_at < 0
+    if single:
+        x, ok, failed_at = x[0], bool(ok[0]), int(failed_at[0])
+    return Inversion(x=x, ok=ok, failed_at=failed_at, layers=tuple(results), elapsed=clock())

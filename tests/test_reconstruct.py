@@ -1,0 +1,226 @@
+import numpy as np
+import pytest
+
+import fastrelu as fr
+
+from conftest import spans
+
+METHODS = ["dual", "basis", "frame"]
+
+
+def _unit(rng, N, n):
+    X = rng.standard_normal((N, n))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _relative_error(x, X):
+    return np.linalg.norm(x - X, axis=1) / np.linalg.norm(X, axis=1)
+
+
+@pytest.fixture(scope="module")
+def layer_200x50():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((200, 50))
+    X = rng.standard_normal((600, 50))
+    # the data-domain MCBE bias makes every one of these points injective (THEORY §3);
+    # strictly below it, because at the extreme points a basis row sits exactly at its
+    # threshold, where its zero output hides it from the reconstruction
+    alpha = fr.mcbe(W, fr.Data(X)).alpha - 1e-6
+    return fr.ReLULayer(W, alpha), X
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exact_recovery_on_data_with_the_mcbe_bias(layer_200x50, method):
+    layer, X = layer_200x50
+    result = fr.reconstruct(layer, layer(X), method)
+    assert result.ok.all() and result.n_failed == 0
+    # 1e-10 where the system is well conditioned; beyond, the normal equations of the
+    # dual and frame methods lose cond^2 * eps, a basis solve cond * eps
+    power = 1 if method == "basis" else 2
+    scale = np.maximum(1.0, (result.cond / 100.0) ** power)
+    error = _relative_error(result.x, X)
+    if method == "frame":  # to its tolerance, where it converged within max_iter
+        assert result.converged.mean() > 0.75  # the rest hit max_iter (slow rates)
+        assert (error[result.converged] <= 1e-9 * scale[result.converged]).all()
+    else:
+        assert (error <= 1e-10 * scale).all()
+        assert np.median(result.cond) < (100 if method == "dual" else 1e4)
+    assert np.isfinite(result.cond).all() and (result.cond >= 1).all()
+    if method == "frame":
+        assert (result.iterations > 0).all()
+        np.testing.assert_array_equal(result.converged, result.residual <= result.tol)
+    else:
+        assert result.iterations is None
+
+
+@pytest.mark.parametrize("domain", ["sphere", "ball"])
+@pytest.mark.parametrize("method", METHODS)
+def test_recovery_on_sphere_and_ball_inputs(domain, method):
+    rng = np.random.default_rng(1)
+    n, m = 8, 64
+    W = rng.standard_normal((m, n))
+    if domain == "sphere":
+        alpha = fr.mcbe(W, fr.Sphere(n), 200_000, seed=2, margin="covering").alpha
+        X = _unit(rng, 2000, n)
+    else:
+        alpha = fr.mcbe(W, fr.Ball(n, 2.0), 200_000, seed=2, margin="covering").alpha
+        X = _unit(rng, 2000, n) * 2.0 * rng.random((2000, 1)) ** (1 / n)
+    layer = fr.ReLULayer(W, alpha)
+    result = fr.reconstruct(layer, layer(X), method)
+    assert result.ok.all()
+    tol = 1e-10 if method != "frame" else 1e-8
+    good = result.converged if method == "frame" else result.ok
+    assert good.mean() > 0.99
+    assert _relative_error(result.x[good], X[good]).max() <= tol
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_recovery_with_the_pbe_bias(method):
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((24, 4))
+    layer = fr.ReLULayer(W, fr.pbe(W).alpha)
+    X = _unit(rng, 3000, 4) * rng.uniform(0.5, 1.0, (3000, 1))
+    layer = fr.ReLULayer(W, np.minimum(fr.pbe(W, fr.Ball(4)).alpha, 0.0))
+    result = fr.reconstruct(layer, layer(X), method)
+    assert result.ok.all()
+    assert _relative_error(result.x, X).max() <= (1e-10 if method != "frame" else 1e-8)
+
+
+def test_dual_agrees_with_lstsq_per_sample_including_failures():
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((30, 6))
+    layer = fr.ReLULayer(W, rng.normal(0.8, 0.3, 30))  # large bias: some points lose rank
+    X = rng.standard_normal((800, 6))
+    Y = layer(X)
+    result = fr.reconstruct(layer, Y, "dual")
+    assert 0 < result.n_failed < len(X)
+    for s in range(len(X)):
+        active = Y[s] > 0
+        if not active.any():
+            np.testing.assert_array_equal(result.x[s], 0.0)
+            continue
+        expected = np.linalg.lstsq(W[active], Y[s, active] + layer.bias[active], rcond=None)[0]
+        np.testing.assert_allclose(result.x[s], expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ok_flags_match_spanning_on_a_non_injective_layer(method):
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((16, 5))
+    layer = fr.ReLULayer(W, rng.normal(0.9, 0.2, 16))
+    X = rng.standard_normal((1500, 5))
+    Y = layer(X)
+    result = fr.reconstruct(layer, Y, method, cond="exact")
+    rank_ok = spans(W, Y > 0)
+    assert 0.05 < rank_ok.mean() < 0.95
+    # spanning, with a condition number below 1 / span_tol
+    cond = np.array([np.linalg.cond(W[row]) if ok else np.inf for row, ok in zip(Y > 0, rank_ok)])
+    if method == "basis":
+        np.testing.assert_array_equal(result.ok[~rank_ok], False)
+        assert (result.ok == rank_ok).mean() > 0.99
+    else:
+        np.testing.assert_array_equal(result.ok, rank_ok & (cond < 1e6))
+        np.testing.assert_allclose(result.cond[result.ok], cond[result.ok], rtol=1e-8)
+    good = result.converged if method == "frame" else result.ok
+    assert _relative_error(result.x[good], X[good]).max() <= (1e-9 if method != "frame" else 1e-7)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_single_vector_and_batch_agree_and_threads_do_not_matter(layer_200x50, method):
+    layer, X = layer_200x50
+    Y = layer(X[:70])
+    batch = fr.reconstruct(layer, Y, method, n_jobs=1)
+    for jobs in (2, 3):
+        other = fr.reconstruct(layer, Y, method, n_jobs=jobs)
+        np.testing.assert_array_equal(batch.x, other.x)
+        np.testing.assert_array_equal(batch.cond, other.cond)
+    single = fr.reconstruct(layer, Y[5], method)
+    assert single.x.shape == (50,) and single.ok is True and isinstance(single.cond, float)
+    np.testing.assert_array_equal(single.x, batch.x[5])
+
+
+def test_exact_condition_numbers_and_estimates():
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((40, 6))
+    layer = fr.ReLULayer(W, np.full(40, -0.2))
+    X = rng.standard_normal((200, 6))
+    Y = layer(X)
+    exact = fr.reconstruct(layer, Y, "dual", cond="exact")
+    estimate = fr.reconstruct(layer, Y, "dual")
+    frame = fr.reconstruct(layer, Y, "frame")
+    for s in range(len(X)):
+        truth = np.linalg.cond(W[Y[s] > 0])
+        assert exact.cond[s] == pytest.approx(truth, rel=1e-8)
+        assert frame.cond[s] == pytest.approx(truth, rel=1e-8)
+        # the 1-norm estimate of cond(S_I) is within [1/n, n] of the 2-norm value
+        assert truth / np.sqrt(6) * 0.999 <= estimate.cond[s] <= truth * np.sqrt(6) * 1.001
+    basis = fr.reconstruct(layer, Y, "basis", cond="exact")
+    assert (basis.cond >= 1).all()
+
+
+def test_caller_given_active_mask():
+    W = np.vstack([np.eye(2), -np.eye(2), [[1.0, 1.0]]])
+    layer = fr.ReLULayer(W)
+    x = np.array([1.0, 0.0])  # row 1 and row 3 sit exactly at zero: active
+    y = layer(x)
+    default = fr.reconstruct(layer, y)
+    assert default.ok is True  # rows 0 and 4 are positive and span
+    mask = np.array([True, True, False, True, False])
+    given = fr.reconstruct(layer, y, active=mask)
+    np.testing.assert_allclose(given.x, x, atol=1e-14)
+
+
+def test_invert_a_stack_of_layers():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((400, 6))
+    W1 = rng.standard_normal((30, 6))
+    layer1 = fr.ReLULayer(W1, fr.mcbe(W1, fr.Data(X)).alpha - 1e-6)
+    H = layer1(X)
+    W2 = rng.standard_normal((90, 30))
+    layer2 = fr.ReLULayer(W2, fr.mcbe(W2, fr.Data(H)).alpha - 1e-6)
+    result = fr.invert([layer1, layer2], layer2(H))
+    assert result.ok.all() and (result.failed_at == -1).all()
+    assert _relative_error(result.x, X).max() <= 1e-8
+    single = fr.invert([layer1, layer2], layer2(H)[0])
+    assert single.ok is True and single.failed_at == -1
+    # a second layer that loses information at some points
+    lossy = fr.ReLULayer(W2, np.full(90, 4.0))
+    broken = fr.invert([layer1, lossy], lossy(H))
+    assert (~broken.ok).any() and set(np.unique(broken.failed_at)) <= {-1, 0, 1}
+    np.testing.assert_array_equal(broken.failed_at == 1, ~broken.layers[1].ok)
+
+
+# -- bad input ------------------------------------------------------------------------
+
+def test_bad_input():
+    W = np.random.default_rng(8).standard_normal((5, 2))
+    layer = fr.ReLULayer(W)
+    Y = np.abs(np.random.default_rng(9).standard_normal((4, 5)))
+    with pytest.raises(fr.FastReluError, match=r"'Y' parameter must have shape \(N, 5\).*Y.shape=\(4, 3\)"):
+        fr.reconstruct(layer, Y[:, :3])
+    negative = Y.copy()
+    negative[[1, 3], 0] = -0.5
+    with pytest.raises(fr.FastReluError, match="outputs of a ReLU layer.*negative entries in rows 1, 3"):
+        fr.reconstruct(layer, negative)
+    nan = Y.copy()
+    nan[2, 4] = np.nan
+    with pytest.raises(fr.FastReluError, match="finite.*rows 2"):
+        fr.reconstruct(layer, nan)
+    with pytest.raises(fr.FastReluError, match="'bias' parameter must have shape \\(5,\\)"):
+        fr.ReLULayer(W, np.zeros(4))
+    with pytest.raises(fr.FastReluError, match="must be a frame for R\\^3.*rank"):
+        fr.reconstruct(fr.ReLULayer(np.ones((6, 3))), np.ones((2, 6)))
+    with pytest.raises(fr.FastReluError, match="'method' parameter must be one of"):
+        fr.reconstruct(layer, Y, "magic")
+    with pytest.raises(fr.FastReluError, match="'cond' parameter"):
+        fr.reconstruct(layer, Y, cond="maybe")
+    with pytest.raises(fr.FastReluError, match="'active' parameter must have the shape"):
+        fr.reconstruct(layer, Y, active=np.ones((4, 4), dtype=bool))
+    with pytest.raises(fr.FastReluError, match="'active' parameter must be a boolean"):
+        fr.reconstruct(layer, Y, active=np.ones((4, 5)))
+    with pytest.raises(fr.FastReluError, match="'layer' parameter must be a fastrelu.ReLULayer"):
+        fr.reconstruct(W, Y)
+    with pytest.raises(fr.FastReluError, match="'max_iter' parameter"):
+        fr.reconstruct(layer, Y, "frame", max_iter=0)
+    with pytest.raises(fr.FastReluError, match="must chain"):
+        fr.invert([layer, layer], Y)
