@@ -14,6 +14,7 @@ from ._layer import ReLULayer
 from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
 from ._pointwise import DEFAULT_CHECK_POINTS, check_bias, injectivity_summary
+from ._reconstruct import DEFAULT_MAX_ITER, DEFAULT_TOL, reconstruct
 
 
 def _domain_from_args(args, dim):
@@ -162,6 +163,38 @@ def _cmd_check(args):
     return 0
 
 
+def _cmd_reconstruct(args):
+    weight = _load_weights(args)
+    layer = _layer_from_args(args, weight)
+    Y = load_array(args.outputs, "outputs", key=args.outputs_key)
+    result = reconstruct(layer, Y, args.method, cond=args.cond, tol=args.tol,
+                         max_iter=args.max_iter, n_jobs=args.jobs)
+    np.save(args.out, result.x)
+    ok = np.atleast_1d(result.ok)
+    failed = np.flatnonzero(~ok)
+    summary = {"method": result.method, "n_outputs": int(ok.size), "n_recovered": int(ok.sum()),
+               "failed": failed.tolist(), "elapsed": result.elapsed, "out": args.out}
+    cond = np.atleast_1d(result.cond)[ok]
+    summary["cond_median"] = float(np.median(cond)) if cond.size else None
+    summary["cond_max"] = float(cond.max()) if cond.size else None
+    if result.iterations is not None:
+        summary["converged"] = int(np.count_nonzero(result.converged))
+        summary["iterations_max"] = int(np.max(result.iterations))
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(result.summary() + f" ({result.elapsed:.2f} s)")
+        if failed.size:
+            shown = ", ".join(str(i) for i in failed[:10])
+            print(f"  not recoverable (active rows do not span): {shown}"
+                  + (f" and {failed.size - 10} more" if failed.size > 10 else ""))
+        print(f"inputs written to {args.out}")
+    if args.strict and failed.size:
+        return 1
+    return 0
+
+
 def _cmd_demo(args):
     rng = np.random.default_rng(0)
     tetrahedron = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)
@@ -244,6 +277,24 @@ def build_parser():
     check.add_argument("--strict", action="store_true", help="exit with status 1 when some point is not injective")
     _run_arguments(check)
     check.set_defaults(run=_cmd_check)
+
+    rec = sub.add_parser("reconstruct", help="recover the inputs of a layer from its outputs")
+    _weights_arguments(rec)
+    rec.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
+    rec.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    rec.add_argument("--bias-key", help="array name inside an .npz bias file")
+    rec.add_argument("--outputs", required=True, help="layer outputs Y (N x m, or one row)")
+    rec.add_argument("--outputs-key", help="array name inside an .npz outputs file")
+    rec.add_argument("--out", required=True, help="write the recovered inputs to this .npy file")
+    rec.add_argument("--method", choices=["dual", "basis", "frame"], default="dual",
+                     help="dual: canonical dual of the active rows (default); basis: n active rows; frame: frame algorithm")
+    rec.add_argument("--cond", choices=["estimate", "exact"], default="estimate", help="condition numbers: LAPACK-style estimate (default) or exact")
+    rec.add_argument("--tol", type=float, default=DEFAULT_TOL, help=f"frame algorithm tolerance (default {DEFAULT_TOL:g})")
+    rec.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER, help=f"frame algorithm steps at most (default {DEFAULT_MAX_ITER})")
+    rec.add_argument("--strict", action="store_true", help="exit with status 1 when some input is not recoverable")
+    rec.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    rec.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    rec.set_defaults(run=_cmd_reconstruct)
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")

@@ -149,3 +149,30 @@ def test_check_bad_input(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert message.replace("\\", "") in err or __import__("re").search(message, err)
+
+
+def test_reconstruct_command(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    W = rng.standard_normal((12, 3))
+    alpha = np.full(12, -0.2)
+    X = rng.standard_normal((40, 3))
+    Y = np.maximum(X @ W.T - alpha, 0)
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "a.npy", alpha)
+    np.save(tmp_path / "Y.npy", Y)
+    out = tmp_path / "X.npy"
+    base = ["reconstruct", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.npy"),
+            "--outputs", str(tmp_path / "Y.npy"), "--out", str(out)]
+    assert main(base + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_outputs"] == 40 and report["method"] == "dual"
+    good = np.ones(40, dtype=bool)
+    good[report["failed"]] = False
+    np.testing.assert_allclose(np.load(out)[good], X[good], atol=1e-10)
+    assert main(base + ["--method", "frame"]) == 0
+    assert "frame algorithm" in capsys.readouterr().out
+    Y[4, 2] = -1.0
+    np.save(tmp_path / "Y.npy", Y)
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "negative entries in rows 4" in err and err.count("\n") == 1
