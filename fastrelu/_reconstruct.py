@@ -24,7 +24,7 @@ DEFAULT_MAX_ITER = 10_000
 DEFAULT_SPAN_TOL = 1e-6
 #: Form each S_I by one GEMM over packed outer products (True) or by dsyrk on the
 #: gathered active rows (False); see docs/performance.md for the measurement.
-PACKED_GEMM = False
+PACKED_GEMM = True
 _MODES = {"dual": 0, "frame": 1, "pinv": 2}
 
 

@@ -51,43 +51,61 @@ cdef inline double _norm(const double *v, int n) noexcept nogil:
 
 cdef int _cholesky_upper(double *U, int n) noexcept nogil:
     """In place: the upper triangle of the row-major symmetric U becomes the factor R
-    with S = R^T R (right-looking; every inner loop is a contiguous axpy, so the compiler
-    vectorises it). Returns 0, or k + 1 when the k-th pivot is not positive."""
-    cdef int k, j, p
+    with S = R^T R (right-looking; every inner loop is a contiguous axpy over two
+    rows, which the compiler vectorises). Returns 0, or k + 1 when the k-th pivot is
+    not positive."""
+    cdef Py_ssize_t k, j, p, size = n
     cdef double d, scale, lead
-    for k in range(n):
-        d = U[k * n + k]
+    cdef double *row_k
+    cdef double *row_j
+    for k in range(size):
+        row_k = U + k * size
+        d = row_k[k]
         if not d > 0.0:
-            return k + 1
+            return <int> k + 1
         d = sqrt(d)
-        U[k * n + k] = d
+        row_k[k] = d
         scale = 1.0 / d
-        for p in range(k + 1, n):
-            U[k * n + p] = U[k * n + p] * scale
-        for j in range(k + 1, n):
-            lead = U[k * n + j]
-            for p in range(j, n):
-                U[j * n + p] = U[j * n + p] - lead * U[k * n + p]
+        for p in range(k + 1, size):
+            row_k[p] = row_k[p] * scale
+        for j in range(k + 1, size):
+            row_j = U + j * size
+            lead = row_k[j]
+            for p in range(j, size):
+                row_j[p] = row_j[p] - lead * row_k[p]
     return 0
 
 
-cdef void _cholesky_solve(const double *R, double *x, int n) noexcept nogil:
-    """In place: x <- S^{-1} x with S = R^T R (R upper, row-major)."""
-    cdef int k, p
+cdef void _transpose(const double *R, double *L, int n) noexcept nogil:
+    """L = R^T for the upper triangle of R (row-major); the rest of L is not used."""
+    cdef Py_ssize_t k, p, size = n
+    for k in range(size):
+        for p in range(k, size):
+            L[p * size + k] = R[k * size + p]
+
+
+cdef void _cholesky_solve(const double *R, const double *L, double *x, int n) noexcept nogil:
+    """In place: x <- S^{-1} x with S = R^T R (R upper, L = R^T lower, row-major); both
+    substitutions run as contiguous axpys over rows (of R, then of L)."""
+    cdef Py_ssize_t k, p, size = n
     cdef double value
-    for k in range(n):  # R^T y = x, by rows of R (axpy form)
-        value = x[k] / R[k * n + k]
+    cdef const double *row
+    for k in range(size):  # R^T y = x: eliminate with row k of R
+        row = R + k * size
+        value = x[k] / row[k]
         x[k] = value
-        for p in range(k + 1, n):
-            x[p] = x[p] - R[k * n + p] * value
-    for k in range(n - 1, -1, -1):  # R x = y
-        value = x[k]
-        for p in range(k + 1, n):
-            value = value - R[k * n + p] * x[p]
-        x[k] = value / R[k * n + k]
+        for p in range(k + 1, size):
+            x[p] = x[p] - row[p] * value
+    for k in range(size - 1, -1, -1):  # R x = y: eliminate with row k of L = column of R
+        row = L + k * size
+        value = x[k] / row[k]
+        x[k] = value
+        for p in range(k):
+            x[p] = x[p] - row[p] * value
 
 
-cdef double _inverse_norm1(const double *R, double *v, double *w, int n) noexcept nogil:
+cdef double _inverse_norm1(const double *R, const double *L, double *v, double *w,
+                           int n) noexcept nogil:
     """Estimate of |S^{-1}|_1 for S = R^T R by Hager's method (the estimator behind
     LAPACK's condition numbers): a lower bound, in practice within a small factor."""
     cdef int k, it, best, previous = -1
@@ -97,12 +115,12 @@ cdef double _inverse_norm1(const double *R, double *v, double *w, int n) noexcep
             v[k] = 1.0 / n if previous < 0 else 0.0
         if previous >= 0:
             v[previous] = 1.0
-        _cholesky_solve(R, v, n)  # y = S^{-1} x
+        _cholesky_solve(R, L, v, n)  # y = S^{-1} x
         estimate = 0.0
         for k in range(n):
             estimate = estimate + fabs(v[k])
             w[k] = 1.0 if v[k] >= 0.0 else -1.0
-        _cholesky_solve(R, w, n)  # z = S^{-T} sign(y) = S^{-1} sign(y)
+        _cholesky_solve(R, L, w, n)  # z = S^{-T} sign(y) = S^{-1} sign(y)
         largest = -1.0
         best = 0
         for k in range(n):
@@ -125,15 +143,17 @@ cdef double _inverse_norm1(const double *R, double *v, double *w, int n) noexcep
 
 cdef void _residual(const double *S, const double *x, const double *b, double *r,
                     int n) noexcept nogil:
-    """r = b - S x for the full symmetric (n, n) S."""
-    cdef int j, k
+    """r = b - S x for the full symmetric (n, n) S (axpy over the rows of S)."""
+    cdef Py_ssize_t j, k, size = n
     cdef double value
-    for k in range(n):
+    cdef const double *row
+    for k in range(size):
         r[k] = b[k]
-    for j in range(n):
+    for j in range(size):
+        row = S + j * size
         value = x[j]
-        for k in range(n):
-            r[k] = r[k] - S[j * n + k] * value
+        for k in range(size):
+            r[k] = r[k] - row[k] * value
 
 
 cdef int _pinv_solve(const double *S, const double *b, double *x, double *E, double *ev,
@@ -164,12 +184,12 @@ cdef int _pinv_solve(const double *S, const double *b, double *x, double *E, dou
     return 0
 
 
-cdef int _factor_and_condition(const double *S, double *E, double *ev, double *work,
-                               int lwork, double *v, double *w, int n, bint exact,
-                               double *cond) noexcept nogil:
+cdef int _factor_and_condition(const double *S, double *E, double *T, double *ev,
+                               double *work, int lwork, double *v, double *w, int n,
+                               bint exact, double *cond) noexcept nogil:
     """Cholesky factor R of S (S = R^T R, upper triangle of E; returns 0 or the failing
     pivot's order) and the condition number of W_I (= sqrt(cond(S))) in cond: exact from
-    the eigenvalues, or sqrt(|S|_1 * estimate of |S^{-1}|_1)."""
+    the eigenvalues, or sqrt(|S|_1 * estimate of |S^{-1}|_1); T receives R^T."""
     cdef char uplo = b'U'
     cdef char jobn = b'N'
     cdef int info = 0
@@ -186,6 +206,7 @@ cdef int _factor_and_condition(const double *S, double *E, double *ev, double *w
     if info != 0:
         cond[0] = INFINITY
         return info
+    _transpose(E, T, n)
     if not exact:
         for a in range(n):
             column = 0.0
@@ -193,7 +214,7 @@ cdef int _factor_and_condition(const double *S, double *E, double *ev, double *w
                 column = column + fabs(S[a * n + k])
             if column > anorm:
                 anorm = column
-        cond[0] = sqrt(anorm * _inverse_norm1(E, v, w, n))
+        cond[0] = sqrt(anorm * _inverse_norm1(E, T, v, w, n))
     return 0
 
 
@@ -209,6 +230,7 @@ cdef void _sub_batch(const double *D, const double *YD, const double *W, const d
     cdef double *B = <double *> malloc(SUB * n * sizeof(double))
     cdef double *S = <double *> malloc(n * n * sizeof(double))
     cdef double *E = <double *> malloc(n * n * sizeof(double))
+    cdef double *T = <double *> malloc(n * n * sizeof(double))
     cdef double *ev = <double *> malloc(n * sizeof(double))
     cdef double *r = <double *> malloc(n * sizeof(double))
     cdef double *cI = <double *> malloc(m * sizeof(double))
@@ -225,8 +247,8 @@ cdef void _sub_batch(const double *D, const double *YD, const double *W, const d
     cdef double *b
     cdef const double *d
     cdef bint spans
-    if (SP == NULL or B == NULL or S == NULL or E == NULL or ev == NULL or r == NULL
-            or cI == NULL or work == NULL):
+    if (SP == NULL or B == NULL or S == NULL or E == NULL or T == NULL or ev == NULL
+            or r == NULL or cI == NULL or work == NULL):
         for s in range(count):
             ok[start + s] = 255  # out of memory: reported by the caller
     else:
@@ -304,13 +326,13 @@ cdef void _sub_batch(const double *D, const double *YD, const double *W, const d
                         it = it + 1
                     iters[start + s] = it
             elif mode == MODE_DUAL:
-                info = _factor_and_condition(S, E, ev, work, lwork, r, x, n, exact,
+                info = _factor_and_condition(S, E, T, ev, work, lwork, r, x, n, exact,
                                              &cond[start + s])
                 spans = info == 0 and cond[start + s] < max_cond
                 if spans:
                     for k in range(n):
                         x[k] = b[k]
-                    _cholesky_solve(E, x, n)
+                    _cholesky_solve(E, T, x, n)
             else:
                 cond[start + s] = INFINITY
             ok[start + s] = 1 if spans else 0
@@ -322,6 +344,7 @@ cdef void _sub_batch(const double *D, const double *YD, const double *W, const d
     free(B)
     free(S)
     free(E)
+    free(T)
     free(ev)
     free(r)
     free(cI)
