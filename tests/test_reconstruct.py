@@ -134,6 +134,8 @@ def test_single_vector_and_batch_agree_and_threads_do_not_matter(layer_200x50, m
         other = fr.reconstruct(layer, Y, method, n_jobs=jobs)
         np.testing.assert_array_equal(batch.x, other.x)
         np.testing.assert_array_equal(batch.cond, other.cond)
+    # a sample's bits do not depend on the rest of its batch
+    np.testing.assert_array_equal(fr.reconstruct(layer, Y[3:41], method).x, batch.x[3:41])
     single = fr.reconstruct(layer, Y[5], method)
     assert single.x.shape == (50,) and single.ok is True and isinstance(single.cond, float)
     np.testing.assert_array_equal(single.x, batch.x[5])
