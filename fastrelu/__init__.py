@@ -14,7 +14,11 @@ from ._mcbe import BiasEstimate, covering_radius, mcbe
 from ._pointwise import (BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary,
                          pointwise_injectivity)
 from ._pbe import is_omnidirectional, pbe
+from ._pruning import HarmonicPruning, double_layer, harmonic_prune
 from ._reconstruct import Inversion, Reconstruction, invert, reconstruct
+from ._spectral import (PowerIterationResult, ReLUSingularValues, relu_power_iteration,
+                        relu_singular_values)
+from ._width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
 
 __version__ = "0.1.0"
 
@@ -23,25 +27,36 @@ __all__ = [
     "BiasCheck",
     "BiasEstimate",
     "Data",
+    "Estimate",
     "FastReluError",
+    "HarmonicPruning",
     "Inversion",
+    "LocalMetrics",
     "PointwiseInjectivity",
+    "PowerIterationResult",
     "ReLULayer",
+    "ReLUSingularValues",
     "Reconstruction",
     "Shell",
     "Sphere",
     "canonical_dual",
     "check_bias",
     "covering_radius",
+    "double_layer",
     "estimate_bias",
     "frame_bounds",
     "frame_operator_inverse",
+    "gaussian_mean_width",
+    "harmonic_prune",
     "injectivity_summary",
     "invert",
     "is_frame",
     "is_omnidirectional",
+    "local_metrics",
     "mcbe",
     "pointwise_injectivity",
     "pbe",
     "reconstruct",
+    "relu_power_iteration",
+    "relu_singular_values",
 ]

@@ -15,6 +15,8 @@ from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
 from ._pointwise import DEFAULT_CHECK_POINTS, check_bias, injectivity_summary
 from ._reconstruct import DEFAULT_MAX_ITER, DEFAULT_TOL, reconstruct
+from ._spectral import DEFAULT_STARTS as SVALS_DEFAULT_STARTS, relu_singular_values
+from ._width import DEFAULT_DRAWS, DEFAULT_STARTS_PER_DRAW, gaussian_mean_width, local_metrics
 
 
 def _domain_from_args(args, dim):
@@ -224,9 +226,101 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_svals(args):
+    weight = _load_weights(args)
+    layer = _layer_from_args(args, weight)
+    data = None if args.data is None else load_array(args.data, "data", key=args.data_key)
+    result = relu_singular_values(layer.weight, args.k, bias=layer.bias, data=data,
+                                  n_starts=args.starts, fit_steps=args.fit_steps,
+                                  seed=0 if args.seed is None else args.seed, n_jobs=args.jobs)
+    domain = "unit ball" if data is None else repr(result.domain)
+    summary = {"k": result.k, "domain": domain, "shape": list(layer.shape),
+               "values": [float(v) for v in result.values], "kinds": list(result.kinds),
+               "upper": [float(v) for v in result.upper], "sigma": [float(v) for v in result.sigma],
+               "seed": result.seed, "n_starts": None if data is not None else args.starts,
+               "elapsed": result.elapsed}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    m, n = layer.shape
+    print(f"ReLU singular values of a {m} x {n} layer on the {domain}, seed {result.seed}, "
+          f"{result.elapsed:.2f} s")
+    print(f"{'j':>3}{'s_j':>14}  {'what it is':<22}{'rigorous bound':>16}{'sigma_j':>14}")
+    for j in range(result.k):
+        print(f"{j + 1:>3}{result.values[j]:>14.6g}  {result.kinds[j]:<22}{result.upper[j]:>16.6g}"
+              f"{result.sigma[j]:>14.6g}")
+    return 0
+
+
+def _cmd_width(args):
+    if args.out and not args.local:
+        raise FastReluError("The '--out' option (per-point metrics) needs --local.")
+    weight = _load_weights(args)
+    seed = 0 if args.seed is None else args.seed
+    data = None if args.data is None else load_array(args.data, "data", key=args.data_key)
+    if args.linear:
+        if args.bias is not None or args.affine_bias is not None or data is not None:
+            raise FastReluError("The '--linear' option measures W B, the linear map on the unit ball: it takes no --bias, --affine-bias or --data.")
+        what = "W B (the linear map on the unit ball)"
+        result = gaussian_mean_width(weight, n_draws=args.draws, seed=seed, n_jobs=args.jobs)
+    elif args.local:
+        if data is None:
+            raise FastReluError("The '--local' option needs --data FILE (the points at which D_x W is measured).")
+        layer = _layer_from_args(args, weight)
+        metrics = local_metrics(layer, data, n_jobs=args.jobs)
+        if args.out:
+            np.savez(args.out, width=metrics.width, sigma_max=metrics.sigma_max,
+                     sigma_min=metrics.sigma_min, rank=metrics.rank, n_active=metrics.n_active)
+        stats = {}
+        for name in ("width", "sigma_max", "sigma_min"):
+            values = getattr(metrics, name)
+            stats[name] = {"min": _json_float(values.min()) if values.size else None,
+                           "mean": _json_float(values.mean()) if values.size else None,
+                           "max": _json_float(values.max()) if values.size else None}
+        summary = {"local": True, "n_points": metrics.n_points,
+                   "n_full_rank": int(np.count_nonzero(metrics.rank == layer.shape[1])),
+                   "tol": metrics.tol, "elapsed": metrics.elapsed, "out": args.out, **stats}
+        if args.json:
+            json.dump(summary, sys.stdout)
+            sys.stdout.write("\n")
+            return 0
+        print(f"local maps D_x W at {metrics.n_points} points ({metrics.elapsed:.2f} s): "
+              f"{summary['n_full_rank']} of rank {layer.shape[1]} (tolerance {metrics.tol:.3g})")
+        for name in ("width", "sigma_max", "sigma_min"):
+            s = stats[name]
+            if s["min"] is not None:
+                print(f"  {name:<10} min {s['min']:.6g}  mean {s['mean']:.6g}  max {s['max']:.6g}")
+        if args.out:
+            print(f"per-point metrics written to {args.out}")
+        return 0
+    else:
+        layer = _layer_from_args(args, weight)
+        what = "the layer's image of " + ("the unit ball" if data is None else f"{np.shape(data)[0]} data points")
+        result = gaussian_mean_width(layer, data=data, n_draws=args.draws, n_starts=args.starts,
+                                     seed=seed, n_jobs=args.jobs)
+    summary = {"of": what, "value": result.value, "stderr": result.stderr,
+               "n_draws": result.n_draws, "per_draw": result.per_draw, "method": result.method,
+               "seed": result.seed, "elapsed": result.elapsed}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"Gaussian mean width of {what}: {result.value:.6g} +- {result.stderr:.2g} "
+              f"(standard error; {result.n_draws} draws, seed {result.seed}, {result.elapsed:.2f} s)")
+        print(f"  supremum per draw: {result.per_draw} ({result.method})")
+    return 0
+
+
 def _weights_arguments(parser):
     parser.add_argument("weights", help="weight matrix W (m x n): .npy, .npz, .csv or .txt")
     parser.add_argument("--key", help="array name inside an .npz weights file")
+
+
+def _bias_arguments(parser):
+    parser.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
+    parser.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    parser.add_argument("--bias-key", help="array name inside an .npz bias file")
 
 
 def _domain_arguments(parser, *, data_domain):
@@ -266,9 +360,7 @@ def build_parser():
 
     check = sub.add_parser("check", help="pointwise injectivity of a layer on data or on fresh points of a domain")
     _weights_arguments(check)
-    check.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
-    check.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
-    check.add_argument("--bias-key", help="array name inside an .npz bias file")
+    _bias_arguments(check)
     _domain_arguments(check, data_domain=False)
     check.add_argument("--points", type=int, default=None, help=f"fresh points of the domain (default {DEFAULT_CHECK_POINTS})")
     check.add_argument("--seed", type=int, default=None, help="seed of the fresh points (default 0)")
@@ -280,9 +372,7 @@ def build_parser():
 
     rec = sub.add_parser("reconstruct", help="recover the inputs of a layer from its outputs")
     _weights_arguments(rec)
-    rec.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
-    rec.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
-    rec.add_argument("--bias-key", help="array name inside an .npz bias file")
+    _bias_arguments(rec)
     rec.add_argument("--outputs", required=True, help="layer outputs Y (N x m, or one row)")
     rec.add_argument("--outputs-key", help="array name inside an .npz outputs file")
     rec.add_argument("--out", required=True, help="write the recovered inputs to this .npy file")
@@ -295,6 +385,37 @@ def build_parser():
     rec.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
     rec.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     rec.set_defaults(run=_cmd_reconstruct)
+
+    svals = sub.add_parser("svals", help="ReLU singular values s_1..s_k on the unit ball or on data, with what each number is")
+    _weights_arguments(svals)
+    svals.add_argument("-k", type=int, required=True, help="how many ReLU singular values (1 <= k <= min(m, n))")
+    svals.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
+    svals.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    svals.add_argument("--bias-key", help="array name inside an .npz bias file")
+    svals.add_argument("--data", help="data points (N x n): the domain (default: the unit ball)")
+    svals.add_argument("--data-key", help="array name inside an .npz data file")
+    svals.add_argument("--starts", type=int, default=SVALS_DEFAULT_STARTS, help=f"power-iteration starts for s_1 on the ball (default {SVALS_DEFAULT_STARTS})")
+    svals.add_argument("--fit-steps", type=int, default=200, help="optimiser steps per round of the low-rank fits (default 200)")
+    svals.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    _run_arguments(svals)
+    svals.set_defaults(run=_cmd_svals)
+
+    width = sub.add_parser("width", help="Gaussian mean width of a layer's image (ball or data), of W B (--linear), or per point (--local)")
+    _weights_arguments(width)
+    width.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
+    width.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    width.add_argument("--bias-key", help="array name inside an .npz bias file")
+    width.add_argument("--data", help="data points (N x n): measure their image (default: the unit ball's)")
+    width.add_argument("--data-key", help="array name inside an .npz data file")
+    kind = width.add_mutually_exclusive_group()
+    kind.add_argument("--linear", action="store_true", help="the width of W B, the linear map on the unit ball")
+    kind.add_argument("--local", action="store_true", help="per point of --data: width and singular values of D_x W")
+    width.add_argument("--draws", type=int, default=DEFAULT_DRAWS, help=f"Gaussian draws (default {DEFAULT_DRAWS})")
+    width.add_argument("--starts", type=int, default=DEFAULT_STARTS_PER_DRAW, help=f"ascent starts per draw, layer on the ball (default {DEFAULT_STARTS_PER_DRAW})")
+    width.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    width.add_argument("--out", help="with --local: write the per-point metrics to this .npz file")
+    _run_arguments(width)
+    width.set_defaults(run=_cmd_width)
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")

@@ -176,3 +176,62 @@ def test_reconstruct_command(tmp_path, capsys):
     assert main(base) == 2
     err = capsys.readouterr().err
     assert "negative entries in rows 4" in err and err.count("\n") == 1
+
+
+def test_svals_command_on_the_ball_and_on_data(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((10, 3))
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "X.npy", rng.standard_normal((60, 3)))
+    np.save(tmp_path / "a.npy", np.full(10, 0.1))
+    assert main(["svals", str(tmp_path / "W.npy"), "-k", "2", "--starts", "300",
+                 "--fit-steps", "10", "--seed", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    sigma = np.linalg.svd(W, compute_uv=False)
+    assert report["kinds"] == ["lower bound", "upper bound estimate"] and report["seed"] == 1
+    np.testing.assert_allclose(report["sigma"], sigma[:2])
+    assert report["values"][0] <= sigma[0] and report["values"][1] <= sigma[1] * (1 + 1e-12)
+    assert main(["svals", str(tmp_path / "W.npy"), "-k", "2", "--data", str(tmp_path / "X.npy"),
+                 "--bias", str(tmp_path / "a.npy"), "--fit-steps", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "Data(points=<60 x 3>)" in text and "exact" in text and "upper bound" in text
+
+
+def test_width_command_variants(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "W.npy", rng.standard_normal((8, 3)))
+    np.save(tmp_path / "X.npy", rng.standard_normal((40, 3)))
+    W, X = str(tmp_path / "W.npy"), str(tmp_path / "X.npy")
+    assert main(["width", W, "--linear", "--draws", "500", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["per_draw"] == "exact" and report["n_draws"] == 500 and report["stderr"] > 0
+    assert main(["width", W, "--draws", "300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["per_draw"] == "lower estimate"
+    assert main(["width", W, "--data", X, "--draws", "300"]) == 0
+    assert "image of 40 data points" in capsys.readouterr().out
+    out = tmp_path / "local.npz"
+    assert main(["width", W, "--local", "--data", X, "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_points"] == 40
+    with np.load(out) as saved:
+        assert saved["width"].shape == (40,) and saved["rank"].shape == (40,)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["svals", "{W}", "-k", "4"], "'k' parameter must be an integer in [1, 3]"),
+    (["svals", "{W}", "-k", "1", "--starts", "0"], "'n_starts' parameter must be an integer >= 1"),
+    (["svals", "{W}", "-k", "1", "--data", "{WIDE}"], "'data' parameter must have 3 columns"),
+    (["width", "{W}", "--linear", "--data", "{X}"], "takes no --bias, --affine-bias or --data"),
+    (["width", "{W}", "--local"], "'--local' option needs --data"),
+    (["width", "{W}", "--draws", "0"], "'n_draws' parameter must be an integer >= 1"),
+    (["width", "{W}", "--out", "x.npz"], "'--out' option (per-point metrics) needs --local"),
+])
+def test_svals_and_width_bad_input(tmp_path, capsys, argv, message):
+    np.save(tmp_path / "W.npy", np.random.default_rng(0).standard_normal((6, 3)))
+    np.save(tmp_path / "X.npy", np.ones((4, 3)))
+    np.save(tmp_path / "wide.npy", np.ones((4, 5)))
+    files = {"W": tmp_path / "W.npy", "X": tmp_path / "X.npy", "WIDE": tmp_path / "wide.npy"}
+    assert main([a.format(**files) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastrelu: error: ") and err.count("\n") == 1
+    assert message in err
