@@ -18,6 +18,7 @@ from ._pruning import HarmonicPruning, double_layer, harmonic_prune
 from ._reconstruct import Inversion, Reconstruction, invert, reconstruct
 from ._spectral import (PowerIterationResult, ReLUSingularValues, relu_power_iteration,
                         relu_singular_values)
+from ._verify import InjectivityVerdict, verify_injective
 from ._width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "Estimate",
     "FastReluError",
     "HarmonicPruning",
+    "InjectivityVerdict",
     "Inversion",
     "LocalMetrics",
     "PointwiseInjectivity",
@@ -59,4 +61,5 @@ __all__ = [
     "reconstruct",
     "relu_power_iteration",
     "relu_singular_values",
+    "verify_injective",
 ]

@@ -1,4 +1,5 @@
-"""The ``fastrelu`` command line: ``bias``, ``check``, ``verify`` and ``demo``."""
+"""The ``fastrelu`` command line: ``bias``, ``check``, ``verify``, ``reconstruct``,
+``svals``, ``width`` and ``demo``."""
 
 import argparse
 import json
@@ -15,6 +16,7 @@ from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
 from ._pointwise import DEFAULT_CHECK_POINTS, check_bias, injectivity_summary
 from ._reconstruct import DEFAULT_MAX_ITER, DEFAULT_TOL, reconstruct
+from ._verify import verify_injective
 from ._spectral import DEFAULT_STARTS as SVALS_DEFAULT_STARTS, relu_singular_values
 from ._width import DEFAULT_DRAWS, DEFAULT_STARTS_PER_DRAW, gaussian_mean_width, local_metrics
 
@@ -193,6 +195,41 @@ def _cmd_reconstruct(args):
                   + (f" and {failed.size - 10} more" if failed.size > 10 else ""))
         print(f"inputs written to {args.out}")
     if args.strict and failed.size:
+        return 1
+    return 0
+
+
+def _cmd_verify(args):
+    weight = _load_weights(args)
+    verdict = verify_injective(weight, max_subsets=args.max_subsets, n_jobs=args.jobs,
+                               progress=_progress(args))
+    m, n = np.shape(weight)
+    witness = None if verdict.witness is None else [float(v) for v in verdict.witness]
+    active = None if verdict.witness_active is None else [int(i) for i in verdict.witness_active]
+    summary = {"injective": bool(verdict.injective), "shape": [int(m), int(n)],
+               "min_active": int(verdict.min_active), "witness": witness,
+               "witness_active": active, "subsets_checked": int(verdict.subsets_checked),
+               "n_subsets": int(verdict.n_subsets), "n_exact": int(verdict.n_exact),
+               "n_hyperplanes": int(verdict.n_hyperplanes),
+               "general_position": bool(verdict.general_position),
+               "subset": [int(i) for i in verdict.subset], "sign": int(verdict.sign),
+               "vertex": [float(v) for v in verdict.vertex], "elapsed": verdict.elapsed}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        answer = "injective" if verdict.injective else "NOT injective"
+        print(f"ReLU(W x) with W of shape {m} x {n} is {answer} on R^{n} (exact; "
+              f"{verdict.subsets_checked} of {verdict.n_subsets} subsets, {verdict.elapsed:.2f} s)")
+        print(f"least number of active rows over all directions: {verdict.min_active} (n = {n})")
+        if witness is not None:
+            shown = np.array2string(np.asarray(witness), precision=6, separator=", ")
+            print(f"witness x = {shown}: its {len(active)} active rows {active} do not span R^{n}")
+        if not verdict.general_position:
+            print("rows not in general position: every cell was enumerated exactly")
+        if verdict.n_exact:
+            print(f"{verdict.n_exact} subsets re-decided beyond the floating-point filter")
+    if args.strict and not verdict.injective:
         return 1
     return 0
 
@@ -416,6 +453,14 @@ def build_parser():
     width.add_argument("--out", help="with --local: write the per-point metrics to this .npz file")
     _run_arguments(width)
     width.set_defaults(run=_cmd_width)
+
+    verify = sub.add_parser("verify", help="decide exactly whether ReLU(W x) (zero bias) is injective on R^n")
+    _weights_arguments(verify)
+    verify.add_argument("--max-subsets", type=int, default=None,
+                        help="refuse inputs with more (n-1)-subsets than this (default: by dimension, see docs/injectivity.md)")
+    verify.add_argument("--strict", action="store_true", help="exit with status 1 when the layer is not injective")
+    _run_arguments(verify)
+    verify.set_defaults(run=_cmd_verify)
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")

@@ -235,3 +235,23 @@ def test_svals_and_width_bad_input(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("fastrelu: error: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_verify_command(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    W = rng.standard_normal((5, 3))  # m < 2n: never injective
+    np.save(tmp_path / "W.npy", W)
+    assert main(["verify", str(tmp_path / "W.npy"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["injective"] is False and report["min_active"] < 3
+    x = np.array(report["witness"])
+    active = W @ x >= 0
+    assert np.linalg.matrix_rank(W[active]) < 3
+    assert main(["verify", str(tmp_path / "W.npy"), "--strict"]) == 1
+    assert "NOT injective" in capsys.readouterr().out
+    np.save(tmp_path / "D.npy", np.vstack([np.eye(3), -np.eye(3)]))
+    assert main(["verify", str(tmp_path / "D.npy")]) == 0
+    assert "is injective" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "W.npy"), "--max-subsets", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
