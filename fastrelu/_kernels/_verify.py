@@ -81,6 +81,18 @@ def rank_of(comb, length, p, k, binom):
 
 
 @kernel
+def _reflect_column(refl, beta, j, work, c, n):
+    """Apply the ``j``-th Householder reflection ``I - beta_j v_j v_j^T`` (``v_j`` in
+    ``refl[j, j:]``) to column ``c`` of ``work``, in place."""
+    dot = 0.0
+    for i in range(j, n):
+        dot += refl[j, i] * work[i, c]
+    factor = beta[j] * dot
+    for i in range(j, n):
+        work[i, c] -= factor * refl[j, i]
+
+
+@kernel
 def prefix_frame(U, comb, kp, start, work, refl, beta, alpha, basis):
     """Orthonormal basis of ``span(U_P)^perp`` for the prefix ``P = comb[:kp]`` (kp = n-2).
 
@@ -99,14 +111,8 @@ def prefix_frame(U, comb, kp, start, work, refl, beta, alpha, basis):
         for i in range(n):
             work[i, c] = U[row, i]
         for j in range(start):
-            if beta[j] == 0.0:
-                continue
-            dot = 0.0
-            for i in range(j, n):
-                dot += refl[j, i] * work[i, c]
-            factor = beta[j] * dot
-            for i in range(j, n):
-                work[i, c] -= factor * refl[j, i]
+            if beta[j] != 0.0:
+                _reflect_column(refl, beta, j, work, c, n)
     for j in range(start, kp):
         sumsq = 0.0
         for i in range(j, n):
@@ -125,12 +131,7 @@ def prefix_frame(U, comb, kp, start, work, refl, beta, alpha, basis):
             vnorm2 += work[i, j] * work[i, j]
         beta[j] = 2.0 / vnorm2
         for c in range(j + 1, kp):
-            dot = 0.0
-            for i in range(j, n):
-                dot += refl[j, i] * work[i, c]
-            factor = beta[j] * dot
-            for i in range(j, n):
-                work[i, c] -= factor * refl[j, i]
+            _reflect_column(refl, beta, j, work, c, n)
     signed_volume = 1.0
     for j in range(kp):
         # each reflection has determinant -1
