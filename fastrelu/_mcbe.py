@@ -128,19 +128,29 @@ def _repeated_rows(unit_rows, rank_tol, gram):
     return np.flatnonzero(repeated).astype(np.int64)
 
 
+def normalised_rows(W):
+    """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
+    rows and, up to ``GRAM_MAX_ROWS`` rows, their Gram matrix (a ``(1, 1)`` placeholder
+    above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
+    independent."""
+    norms = np.linalg.norm(W, axis=1)
+    nonzero = norms > 0
+    safe = np.where(nonzero, norms, 1.0)
+    inv_norm = np.where(nonzero, 1.0 / safe, 0.0)
+    unit_rows = np.ascontiguousarray(W / safe[:, None])
+    use_gram = W.shape[0] <= GRAM_MAX_ROWS
+    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    return norms, inv_norm, unit_rows, use_gram, gram
+
+
 class _Problem:
     """The validated, precomputed inputs of one MCBE run, shared by the workers."""
 
     def __init__(self, W, domain, rank_tol):
         m, n = W.shape
-        norms = np.linalg.norm(W, axis=1)
         self.m, self.n = m, n
-        self.norms = norms
         self.weight_t = np.ascontiguousarray(W.T)
-        self.inv_norm = 1.0 / norms
-        self.unit_rows = np.ascontiguousarray(W / norms[:, None])
-        self.use_gram = m <= GRAM_MAX_ROWS
-        self.gram = self.unit_rows @ self.unit_rows.T if self.use_gram else np.zeros((1, 1))
+        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
         self.repeated = _repeated_rows(self.unit_rows, rank_tol, self.gram if self.use_gram else None)
         keep = np.ones(m, dtype=bool)
         keep[self.repeated] = False

@@ -10,7 +10,7 @@ from ._domains import Ball, Data, Shell, Sphere, check_domain
 from ._errors import FastReluError
 from ._kernels import _pointwise as kernels
 from ._layer import ReLULayer
-from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, GRAM_MAX_ROWS
+from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, normalised_rows
 from ._parallel import Stopwatch, block_generator, run_blocks
 from ._validation import as_matrix, n_jobs_value, positive_int, rank_tol_value, seed_value
 
@@ -120,30 +120,28 @@ class BiasCheck:
 class _Geometry:
     """Normalised rows and (when small enough) their Gram matrix, shared by the workers."""
 
-    def __init__(self, layer):
-        W = layer.weight
+    def __init__(self, W, bias):
         m, n = W.shape
-        norms = np.linalg.norm(W, axis=1)
-        nonzero = norms > 0
         self.m, self.n = m, n
         self.weight_t = np.ascontiguousarray(W.T)
-        self.bias = np.ascontiguousarray(layer.bias)
-        self.inv_norm = np.where(nonzero, 1.0 / np.where(nonzero, norms, 1.0), 0.0)
-        self.unit_rows = np.ascontiguousarray(W * self.inv_norm[:, None])
-        self.use_gram = m <= GRAM_MAX_ROWS
-        self.gram = self.unit_rows @ self.unit_rows.T if self.use_gram else np.zeros((1, 1))
+        self.bias = np.ascontiguousarray(bias)
+        _, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
         self.tile = int(max(32, min(1024, 65536 // max(1, m))))
+
+    def scratch(self):
+        """One thread's buffers for the basis-of-active-rows kernels: ``keys, active,
+        active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf, stats``."""
+        m, n = self.m, self.n
+        return (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
+                np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
+                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
+                np.zeros(3, dtype=np.int64))
 
     def worker(self, rank_tol):
         """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
-        m, n, tile = self.m, self.n, self.tile
-        C = np.empty((tile, m))
-        keys, active_keys, order_keys = np.empty(m), np.empty(m), np.empty(m)
-        active, order = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.int64)
-        kept = np.empty(n, dtype=np.int64)
-        chol, rows_buf = np.zeros((n, n)), np.empty((n, n))
-        inv_diag, lvec = np.empty(n), np.empty(n)
-        stats = np.zeros(3, dtype=np.int64)
+        tile = self.tile
+        C = np.empty((tile, self.m))
+        scratch = self.scratch()
         rank_tol2 = float(rank_tol) ** 2
 
         def check(X, n_active, rank):
@@ -152,9 +150,7 @@ class _Geometry:
                 kernels.pointwise_tile(X[start:stop], C[:stop - start], self.weight_t,
                                        self.bias, self.inv_norm, self.gram, self.unit_rows,
                                        self.use_gram, rank_tol2, n_active[start:stop],
-                                       rank[start:stop], keys, active, active_keys, order,
-                                       order_keys, kept, chol, inv_diag, lvec, rows_buf,
-                                       stats)
+                                       rank[start:stop], *scratch)
 
         return check
 
@@ -202,7 +198,7 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     N = X.shape[0]
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
-    geometry = _Geometry(layer)
+    geometry = _Geometry(layer.weight, layer.bias)
 
     def make_worker():
         check = geometry.worker(rank_tol)
@@ -307,7 +303,7 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     else:
         total = DEFAULT_CHECK_POINTS if n_points is None else positive_int(n_points, "n_points")
         seed_used = seed_value(seed)
-    geometry = _Geometry(layer)
+    geometry = _Geometry(layer.weight, layer.bias)
     n_blocks = -(-total // BLOCK_SIZE)
     failed = {}
     lock = threading.Lock()

@@ -9,8 +9,9 @@ from ._errors import FastReluError
 from ._ext import _reconstruct as core
 from ._kernels import _basis as kernels
 from ._layer import ReLULayer
-from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, GRAM_MAX_ROWS
+from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL
 from ._parallel import Stopwatch, run_blocks
+from ._pointwise import _Geometry
 from ._validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 METHODS = ("dual", "basis", "frame")
@@ -241,9 +242,7 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     cond_values = np.full(N, np.inf)
     iters = np.zeros(N, dtype=np.int64)
     resid = np.zeros(N)
-    upper = np.triu_indices(n)
-    packed = (np.ascontiguousarray(W[:, upper[0]] * W[:, upper[1]]) if PACKED_GEMM
-              else np.zeros((1, 1)))
+    packed = _packed_outer_products(W) if PACKED_GEMM else np.zeros((1, 1))
     settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
     with threadpool_limits(1):
         if method == "basis":
@@ -271,6 +270,12 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
                           residual=resid, span_tol=span_tol, elapsed=clock(), tol=tol)
 
 
+def _packed_outer_products(W):
+    """``(m, n (n + 1) / 2)``: row ``i`` is the upper triangle of ``w_i w_i^T``, row by row."""
+    upper = np.triu_indices(W.shape[1])
+    return np.ascontiguousarray(W[:, upper[0]] * W[:, upper[1]])
+
+
 def _subframe(W, packed, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
     """Dual, frame or least-squares solves for the samples ``index``, chunk by chunk."""
     n = W.shape[1]
@@ -295,29 +300,23 @@ def _subframe(W, packed, alpha, Y, mask, mode, settings, index, x, ok, cond, ite
 
 def _basis(W, alpha, Y, mask, settings, x, ok, cond):
     """Most correlated basis among the active rows (Numba), then one solve each (Cython)."""
-    m, n = W.shape
+    n = W.shape[1]
     N = Y.shape[0]
     max_cond, exact, _, _, jobs = settings
-    norms = np.linalg.norm(W, axis=1)
-    inv_norm = 1.0 / norms
-    unit_rows = np.ascontiguousarray(W / norms[:, None])
-    use_gram = m <= GRAM_MAX_ROWS
-    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    geometry = _Geometry(W, alpha)
     rows = np.zeros((N, n), dtype=np.int64)
     count = np.zeros(N, dtype=np.int64)
     C = Y + alpha
     rank_tol2 = DEFAULT_RANK_TOL**2
 
     def make_worker():
-        scratch = (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
-                   np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
-                   np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
-                   np.zeros(3, dtype=np.int64))
+        scratch = geometry.scratch()
 
         def process(b):
             part = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
-            kernels.basis_rows(C[part], mask[part], inv_norm, gram, unit_rows, use_gram,
-                               rank_tol2, rows[part], count[part], *scratch)
+            kernels.basis_rows(C[part], mask[part], geometry.inv_norm, geometry.gram,
+                               geometry.unit_rows, geometry.use_gram, rank_tol2, rows[part],
+                               count[part], *scratch)
 
         return process, lambda: None
 

@@ -7,10 +7,8 @@ rows (greedy by decreasing normalised correlation, ties by index, ``rank_tol`` o
 unit rows).
 """
 
-import numpy as np
-
 from ._jit import kernel
-from ._mcbe import _first_candidates_independent, _rank_first, select_basis
+from ._pointwise import basis_of_active
 
 
 @kernel
@@ -19,7 +17,8 @@ def basis_rows(C, active, inv_norm, gram, unit_rows, use_gram, rank_tol2, rows_o
                stats):
     """Basis rows ``rows_out[s, :count_out[s]]`` for each sample ``s`` of a tile.
 
-    ``C`` (t, m): ``y + alpha``; ``active`` (t, m) bool. Scratch as for the MCBE kernel.
+    ``C`` (t, m): ``y + alpha``; ``active`` (t, m) bool. Scratch as for
+    :func:`fastrelu._kernels._pointwise.pointwise_tile`.
     """
     n = rows_out.shape[1]
     m = C.shape[1]
@@ -31,18 +30,9 @@ def basis_rows(C, active, inv_norm, gram, unit_rows, use_gram, rank_tol2, rows_o
             cand[size] = i
             cand_keys[size] = key
             size += active[s, i]
-        count = 0
-        if size >= n:
-            _rank_first(cand, cand_keys, size, n, order, order_keys)
-            if _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2,
-                                             chol, rows_buf):
-                for j in range(n):
-                    kept[j] = order[j]
-                count = n
-        if count == 0 and size > 0:
-            count = select_basis(keys, -np.inf, cand[:size], gram, unit_rows, use_gram,
-                                 rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
-                                 stats)
+        count = basis_of_active(keys, cand, cand_keys, size, n, gram, unit_rows, use_gram,
+                                rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
+                                rows_buf, stats)
         for j in range(count):
             rows_out[s, j] = kept[j]
         count_out[s] = count

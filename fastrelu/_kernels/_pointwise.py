@@ -17,6 +17,27 @@ from ._mcbe import _first_candidates_independent, _rank_first, select_basis
 
 
 @kernel
+def basis_of_active(keys, active, active_keys, size, n, gram, unit_rows, use_gram,
+                    rank_tol2, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
+                    stats):
+    """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
+    keys in ``active_keys``; ``keys`` holds every row's key) into ``kept``; returns its
+    size, at most ``n``. The first ``n`` active rows in scan order are certified by one
+    Cholesky factorisation; otherwise the incremental scan decides."""
+    if size >= n:
+        _rank_first(active, active_keys, size, n, order, order_keys)
+        if _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2,
+                                         chol, rows_buf):
+            for j in range(n):
+                kept[j] = order[j]
+            return n
+    if size == 0:
+        return 0
+    return select_basis(keys, -np.inf, active[:size], gram, unit_rows, use_gram, rank_tol2,
+                        order, order_keys, kept, chol, inv_diag, lvec, stats)
+
+
+@kernel
 def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, rank_tol2,
                    n_active, rank, keys, active, active_keys, order, order_keys, kept,
                    chol, inv_diag, lvec, rows_buf, stats):
@@ -46,14 +67,6 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
             active_keys[size] = key
             size += C[s, i] - bias[i] >= 0.0
         n_active[s] = size
-        count = 0
-        if size >= n:
-            _rank_first(active, active_keys, size, n, order, order_keys)
-            if _first_candidates_independent(order, n, gram, unit_rows, use_gram,
-                                             rank_tol2, chol, rows_buf):
-                count = n
-        if count == 0 and size > 0:
-            count = select_basis(keys, -np.inf, active[:size], gram, unit_rows, use_gram,
-                                 rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
-                                 stats)
-        rank[s] = count
+        rank[s] = basis_of_active(keys, active, active_keys, size, n, gram, unit_rows,
+                                  use_gram, rank_tol2, order, order_keys, kept, chol,
+                                  inv_diag, lvec, rows_buf, stats)
