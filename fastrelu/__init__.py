@@ -5,16 +5,21 @@ reconstruction and spectral measures of ReLU layers. See ``docs/theory.md`` for 
 every number means.
 """
 
+from ._digits import DigitsModel, digits_model
 from ._domains import Ball, Data, Shell, Sphere
+from ._enlarge import enlarge_data
 from ._errors import FastReluError
 from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from ._layer import ReLULayer
 from ._estimate import estimate_bias
 from ._mcbe import BiasEstimate, covering_radius, mcbe
+from ._network import Network
+from ._plots import plot_report
 from ._pointwise import (BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary,
                          pointwise_injectivity)
 from ._pbe import is_omnidirectional, pbe
 from ._pruning import HarmonicPruning, double_layer, harmonic_prune
+from ._report import LayerReport, NetworkReport, analyze, save_report
 from ._reconstruct import Inversion, Reconstruction, invert, reconstruct
 from ._spectral import (PowerIterationResult, ReLUSingularValues, relu_power_iteration,
                         relu_singular_values)
@@ -28,12 +33,16 @@ __all__ = [
     "BiasCheck",
     "BiasEstimate",
     "Data",
+    "DigitsModel",
     "Estimate",
     "FastReluError",
     "HarmonicPruning",
     "InjectivityVerdict",
     "Inversion",
+    "LayerReport",
     "LocalMetrics",
+    "Network",
+    "NetworkReport",
     "PointwiseInjectivity",
     "PowerIterationResult",
     "ReLULayer",
@@ -41,10 +50,13 @@ __all__ = [
     "Reconstruction",
     "Shell",
     "Sphere",
+    "analyze",
     "canonical_dual",
     "check_bias",
     "covering_radius",
+    "digits_model",
     "double_layer",
+    "enlarge_data",
     "estimate_bias",
     "frame_bounds",
     "frame_operator_inverse",
@@ -56,10 +68,12 @@ __all__ = [
     "is_omnidirectional",
     "local_metrics",
     "mcbe",
-    "pointwise_injectivity",
     "pbe",
+    "plot_report",
+    "pointwise_injectivity",
     "reconstruct",
     "relu_power_iteration",
     "relu_singular_values",
+    "save_report",
     "verify_injective",
 ]

@@ -23,6 +23,9 @@ DEFAULT_MAX_ITER = 10_000
 #: 1 / span_tol (default; at least 1e-7, since cond(S_I) = cond(W_I)^2 must stay well
 #: below the 1e16 at which round-off alone produces it).
 DEFAULT_SPAN_TOL = 1e-6
+EPS = float(np.finfo(np.float64).eps)
+#: Forward error of a Cholesky solve with S_I, in units of cond(S_I) eps (generous).
+ROUNDING_FACTOR = 16.0
 #: Form each S_I by one GEMM over packed outer products (True) or by dsyrk on the
 #: gathered active rows (False). The GEMM measured about 15% faster at (200, 50), but
 #: BLAS may round a row of a product differently depending on the other rows, so a
@@ -341,8 +344,8 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
 
     Layer by layer from the output: the layer's input is reconstructed
     (:func:`reconstruct`), and is itself the output of the layer below. Reconstructed
-    values carry round-off, so below the last layer an entry counts as active when it
-    exceeds ``zero_tol`` times the largest entry of its sample (and negative round-off
+    values carry round-off, so below the last layer an entry counts as active only when
+    it is clearly above the reconstruction's error (see ``zero_tol``; negative round-off
     is clipped to 0).
 
     Parameters
@@ -354,9 +357,12 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
         Outputs of the last layer.
     method : {"dual", "basis", "frame"}
     zero_tol : float
-        Relative threshold for activity of reconstructed intermediate outputs (default
-        1e-9: above the round-off of reconstructions with condition numbers up to about
-        1e3; an output that small is treated as zero, which only drops an equation).
+        Relative threshold for activity of reconstructed intermediate outputs: an entry
+        counts as active when it exceeds ``max(zero_tol, 16 eps cond^2)`` (and, for
+        ``"frame"``, ``tol cond``) times the norm of its reconstructed output, ``cond``
+        the condition number of the active rows that produced it (default 1e-9). Below
+        that, round-off could make an inactive neuron look active, which would add a
+        false equation; treating a small true output as zero only drops an equation.
     **options
         Passed to :func:`reconstruct`.
 
@@ -382,8 +388,17 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
         failed_at[(failed_at < 0) & ~result.ok] = k
         if k:
             outputs = np.maximum(result.x, 0.0)
-            scale = outputs.max(axis=1, keepdims=True)
-            active = outputs > zero_tol * scale
+            # An entry counts as active only above the error the reconstruction may carry:
+            # a zero read as active would add a false equation, an active entry read as
+            # zero only drops a true one. The forward error of a solve with S_I is about
+            # cond(S_I) eps = cond(W_I)^2 eps relative to |x|; the frame algorithm adds
+            # its tolerance times cond(W_I).
+            cond = np.where(np.isfinite(result.cond), result.cond, 0.0)
+            rel = np.maximum(zero_tol, ROUNDING_FACTOR * EPS * cond**2)
+            if method == "frame":
+                rel = np.maximum(rel, options.get("tol", DEFAULT_TOL) * cond)
+            scale = np.linalg.norm(outputs, axis=1) * rel
+            active = outputs > scale[:, None]
             outputs = np.where(active, outputs, 0.0)
     x = results[0].x
     ok = failed_at < 0

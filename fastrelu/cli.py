@@ -349,6 +349,77 @@ def _cmd_width(args):
     return 0
 
 
+def _cmd_report(args):
+    from ._network import Network
+    from ._report import analyze, jsonable, save_report
+
+    if args.model == "digits":
+        from ._digits import digits_model
+
+        if args.data is not None:
+            raise FastReluError("The built-in 'digits' model brings its own data: omit --data (its test split is analysed, its training split fits the data-driven estimates).")
+        built = digits_model(seed=args.seed)
+        network, X, y, fit = built.network, built.X_test, built.y_test, built.X_train
+    else:
+        if args.data is None:
+            raise FastReluError("The 'report' command needs --data FILE (the network inputs to analyse, N x n).")
+        network = Network.load(args.model)
+        X = load_array(args.data, "data", key=args.data_key)
+        y = None if args.labels is None else load_array(args.labels, "labels")
+        fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data")
+    enlarge = None if args.enlarge == "none" else args.enlarge
+    report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
+                     enlarge=enlarge, n_jobs=args.jobs)
+    paths, note = save_report(report, args.out, plots=not args.no_plots)
+    if note:
+        print(f"fastrelu: {note}", file=sys.stderr)
+    if args.json:
+        # The per-neuron and per-point arrays stay in the files; stdout gets the summary
+        layers = [{k: v for k, v in layer.to_dict().items() if k not in ("bias", "estimates")}
+                  for layer in report.layers]
+        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy,
+                            "files": paths, "elapsed": report.elapsed}), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(report.summary())
+        print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
+    return 0
+
+
+#: Keyword arguments of run_experiment that are options of their own, never --set.
+_EXPERIMENT_OPTIONS = {"name": "NAME", "out": "--out", "seed": "--seed", "quick": "--quick",
+                       "n_jobs": "--jobs", "progress": "--progress", "figures": "--no-figures"}
+
+
+def _cmd_experiment(args):
+    from ._experiments import describe_experiment, run_experiment
+
+    overrides = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise FastReluError(f"The '--set' option must be KEY=VALUE with VALUE in JSON (e.g. repetitions=10 or sample_counts=[10,100]). Got {item!r} instead.")
+        if key in _EXPERIMENT_OPTIONS:
+            raise FastReluError(f"The '--set' option must not set {key!r}: use {_EXPERIMENT_OPTIONS[key]}. Got {item!r} instead.")
+        try:
+            overrides[key] = json.loads(text)
+        except ValueError:
+            overrides[key] = text  # a bare word such as covering
+    record = run_experiment(args.name, args.out, seed=args.seed, quick=args.quick,
+                            n_jobs=args.jobs, progress=_progress(args),
+                            figures=not args.no_figures, **overrides)
+    if args.json:
+        json.dump(record, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    print("\n".join(describe_experiment(record)))
+    if args.out:
+        written = [record["json"], *record["figures"]]
+        print(f"written to {args.out}: {', '.join(written)}")
+    return 0
+
+
 def _weights_arguments(parser):
     parser.add_argument("weights", help="weight matrix W (m x n): .npy, .npz, .csv or .txt")
     parser.add_argument("--key", help="array name inside an .npz weights file")
@@ -461,6 +532,21 @@ def build_parser():
     verify.add_argument("--strict", action="store_true", help="exit with status 1 when the layer is not injective")
     _run_arguments(verify)
     verify.set_defaults(run=_cmd_verify)
+
+    report = sub.add_parser("report", help="layer-by-layer injectivity, bias, reconstruction and spectral report of a ReLU network on data")
+    report.add_argument("model", help="network file (.npz, .safetensors, .pt/.pth, .joblib/.pkl) or 'digits' for the built-in digits MLP")
+    report.add_argument("--data", help="network inputs to analyse (N x n)")
+    report.add_argument("--data-key", help="array name inside an .npz data file")
+    report.add_argument("--labels", help="class labels of the data (N,): measure how metrics separate correct from incorrect predictions")
+    report.add_argument("--fit-data", help="points to fit the data-driven estimates on (default: half of --data)")
+    report.add_argument("--out", required=True, help="directory for report.json, samples.npz and the figures")
+    report.add_argument("--samples", type=int, default=100_000, help="MCBE samples on the ball per layer (default 100000)")
+    report.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    report.add_argument("--enlarge", choices=["kde", "blowup", "none"], default="kde", help="synthetic points near the data for the enlarged-data estimate (default kde)")
+    report.add_argument("--no-plots", action="store_true", help="write no figures")
+    report.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
+    report.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    report.set_defaults(run=_cmd_report)
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")

@@ -1,0 +1,217 @@
+"""Network reports: every field against the function that defines it, on a trained
+digits MLP and on a small random network."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fastrelu import (Ball, Data, FastReluError, Network, ReLULayer, analyze, digits_model,
+                      frame_bounds, gaussian_mean_width, injectivity_summary, invert,
+                      local_metrics, mcbe, pbe, reconstruct, relu_power_iteration, save_report)
+from fastrelu.cli import main
+
+pytest.importorskip("sklearn")
+
+SMALL = dict(samples=4000, width_draws=200, power_starts=8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_model(hidden=(96, 128), seed=0, max_iter=100)
+
+
+@pytest.fixture(scope="module")
+def digits_report(digits):
+    return analyze(digits.network, digits.X_test, y=digits.y_test, fit_data=digits.X_train,
+                   seed=3, **SMALL)
+
+
+def _random_network(rng, widths=(3, 9, 20)):
+    hidden = [ReLULayer(rng.standard_normal((m, n)), 0.3 * rng.standard_normal(m))
+              for n, m in zip(widths[:-1], widths[1:])]
+    return Network(hidden, output=ReLULayer(rng.standard_normal((2, widths[-1])), np.zeros(2)))
+
+
+def test_digits_model_is_accurate(digits):
+    assert digits.accuracy > 0.9
+    np.testing.assert_array_equal(np.argmax(digits.network.forward(digits.X_test), axis=1),
+                                  digits.model.predict(digits.X_test))
+
+
+def test_report_fields_match_the_functions_called_directly(digits, digits_report):
+    network, report = digits.network, digits_report
+    inputs = network.layer_inputs(digits.X_test)
+    fits = network.layer_inputs(digits.X_train)
+    assert len(report.layers) == network.depth
+    for k, (layer, entry) in enumerate(zip(network.hidden, report.layers)):
+        W, alpha = layer.weight, layer.bias
+        m, n = W.shape
+        assert entry.shape == (m, n) and entry.redundancy == m / n
+        assert entry.frame_bounds == frame_bounds(W)
+        np.testing.assert_array_equal(entry.bias, alpha)
+        summary = injectivity_summary(layer, inputs[k])
+        assert entry.injective_fraction == summary.fraction
+        np.testing.assert_array_equal(report.samples[f"layer{k}.injective"], summary.injective)
+        assert entry.heldout_fraction["learned"] == summary.fraction  # every test point is held out
+        np.testing.assert_array_equal(entry.estimates["data"], mcbe(W, Data(fits[k])).alpha)
+        radius = np.linalg.norm(fits[k], axis=1).max()
+        ball = mcbe(W, Ball(n, radius, nonnegative=True), SMALL["samples"], seed=3 + k).alpha
+        np.testing.assert_array_equal(entry.estimates["ball"], ball)
+        for name, estimate in entry.estimates.items():
+            assert entry.fraction_above[name] == np.mean(alpha > estimate)
+        # The enlarged-data estimate is a minimum over a superset of the data points
+        assert (entry.estimates["data_enlarged"] <= entry.estimates["data"]).all()
+        assert "pbe" in entry.skipped
+        local = local_metrics(layer, inputs[k])
+        for metric in ("n_active", "rank", "sigma_min", "sigma_max", "width"):
+            np.testing.assert_array_equal(report.samples[f"layer{k}.{metric}"], getattr(local, metric))
+        assert entry.s1 == relu_power_iteration(W, bias=alpha, n_starts=8, seed=3 + k).s1
+        assert entry.width_in == gaussian_mean_width(Data(inputs[k]), n_draws=200, seed=3 + k).value
+        assert entry.width_out == gaussian_mean_width(layer, data=inputs[k], n_draws=200, seed=3 + k).value
+        assert entry.dead == int((~(inputs[k] @ W.T - alpha >= 0).any(axis=0)).sum())
+        inversion = invert(network.hidden[:k + 1], network.hidden_outputs(digits.X_test)[k])
+        np.testing.assert_array_equal(report.samples[f"layer{k}.reconstructed"], inversion.ok)
+        own = reconstruct(layer, network.hidden_outputs(digits.X_test)[k])
+        np.testing.assert_array_equal(report.samples[f"layer{k}.cond"], own.cond)
+        assert entry.stable_fraction == np.mean(own.ok)
+        assert entry.reconstructed_fraction == np.mean(inversion.ok)
+
+
+def test_reconstruction_wherever_the_report_says_injective(digits, digits_report):
+    # A point injective, with a stable condition number, at every layer up to k is
+    # recovered exactly from layer k's output.
+    report = digits_report
+    injective_so_far = np.ones(digits.X_test.shape[0], dtype=bool)
+    checked = 0
+    for k in range(len(report.layers)):
+        stable = report.samples[f"layer{k}.stable"]
+        assert not (stable & ~report.samples[f"layer{k}.injective"]).any()
+        injective_so_far &= report.samples[f"layer{k}.injective"] & stable
+        reconstructed = report.samples[f"layer{k}.reconstructed"]
+        assert reconstructed[injective_so_far].all()
+        error = report.samples[f"layer{k}.reconstruction_error"][injective_so_far]
+        # Condition numbers reach 1e5 here: the error is round-off amplified by them
+        assert (error <= 1e-6).all()
+        checked += injective_so_far.sum()
+    assert checked > 0
+
+
+def test_heldout_fractions_use_the_estimates_as_biases(digits, digits_report):
+    inputs = digits.network.layer_inputs(digits.X_test)
+    for k, (layer, entry) in enumerate(zip(digits.network.hidden, digits_report.layers)):
+        for name, estimate in entry.estimates.items():
+            # +inf (unconstrained neuron) means never active: a huge finite bias does the same
+            bias = np.where(np.isfinite(estimate), estimate, 1e300)
+            expected = injectivity_summary(ReLULayer(layer.weight, bias), inputs[k]).fraction
+            assert entry.heldout_fraction[name] == expected
+
+
+def test_auc_is_the_probability_of_a_correct_point_scoring_higher(digits_report):
+    correct = digits_report.samples["correct"]
+    assert 0 < correct.sum() < correct.size
+    assert digits_report.accuracy == correct.mean()
+    for key, value in digits_report.auc.items():
+        score = digits_report.samples[key].astype(float)
+        good, bad = score[correct], score[~correct]
+        good, bad = good[~np.isnan(good)], bad[~np.isnan(bad)]
+        pairs = (good[:, None] > bad[None, :]).sum() + 0.5 * (good[:, None] == bad[None, :]).sum()
+        assert value == pytest.approx(pairs / (good.size * bad.size), abs=1e-12)
+
+
+def test_to_dict_is_json_and_save_writes_the_files(digits_report, tmp_path):
+    data = json.loads(json.dumps(digits_report.to_dict(), allow_nan=False))
+    assert len(data["layers"]) == 2 and data["parameters"]["samples"] == SMALL["samples"]
+    assert len(data["samples"]["layer0.width"]) == len(digits_report.samples["correct"])
+    paths, note = save_report(digits_report, tmp_path / "out", plots=False)
+    assert note is None and all(os.path.exists(p) for p in paths)
+    with np.load(paths[1]) as arrays:
+        np.testing.assert_array_equal(arrays["layer1.sigma_min"], digits_report.samples["layer1.sigma_min"])
+    assert "layer" in digits_report.summary()
+
+
+def test_plots_are_written(digits_report, tmp_path):
+    pytest.importorskip("matplotlib")
+    paths, note = save_report(digits_report, tmp_path)
+    assert note is None
+    for name in ("injectivity.png", "bias_vs_estimate.png", "metrics.png"):
+        assert os.path.getsize(tmp_path / name) > 1000
+
+
+def test_small_network_pbe_split_and_determinism():
+    rng = np.random.default_rng(0)
+    network = _random_network(rng)
+    X = rng.standard_normal((300, 3))
+    report = analyze(network, X, seed=5, enlarge="blowup", n_jobs=1, **SMALL)
+    again = analyze(network, X, seed=5, enlarge="blowup", n_jobs=2, **SMALL)
+    first, second = report.to_dict(), again.to_dict()
+    for entry in (first, second):
+        entry.pop("elapsed")
+        for layer in entry["layers"]:
+            layer.pop("elapsed")
+    assert first == second
+    # Half of X fits, the other half is held out
+    assert report.samples["heldout"].sum() == 150
+    layer0 = report.layers[0]
+    fit = X[~report.samples["heldout"]]
+    radius = np.linalg.norm(fit, axis=1).max()
+    np.testing.assert_array_equal(layer0.estimates["pbe"], pbe(network.hidden[0].weight, Ball(3, radius)).alpha)
+    assert "input dimension 9" in report.layers[1].skipped["pbe"]
+    assert report.accuracy is None and report.auc == {}
+
+
+def test_a_layer_that_is_not_a_frame_is_reported_as_such():
+    rng = np.random.default_rng(1)
+    network = Network([ReLULayer(rng.standard_normal((6, 4))), ReLULayer(rng.standard_normal((3, 6)))])
+    report = analyze(network, rng.standard_normal((40, 4)), enlarge=None, **SMALL)
+    narrow = report.layers[1]
+    assert narrow.frame_bounds is None and narrow.estimates == {}
+    assert "do not span" in narrow.skipped["ball"]
+    assert narrow.injective_fraction == 0.0 and narrow.reconstructed_fraction == 0.0
+    assert report.layers[0].skipped["data_enlarged"] == "enlarge=None"
+
+
+def test_bad_input():
+    rng = np.random.default_rng(2)
+    network = _random_network(rng)
+    X = rng.standard_normal((20, 3))
+    with pytest.raises(FastReluError, match=r"'X' parameter must have 3 columns"):
+        analyze(network, rng.standard_normal((20, 4)))
+    with pytest.raises(FastReluError, match="'y' parameter must be a 1-D array of 20 labels"):
+        analyze(network, X, y=np.zeros(19))
+    with pytest.raises(FastReluError, match="'enlarge' parameter"):
+        analyze(network, X, enlarge="smooth")
+    with pytest.raises(FastReluError, match="'network' parameter must be a fastrelu.Network"):
+        analyze(network.hidden[0], X)
+    with pytest.raises(FastReluError, match="'samples' parameter"):
+        analyze(network, X, samples=0)
+    with pytest.raises(FastReluError, match="'fit_data' parameter must have 3 columns"):
+        analyze(network, X, fit_data=np.zeros((5, 2)))
+    no_output = Network(list(network.hidden))
+    with pytest.raises(FastReluError, match="needs a network with an output layer"):
+        analyze(no_output, X, y=np.zeros(20))
+
+
+def test_cli_report(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    network = _random_network(rng)
+    model = tmp_path / "net.npz"
+    network.save_npz(model)
+    X = rng.standard_normal((60, 3))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", rng.integers(0, 2, 60))
+    code = main(["report", str(model), "--data", str(tmp_path / "X.npy"), "--labels",
+                 str(tmp_path / "y.npy"), "--out", str(tmp_path / "out"), "--samples", "2000",
+                 "--no-plots", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["layers"]) == 2 and summary["accuracy"] is not None
+    assert os.path.exists(tmp_path / "out" / "report.json")
+    assert main(["report", str(model), "--out", str(tmp_path / "o2")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    np.save(tmp_path / "wide.npy", rng.standard_normal((5, 4)))
+    assert main(["report", str(model), "--data", str(tmp_path / "wide.npy"), "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 columns" in err
+    assert main(["report", "digits", "--data", str(tmp_path / "X.npy"), "--out", str(tmp_path / "o4")]) == 2
