@@ -9,6 +9,7 @@ from ._digits import DigitsModel, digits_model
 from ._domains import Ball, Data, Shell, Sphere
 from ._enlarge import enlarge_data
 from ._errors import FastReluError
+from ._experiments import EXPERIMENTS, run_experiment
 from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from ._layer import ReLULayer
 from ._estimate import estimate_bias
@@ -34,6 +35,7 @@ __all__ = [
     "BiasEstimate",
     "Data",
     "DigitsModel",
+    "EXPERIMENTS",
     "Estimate",
     "FastReluError",
     "HarmonicPruning",
@@ -74,6 +76,7 @@ __all__ = [
     "reconstruct",
     "relu_power_iteration",
     "relu_singular_values",
+    "run_experiment",
     "save_report",
     "verify_injective",
 ]

@@ -1,0 +1,249 @@
+"""The papers' experiments at a reduced size: what the mathematics guarantees about them,
+their records, files and command line."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+import fastrelu as fr
+from fastrelu import FastReluError
+from fastrelu import _experiments as ex
+from fastrelu.cli import main
+
+SQRT3 = math.sqrt(3.0)
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise AssertionError(f"non-strict JSON constant {constant}")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """One quick run of each experiment, written to its own directory."""
+    runs = {}
+    for name in fr.EXPERIMENTS:
+        out = tmp_path_factory.mktemp(name)
+        runs[name] = (fr.run_experiment(name, out, quick=True, seed=0), out)
+    return runs
+
+
+def test_registry_names():
+    assert set(fr.EXPERIMENTS) == {"tetrahedron", "evolution", "redundancy"}
+    for name in fr.EXPERIMENTS:
+        params = ex.experiment_parameters(name)
+        assert set(params) == set(ex.experiment_parameters(name, quick=True))
+
+
+def test_record_has_parameters_seed_version_and_time(records):
+    for name, (record, _) in records.items():
+        assert record["experiment"] == name and record["seed"] == 0 and record["quick"] is True
+        assert record["parameters"] == ex._jsonable(ex.experiment_parameters(name, quick=True))
+        assert record["fastrelu_version"] == fr.__version__
+        assert record["elapsed"] > 0 and record["environment"]["n_jobs"] >= 1
+
+
+def test_json_round_trip_and_figures(records):
+    pytest.importorskip("matplotlib")
+    for name, (record, out) in records.items():
+        assert _strict_json(out / f"{name}.json") == record
+        assert record["figures"] and all(f.startswith(f"{name}_") and f.endswith(".png") for f in record["figures"])
+        for figure in record["figures"]:
+            assert (out / figure).stat().st_size > 10_000
+    assert "redundancy_exact.png" in records["redundancy"][0]["figures"]
+
+
+def test_tetrahedron_errors_are_nonnegative_and_shrink(records):
+    record, _ = records["tetrahedron"]
+    results = record["results"]
+    counts = results["sample_counts"]
+    per_rep = np.array(results["per_repetition"])
+    # alpha^X is a minimum over points of the sphere: never below the infimum alpha^S
+    assert per_rep.min() >= -1e-12
+    # a seeded run with more samples extends the smaller one, so alpha^X only decreases
+    assert np.all(np.diff(per_rep, axis=1) <= 0)
+    assert results["error"]["mean"][-1] < results["error"]["mean"][0] / 10
+    assert -1.0 < results["fit"]["rate"] < -0.3
+    # the recorded seeds reproduce the runs with mcbe itself
+    seed, k = results["repetition_seeds"][1], len(counts) - 1
+    alpha = fr.mcbe(ex.TETRAHEDRON, fr.Sphere(3), counts[k], seed=seed).alpha
+    assert per_rep[1, k] == pytest.approx(np.max(alpha + 1 / SQRT3), abs=1e-15)
+
+
+def test_evolution_fractions(records):
+    record, _ = records["evolution"]
+    results = record["results"]
+    counts = results["sample_counts"]
+    assert [(s["n"], s["m"]) for s in results["shapes"]] == [tuple(p) for p in record["parameters"]["shapes"]]
+    for shape in results["shapes"]:
+        plain = np.array(shape["per_repetition"]["without_margin"])
+        margin = np.array(shape["per_repetition"]["with_margin"])
+        assert plain.min() >= 0 and plain.max() <= 1 and margin.min() >= 0 and margin.max() <= 1
+        # without margin the bias only decreases with N and the fresh points stay the
+        # same, so the active sets only grow: the fraction never decreases
+        assert np.all(np.diff(plain, axis=1) >= 0)
+        assert plain[:, -1].mean() > plain[:, 0].mean()
+        assert shape["covering_radius"] == [fr.covering_radius(N, shape["n"]) for N in counts]
+        # N = 1: the sample constrains the n rows of its basis; the margin is the
+        # sphere's diameter 2, so alpha_i - 2|w_i| <= -|w_i| keeps them active everywhere
+        # and, independent, they span R^n at every point
+        n, m = shape["n"], shape["m"]
+        assert counts[0] == 1 and np.all(margin[:, 0] == 1.0)
+        assert shape["always_active_with_margin_mean"][0] == pytest.approx(n / m)
+        assert shape["unconstrained_rows_mean"][0] == m - n
+
+
+def test_evolution_bias_of_unconstrained_rows_switches_them_off():
+    norms = np.array([1.0, 2.0])
+    bias = ex._finite_bias(np.array([0.5, np.inf]), norms)
+    assert bias.tolist() == [0.5, 4.0]
+    X = np.random.default_rng(0).standard_normal((100, 2))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    layer = fr.ReLULayer(np.array([[1.0, 0.0], [0.0, 2.0]]), bias)
+    assert not layer.active_mask(X)[:, 1].any()
+
+
+def test_redundancy_cells(records):
+    record, _ = records["redundancy"]
+    results = record["results"]
+    params = record["parameters"]
+    cells = {(c["n"], c["m"]): c for c in results["cells"]}
+    assert set(cells) == {(n, m) for n in params["dims"] for m in params["neurons"] if m >= n}
+    for (n, m), cell in cells.items():
+        for key in ("with_margin", "without_margin"):
+            values = [cell[key]["zero"], cell[key]["layers_zero"], *cell[key]["normal"], *cell[key]["layers_normal"]]
+            assert all(0.0 <= v <= 1.0 for v in values)
+        # the margin lowers every alpha_i, so it admits less
+        assert cell["with_margin"]["zero"] <= cell["without_margin"]["zero"]
+        for a, b in zip(cell["with_margin"]["normal"], cell["without_margin"]["normal"]):
+            assert a <= b
+        if n <= params["verify_max_dim"]:
+            assert 0.0 <= cell["exact"]["injective"] <= 1.0
+            # zero bias injective => at every x the active rows span and come first in
+            # the scan, so B(x) holds only rows with <x, w_i> >= 0 and alpha^X >= 0: the
+            # exact verdict never says yes where the sampled bias refuses zero
+            assert cell["exact"]["injective"] <= cell["without_margin"]["layers_zero"]
+            if m < 2 * n:  # never injective (THEORY §5)
+                assert cell["exact"]["injective"] == 0.0
+        else:
+            assert cell["exact"] is None
+
+
+def test_redundancy_admission_matches_its_definition(records):
+    """Recompute one cell from mcbe and verify_injective; check the expected fraction
+    against biases actually drawn."""
+    record, _ = records["redundancy"]
+    params = record["parameters"]
+    n, m = 3, 12
+    cell = next(c for c in record["results"]["cells"] if (c["n"], c["m"]) == (n, m))
+    alphas, verdicts = [], []
+    for layer in range(params["layers"]):
+        W = ex._random_weight(ex._generator(0, 3, n, m, layer), m, n, True)
+        est = fr.mcbe(W, fr.Sphere(n), params["n_samples"], seed=ex._child_seed(0, 3, n, m, layer),
+                      margin="covering")
+        alphas.append(est.alpha)
+        verdicts.append(fr.verify_injective(W).injective)
+    alpha = np.array(alphas)
+    assert cell["with_margin"]["zero"] == pytest.approx(np.mean(alpha >= 0))
+    assert cell["exact"]["injective"] == pytest.approx(np.mean(verdicts))
+    rng = np.random.default_rng(5)
+    for s, expected in zip(params["bias_stds"], cell["with_margin"]["normal"]):
+        b = rng.normal(0.0, s, size=(20_000,) + alpha.shape)
+        assert np.mean(b <= alpha) == pytest.approx(expected, abs=0.01)
+        assert expected == pytest.approx(np.mean(ndtr(alpha / s)))
+
+
+def test_deterministic_for_a_seed_whatever_the_threads():
+    one = fr.run_experiment("evolution", quick=True, seed=3, n_jobs=1, shapes=[[3, 10]])
+    two = fr.run_experiment("evolution", quick=True, seed=3, n_jobs=2, shapes=[[3, 10]])
+    other = fr.run_experiment("evolution", quick=True, seed=4, n_jobs=2, shapes=[[3, 10]])
+    assert one["results"] == two["results"]
+    assert one["results"] != other["results"]
+    assert one["json"] is None and one["figures"] == []
+
+
+def test_without_matplotlib_json_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ex, "_figure_factory", lambda: None)
+    record = fr.run_experiment("tetrahedron", tmp_path, quick=True, repetitions=2,
+                               sample_counts=[10, 100])
+    assert record["figures"] == [] and (tmp_path / "tetrahedron.json").exists()
+    assert not list(tmp_path.glob("*.png"))
+    assert "figures skipped" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("tetra", {}, r"The 'name' parameter must be one of \['evolution', 'redundancy', 'tetrahedron'\]. Got 'tetra' instead"),
+    ("tetrahedron", {"reps": 3}, r"parameters of experiment 'tetrahedron' must be among \['fit_from', 'repetitions', 'sample_counts'\]. Got 'reps'"),
+    ("tetrahedron", {"repetitions": 0}, r"'repetitions' parameter must be an integer >= 1. Got 0"),
+    ("tetrahedron", {"sample_counts": [100, 10]}, r"'sample_counts' parameter must be strictly increasing"),
+    ("tetrahedron", {"sample_counts": [0, 10]}, r"'sample_counts' parameter must be an integer >= 1. Got 0"),
+    ("tetrahedron", {"sample_counts": "10"}, r"'sample_counts' parameter must be a non-empty list"),
+    ("tetrahedron", {"sample_counts": []}, r"'sample_counts' parameter must be a non-empty list"),
+    ("evolution", {"shapes": [[3, 2]]}, r"'shapes' parameter must be a non-empty list of \(n, m\) pairs with m >= n"),
+    ("evolution", {"shapes": [3, 6]}, r"'shapes' parameter must be a non-empty list of \(n, m\) pairs"),
+    ("evolution", {"fresh_points": 2.5}, r"'fresh_points' parameter must be an integer >= 1. Got 2.5"),
+    ("evolution", {"unit_rows": "yes"}, r"'unit_rows' parameter must be True or False. Got 'yes'"),
+    ("redundancy", {"margin": "wide"}, r"'margin' parameter must be 'covering' or a float >= 0. Got 'wide'"),
+    ("redundancy", {"margin": -0.1}, r"'margin' parameter must be a finite real number >= 0. Got -0.1"),
+    ("redundancy", {"bias_stds": [0.1, -1]}, r"'bias_stds' parameter must be a finite real number > 0. Got -1"),
+    ("redundancy", {"bias_stds": []}, r"'bias_stds' parameter must be a non-empty list of real numbers > 0"),
+    ("redundancy", {"verify_max_dim": -1}, r"'verify_max_dim' parameter must be an integer >= 0. Got -1"),
+    ("redundancy", {"n_samples": 0}, r"'n_samples' parameter must be an integer >= 1. Got 0"),
+    ("redundancy", {"dims": [3, 2]}, r"'dims' parameter must be strictly increasing"),
+    ("redundancy", {"quick": "yes"}, r"'quick' parameter must be True or False. Got 'yes'"),
+    ("redundancy", {"seed": -1}, r"'seed' parameter must be a non-negative integer or None. Got -1"),
+    ("redundancy", {"n_jobs": 0}, r"'n_jobs' parameter must be an integer >= 1. Got 0"),
+    ("redundancy", {"figures": 1}, r"'figures' parameter must be True or False. Got 1"),
+])
+def test_invalid_parameters(name, kwargs, match):
+    kwargs = {"quick": True, **kwargs}
+    with pytest.raises(FastReluError, match=match):
+        fr.run_experiment(name, **kwargs)
+
+
+def test_out_must_not_be_a_file(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(FastReluError, match=r"'out' parameter must be a directory .* an existing file"):
+        fr.run_experiment("tetrahedron", path, quick=True)
+
+
+def test_verify_over_budget_is_reported_not_guessed():
+    record = fr.run_experiment("redundancy", quick=True, dims=[2, 12], neurons=[130], layers=1,
+                               n_samples=5000, verify_max_dim=12)
+    cells = {c["n"]: c for c in record["results"]["cells"]}
+    assert 0.0 <= cells[2]["exact"]["injective"] <= 1.0
+    assert "max_subsets" in cells[12]["exact"]["refused"]
+
+
+def test_cli_writes_files_and_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["experiment", "tetrahedron", "--quick", "--out", str(out), "--seed", "2",
+                 "--set", "repetitions=2", "--set", "sample_counts=[10,100,1000]", "--no-figures"]) == 0
+    text = capsys.readouterr().out
+    assert "tetrahedron" in text and "written to" in text
+    record = _strict_json(out / "tetrahedron.json")
+    assert record["seed"] == 2 and record["parameters"]["repetitions"] == 2
+    assert record["parameters"]["sample_counts"] == [10, 100, 1000]
+    assert main(["experiment", "redundancy", "--quick", "--json", "--jobs", "1",
+                 "--set", "margin=covering", "--set", "dims=[2]"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["parameters"]["margin"] == "covering" and printed["results"]["dims"] == [2]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["experiment", "nope"], "The 'name' parameter must be one of"),
+    (["experiment", "evolution", "--quick", "--set", "repetitions"], "'--set' option must be KEY=VALUE"),
+    (["experiment", "evolution", "--quick", "--set", "seed=3"], "must not set 'seed': use --seed"),
+    (["experiment", "evolution", "--quick", "--set", "repetitions=-2"], "'repetitions' parameter must be an integer >= 1"),
+    (["experiment", "evolution", "--quick", "--set", "colour=red"], "parameters of experiment 'evolution' must be among"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]
