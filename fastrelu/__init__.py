@@ -9,10 +9,10 @@ from ._digits import DigitsModel, digits_model
 from ._domains import Ball, Data, Shell, Sphere
 from ._enlarge import enlarge_data
 from ._errors import FastReluError
-from ._experiments import EXPERIMENTS, run_experiment
 from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from ._layer import ReLULayer
 from ._estimate import estimate_bias
+from ._experiments import EXPERIMENTS, run_experiment
 from ._mcbe import BiasEstimate, covering_radius, mcbe
 from ._network import Network
 from ._plots import plot_report

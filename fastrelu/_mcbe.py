@@ -5,12 +5,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _checkpoint
+from ._blocks import BlockPlan, digest, execute
 from ._domains import Data, check_domain, domain_reduction
 from ._errors import FastReluError
 from ._kernels import _mcbe as kernels
 from ._parallel import Stopwatch, block_generator, run_blocks
-from ._validation import (as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value,
-                          seed_value)
+from ._validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 #: Samples per random stream. Part of the definition of a seeded run: never change it.
 BLOCK_SIZE = 4096
@@ -196,8 +197,71 @@ class _Problem:
         return fold, result
 
 
+class _McbePlan(BlockPlan):
+    """MCBE as blocks of ``BLOCK_SIZE`` samples: the state is the running minima
+    ``alpha``, the counts and the number of incomplete bases (minimum and sums)."""
+
+    kernel = "mcbe"
+    desc = "mcbe"
+
+    def __init__(self, W, domain, total, seed, rank_tol):
+        super().__init__(-(-total // BLOCK_SIZE))
+        self.W, self.domain, self.total, self.seed, self.rank_tol = W, domain, total, seed, rank_tol
+
+    def problem(self):
+        return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol))
+
+    def fingerprint(self):
+        domain = repr(self.domain)
+        if isinstance(self.domain, Data):
+            domain += f" sha256:{digest(self.domain.points)}"
+        return {"weight": digest(self.W), "domain": domain, "n_samples": self.total,
+                "seed": self.seed, "rank_tol": self.rank_tol, "block_size": BLOCK_SIZE}
+
+    def empty(self):
+        m = self.W.shape[0]
+        return {"alpha": np.full(m, np.inf), "counts": np.zeros(m, dtype=np.int64),
+                "n_incomplete": np.zeros((), dtype=np.int64)}
+
+    def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
+        problem = self.problem()
+        domain, total, seed, n = self.domain, self.total, self.seed, problem.n
+
+        def make_worker():
+            fold, result = problem.worker()
+            if isinstance(domain, Data):
+                points = domain.points
+
+                def process(b):
+                    fold(points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE])
+            else:
+                buffer = np.empty((BLOCK_SIZE, n))
+                nonnegative = domain.nonnegative
+
+                def process(b):
+                    size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+                    U = buffer[:size]
+                    block_generator(seed, b).standard_normal(out=U)
+                    if nonnegative:
+                        np.abs(U, out=U)
+                    fold(U)
+            return process, result
+
+        partials = run_blocks(range(first, stop), make_worker, n_jobs, bar=bar,
+                              limit_blas=limit_blas)
+        return {"alpha": np.min([p[0] for p in partials], axis=0),
+                "counts": np.sum([p[1] for p in partials], axis=0).astype(np.int64),
+                "n_incomplete": np.array(sum(p[2] for p in partials), dtype=np.int64)}
+
+    def absorb(self, state, piece, first, stop):
+        np.minimum(state["alpha"], piece["alpha"], out=state["alpha"])
+        state["counts"] += piece["counts"]
+        state["n_incomplete"] += piece["n_incomplete"]
+
+
 def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
-         progress=False, rank_tol=DEFAULT_RANK_TOL):
+         progress=False, rank_tol=DEFAULT_RANK_TOL, client=None, checkpoint=None,
+         checkpoint_interval=None):
     """Monte Carlo most-correlated-basis bias estimation (MCBE, Approach A of [HEB]).
 
     For each sample ``x`` of the domain the rows are scanned by decreasing normalised
@@ -228,7 +292,9 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         With the same seed a larger ``n_samples`` extends the smaller run's samples.
     seed : int, optional
         Seed of the run (fresh entropy when omitted; the result reports it). A seeded
-        run gives bit-identical results for any ``n_jobs``.
+        run gives bit-identical results for any ``n_jobs``, on any cluster, and after a
+        resume. Without a seed, a run with a ``checkpoint`` records the fresh seed in
+        the file and a rerun resumes with it.
     margin : None, "covering" or float, optional
         Covering-radius correction for sphere-type domains: ``"covering"`` uses the
         asymptotic estimate :func:`covering_radius` of the sample count, a float is the
@@ -243,6 +309,19 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         A unit row whose distance to the span of the kept unit rows is at most
         ``rank_tol`` counts as dependent (default 1e-6; at least 1e-7, the resolution of
         distances computed from Gram matrices).
+    client : distributed.Client or str, optional
+        Run the blocks on this Dask cluster (a client, or a scheduler address such as
+        ``"tcp://host:8786"`` to connect to), ``n_jobs`` aside. Needs the extra
+        ``fastrelu[dask]``; see docs/distributed.md. The result is the same bits as
+        the local one.
+    checkpoint : str or path-like, optional
+        Save the partial result to this file (atomically, every ``checkpoint_interval``
+        seconds, on interruption and at the end) and resume from it when it exists: a
+        resumed run gives exactly the result of an uninterrupted one. A file written
+        for other parameters (weights, domain, ``n_samples``, seed, ``rank_tol``) is
+        refused. ``margin`` is applied after the run and may differ.
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
 
     Returns
     -------
@@ -251,8 +330,9 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
     Raises
     ------
     FastReluError
-        For weights that are not a frame, a domain of the wrong dimension, or invalid
-        parameters.
+        For weights that are not a frame, a domain of the wrong dimension, invalid
+        parameters, an unreachable scheduler, or a checkpoint that cannot be read or
+        was written for other parameters.
     """
     clock = Stopwatch()
     W = as_frame(weight)
@@ -270,43 +350,20 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         seed_used = None
     else:
         total = DEFAULT_SAMPLES if n_samples is None else positive_int(n_samples, "n_samples")
-        seed_used = seed_value(seed)
+        seed_used = _checkpoint.seed_for(seed, checkpoint, _McbePlan.kernel)
     eps = _margin_value(margin, total, domain)
 
-    problem = _Problem(W, domain, rank_tol)
-    n_blocks = -(-total // BLOCK_SIZE)
-
-    def make_worker():
-        fold, result = problem.worker()
-        if is_data:
-            points = domain.points
-
-            def process(b):
-                fold(points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE])
-        else:
-            buffer = np.empty((BLOCK_SIZE, n))
-            nonnegative = domain.nonnegative
-
-            def process(b):
-                size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-                U = buffer[:size]
-                block_generator(seed_used, b).standard_normal(out=U)
-                if nonnegative:
-                    np.abs(U, out=U)
-                fold(U)
-        return process, result
-
-    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="mcbe")
-    alpha_sampled = np.min([p[0] for p in partials], axis=0)
-    counts = np.sum([p[1] for p in partials], axis=0).astype(np.int64)
-    n_incomplete = sum(p[2] for p in partials)
+    plan = _McbePlan(W, domain, total, seed_used, rank_tol)
+    state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
+                    checkpoint_interval=checkpoint_interval, progress=progress)
+    alpha_sampled = state["alpha"]
     alpha = alpha_sampled.copy()
     if eps is not None:
-        alpha -= domain.outer_radius * eps * problem.norms
-    return BiasEstimate(alpha=alpha, counts=counts, n_samples=total, seed=seed_used,
+        alpha -= domain.outer_radius * eps * plan.problem().norms
+    return BiasEstimate(alpha=alpha, counts=state["counts"], n_samples=total, seed=seed_used,
                         margin=eps, elapsed=clock(), method="mcbe", domain=domain,
                         alpha_sampled=alpha_sampled, rank_tol=rank_tol,
-                        repeated=problem.repeated, n_incomplete=n_incomplete)
+                        repeated=plan.problem().repeated, n_incomplete=int(state["n_incomplete"]))
 
 
 def _margin_value(margin, total, domain):

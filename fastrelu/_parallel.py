@@ -9,13 +9,15 @@ the end. Results are therefore bit-identical for any ``n_jobs``.
 
 Workers are Python threads running ``nogil`` Numba kernels and NumPy's random
 generators (which release the GIL); BLAS is held to one thread inside the run so that the
-threads do not oversubscribe the cores.
+threads do not oversubscribe the cores. ``_blocks`` runs ranges of blocks with this on
+local threads, on Dask workers and between checkpoints.
 """
 
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -44,19 +46,45 @@ def _progress_bar(total, progress, desc):
     return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, disable=not progress)
 
 
-def run_blocks(n_blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu"):
-    """Run blocks ``0 .. n_blocks-1`` on ``n_jobs`` threads.
+def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", bar=None,
+               limit_blas=True):
+    """Run the given blocks on ``n_jobs`` threads.
 
-    ``make_worker()`` is called once per thread and returns ``(process, result)``:
-    ``process(b)`` folds block ``b`` into the thread's partial state and ``result()``
-    returns that partial state. Returns the list of partial results (one per thread).
-    Ctrl-C stops the workers after their current block and re-raises
-    ``KeyboardInterrupt``.
+    ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``) or a ``range`` of block
+    indices. ``make_worker()`` is called once per thread and returns
+    ``(process, result)``: ``process(b)`` folds block ``b`` into the thread's partial
+    state and ``result()`` returns that partial state. Returns the list of partial
+    results (one per thread). With one thread the blocks run in the calling thread.
+    ``bar`` is a progress bar to advance instead of a new one (it is left open);
+    ``limit_blas=False`` leaves BLAS's thread count to the caller. Ctrl-C stops the
+    workers after their current block and re-raises ``KeyboardInterrupt``.
     """
+    blocks = range(blocks) if isinstance(blocks, int) else blocks
+    n_blocks = len(blocks)
+    own_bar = bar is None
+    if own_bar:
+        bar = _progress_bar(n_blocks, progress, desc)
+    limits = threadpool_limits(limits=1, user_api="blas") if limit_blas else nullcontext()
+    workers = max(1, min(n_jobs, n_blocks))
+    try:
+        with limits:
+            if workers == 1:
+                process, result = make_worker()
+                for b in blocks:
+                    process(b)
+                    bar.update(1)
+                return [result()]
+            return _run_threads(blocks, make_worker, workers, bar)
+    finally:
+        if own_bar:
+            bar.close()
+
+
+def _run_threads(blocks, make_worker, workers, bar):
     stop = threading.Event()
     lock = threading.Lock()
     next_block = [0]
-    bar = _progress_bar(n_blocks, progress, desc)
+    n_blocks = len(blocks)
 
     def claim():
         with lock:
@@ -70,31 +98,26 @@ def run_blocks(n_blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu"
             b = claim()
             if b >= n_blocks:
                 break
-            process(b)
+            process(blocks[b])
             bar.update(1)
         return result()
 
-    workers = max(1, min(n_jobs, n_blocks))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrelu")
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrelu")
-            try:
-                futures = [pool.submit(thread_main) for _ in range(workers)]
-                pending = set(futures)
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        if future.exception() is not None:
-                            stop.set()
-                            raise future.exception()
-            except BaseException:
-                stop.set()
-                raise
-            finally:
-                pool.shutdown(wait=True)
-        return [future.result() for future in futures]
+        futures = [pool.submit(thread_main) for _ in range(workers)]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    stop.set()
+                    raise future.exception()
+    except BaseException:
+        stop.set()
+        raise
     finally:
-        bar.close()
+        pool.shutdown(wait=True)
+    return [future.result() for future in futures]
 
 
 class Stopwatch:

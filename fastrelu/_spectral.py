@@ -5,12 +5,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _checkpoint
+from ._blocks import BlockPlan, digest, execute
 from ._domains import Data
 from ._errors import FastReluError
 from ._kernels import _power as kernels
 from ._parallel import Stopwatch, block_generator, run_blocks
-from ._validation import (as_matrix, as_vector, n_jobs_value, positive_float, positive_int,
-                          seed_value)
+from ._validation import as_matrix, as_vector, n_jobs_value, positive_float, positive_int
 
 #: Starts per random stream. Part of the definition of a seeded run: never change it.
 POWER_BLOCK = 256
@@ -238,7 +239,8 @@ def _weight_and_bias(weight, bias):
 
 def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
                          max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, seed=None, n_jobs=None,
-                         accelerate=True, history=0, per_start=True, progress=False):
+                         accelerate=True, history=0, per_start=True, progress=False,
+                         client=None, checkpoint=None, checkpoint_interval=None):
     """Maximise ``|ReLU(W x - alpha) - ReLU(-alpha)|`` over the unit ball from many starts.
 
     Zero bias: the ReLU power iteration of THEORY §7 on the unit sphere,
@@ -300,6 +302,13 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
         start; default True).
     progress : bool or None, optional
         Progress bar on stderr (as for :func:`mcbe`).
+    client : distributed.Client or str, optional
+        Run the blocks of starts on this Dask cluster (see :func:`mcbe`); the result is
+        the same bits as the local one.
+    checkpoint : str or path-like, optional
+        Save the partial result to this file and resume from it (see :func:`mcbe`).
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
 
     Returns
     -------
@@ -311,7 +320,7 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
     n_starts = positive_int(n_starts, "n_starts")
     max_iter = positive_int(max_iter, "max_iter")
     tol = _tol_value(tol)
-    seed_used = seed_value(seed)
+    seed_used = _checkpoint.seed_for(seed, checkpoint, _PowerPlan.kernel)
     jobs = n_jobs_value(n_jobs)
     n_hist = positive_int(history, "history", minimum=0)
     if n_hist > min(POWER_BLOCK, n_starts):
@@ -323,53 +332,120 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
         rule = kernels.POWER if zero_bias else kernels.LINE_SEARCH
     method = ("accelerated " if accelerate else "") + ("power" if zero_bias
                                                        else "conditional gradient")
-    ascent = _Ascent(kernels.MODE_RELU, rule, W, alpha, np.maximum(-alpha, 0.0), max_iter, tol)
-    hist = np.full((n_hist, max_iter + 1), np.nan)
-    if per_start:
-        values = np.empty(n_starts)
-        n_iter = np.empty(n_starts, dtype=np.int64)
-        status = np.empty(n_starts, dtype=np.int8)
-    n_blocks = -(-n_starts // POWER_BLOCK)
-
-    def make_worker():
-        run = ascent.worker(POWER_BLOCK)
-        buffer = np.empty((POWER_BLOCK, n))
-        best = {"value": -1.0, "index": -1, "x": np.zeros(n)}
-        counts = np.zeros(4, dtype=np.int64)
-        iterations = [0]
-
-        def process(b):
-            start = b * POWER_BLOCK
-            size = min(POWER_BLOCK, n_starts - start)
-            X = buffer[:size]
-            block_generator(seed_used, b, POWER_STREAM).standard_normal(out=X)
-            _unit_rows(X)
-            out_x, q, its, codes = run(X, history=hist if b == 0 else None)
-            local = int(np.argmax(q))  # the first of equal maxima
-            value, index = float(q[local]), start + local
-            if value > best["value"] or (value == best["value"] and index < best["index"]):
-                best.update(value=value, index=index, x=out_x[local].copy())
-            counts[:] += np.bincount(codes, minlength=4)[:4]
-            iterations[0] += int(its.sum())
-            if per_start:
-                values[start:start + size] = np.sqrt(q)
-                n_iter[start:start + size] = its
-                status[start:start + size] = codes
-
-        return process, lambda: (best, counts, iterations[0])
-
-    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="power iteration")
-    best = max((p[0] for p in partials), key=lambda item: (item["value"], -item["index"]))
-    counts = np.sum([p[1] for p in partials], axis=0)
-    total_iter = sum(p[2] for p in partials)
+    plan = _PowerPlan(W, alpha, rule, n_starts, max_iter, tol, seed_used, n_hist, per_start)
+    state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
+                    checkpoint_interval=checkpoint_interval, progress=progress)
+    counts = state["counts"]
     return PowerIterationResult(
-        s1=math.sqrt(best["value"]), x=best["x"], best_start=best["index"], n_starts=n_starts,
+        s1=math.sqrt(float(state["best_value"])), x=state["best_x"],
+        best_start=int(state["best_index"]), n_starts=n_starts,
         n_converged=int(counts[kernels.CONVERGED]), n_max_iter=int(counts[kernels.MAX_ITER]),
         n_zero=int(counts[kernels.ZERO_GRADIENT]), n_stalled=int(counts[kernels.STALLED]),
-        mean_iter=total_iter / n_starts, values=values if per_start else None,
-        n_iter=n_iter if per_start else None, status=status if per_start else None,
-        history=np.sqrt(hist) if n_hist else None, method=method, max_iter=max_iter,
-        tol=tol, seed=seed_used, elapsed=clock())
+        mean_iter=int(state["iterations"]) / n_starts,
+        values=state["values"] if per_start else None,
+        n_iter=state["n_iter"] if per_start else None,
+        status=state["status"] if per_start else None,
+        history=np.sqrt(state["history"]) if n_hist else None, method=method,
+        max_iter=max_iter, tol=tol, seed=seed_used, elapsed=clock())
+
+
+class _PowerPlan(BlockPlan):
+    """The starts of :func:`relu_power_iteration` in blocks of ``POWER_BLOCK``. State: the
+    best start (largest value, then smallest index), status counts and iterations
+    (sums), and the per-start arrays and history placed by start index."""
+
+    kernel = "relu_power_iteration"
+    desc = "power iteration"
+
+    def __init__(self, W, alpha, rule, n_starts, max_iter, tol, seed, n_hist, per_start):
+        super().__init__(-(-n_starts // POWER_BLOCK))
+        self.W, self.alpha, self.rule = W, alpha, rule
+        self.n_starts, self.max_iter, self.tol, self.seed = n_starts, max_iter, tol, seed
+        self.n_hist, self.per_start = n_hist, per_start
+
+    def ascent(self):
+        return self.cached("ascent", lambda: _Ascent(kernels.MODE_RELU, self.rule, self.W, self.alpha,
+                                                     np.maximum(-self.alpha, 0.0), self.max_iter,
+                                                     self.tol))
+
+    def fingerprint(self):
+        return {"weight": digest(self.W), "bias": digest(self.alpha), "step_rule": int(self.rule),
+                "n_starts": self.n_starts, "max_iter": self.max_iter, "tol": self.tol,
+                "seed": self.seed, "history": self.n_hist, "per_start": bool(self.per_start),
+                "block_size": POWER_BLOCK}
+
+    def _arrays(self, count):
+        if not self.per_start:
+            return {}
+        return {"values": np.full(count, np.nan), "n_iter": np.zeros(count, dtype=np.int64),
+                "status": np.zeros(count, dtype=np.int8)}
+
+    def empty(self):
+        return {"best_value": np.array(-1.0), "best_index": np.array(-1, dtype=np.int64),
+                "best_x": np.zeros(self.W.shape[1]), "counts": np.zeros(4, dtype=np.int64),
+                "iterations": np.zeros((), dtype=np.int64),
+                "history": np.full((self.n_hist, self.max_iter + 1), np.nan),
+                **self._arrays(self.n_starts)}
+
+    def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
+        ascent, n, n_starts, seed = self.ascent(), self.W.shape[1], self.n_starts, self.seed
+        offset = first * POWER_BLOCK
+        piece = self._arrays(min(n_starts, stop * POWER_BLOCK) - offset)
+        hist = np.full((self.n_hist, self.max_iter + 1), np.nan)
+        keep = self.per_start
+
+        def make_worker():
+            run = ascent.worker(POWER_BLOCK)
+            buffer = np.empty((POWER_BLOCK, n))
+            best = {"value": -1.0, "index": -1, "x": np.zeros(n)}
+            counts = np.zeros(4, dtype=np.int64)
+            iterations = [0]
+
+            def process(b):
+                start = b * POWER_BLOCK
+                size = min(POWER_BLOCK, n_starts - start)
+                X = buffer[:size]
+                block_generator(seed, b, POWER_STREAM).standard_normal(out=X)
+                _unit_rows(X)
+                out_x, q, its, codes = run(X, history=hist if b == 0 else None)
+                local = int(np.argmax(q))  # the first of equal maxima
+                value, index = float(q[local]), start + local
+                if value > best["value"] or (value == best["value"] and index < best["index"]):
+                    best.update(value=value, index=index, x=out_x[local].copy())
+                counts[:] += np.bincount(codes, minlength=4)[:4]
+                iterations[0] += int(its.sum())
+                if keep:
+                    part = slice(start - offset, start - offset + size)
+                    piece["values"][part] = np.sqrt(q)
+                    piece["n_iter"][part] = its
+                    piece["status"][part] = codes
+
+            return process, lambda: (best, counts, iterations[0])
+
+        partials = run_blocks(range(first, stop), make_worker, n_jobs, bar=bar,
+                              limit_blas=limit_blas)
+        best = max((p[0] for p in partials), key=lambda item: (item["value"], -item["index"]))
+        piece.update(best_value=best["value"], best_index=best["index"], best_x=best["x"],
+                     counts=np.sum([p[1] for p in partials], axis=0),
+                     iterations=sum(p[2] for p in partials))
+        if first == 0:
+            piece["history"] = hist
+        return piece
+
+    def absorb(self, state, piece, first, stop):
+        value, index = piece["best_value"], piece["best_index"]
+        if value > state["best_value"] or (value == state["best_value"] and index < state["best_index"]):
+            state["best_value"][()] = value
+            state["best_index"][()] = index
+            state["best_x"][:] = piece["best_x"]
+        state["counts"] += piece["counts"]
+        state["iterations"] += piece["iterations"]
+        if "history" in piece:
+            state["history"][:] = piece["history"]
+        if self.per_start:
+            part = slice(first * POWER_BLOCK, first * POWER_BLOCK + piece["values"].shape[0])
+            for name in ("values", "n_iter", "status"):
+                state[name][part] = piece[name]
 
 
 def _relu_distances(W, alpha, X, U=None, V=None):
@@ -557,7 +633,8 @@ def _fit_on_ball(W, alpha, rank, steps, n_starts, rng, jobs, max_iter, tol):
 
 def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_STARTS,
                          fit_starts=FIT_STARTS, fit_steps=DEFAULT_FIT_STEPS,
-                         max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, seed=None, n_jobs=None):
+                         max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, seed=None, n_jobs=None,
+                         client=None, checkpoint=None, checkpoint_interval=None):
     """ReLU singular values ``s_1 .. s_k`` of ``ReLU(W x - alpha)`` [DKM] (THEORY §7).
 
         s_j = min_{rank L <= j-1} sup_{x in X} |ReLU(W x - alpha) - ReLU(L x - alpha)|
@@ -603,6 +680,10 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
         Seed of all random starts and points (fresh entropy when omitted; reported).
     n_jobs : int, optional
         Worker threads (default: all cores). The result does not depend on it.
+    client, checkpoint, checkpoint_interval : optional
+        For the power iteration behind ``s_1`` on the ball (the part that grows with
+        ``n_starts``): run it on a Dask cluster, and checkpoint and resume it (see
+        :func:`relu_power_iteration`). The low-rank fits run locally. Not with ``data``.
 
     Returns
     -------
@@ -620,8 +701,11 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     max_iter = positive_int(max_iter, "max_iter")
     tol = _tol_value(tol)
     jobs = n_jobs_value(n_jobs)
-    seed_used = seed_value(seed)
     on_data = data is not None
+    for name, value in (("client", client), ("checkpoint", checkpoint)):
+        if on_data and value is not None:
+            raise FastReluError(f"The '{name}' parameter applies to the unit ball (the power iteration for s_1); on data s_1 is exact and nothing is sampled. Got {name} with data.")
+    seed_used = _checkpoint.seed_for(seed, checkpoint, _PowerPlan.kernel)
     if on_data:
         points = data.points if isinstance(data, Data) else as_matrix(data, "data")
         if points.shape[1] != n:
@@ -637,7 +721,9 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
         kinds.append("exact")
     else:
         power = relu_power_iteration(W, bias=alpha, n_starts=n_starts, max_iter=max_iter,
-                                     tol=tol, seed=seed_used, n_jobs=jobs, per_start=False)
+                                     tol=tol, seed=seed_used, n_jobs=jobs, per_start=False,
+                                     client=client, checkpoint=checkpoint,
+                                     checkpoint_interval=checkpoint_interval)
         values[0] = power.s1
         upper[0] = sigma[0]
         kinds.append("lower bound")

@@ -9,7 +9,8 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._kernels import _verify as kernels
-from ._parallel import Stopwatch, run_blocks
+from ._parallel import Stopwatch
+from ._subsets import key as _key, scan
 from ._validation import as_frame, n_jobs_value, positive_int
 
 #: Default budget for n <= 10: inputs with more (n-1)-subsets of distinct hyperplanes
@@ -339,94 +340,6 @@ def _unrank(rank, p, k):
         out.append(lo)
         low = lo + 1
     return tuple(out)
-
-
-def _binomial_table(p, k):
-    """``C(a, b)`` for ``a <= p``, ``b <= k`` as int64, saturated at ``2^61`` (the kernels
-    only read entries bounded by ``C(p, k)``)."""
-    cap = 1 << 61
-    table = np.zeros((p + 1, k + 1), dtype=np.int64)
-    table[:, 0] = 1
-    for b in range(1, k + 1):
-        previous = table[:-1, b - 1]
-        # C(a, b) = sum_{j < a} C(j, b - 1); the float sum tells where int64 would overflow
-        exact = np.concatenate([[0], np.cumsum(previous)])
-        approx = np.concatenate([[0.0], np.cumsum(previous.astype(np.float64))])
-        table[:, b] = np.where(approx > float(cap), cap, exact)
-    return table
-
-
-# --------------------------------------------------------------------------- the scan
-
-
-def _scan(arr, jobs, progress, sweep_min, block_subsets, delta):
-    """Run the kernels over all (n-1)-subsets. Returns the folded minima
-    ``((count, index), (rank, index))``, the first flagged subset ranks (sorted, at most
-    ``EXACT_LIMIT + 1``), the number flagged and the number scanned."""
-    p, n = arr.p, arr.n
-    k = n - 1
-    n_prefixes = math.comb(p, n - 2)
-    n_subsets = math.comb(p, k)
-    per_block = max(1, round(block_subsets * n_prefixes / n_subsets))
-    n_blocks = -(-n_prefixes // per_block)
-    binom = _binomial_table(p, k)
-    cap = EXACT_LIMIT + 1
-
-    def make_worker():
-        scratch = dict(
-            comb=np.zeros(k, dtype=np.int64), in_prefix=np.zeros(p, dtype=np.bool_),
-            work=np.zeros((n, n)), refl=np.zeros((n, n)), beta=np.zeros(n), alpha=np.zeros(n),
-            basis=np.zeros((2, n)), local=np.zeros(p, dtype=np.int64),
-            zx=np.zeros(p), zy=np.zeros(p), npos_q=np.zeros(p, dtype=np.int64),
-            nneg_q=np.zeros(p, dtype=np.int64), hasneg_q=np.zeros(p, dtype=np.int64),
-            diff_q=np.zeros(p, dtype=np.int64), keys=np.zeros(p),
-            order=np.zeros(p, dtype=np.int64), keys_tmp=np.zeros(p),
-            order_tmp=np.zeros(p, dtype=np.int64), histogram=np.zeros(256, dtype=np.int64),
-            radius2=np.zeros(p), bad=np.zeros(p, dtype=np.bool_), pos_plus=np.zeros(p, dtype=np.int64),
-            uncertain=np.zeros(p, dtype=np.bool_), short=np.zeros(p, dtype=np.int64),
-            sum_weight=np.zeros(4 * p + 1, dtype=np.int64), sum_rank=np.zeros(4 * p + 1, dtype=np.int64))
-        flagged = np.zeros(cap, dtype=np.int64)
-        result = np.zeros(kernels.RESULT_SIZE, dtype=np.int64)
-        state = {"count": (kernels.NONE, -1), "rank": (kernels.NONE, -1), "flagged": [],
-                 "n_flagged": 0, "n_subsets": 0}
-
-        def process(b):
-            first = b * per_block
-            stop = min(n_prefixes, first + per_block)
-            kernels.scan_prefixes(arr.unit, arr.npos, arr.nneg, arr.hasneg, arr.cheaper, binom,
-                                  first, stop, delta, sweep_min, RADIUS_MIN, flagged=flagged,
-                                  result=result, **scratch)
-            if result[kernels.BEST_COUNT_INDEX] >= 0:
-                state["count"] = min(state["count"], _key(result[kernels.BEST_COUNT], result[kernels.BEST_COUNT_INDEX]))
-                state["rank"] = min(state["rank"], _key(result[kernels.BEST_RANK], result[kernels.BEST_RANK_INDEX]))
-            found = int(result[kernels.N_FLAGGED])
-            if found and len(state["flagged"]) < cap:
-                # blocks of one thread come in increasing order: keep the first cap
-                state["flagged"].extend(flagged[:min(found, cap)].tolist())
-                del state["flagged"][cap:]
-            state["n_flagged"] += found
-            state["n_subsets"] += int(result[kernels.N_SUBSETS])
-
-        return process, lambda: state
-
-    if n_blocks == 1:
-        # one block: no threads (the kernels call no BLAS, nothing to limit)
-        process, result = make_worker()
-        process(0)
-        partials = [result()]
-    else:
-        partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="verify")
-    best_count = min((s["count"] for s in partials), default=(kernels.NONE, -1))
-    best_rank = min((s["rank"] for s in partials), default=(kernels.NONE, -1))
-    flagged = sorted(r for s in partials for r in s["flagged"])[:cap]
-    n_flagged = sum(s["n_flagged"] for s in partials)
-    scanned = sum(s["n_subsets"] for s in partials)
-    return best_count, best_rank, flagged, n_flagged, scanned
-
-
-def _key(value, index):
-    """Order of candidates: smaller value first, then smaller (lexicographic) index."""
-    return (int(value), int(index) if index >= 0 else math.inf)
 
 
 class _NonGeneric(Exception):
@@ -791,7 +704,8 @@ def _no_witness_error(arr, T):
         "perturb the rows.")
 
 
-def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False):
+def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False, client=None,
+                     checkpoint=None, checkpoint_interval=None):
     """Decide exactly whether ``x -> ReLU(W x)`` is injective on R^n.
 
     The layer is injective iff for every ``x`` the active rows ``{i : <w_i, x> >= 0}``
@@ -841,6 +755,14 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False):
     progress : bool or None, optional
         Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` only
         for runs longer than two seconds on a terminal.
+    client : distributed.Client or str, optional
+        Scan the subsets on this Dask cluster (see :func:`mcbe`); the verdict is the
+        same.
+    checkpoint : str or path-like, optional
+        Save the scan's partial result to this file and resume from it (see
+        :func:`mcbe`).
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
 
     Returns
     -------
@@ -862,11 +784,13 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False):
     ``min_active``. Deciding injectivity is coNP-complete in general and fixed-parameter
     tractable in ``n`` (Froese, Grillo, Skutella 2024): the cost grows like ``m^(n-1)``.
     """
-    return _verify(weight, max_subsets=max_subsets, n_jobs=n_jobs, progress=progress)
+    return _verify(weight, max_subsets=max_subsets, n_jobs=n_jobs, progress=progress,
+                   client=client, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval)
 
 
 def _verify(weight, *, max_subsets=None, n_jobs=None, progress=False,
-            sweep_min=SWEEP_MIN, block_subsets=BLOCK_SUBSETS, delta=None):
+            sweep_min=SWEEP_MIN, block_subsets=BLOCK_SUBSETS, delta=None, client=None,
+            checkpoint=None, checkpoint_interval=None):
     """:func:`verify_injective` with the internal knobs exposed (for tests and benchmarks:
     none of them changes the result)."""
     clock = Stopwatch()
@@ -891,8 +815,10 @@ def _verify(weight, *, max_subsets=None, n_jobs=None, progress=False,
         # one subset (the empty one), decided directly by the signs of the rows
         best_count, best_rank, flagged, n_flagged, scanned = (kernels.NONE, -1), (kernels.NONE, -1), [0], 0, 1
     else:
-        best_count, best_rank, flagged, n_flagged, scanned = _scan(
-            arr, jobs, progress, sweep_min, block_subsets, filter_threshold(n) if delta is None else delta)
+        best_count, best_rank, flagged, n_flagged, scanned = scan(
+            arr, jobs, progress, sweep_min, block_subsets,
+            filter_threshold(n) if delta is None else delta, RADIUS_MIN, EXACT_LIMIT + 1,
+            client=client, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval)
     try:
         for rank in flagged[:EXACT_LIMIT]:
             count_plus, rank_plus, count_minus, rank_minus = _resolve(arr, _unrank(rank, p, n - 1))

@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _checkpoint
+from ._blocks import BlockPlan, digest, execute
 from ._domains import Data
 from ._errors import FastReluError
 from ._kernels import _power as kernels
 from ._layer import ReLULayer
 from ._parallel import Stopwatch, block_generator, run_blocks
 from ._spectral import DEFAULT_MAX_ITER, DEFAULT_TOL, _Ascent, _tol_value, _unit_rows
-from ._validation import (MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int, seed_value)
+from ._validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
 
 #: Draws per random stream. Part of the definition of a seeded run: never change it.
 WIDTH_BLOCK = 256
@@ -127,6 +129,7 @@ def _merge_moments(parts):
     order (Chan et al.), so the result never depends on which thread ran a block."""
     count, mean, m2 = 0, 0.0, 0.0
     for c, mu, s in parts:
+        c, mu, s = int(c), float(mu), float(s)
         total = count + c
         delta = mu - mean
         mean += delta * c / total
@@ -136,27 +139,110 @@ def _merge_moments(parts):
     return mean, stderr
 
 
-def _run_draws(n_draws, dim, seed, jobs, sup_of_block, progress=False):
-    """Draw ``g ~ N(0, I_dim)`` in blocks and average ``sup_of_block(G)`` (one value per
-    row of ``G``); returns ``(mean, stderr)``."""
-    n_blocks = -(-n_draws // WIDTH_BLOCK)
-    parts = [None] * n_blocks
+class _WidthPlan(BlockPlan):
+    """The Gaussian draws of :func:`gaussian_mean_width` in blocks of ``WIDTH_BLOCK``.
+    State: each block's ``(count, mean, M2)`` placed by block index; they are merged in
+    block order at the end (a floating-point mean is not associative, a placement is).
 
-    def make_worker():
+    ``kind`` is ``"set"`` (``points``), ``"image"`` (``layer`` of ``points``), ``"linear"``
+    (``weight``) or ``"ball"`` (``layer`` on the unit ball, by ascent)."""
+
+    kernel = "gaussian_mean_width"
+    desc = "mean width"
+    max_task_blocks = 16
+
+    def __init__(self, kind, n_draws, seed, *, points=None, layer=None, weight=None,
+                 n_starts=DEFAULT_STARTS_PER_DRAW, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+        super().__init__(-(-n_draws // WIDTH_BLOCK))
+        self.kind, self.n_draws, self.seed = kind, n_draws, seed
+        self.points, self.layer, self.weight = points, layer, weight
+        self.n_starts, self.max_iter, self.tol = n_starts, max_iter, tol
+
+    def fingerprint(self):
+        inputs = {"points": self.points, "weight": self.weight,
+                  "layer weight": None if self.layer is None else self.layer.weight,
+                  "layer bias": None if self.layer is None else self.layer.bias}
+        ball = {"n_starts": self.n_starts, "max_iter": self.max_iter, "tol": self.tol} if self.kind == "ball" else {}
+        return {"of": self.kind, **{k: digest(v) for k, v in inputs.items() if v is not None},
+                "n_draws": self.n_draws, "seed": self.seed, **ball, "block_size": WIDTH_BLOCK}
+
+    def empty(self):
+        return {"count": np.zeros(self.n_blocks, dtype=np.int64), "mean": np.zeros(self.n_blocks),
+                "m2": np.zeros(self.n_blocks)}
+
+    def _sup(self, G):
+        if self.kind == "set":
+            return _finite_set_sup(self.points, G)
+        if self.kind == "image":
+            return _finite_set_sup(self.points, G, self.layer)
+        return np.linalg.norm(G @ self.weight, axis=1)
+
+    def _worker_ball(self, moments, first):
+        W, alpha = self.layer.weight, self.layer.bias
+        m, n = W.shape
+        n_starts, seed, n_draws = self.n_starts, self.seed, self.n_draws
+        ascent = self.cached("ascent", lambda: _Ascent(kernels.MODE_LINEAR, kernels.LINE_SEARCH, W,
+                                                       alpha, None, self.max_iter, self.tol))
+        at_zero = np.maximum(-alpha, 0.0)
+        run = ascent.worker(WIDTH_BLOCK * n_starts)
+        G_buffer = np.empty((WIDTH_BLOCK, m))
+        X_buffer = np.empty((WIDTH_BLOCK * n_starts, n))
+
+        def process(b):
+            size = min(WIDTH_BLOCK, n_draws - b * WIDTH_BLOCK)
+            G = G_buffer[:size]
+            rng = block_generator(seed, b, WIDTH_STREAM)
+            rng.standard_normal(out=G)
+            X = X_buffer[:size * n_starts].reshape(size, n_starts, n)
+            rng.standard_normal(out=X)
+            # the first start of each draw: the maximiser of <g+, W x> on the sphere
+            X[:, 0, :] = np.maximum(G, 0.0) @ W
+            X = _unit_rows(X.reshape(size * n_starts, n))
+            _, q, _, _ = run(X, G, n_starts)
+            values = np.maximum(q.reshape(size, n_starts).max(axis=1), G @ at_zero)
+            _store(moments, b - first, values)
+
+        return process
+
+    def _worker_draws(self, moments, first):
+        dim = self.weight.shape[0] if self.kind == "linear" else (
+            self.points.shape[1] if self.kind == "set" else self.layer.shape[0])
+        seed, n_draws = self.seed, self.n_draws
         buffer = np.empty((WIDTH_BLOCK, dim))
 
         def process(b):
             size = min(WIDTH_BLOCK, n_draws - b * WIDTH_BLOCK)
             G = buffer[:size]
             block_generator(seed, b, WIDTH_STREAM).standard_normal(out=G)
-            values = sup_of_block(G)
-            mean = float(values.mean())
-            parts[b] = (size, mean, float(np.sum((values - mean) ** 2)))
+            _store(moments, b - first, self._sup(G))
 
-        return process, lambda: None
+        return process
 
-    run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="mean width")
-    return _merge_moments(parts)
+    def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
+        moments = {"count": np.zeros(stop - first, dtype=np.int64), "mean": np.zeros(stop - first),
+                   "m2": np.zeros(stop - first)}
+        build = self._worker_ball if self.kind == "ball" else self._worker_draws
+
+        def make_worker():
+            return build(moments, first), lambda: None
+
+        run_blocks(range(first, stop), make_worker, n_jobs, bar=bar, limit_blas=limit_blas)
+        return moments
+
+    def absorb(self, state, piece, first, stop):
+        for name in ("count", "mean", "m2"):
+            state[name][first:stop] = piece[name]
+
+    def result(self, state):
+        return _merge_moments(zip(state["count"], state["mean"], state["m2"]))
+
+
+def _store(moments, i, values):
+    """Block statistics ``(count, mean, M2)`` of the per-draw ``values`` at slot ``i``."""
+    mean = float(values.mean())
+    moments["count"][i] = values.shape[0]
+    moments["mean"][i] = mean
+    moments["m2"][i] = float(np.sum((values - mean) ** 2))
 
 
 def _finite_set_sup(points, G, layer=None):
@@ -173,7 +259,8 @@ def _finite_set_sup(points, G, layer=None):
 
 def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
                         n_starts=DEFAULT_STARTS_PER_DRAW, seed=None, n_jobs=None,
-                        max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, progress=False):
+                        max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, progress=False,
+                        client=None, checkpoint=None, checkpoint_interval=None):
     """Gaussian mean width ``w(T) = E_g sup_{t in T} <g, t>``, ``g ~ N(0, I)`` [DKM].
 
     Monte Carlo over ``n_draws`` draws; the supremum per draw depends on what ``obj``
@@ -212,6 +299,13 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
         Of the ascent (layer on the ball only; see :func:`relu_power_iteration`).
     progress : bool or None, optional
         Progress bar on stderr.
+    client : distributed.Client or str, optional
+        Run the blocks of draws on this Dask cluster (see :func:`mcbe`); the result is
+        the same bits as the local one.
+    checkpoint : str or path-like, optional
+        Save the partial result to this file and resume from it (see :func:`mcbe`).
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
 
     Returns
     -------
@@ -222,16 +316,14 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
     n_starts = positive_int(n_starts, "n_starts")
     max_iter = positive_int(max_iter, "max_iter")
     tol = _tol_value(tol)
-    seed_used = seed_value(seed)
+    seed_used = _checkpoint.seed_for(seed, checkpoint, _WidthPlan.kernel)
     jobs = n_jobs_value(n_jobs)
     per_draw = "exact"
     if data is not None and not isinstance(obj, ReLULayer):
         raise FastReluError(f"The 'data' parameter applies to a ReLULayer only (the image of the data under the layer). Got data with a {type(obj).__name__}.")
     if isinstance(obj, Data):
-        points = obj.points
-        method = f"maximum over {points.shape[0]} points"
-        mean, stderr = _run_draws(n_draws, points.shape[1], seed_used, jobs,
-                                  lambda G: _finite_set_sup(points, G), progress)
+        method = f"maximum over {obj.points.shape[0]} points"
+        plan = _WidthPlan("set", n_draws, seed_used, points=obj.points)
     elif isinstance(obj, ReLULayer):
         m, n = obj.shape
         if data is not None:
@@ -239,57 +331,22 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
             if points.shape[1] != n:
                 raise FastReluError(f"The 'data' parameter must have {n} columns (the input dimension). Got data.shape={points.shape}.")
             method = f"maximum over the images of {points.shape[0]} points"
-            mean, stderr = _run_draws(n_draws, m, seed_used, jobs,
-                                      lambda G: _finite_set_sup(points, G, obj), progress)
+            plan = _WidthPlan("image", n_draws, seed_used, points=points, layer=obj)
         else:
             method = f"conditional-gradient ascent from {n_starts} starts per draw"
             per_draw = "lower estimate"
-            mean, stderr = _layer_ball_width(obj, n_draws, n_starts, seed_used, jobs,
-                                             max_iter, tol, progress)
+            plan = _WidthPlan("ball", n_draws, seed_used, layer=obj, n_starts=n_starts,
+                              max_iter=max_iter, tol=tol)
     else:
         if not isinstance(obj, (np.ndarray, list, tuple)):
             raise FastReluError(f"The 'obj' parameter must be a fastrelu.Data, a 2-D array (a linear map, taken on the unit ball) or a fastrelu.ReLULayer. Got {type(obj).__name__} instead.")
-        W = as_matrix(obj, "obj")
         method = "|W^T g| (the linear map on the unit ball)"
-        mean, stderr = _run_draws(n_draws, W.shape[0], seed_used, jobs,
-                                  lambda G: np.linalg.norm(G @ W, axis=1), progress)
+        plan = _WidthPlan("linear", n_draws, seed_used, weight=as_matrix(obj, "obj"))
+    state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
+                    checkpoint_interval=checkpoint_interval, progress=progress)
+    mean, stderr = plan.result(state)
     return Estimate(value=mean, stderr=stderr, n_draws=n_draws, per_draw=per_draw,
                     method=method, seed=seed_used, elapsed=clock())
-
-
-def _layer_ball_width(layer, n_draws, n_starts, seed, jobs, max_iter, tol, progress):
-    """Mean over draws of the best of the ascents of ``<g, ReLU(W x - alpha)>``."""
-    W, alpha = layer.weight, layer.bias
-    m, n = W.shape
-    ascent = _Ascent(kernels.MODE_LINEAR, kernels.LINE_SEARCH, W, alpha, None, max_iter, tol)
-    at_zero = np.maximum(-alpha, 0.0)
-    n_blocks = -(-n_draws // WIDTH_BLOCK)
-    parts = [None] * n_blocks
-
-    def make_worker():
-        run = ascent.worker(WIDTH_BLOCK * n_starts)
-        G_buffer = np.empty((WIDTH_BLOCK, m))
-        X_buffer = np.empty((WIDTH_BLOCK * n_starts, n))
-
-        def process(b):
-            size = min(WIDTH_BLOCK, n_draws - b * WIDTH_BLOCK)
-            G = G_buffer[:size]
-            rng = block_generator(seed, b, WIDTH_STREAM)
-            rng.standard_normal(out=G)
-            X = X_buffer[:size * n_starts].reshape(size, n_starts, n)
-            rng.standard_normal(out=X)
-            # the first start of each draw: the maximiser of <g+, W x> on the sphere
-            X[:, 0, :] = np.maximum(G, 0.0) @ W
-            X = _unit_rows(X.reshape(size * n_starts, n))
-            _, q, _, _ = run(X, G, n_starts)
-            values = np.maximum(q.reshape(size, n_starts).max(axis=1), G @ at_zero)
-            mean = float(values.mean())
-            parts[b] = (size, mean, float(np.sum((values - mean) ** 2)))
-
-        return process, lambda: None
-
-    run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="mean width")
-    return _merge_moments(parts)
 
 
 def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None):

@@ -1,5 +1,5 @@
 """The ``fastrelu`` command line: ``bias``, ``check``, ``verify``, ``reconstruct``,
-``svals``, ``width`` and ``demo``."""
+``svals``, ``width``, ``batch`` and ``demo``."""
 
 import argparse
 import json
@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from ._batch import add_batch_parser
+from ._distributed import add_cluster_arguments, cluster_from_args
 from ._domains import Ball, Data, Shell, Sphere
 from ._errors import FastReluError
 from ._io import load_array
@@ -55,7 +57,9 @@ def _cmd_bias(args):
     domain = _domain_from_args(args, np.shape(weight)[1])
     if args.method == "pbe":
         for option, value in (("--samples", args.samples), ("--margin", args.margin),
-                              ("--seed", args.seed)):
+                              ("--seed", args.seed), ("--checkpoint", args.checkpoint),
+                              ("--scheduler", args.scheduler),
+                              ("--local-cluster", args.local_cluster)):
             if value is not None:
                 raise FastReluError(f"The '{option}' option does not apply to --method pbe (PBE samples nothing: its bias is exact for the hull's facets).")
         result = pbe(weight, domain)
@@ -68,7 +72,9 @@ def _cmd_bias(args):
             except ValueError:
                 raise FastReluError(f"The '--margin' option must be 'covering' or a number. Got {margin!r}.") from None
         result = mcbe(weight, domain, samples, seed=0 if args.seed is None else args.seed,
-                      margin=margin, n_jobs=args.jobs, progress=_progress(args))
+                      margin=margin, n_jobs=args.jobs, progress=_progress(args),
+                      client=args.client, checkpoint=args.checkpoint,
+                      checkpoint_interval=args.checkpoint_interval)
     if args.out:
         np.save(args.out, result.alpha)
     summary = {
@@ -202,7 +208,9 @@ def _cmd_reconstruct(args):
 def _cmd_verify(args):
     weight = _load_weights(args)
     verdict = verify_injective(weight, max_subsets=args.max_subsets, n_jobs=args.jobs,
-                               progress=_progress(args))
+                               progress=_progress(args), client=args.client,
+                               checkpoint=args.checkpoint,
+                               checkpoint_interval=args.checkpoint_interval)
     m, n = np.shape(weight)
     witness = None if verdict.witness is None else [float(v) for v in verdict.witness]
     active = None if verdict.witness_active is None else [int(i) for i in verdict.witness_active]
@@ -269,7 +277,9 @@ def _cmd_svals(args):
     data = None if args.data is None else load_array(args.data, "data", key=args.data_key)
     result = relu_singular_values(layer.weight, args.k, bias=layer.bias, data=data,
                                   n_starts=args.starts, fit_steps=args.fit_steps,
-                                  seed=0 if args.seed is None else args.seed, n_jobs=args.jobs)
+                                  seed=0 if args.seed is None else args.seed, n_jobs=args.jobs,
+                                  client=args.client, checkpoint=args.checkpoint,
+                                  checkpoint_interval=args.checkpoint_interval)
     domain = "unit ball" if data is None else repr(result.domain)
     summary = {"k": result.k, "domain": domain, "shape": list(layer.shape),
                "values": [float(v) for v in result.values], "kinds": list(result.kinds),
@@ -300,10 +310,14 @@ def _cmd_width(args):
         if args.bias is not None or args.affine_bias is not None or data is not None:
             raise FastReluError("The '--linear' option measures W B, the linear map on the unit ball: it takes no --bias, --affine-bias or --data.")
         what = "W B (the linear map on the unit ball)"
-        result = gaussian_mean_width(weight, n_draws=args.draws, seed=seed, n_jobs=args.jobs)
+        result = gaussian_mean_width(weight, n_draws=args.draws, seed=seed, n_jobs=args.jobs,
+                                     client=args.client, checkpoint=args.checkpoint,
+                                     checkpoint_interval=args.checkpoint_interval)
     elif args.local:
         if data is None:
             raise FastReluError("The '--local' option needs --data FILE (the points at which D_x W is measured).")
+        if args.checkpoint is not None or args.client is not None:
+            raise FastReluError("The '--checkpoint', '--scheduler' and '--local-cluster' options apply to the sampled widths, not to --local (nothing is sampled).")
         layer = _layer_from_args(args, weight)
         metrics = local_metrics(layer, data, n_jobs=args.jobs)
         if args.out:
@@ -335,7 +349,9 @@ def _cmd_width(args):
         layer = _layer_from_args(args, weight)
         what = "the layer's image of " + ("the unit ball" if data is None else f"{np.shape(data)[0]} data points")
         result = gaussian_mean_width(layer, data=data, n_draws=args.draws, n_starts=args.starts,
-                                     seed=seed, n_jobs=args.jobs)
+                                     seed=seed, n_jobs=args.jobs, client=args.client,
+                                     checkpoint=args.checkpoint,
+                                     checkpoint_interval=args.checkpoint_interval)
     summary = {"of": what, "value": result.value, "stderr": result.stderr,
                "n_draws": result.n_draws, "per_draw": result.per_draw, "method": result.method,
                "seed": result.seed, "elapsed": result.elapsed}
@@ -420,40 +436,6 @@ def _cmd_experiment(args):
     return 0
 
 
-#: Keyword arguments of run_experiment that are options of their own, never --set.
-_EXPERIMENT_OPTIONS = {"name": "NAME", "out": "--out", "seed": "--seed", "quick": "--quick",
-                       "n_jobs": "--jobs", "progress": "--progress", "figures": "--no-figures"}
-
-
-def _cmd_experiment(args):
-    from ._experiments import describe_experiment, run_experiment
-
-    overrides = {}
-    for item in args.set:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise FastReluError(f"The '--set' option must be KEY=VALUE with VALUE in JSON (e.g. repetitions=10 or sample_counts=[10,100]). Got {item!r} instead.")
-        if key in _EXPERIMENT_OPTIONS:
-            raise FastReluError(f"The '--set' option must not set {key!r}: use {_EXPERIMENT_OPTIONS[key]}. Got {item!r} instead.")
-        try:
-            overrides[key] = json.loads(text)
-        except ValueError:
-            overrides[key] = text  # a bare word such as covering
-    record = run_experiment(args.name, args.out, seed=args.seed, quick=args.quick,
-                            n_jobs=args.jobs, progress=_progress(args),
-                            figures=not args.no_figures, **overrides)
-    if args.json:
-        json.dump(record, sys.stdout)
-        sys.stdout.write("\n")
-        return 0
-    print("\n".join(describe_experiment(record)))
-    if args.out:
-        written = [record["json"], *record["figures"]]
-        print(f"written to {args.out}: {', '.join(written)}")
-    return 0
-
-
 def _weights_arguments(parser):
     parser.add_argument("weights", help="weight matrix W (m x n): .npy, .npz, .csv or .txt")
     parser.add_argument("--key", help="array name inside an .npz weights file")
@@ -498,6 +480,7 @@ def build_parser():
     bias.add_argument("--margin", help="covering-radius correction (mcbe): 'covering' or a radius")
     bias.add_argument("--out", help="write alpha to this .npy file")
     _run_arguments(bias)
+    add_cluster_arguments(bias)
     bias.set_defaults(run=_cmd_bias)
 
     check = sub.add_parser("check", help="pointwise injectivity of a layer on data or on fresh points of a domain")
@@ -540,6 +523,7 @@ def build_parser():
     svals.add_argument("--fit-steps", type=int, default=200, help="optimiser steps per round of the low-rank fits (default 200)")
     svals.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     _run_arguments(svals)
+    add_cluster_arguments(svals)
     svals.set_defaults(run=_cmd_svals)
 
     width = sub.add_parser("width", help="Gaussian mean width of a layer's image (ball or data), of W B (--linear), or per point (--local)")
@@ -557,6 +541,7 @@ def build_parser():
     width.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     width.add_argument("--out", help="with --local: write the per-point metrics to this .npz file")
     _run_arguments(width)
+    add_cluster_arguments(width)
     width.set_defaults(run=_cmd_width)
 
     verify = sub.add_parser("verify", help="decide exactly whether ReLU(W x) (zero bias) is injective on R^n")
@@ -565,6 +550,7 @@ def build_parser():
                         help="refuse inputs with more (n-1)-subsets than this (default: by dimension, see docs/injectivity.md)")
     verify.add_argument("--strict", action="store_true", help="exit with status 1 when the layer is not injective")
     _run_arguments(verify)
+    add_cluster_arguments(verify)
     verify.set_defaults(run=_cmd_verify)
 
     report = sub.add_parser("report", help="layer-by-layer injectivity, bias, reconstruction and spectral report of a ReLU network on data")
@@ -593,6 +579,8 @@ def build_parser():
     _run_arguments(experiment)
     experiment.set_defaults(run=_cmd_experiment)
 
+    add_batch_parser(sub)
+
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")
     demo.add_argument("--seed", type=int, default=0)
@@ -606,7 +594,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with cluster_from_args(args) as client:
+            args.client = client
+            return args.run(args)
     except FastReluError as exc:
         if args.debug:
             raise

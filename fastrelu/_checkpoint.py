@@ -1,0 +1,162 @@
+"""Checkpoint files of block-decomposed runs (see ``_blocks``).
+
+A checkpoint is one ``.npz`` archive, read and written without pickle:
+
+- ``header``: JSON text with the file format, the kernel, the fingerprint of the run's
+  parameters (hashes of the input arrays, sample counts, seed, tolerances, the block
+  definition) and the number of blocks done;
+- ``done``: the map of finished blocks (``numpy.packbits``);
+- ``state.<name>``: the merged partial state (running minima, counts, ...).
+
+It is written to a temporary file in the same directory and moved over the old one with
+``os.replace``, so a reader (or a run killed mid-write) only ever sees a whole file.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from ._errors import FastReluError
+from ._validation import seed_value
+
+FORMAT = 1
+
+
+def _path_value(path):
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise FastReluError(f"The 'checkpoint' parameter must be a file path (str or os.PathLike). Got {type(path).__name__} instead.") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    folder = os.path.dirname(os.path.abspath(text))
+    if not text or os.path.isdir(text) or not os.path.isdir(folder):
+        raise FastReluError(f"The 'checkpoint' parameter must be a file path in an existing directory. Got {text!r} instead.")
+    return text
+
+
+def _unreadable(path, reason):
+    return FastReluError(f"The 'checkpoint' file {path!r} cannot be read as a fastrelu checkpoint ({reason}). Delete it to start afresh or give another path.")
+
+
+def _read(path):
+    """``(header, arrays)`` of a checkpoint file; raises FastReluError if it is not one."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+    if magic != b"PK\x03\x04":
+        raise _unreadable(path, "not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # zip, npy and OS errors come in many types
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
+    try:
+        header = json.loads(str(arrays.pop("header")))
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError(f"format {header.get('format') if isinstance(header, dict) else header!r}, expected {FORMAT}")
+        if not isinstance(header.get("fingerprint"), dict):
+            raise ValueError("no fingerprint")
+    except Exception as exc:
+        raise _unreadable(path, f"bad header: {exc}") from None
+    return header, arrays
+
+
+def _short(value):
+    """A fingerprint entry for a message: hashes abbreviated, the rest as JSON."""
+    if isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef"):
+        return f"sha256:{value[:12]}..."
+    return json.dumps(value)
+
+
+def seed_for(seed, checkpoint, kernel):
+    """The seed of a run: ``seed`` itself when given; otherwise the seed recorded in an
+    existing checkpoint of the same kernel (a run started without a seed draws a fresh
+    one and records it, so that rerunning the same call resumes it), else fresh
+    entropy."""
+    if seed is not None or checkpoint is None:
+        return seed_value(seed)
+    path = _path_value(checkpoint)
+    if os.path.exists(path):
+        header, _ = _read(path)
+        recorded = header["fingerprint"].get("seed")
+        if header["fingerprint"].get("kernel") == kernel and isinstance(recorded, int) and recorded >= 0:
+            return recorded
+    return seed_value(None)
+
+
+class Saver:
+    """Loads and saves the checkpoint of one plan."""
+
+    def __init__(self, path, plan, interval):
+        from ._blocks import BLOCK_FORMAT, json_normal
+
+        self.path = _path_value(path)
+        self.plan = plan
+        self.interval = interval
+        self.fingerprint = json_normal({"kernel": plan.kernel, "block_format": BLOCK_FORMAT,
+                                        "n_blocks": plan.n_blocks, **plan.fingerprint()})
+        self.last = time.monotonic()
+
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def load(self):
+        """``(state, done)`` from the file, or None when there is no file yet."""
+        if not self.exists():
+            return None
+        header, arrays = _read(self.path)
+        theirs, ours = header["fingerprint"], self.fingerprint
+        keys = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+        if len(keys) > 1 and "n_blocks" in keys:
+            keys.remove("n_blocks")  # follows from the sample count, which is named
+        differ = [f"{key} is {_short(theirs.get(key))} there and {_short(ours.get(key))} here"
+                  for key in keys]
+        if differ:
+            raise FastReluError(f"The 'checkpoint' file {self.path!r} was written for other parameters: {'; '.join(differ)}. Give the same parameters to resume it, or another path to start afresh.")
+        try:
+            n_blocks = self.plan.n_blocks
+            packed = arrays["done"]
+            if packed.dtype != np.uint8 or packed.shape != ((n_blocks + 7) // 8,):
+                raise ValueError(f"block map of shape {packed.shape}, expected ({(n_blocks + 7) // 8},)")
+            done = np.unpackbits(packed, count=n_blocks).astype(bool)
+            state = self.plan.empty()
+            for name, empty in state.items():
+                stored = arrays[f"state.{name}"]
+                if stored.shape != empty.shape or stored.dtype != empty.dtype:
+                    raise ValueError(f"state '{name}' of shape {stored.shape} and type {stored.dtype}, expected {empty.shape} and {empty.dtype}")
+                state[name] = np.array(stored)
+        except KeyError as exc:
+            raise _unreadable(self.path, f"missing array {exc}") from None
+        except ValueError as exc:
+            raise _unreadable(self.path, str(exc)) from None
+        return state, done
+
+    def maybe_save(self, state, done):
+        """Save if ``interval`` seconds have passed since the last write."""
+        if time.monotonic() - self.last >= self.interval:
+            self.save(state, done)
+
+    def save(self, state, done):
+        """Write the file atomically (a temporary file in the same directory, then
+        ``os.replace``)."""
+        header = {"format": FORMAT, "fingerprint": self.fingerprint,
+                  "blocks_done": int(done.sum()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        arrays = {"header": np.array(json.dumps(header)), "done": np.packbits(done)}
+        arrays.update({f"state.{name}": np.asarray(value) for name, value in state.items()})
+        folder, name = os.path.split(os.path.abspath(self.path))
+        temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        self.last = time.monotonic()

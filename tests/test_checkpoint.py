@@ -1,0 +1,306 @@
+"""Checkpoint and resume: a resumed run gives exactly the result of an uninterrupted one,
+and checkpoints of other runs, or damaged ones, are refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastrelu as fr
+from fastrelu._blocks import BlockPlan, ranges
+from fastrelu._checkpoint import FORMAT
+from fastrelu._mcbe import BLOCK_SIZE, _McbePlan
+from fastrelu._spectral import _PowerPlan
+from fastrelu._subsets import ScanPlan
+from fastrelu._width import _WidthPlan
+
+def _weight(seed=0, m=40, n=6):
+    return np.random.default_rng(seed).standard_normal((m, n))
+
+
+def _header(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(str(archive["header"]))
+
+
+def _interrupt(monkeypatch, plan_class, after):
+    """Make the ``after``-th range computed by ``plan_class`` raise KeyboardInterrupt."""
+    original = plan_class.compute
+    calls = [0]
+
+    def compute(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == after:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(plan_class, "compute", compute)
+    return calls
+
+
+def _assert_same_estimate(a, b):
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    np.testing.assert_array_equal(a.alpha_sampled, b.alpha_sampled)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    assert a.n_incomplete == b.n_incomplete and a.seed == b.seed
+
+
+def test_interrupted_mcbe_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    W = _weight()
+    path = tmp_path / "run.ckpt"
+    reference = fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2)
+    _interrupt(monkeypatch, _McbePlan, after=3)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2, checkpoint=path,
+                checkpoint_interval=0)
+    monkeypatch.undo()
+    header = _header(path)
+    n_blocks = -(-300_000 // BLOCK_SIZE)
+    assert 0 < header["blocks_done"] < n_blocks
+    assert header["fingerprint"]["seed"] == 3 and header["fingerprint"]["n_samples"] == 300_000
+    resumed = fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=1, checkpoint=path)
+    _assert_same_estimate(resumed, reference)
+    assert _header(path)["blocks_done"] == n_blocks
+    assert sorted(os.listdir(tmp_path)) == ["run.ckpt"]  # no temporary files left behind
+
+
+def test_interruption_inside_a_merge_never_counts_a_block_twice(tmp_path, monkeypatch):
+    W = _weight(1)
+    path = tmp_path / "run.npz"
+    reference = fr.mcbe(W, fr.Sphere(6), 100_000, seed=4)
+    original = _McbePlan.absorb
+    calls = [0]
+
+    def absorb(self, state, piece, first, stop):
+        original(self, state, piece, first, stop)
+        calls[0] += 1
+        if calls[0] == 2:  # merged, but not yet marked done
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_McbePlan, "absorb", absorb)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Sphere(6), 100_000, seed=4, checkpoint=path, checkpoint_interval=0)
+    monkeypatch.undo()
+    resumed = fr.mcbe(W, fr.Sphere(6), 100_000, seed=4, checkpoint=path)
+    _assert_same_estimate(resumed, reference)
+
+
+def test_finished_checkpoint_resumes_without_computing(tmp_path, monkeypatch):
+    W = _weight(2)
+    path = tmp_path / "done.npz"
+    first = fr.mcbe(W, fr.Ball(6, 2.0), 50_000, seed=5, checkpoint=path)
+    monkeypatch.setattr(_McbePlan, "compute", lambda *a, **k: pytest.fail("computed again"))
+    again = fr.mcbe(W, fr.Ball(6, 2.0), 50_000, seed=5, checkpoint=path)
+    _assert_same_estimate(again, first)
+    # the margin is applied after the run: it may change on a resume
+    margined = fr.mcbe(W, fr.Ball(6, 2.0), 50_000, seed=5, checkpoint=path, margin=0.01)
+    np.testing.assert_allclose(margined.alpha, first.alpha - 0.02 * np.linalg.norm(W, axis=1))
+
+
+def test_run_without_seed_records_its_seed_and_resumes_with_it(tmp_path, monkeypatch):
+    W = _weight(3)
+    path = tmp_path / "fresh.npz"
+    _interrupt(monkeypatch, _McbePlan, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Sphere(6), 200_000, n_jobs=1, checkpoint=path, checkpoint_interval=0)
+    monkeypatch.undo()
+    seed = _header(path)["fingerprint"]["seed"]
+    resumed = fr.mcbe(W, fr.Sphere(6), 200_000, checkpoint=path)
+    assert resumed.seed == seed
+    _assert_same_estimate(resumed, fr.mcbe(W, fr.Sphere(6), 200_000, seed=seed))
+
+
+def test_data_domain_resumes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    W, X = rng.standard_normal((30, 5)), rng.standard_normal((60_000, 5))
+    path = tmp_path / "data.npz"
+    _interrupt(monkeypatch, _McbePlan, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Data(X), checkpoint=path, checkpoint_interval=0, n_jobs=1)
+    monkeypatch.undo()
+    _assert_same_estimate(fr.mcbe(W, fr.Data(X), checkpoint=path), fr.mcbe(W, fr.Data(X)))
+    with pytest.raises(fr.FastReluError, match=r"domain is .*sha256:.* there and .*sha256:.* here"):
+        fr.mcbe(W, fr.Data(X + 1.0), checkpoint=path)
+
+
+def _power(path=None, **kw):
+    return fr.relu_power_iteration(_weight(7), n_starts=3000, seed=8, history=2, max_iter=200,
+                                   checkpoint=path, **kw)
+
+
+def _width(path=None, **kw):
+    layer = fr.ReLULayer(_weight(9), 0.1)
+    return fr.gaussian_mean_width(layer, n_draws=2000, n_starts=2, max_iter=40, seed=2,
+                                  checkpoint=path, **kw)
+
+
+def _verify(path=None, **kw):
+    from fastrelu._verify import _verify as verify
+
+    return verify(np.random.default_rng(10).standard_normal((30, 4)), block_subsets=64,
+                  checkpoint=path, **kw)
+
+
+def _power_facts(r):
+    return (r.s1, r.x, r.best_start, r.n_converged, r.n_max_iter, r.n_zero, r.n_stalled,
+            r.mean_iter, r.values, r.n_iter, r.status, r.history)
+
+
+def _width_facts(r):
+    return (r.value, r.stderr, r.seed)
+
+
+def _verify_facts(r):
+    return (r.injective, r.min_active, r.subset, r.sign, r.vertex, r.subsets_checked, r.witness)
+
+
+@pytest.mark.parametrize("run, plan_class, facts", [
+    (_power, _PowerPlan, _power_facts),
+    (_width, _WidthPlan, _width_facts),
+    (_verify, ScanPlan, _verify_facts),
+], ids=["power", "width", "verify"])
+def test_other_sampled_kernels_resume_exactly(tmp_path, monkeypatch, run, plan_class, facts):
+    path = tmp_path / "k.npz"
+    reference = run()
+    _interrupt(monkeypatch, plan_class, after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run(path, checkpoint_interval=0)
+    monkeypatch.undo()
+    assert 0 < _header(path)["blocks_done"]
+    resumed = run(path)
+    for a, b in zip(facts(reference), facts(resumed)):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(seed=4), r"seed is 3 there and 4 here"),
+    (dict(n_samples=20_000), r"n_samples is 10000 there and 20000 here"),
+    (dict(domain=fr.Ball(6)), r"domain is \"Sphere\(.*\" there and \"Ball\(.*\" here"),
+    (dict(rank_tol=1e-5), r"rank_tol is 1e-06 there and 1e-05 here"),
+    (dict(weight=2.0 * _weight()), r"weight is sha256:[0-9a-f]{12}\.\.\. there and sha256:"),
+])
+def test_checkpoint_of_other_parameters_is_refused(tmp_path, change, match):
+    path = tmp_path / "c.npz"
+    args = dict(weight=_weight(), domain=fr.Sphere(6), n_samples=10_000, seed=3)
+    fr.mcbe(checkpoint=path, **args)
+    before = path.read_bytes()
+    with pytest.raises(fr.FastReluError, match="written for other parameters: " + match):
+        fr.mcbe(checkpoint=path, **{**args, **change})
+    assert path.read_bytes() == before  # nothing lost
+
+
+def test_checkpoint_of_another_kernel_is_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    fr.mcbe(_weight(), fr.Sphere(6), 5000, seed=1, checkpoint=path)
+    with pytest.raises(fr.FastReluError, match=r"kernel is \"mcbe\" there and \"relu_power_iteration\" here"):
+        fr.relu_power_iteration(_weight(), n_starts=100, seed=1, checkpoint=path)
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif how == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "foreign npz":
+        np.savez(path.open("wb"), alpha=np.zeros(3))
+    elif how == "bad header":
+        np.savez(path.open("wb"), header=np.array("{not json"), done=np.zeros(1, np.uint8))
+    elif how == "wrong state":
+        with np.load(path) as archive:
+            arrays = dict(archive)
+        arrays["state.alpha"] = np.zeros(3)
+        np.savez(path.open("wb"), **arrays)
+    elif how == "wrong map":
+        with np.load(path) as archive:
+            arrays = dict(archive)
+        arrays["done"] = np.zeros(100, np.uint8)
+        np.savez(path.open("wb"), **arrays)
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("garbage", "not an .npz archive"), ("truncated", "BadZipFile|Error"),
+    ("empty", "not an .npz archive"), ("foreign npz", "missing array|bad header"),
+    ("bad header", "bad header"), ("wrong state", "state 'alpha' of shape \\(3,\\)"),
+    ("wrong map", "block map of shape"),
+])
+def test_damaged_checkpoint_is_refused(tmp_path, how, reason):
+    path = tmp_path / "c.npz"
+    fr.mcbe(_weight(), fr.Sphere(6), 9000, seed=1, checkpoint=path)
+    _damage(path, how)
+    with pytest.raises(fr.FastReluError, match=f"cannot be read as a fastrelu checkpoint \\(.*({reason})"):
+        fr.mcbe(_weight(), fr.Sphere(6), 9000, seed=1, checkpoint=path)
+
+
+def test_checkpoint_parameters_are_validated(tmp_path):
+    W = _weight()
+    for bad in (tmp_path, tmp_path / "missing" / "c.npz", ""):
+        with pytest.raises(fr.FastReluError, match="The 'checkpoint' parameter must be a file path in an existing directory"):
+            fr.mcbe(W, fr.Sphere(6), 1000, seed=0, checkpoint=bad)
+    with pytest.raises(fr.FastReluError, match="The 'checkpoint' parameter must be a file path"):
+        fr.mcbe(W, fr.Sphere(6), 1000, seed=0, checkpoint=3.5)
+    with pytest.raises(fr.FastReluError, match="The 'checkpoint_interval' parameter must be a finite real number >= 0"):
+        fr.mcbe(W, fr.Sphere(6), 1000, seed=0, checkpoint=tmp_path / "c", checkpoint_interval=-1)
+    with pytest.raises(fr.FastReluError, match="The 'checkpoint' parameter applies to the unit ball"):
+        fr.relu_singular_values(W, 1, data=np.ones((3, 6)), checkpoint=tmp_path / "c")
+
+
+def test_block_ranges():
+    done = np.array([1, 0, 0, 1, 0, 1, 1, 0], dtype=bool)
+    assert ranges(done) == [(1, 3), (4, 5), (7, 8)]
+    assert ranges(np.ones(3, dtype=bool)) == []
+    assert FORMAT == 1 and BlockPlan.max_task_blocks >= 1
+
+
+def _cli(*args, **kw):
+    """``python -m fastrelu ARGS`` with the fastrelu that this test imported."""
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fr.__file__)))
+    env = {**os.environ, "PYTHONPATH": where + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen([sys.executable, "-m", "fastrelu", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def test_cli_run_killed_by_sigkill_resumes_to_the_same_alpha(tmp_path, capsys):
+    from fastrelu.cli import main
+
+    W = _weight(11, 100, 10)
+    np.save(tmp_path / "W.npy", W)
+    samples = 400_000
+    n_blocks = -(-samples // BLOCK_SIZE)
+    path = tmp_path / "run.ckpt"
+    command = ["bias", tmp_path / "W.npy", "--samples", samples, "--seed", 5, "--jobs", 1,
+               "--checkpoint", path, "--checkpoint-interval", 0.05, "--out", tmp_path / "a.npy"]
+    victim = _cli(*command)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        victim.send_signal(signal.SIGKILL)
+    finally:
+        victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert 0 < _header(path)["blocks_done"] < n_blocks
+    assert not (tmp_path / "a.npy").exists()
+    rerun = _cli(*command)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err.decode()
+    assert _header(path)["blocks_done"] == n_blocks
+    reference = fr.mcbe(W, fr.Sphere(10), samples, seed=5)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), reference.alpha)
+    # the same command with another seed is refused in one line, exit code 2
+    capsys.readouterr()
+    assert main(list(map(str, command[:5] + [6] + command[6:]))) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0
+    assert "written for other parameters: seed is 5 there and 6 here" in err
