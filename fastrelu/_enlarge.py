@@ -28,7 +28,7 @@ def _points_of(data):
     return as_matrix(data, "data")
 
 
-def _bandwidth_value(bandwidth):
+def bandwidth_value(bandwidth):
     if isinstance(bandwidth, str):
         if bandwidth not in ("scott", "silverman"):
             raise FastReluError(f"The 'bandwidth' parameter must be 'scott', 'silverman' or a float > 0. Got {bandwidth!r} instead.")
@@ -107,7 +107,7 @@ def enlarge_data(data, n_points, *, method="kde", bandwidth="scott", noise=0.1, 
         raise FastReluError(f"The 'method' parameter must be one of {list(METHODS)}. Got {method!r} instead.")
     rng = block_generator(seed_value(seed), 0, ENLARGE_STREAM)
     if method == "kde":
-        synthetic = _kde_points(X, n_points, _bandwidth_value(bandwidth), rng)[0]
+        synthetic = _kde_points(X, n_points, bandwidth_value(bandwidth), rng)[0]
     else:
         noise = positive_float(noise, "noise", allow_zero=True)
         spread = float(np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1)) / X.shape[1]))

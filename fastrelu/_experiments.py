@@ -156,8 +156,10 @@ def _finite_bias(alpha, norms):
 
 
 def _stats(values, axis=0):
-    """Mean, standard deviation, minimum and maximum along ``axis`` (``+inf`` entries
-    make every statistic of their column ``+inf``)."""
+    """Mean, standard deviation, minimum and maximum along ``axis``. A column with a
+    ``+inf`` entry has mean and maximum ``+inf`` and standard deviation NaN (written as
+    ``null`` in the JSON record); its minimum stays finite unless every entry is
+    ``+inf``."""
     values = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore"):
         return {"mean": values.mean(axis=axis), "std": values.std(axis=axis),

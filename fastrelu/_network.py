@@ -27,6 +27,8 @@ from ._validation import as_matrix, as_vector
 _NPZ_KEY = re.compile(r"^(weight|bias)_(0|[1-9][0-9]*)$")
 #: The optional marker of the ``.npz`` layout: the last layer is affine (no ReLU).
 _NPZ_MARKER = "linear_output"
+#: The optional labels of the output units in the ``.npz`` layout.
+_NPZ_CLASSES = "classes"
 #: A PyTorch parameter name ``<prefix><index>.weight`` such as ``0.weight``,
 #: ``net.2.bias`` or ``fc1.weight``.
 _TORCH_KEY = re.compile(r"^(.*?)([0-9]+)\.(weight|bias)$")
@@ -52,6 +54,11 @@ class Network:
     output : ReLULayer or None
         The output layer, of which only the affine map ``V h - beta`` is applied; its
         input dimension equals the last hidden layer's number of neurons.
+    classes : array_like, shape (k,), optional
+        For a classifier: the label of each output unit (of the two classes for a
+        single output unit, which predicts ``classes[1]`` where its value is positive),
+        as scikit-learn's ``classes_``. Labels of :func:`fastrelu.analyze` are compared
+        with them.
 
     Notes
     -----
@@ -62,7 +69,7 @@ class Network:
     not). See ``docs/networks.md``.
     """
 
-    def __init__(self, hidden, output=None):
+    def __init__(self, hidden, output=None, *, classes=None):
         if isinstance(hidden, ReLULayer):
             hidden = (hidden,)
         try:
@@ -80,8 +87,16 @@ class Network:
                 raise FastReluError(f"The 'output' parameter must be a fastrelu.ReLULayer or None. Got {type(output).__name__} instead.")
             if output.shape[1] != hidden[-1].shape[0]:
                 raise FastReluError(f"The 'output' parameter must take the {hidden[-1].shape[0]} outputs of the last hidden layer as input. Got output.shape={output.shape} after hidden[{len(hidden) - 1}].shape={hidden[-1].shape} instead.")
+        if classes is not None:
+            classes = np.asarray(classes)
+            if output is None:
+                raise FastReluError("The 'classes' parameter needs an output layer (one label per output unit). Got classes for a network that ends with a ReLU layer.")
+            expected = 2 if output.shape[0] == 1 else output.shape[0]
+            if classes.ndim != 1 or classes.shape[0] != expected or classes.dtype.kind not in "biuU":
+                raise FastReluError(f"The 'classes' parameter must be a 1-D array of {expected} integer or string labels (one per output unit; two for a single output unit). Got classes.shape={classes.shape} of dtype {classes.dtype} instead.")
         self._hidden = hidden
         self._output = output
+        self._classes = classes
 
     # ------------------------------------------------------------------ structure
 
@@ -94,6 +109,11 @@ class Network:
     def output(self):
         """The affine output layer (a ReLULayer of which only ``V h - beta`` is used) or None."""
         return self._output
+
+    @property
+    def classes(self):
+        """The label of each output unit (a classifier's ``classes_``), or None."""
+        return self._classes
 
     @property
     def input_dim(self):
@@ -229,7 +249,11 @@ class Network:
             raise FastReluError(f"The 'model' parameter must have at least one hidden layer. Got a {name} with hidden_layer_sizes={model.hidden_layer_sizes!r} instead.")
         weights = [np.asarray(C, dtype=np.float64).T for C in coefs]
         names = [(f"coefs_[{k}].T", f"intercepts_[{k}]") for k in range(len(coefs))]
-        return _assemble(weights, intercepts, names, affine=True, last_linear=True, where=f" of the {name}")
+        network = _assemble(weights, intercepts, names, affine=True, last_linear=True, where=f" of the {name}")
+        classes = getattr(model, "classes_", None)
+        if classes is None or np.asarray(classes).dtype.kind not in "biuU":
+            return network  # a regressor, or labels that are not ints or strings
+        return Network(network.hidden, network.output, classes=classes)
 
     @classmethod
     def from_npz(cls, path, *, last_linear=None):
@@ -242,7 +266,9 @@ class Network:
           ``(n_out, n_in)``, numbered from 0 without gaps;
         - ``bias_0, ..., bias_{K-1}``: the subtracted biases, shape ``(n_out,)``;
         - ``linear_output`` (optional): a boolean scalar; ``True`` means the last
-          layer is the affine output layer (no ReLU), absent means ``False``.
+          layer is the affine output layer (no ReLU), absent means ``False``;
+        - ``classes`` (optional): the labels of the output units (ints or strings,
+          see :class:`Network`).
 
         No other keys are allowed. Arrays are converted to float64.
 
@@ -422,6 +448,8 @@ class Network:
             arrays[f"weight_{k}"] = layer.weight
             arrays[f"bias_{k}"] = layer.bias
         arrays[_NPZ_MARKER] = np.array(self._output is not None)
+        if self._classes is not None:
+            arrays[_NPZ_CLASSES] = self._classes
         try:
             np.savez(path, **arrays)
         except OSError as exc:
@@ -483,9 +511,10 @@ def _existing_file(path):
 
 def _from_npz_layout(arrays, where, last_linear):
     """fastrelu's layout: ``weight_k``, ``bias_k`` (subtracted), optional ``linear_output``."""
-    unexpected = sorted(key for key in arrays if key != _NPZ_MARKER and not _NPZ_KEY.match(key))
+    unexpected = sorted(key for key in arrays
+                        if key not in (_NPZ_MARKER, _NPZ_CLASSES) and not _NPZ_KEY.match(key))
     if unexpected:
-        raise FastReluError(f"The network file{where} must hold only weight_<k>, bias_<k> and an optional {_NPZ_MARKER}. Got unexpected keys {unexpected} instead (see docs/networks.md).")
+        raise FastReluError(f"The network file{where} must hold only weight_<k>, bias_<k> and the optional {_NPZ_MARKER} and {_NPZ_CLASSES}. Got unexpected keys {unexpected} instead (see docs/networks.md).")
     indices = {"weight": set(), "bias": set()}
     for key in arrays:
         match = _NPZ_KEY.match(key)
@@ -513,7 +542,10 @@ def _from_npz_layout(arrays, where, last_linear):
     weights = [_to_numpy(arrays[f"weight_{k}"], f"weight_{k}", where) for k in range(count)]
     biases = [_to_numpy(arrays[f"bias_{k}"], f"bias_{k}", where) for k in range(count)]
     names = [(f"weight_{k}", f"bias_{k}") for k in range(count)]
-    return _assemble(weights, biases, names, affine=False, last_linear=last_linear, where=where)
+    network = _assemble(weights, biases, names, affine=False, last_linear=last_linear, where=where)
+    if _NPZ_CLASSES in arrays:
+        network = Network(network.hidden, network.output, classes=np.asarray(arrays[_NPZ_CLASSES]))
+    return network
 
 
 def _sorted_torch_modules(arrays, where):

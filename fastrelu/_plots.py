@@ -20,14 +20,14 @@ _HISTOGRAMS = (("sigma_min", "smallest local singular value"),
                ("n_active", "active neurons"))
 
 
-def _pyplot():
+def _figure_class():
+    # Figures are made directly, not through pyplot: the user's backend and pyplot
+    # state (an interactive session, a notebook) stay untouched.
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError:
         raise FastReluError('Plots need matplotlib: pip install "fastrelu[plot]".') from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return Figure
 
 
 def plot_report(report, out_dir):
@@ -44,12 +44,13 @@ def plot_report(report, out_dir):
 
     Returns the list of paths written.
     """
-    plt = _pyplot()
+    Figure = _figure_class()
     os.makedirs(out_dir, exist_ok=True)
     layers = report.layers
     paths = []
 
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(layers) + 3.0), 4.0))
+    fig = Figure(figsize=(max(6.0, 1.6 * len(layers) + 3.0), 4.0))
+    ax = fig.subplots()
     width = 0.8 / len(_BARS)
     x = np.arange(len(layers))
     for j, (label, value) in enumerate(_BARS):
@@ -63,9 +64,9 @@ def plot_report(report, out_dir):
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "injectivity.png"))
     fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.0 * len(layers), 4.0), squeeze=False)
+    fig = Figure(figsize=(4.0 * len(layers), 4.0))
+    axes = fig.subplots(1, len(layers), squeeze=False)
     for ax, layer in zip(axes[0], layers):
         name = "data_enlarged" if "data_enlarged" in layer.estimates else "data"
         estimate = layer.estimates.get(name)
@@ -90,11 +91,10 @@ def plot_report(report, out_dir):
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "bias_vs_estimate.png"))
     fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
 
     correct = report.samples.get("correct")
-    fig, axes = plt.subplots(len(layers), len(_HISTOGRAMS),
-                             figsize=(4.0 * len(_HISTOGRAMS), 2.8 * len(layers)), squeeze=False)
+    fig = Figure(figsize=(4.0 * len(_HISTOGRAMS), 2.8 * len(layers)))
+    axes = fig.subplots(len(layers), len(_HISTOGRAMS), squeeze=False)
     for row, layer in zip(axes, layers):
         for ax, (metric, label) in zip(row, _HISTOGRAMS):
             key = f"layer{layer.index}.{metric}"
@@ -103,8 +103,9 @@ def plot_report(report, out_dir):
             if correct is None:
                 ax.hist(values, bins=bins)
             else:
-                ax.hist(values[correct], bins=bins, density=True, alpha=0.6, label="correct")
-                ax.hist(values[~correct], bins=bins, density=True, alpha=0.6, label="incorrect")
+                for subset, label in ((correct, "correct"), (~correct, "incorrect")):
+                    if subset.any():  # every point may be classified correctly
+                        ax.hist(values[subset], bins=bins, density=True, alpha=0.6, label=label)
                 auc = report.auc.get(key)
                 if auc is not None:
                     ax.text(0.98, 0.95, f"AUC {auc:.2f}", ha="right", va="top",
@@ -114,5 +115,4 @@ def plot_report(report, out_dir):
     fig.tight_layout()
     paths.append(os.path.join(out_dir, "metrics.png"))
     fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
     return paths

@@ -112,11 +112,13 @@ class Inversion:
     x : ndarray, shape (N, n_0) (or (n_0,))
         The recovered network inputs.
     ok : ndarray of bool, shape (N,) (or a bool)
-        Every layer's active rows spanned: ``x`` is the unique input.
+        Every layer's active rows spanned (and, for ``"frame"``, every layer's
+        iteration reached its tolerance): ``x`` is the unique input.
     failed_at : ndarray of int64, shape (N,) (or an int for a single output)
-        Index (into ``layers``) of the deepest layer whose active rows did not span,
-        i.e. where reconstruction stopped being possible going down from the output;
-        ``-1`` where every layer was invertible.
+        Index (into ``layers``) of the deepest layer whose active rows did not span (or
+        whose frame algorithm did not converge), i.e. where reconstruction stopped
+        being possible going down from the output; ``-1`` where every layer was
+        inverted.
     layers : tuple of Reconstruction
         Per layer, in the order of ``layers`` (input side first).
     elapsed : float
@@ -358,9 +360,10 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
     method : {"dual", "basis", "frame"}
     zero_tol : float
         Relative threshold for activity of reconstructed intermediate outputs: an entry
-        counts as active when it exceeds ``max(zero_tol, 16 eps cond^2)`` (and, for
-        ``"frame"``, ``tol cond``) times the norm of its reconstructed output, ``cond``
-        the condition number of the active rows that produced it (default 1e-9). Below
+        counts as active when it exceeds ``max(zero_tol, 16 eps cond^2)`` (``16 eps
+        cond`` for ``"basis"``; for ``"frame"`` also ``r cond^2`` with ``r`` the final
+        relative residual) times the norm of its reconstructed output, ``cond`` the
+        condition number of the rows that produced it (default 1e-9). Below
         that, round-off could make an inactive neuron look active, which would add a
         false equation; treating a small true output as zero only drops an equation.
     **options
@@ -385,18 +388,23 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
     for k in range(len(layers) - 1, -1, -1):
         result = reconstruct(layers[k], outputs, method, active=active, **options)
         results[k] = result
-        failed_at[(failed_at < 0) & ~result.ok] = k
+        # A frame-algorithm run that stopped before its tolerance has not recovered x
+        recovered = result.ok if method != "frame" else result.converged
+        failed_at[(failed_at < 0) & ~recovered] = k
         if k:
             outputs = np.maximum(result.x, 0.0)
             # An entry counts as active only above the error the reconstruction may carry:
             # a zero read as active would add a false equation, an active entry read as
-            # zero only drops a true one. The forward error of a solve with S_I is about
-            # cond(S_I) eps = cond(W_I)^2 eps relative to |x|; the frame algorithm adds
-            # its tolerance times cond(W_I).
+            # zero only drops a true one. Relative to |x|, the forward error of a solve
+            # with S_I is about cond(S_I) eps = cond(W_I)^2 eps, of a solve with a basis
+            # W_B about cond(W_B) eps, and of the frame algorithm stopped at the relative
+            # residual r of the normal equations at most r cond(W_I)^2.
             cond = np.where(np.isfinite(result.cond), result.cond, 0.0)
-            rel = np.maximum(zero_tol, ROUNDING_FACTOR * EPS * cond**2)
+            amplification = cond if method == "basis" else cond**2
+            rel = np.maximum(zero_tol, ROUNDING_FACTOR * EPS * amplification)
             if method == "frame":
-                rel = np.maximum(rel, options.get("tol", DEFAULT_TOL) * cond)
+                residual = np.where(np.isfinite(result.residual), result.residual, 0.0)
+                rel = np.maximum(rel, residual * amplification)
             scale = np.linalg.norm(outputs, axis=1) * rel
             active = outputs > scale[:, None]
             outputs = np.where(active, outputs, 0.0)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 
 from ._domains import Ball, Data
-from ._enlarge import METHODS as ENLARGE_METHODS, enlarge_data
+from ._enlarge import METHODS as ENLARGE_METHODS, bandwidth_value, enlarge_data
 from ._errors import FastReluError
 from ._frames import frame_bounds, is_frame
 from ._layer import ReLULayer
@@ -18,7 +18,7 @@ from ._pbe import pbe
 from ._pointwise import injectivity_summary
 from ._reconstruct import invert, reconstruct
 from ._spectral import relu_power_iteration
-from ._validation import as_matrix, positive_int, seed_value
+from ._validation import as_matrix, positive_float, positive_int, seed_value
 from ._width import gaussian_mean_width, local_metrics
 
 #: Stream of the seed that chooses the split of the data into fitting and held-out points.
@@ -107,7 +107,9 @@ class LayerReport:
     spectral_norm : float
     width_in, width_out : float
         Gaussian mean width of the data as they enter and as they leave the layer
-        (exact per draw; standard errors in ``width_stderr``).
+        (exact per draw; standard errors in ``width_stderr``). The draws for the set
+        leaving layer ``k`` come from ``seed + k + 1`` and are the same estimate as the
+        next layer's ``width_in``; layer 0's ``width_in`` uses ``seed``.
     width_stderr : tuple of float
     elapsed : float
         Seconds spent on this layer.
@@ -235,12 +237,34 @@ def _labels(y, N):
     return y
 
 
-def _estimates(layer, fit, enlarged, seed, samples, pbe_dim, jobs):
-    W = layer.weight
+def _reduced_layers(hidden):
+    """The hidden layers without their zero rows, computing the same network.
+
+    A zero row ``i`` of layer ``k`` outputs the constant ``c_i = ReLU(-alpha_i)``: it
+    carries no information, and the estimators and solvers refuse it. Dropping it and
+    moving ``W_{k+1}[:, i] c_i`` into the next layer's bias leaves every other output
+    unchanged. Returns the reduced layers and, per layer, the indices of the rows kept.
+    """
+    layers, kept = [], []
+    columns, constants = None, None
+    for layer in hidden:
+        W, alpha = layer.weight, layer.bias
+        if columns is not None:
+            alpha = alpha - W[:, ~columns] @ constants
+            W = W[:, columns]
+        nonzero = np.linalg.norm(layer.weight, axis=1) > 0
+        layers.append(ReLULayer(W[nonzero], alpha[nonzero]))
+        kept.append(np.flatnonzero(nonzero))
+        columns, constants = nonzero, np.maximum(-layer.bias[~nonzero], 0.0)
+    return layers, kept
+
+
+def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
+    """The maximal-bias estimates of the rows ``W`` (no zero rows) of a layer."""
     m, n = W.shape
     estimates, skipped = {}, {}
     if not is_frame(W):
-        reason = f"the {m} rows do not span R^{n}: the layer is injective nowhere"
+        reason = f"the rows do not span R^{n}: the layer is injective nowhere"
         return estimates, {name: reason for name in ("data", "data_enlarged", "ball", "pbe")}
     if fit.shape[0]:
         estimates["data"] = mcbe(W, Data(fit), n_jobs=jobs).alpha
@@ -262,7 +286,8 @@ def _estimates(layer, fit, enlarged, seed, samples, pbe_dim, jobs):
             except FastReluError as exc:
                 skipped["pbe"] = str(exc)
     else:
-        skipped["ball"] = skipped["pbe"] = "the fitting points are all zero"
+        reason = "no fitting points" if fit.shape[0] == 0 else "the fitting points are all zero"
+        skipped["ball"] = skipped["pbe"] = reason
     return estimates, skipped
 
 
@@ -289,8 +314,11 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     X : array_like, shape (N, n)
         The data (network inputs). Per-point metrics are computed for all of them.
     y : array_like, shape (N,), optional
-        Class labels: correctness is ``argmax`` of the network output equal to ``y``
-        (needs an output layer).
+        Class labels (needs an output layer). The prediction is the output unit with the
+        largest value, or for a single output unit whether its value is positive
+        (unit 1) or not (unit 0), mapped through ``network.classes`` when the network
+        has them (scikit-learn classifiers do; otherwise the labels must be the unit
+        indices ``0 .. k-1``).
     fit_data : array_like, shape (N_fit, n), optional
         The points the data-driven estimates are fitted on (for example the training
         set); then every point of ``X`` is held out. By default half of ``X``, chosen by
@@ -330,6 +358,10 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     pbe_dim = positive_int(pbe_dim, "pbe_dim")
     if enlarge is not None and enlarge not in ENLARGE_METHODS:
         raise FastReluError(f"The 'enlarge' parameter must be one of {list(ENLARGE_METHODS)} or None. Got {enlarge!r} instead.")
+    bandwidth = bandwidth_value(bandwidth)
+    noise = positive_float(noise, "noise", allow_zero=True)
+    if enlarge_points is not None:
+        enlarge_points = positive_int(enlarge_points, "enlarge_points")
     if y is not None:
         y = _labels(y, N)
         if network.output is None:
@@ -347,7 +379,9 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     outputs = network.hidden_outputs(X)
 
     layers, per_sample, auc = [], {"heldout": heldout}, {}
+    reduced, kept = _reduced_layers(network.hidden)
     all_framed = True  # every layer so far is a frame: the input can be recovered at all
+    width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs)
     for k, layer in enumerate(network.hidden):
         layer_clock = Stopwatch()
         W, alpha = layer.weight, layer.bias
@@ -355,19 +389,20 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         Xk, fit_k = inputs[k], fit_inputs[k]
         enlarged = None
         if enlarge is not None and fit_k.shape[0]:
-            count = 10 * fit_k.shape[0] if enlarge_points is None else positive_int(enlarge_points, "enlarge_points")
-            try:
-                enlarged = enlarge_data(fit_k, count, method=enlarge, bandwidth=bandwidth,
-                                        noise=noise, seed=seed + k)
-            except FastReluError as exc:
-                enlarged_reason = str(exc)
-            else:
-                enlarged_reason = None
-        estimates, skipped = _estimates(layer, fit_k, enlarged, seed + k, samples, pbe_dim, n_jobs)
+            count = 10 * fit_k.shape[0] if enlarge_points is None else enlarge_points
+            enlarged = enlarge_data(fit_k, count, method=enlarge, bandwidth=bandwidth,
+                                    noise=noise, seed=seed + k)
+        found, skipped = _estimates(W[kept[k]], fit_k, enlarged, seed + k, samples, pbe_dim, n_jobs)
+        estimates = {}
+        for name, value in found.items():  # zero rows are never constrained: +inf
+            estimates[name] = np.full(m, np.inf)
+            estimates[name][kept[k]] = value
+        if kept[k].size < m:
+            skipped["zero rows"] = f"rows {np.setdiff1d(np.arange(m), kept[k])[:10].tolist()} are zero: never constrained (+inf), left out of the reconstruction"
         if enlarge is None:
             skipped.setdefault("data_enlarged", "enlarge=None")
-        elif enlarged is None and "data_enlarged" not in skipped:
-            skipped["data_enlarged"] = enlarged_reason or "no fitting points"
+        elif enlarged is None:
+            skipped.setdefault("data_enlarged", "no fitting points")
 
         summary = injectivity_summary(layer, Xk, n_jobs=n_jobs)
         held_points = Xk[heldout]
@@ -381,12 +416,12 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         framed = is_frame(W)
         all_framed = all_framed and framed
         if framed:
-            own = reconstruct(layer, outputs[k], n_jobs=n_jobs)
+            own = reconstruct(reduced[k], outputs[k][:, kept[k]], n_jobs=n_jobs)
             own_ok, own_cond = own.ok, own.cond
         else:  # nothing to solve: the rows span nowhere
             own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
         if all_framed:
-            inversion = invert(network.hidden[:k + 1], outputs[k], n_jobs=n_jobs)
+            inversion = invert(reduced[:k + 1], outputs[k][:, kept[k]], n_jobs=n_jobs)
             norms = np.linalg.norm(X, axis=1)
             error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
             recovered = inversion.ok
@@ -397,8 +432,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
 
         power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
                                      n_jobs=n_jobs, per_start=False)
-        width_in = gaussian_mean_width(Data(Xk), n_draws=width_draws, seed=seed + k, n_jobs=n_jobs)
-        width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k,
+        width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
                                         n_jobs=n_jobs)
         prefix = f"layer{k}."
         per_sample.update({prefix + "injective": summary.injective,
@@ -421,6 +455,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
             s1=power.s1, spectral_norm=float(np.linalg.norm(W, 2)),
             width_in=width_in.value, width_out=width_out.value,
             width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
+        width_in = width_out  # the same point set enters the next layer: one estimate
 
     accuracy = None
     if y is not None:

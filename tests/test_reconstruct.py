@@ -192,6 +192,40 @@ def test_invert_a_stack_of_layers():
     np.testing.assert_array_equal(broken.failed_at == 1, ~broken.layers[1].ok)
 
 
+def test_invert_never_trusts_round_off_as_activity():
+    # Layer 2 barely spans (three of its input directions are scaled by 1e-5, cond(W_I)
+    # about 6e5, accepted with span_tol=1e-7): its reconstructed outputs of layer 1
+    # carry errors far above 1e-9, and an inactive neuron of layer 1 must not be read as
+    # active from them (a threshold of 1e-9 does, and gives errors of order 1).
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((300, 6))
+    W1 = rng.standard_normal((30, 6))
+    layer1 = fr.ReLULayer(W1, fr.mcbe(W1, fr.Data(X)).alpha - 1e-6)
+    H = layer1(X)
+    W2 = rng.standard_normal((90, 30))
+    W2[:, :3] *= 1e-5
+    layer2 = fr.ReLULayer(W2, fr.mcbe(W2, fr.Data(H)).alpha - 1e-6)
+    result = fr.invert([layer1, layer2], layer2(H), span_tol=1e-7)
+    assert result.ok.mean() > 0.9
+    assert _relative_error(result.x[result.ok], X[result.ok]).max() <= 1e-7
+
+
+def test_invert_with_the_frame_algorithm_needs_convergence():
+    # All neurons active, cond(W_I) in the hundreds: the frame algorithm cannot reach its
+    # tolerance in 200 steps, and then the input is not reported as recovered.
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((50, 6))
+    W1 = rng.standard_normal((20, 6)) @ np.diag([1, 1, 1, 1, 1, 0.01])
+    W2 = rng.standard_normal((40, 20))
+    layers = [fr.ReLULayer(W1, np.full(20, -100.0)), fr.ReLULayer(W2, np.full(40, -1000.0))]
+    Y = layers[1](layers[0](X))
+    slow = fr.invert(layers, Y, "frame", max_iter=200)
+    assert not slow.ok.any() and (slow.failed_at >= 0).all()
+    assert not slow.layers[slow.failed_at[0]].converged[0]
+    dual = fr.invert(layers, Y, "dual")
+    assert dual.ok.all() and _relative_error(dual.x, X).max() <= 1e-9
+
+
 # -- bad input ------------------------------------------------------------------------
 
 def test_bad_input():

@@ -68,8 +68,11 @@ def test_report_fields_match_the_functions_called_directly(digits, digits_report
         for metric in ("n_active", "rank", "sigma_min", "sigma_max", "width"):
             np.testing.assert_array_equal(report.samples[f"layer{k}.{metric}"], getattr(local, metric))
         assert entry.s1 == relu_power_iteration(W, bias=alpha, n_starts=8, seed=3 + k).s1
-        assert entry.width_in == gaussian_mean_width(Data(inputs[k]), n_draws=200, seed=3 + k).value
-        assert entry.width_out == gaussian_mean_width(layer, data=inputs[k], n_draws=200, seed=3 + k).value
+        if k == 0:
+            assert entry.width_in == gaussian_mean_width(Data(inputs[0]), n_draws=200, seed=3).value
+        else:  # the set entering layer k is the one leaving layer k - 1: one estimate
+            assert entry.width_in == report.layers[k - 1].width_out
+        assert entry.width_out == gaussian_mean_width(layer, data=inputs[k], n_draws=200, seed=4 + k).value
         assert entry.dead == int((~(inputs[k] @ W.T - alpha >= 0).any(axis=0)).sum())
         inversion = invert(network.hidden[:k + 1], network.hidden_outputs(digits.X_test)[k])
         np.testing.assert_array_equal(report.samples[f"layer{k}.reconstructed"], inversion.ok)
@@ -186,6 +189,12 @@ def test_bad_input():
         analyze(network.hidden[0], X)
     with pytest.raises(FastReluError, match="'samples' parameter"):
         analyze(network, X, samples=0)
+    with pytest.raises(FastReluError, match="'bandwidth' parameter"):
+        analyze(network, X, bandwidth="scot")
+    with pytest.raises(FastReluError, match="'noise' parameter"):
+        analyze(network, X, enlarge="blowup", noise=-1)
+    with pytest.raises(FastReluError, match="'enlarge_points' parameter"):
+        analyze(network, X, enlarge_points=0)
     with pytest.raises(FastReluError, match="'fit_data' parameter must have 3 columns"):
         analyze(network, X, fit_data=np.zeros((5, 2)))
     no_output = Network(list(network.hidden))
@@ -215,3 +224,81 @@ def test_cli_report(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "3 columns" in err
     assert main(["report", "digits", "--data", str(tmp_path / "X.npy"), "--out", str(tmp_path / "o4")]) == 2
+
+
+def test_labels_that_are_not_output_indices():
+    # scikit-learn keeps the labels in classes_; the report maps predictions through them,
+    # also for a binary classifier with a single (logistic) output unit.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 3))
+    for labels in (np.array([5, 7]), np.array(["cat", "dog", "eel"])):
+        y = labels[(X[:, 0] > 0).astype(int) + (len(labels) == 3) * (X[:, 1] > 1)]
+        with pytest.warns(ConvergenceWarning):
+            model = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0).fit(X, y)
+        network = Network.from_sklearn(model)
+        np.testing.assert_array_equal(network.classes, model.classes_)
+        report = analyze(network, X, y=y, enlarge=None, **SMALL)
+        np.testing.assert_array_equal(report.samples["prediction"], model.predict(X))
+        assert report.accuracy == np.mean(model.predict(X) == y)
+
+
+def test_classes_are_saved_and_validated(tmp_path):
+    rng = np.random.default_rng(5)
+    hidden = [ReLULayer(rng.standard_normal((6, 3)))]
+    output = ReLULayer(rng.standard_normal((3, 6)), np.zeros(3))
+    network = Network(hidden, output, classes=np.array(["a", "b", "c"]))
+    network.save_npz(tmp_path / "net.npz")
+    np.testing.assert_array_equal(Network.load(tmp_path / "net.npz").classes, ["a", "b", "c"])
+    with pytest.raises(FastReluError, match="'classes' parameter must be a 1-D array of 3"):
+        Network(hidden, output, classes=[1, 2])
+    with pytest.raises(FastReluError, match="'classes' parameter needs an output layer"):
+        Network(hidden, classes=[1, 2])
+
+
+def test_zero_rows_are_left_out_and_never_constrained():
+    rng = np.random.default_rng(6)
+    W1 = rng.standard_normal((12, 3))
+    W1[4] = 0.0  # a pruned neuron: constant output ReLU(-alpha_4)
+    alpha1 = 0.2 * rng.standard_normal(12)
+    alpha1[4] = -0.7
+    W2 = rng.standard_normal((30, 12))
+    network = Network([ReLULayer(W1, alpha1), ReLULayer(W2, 0.1 * rng.standard_normal(30))])
+    X = rng.standard_normal((200, 3))
+    report = analyze(network, X, seed=1, **SMALL)
+    first = report.layers[0]
+    for estimate in first.estimates.values():
+        assert estimate[4] == np.inf
+    fit = X[~report.samples["heldout"]]
+    np.testing.assert_array_equal(np.delete(first.estimates["data"], 4),
+                                  mcbe(np.delete(W1, 4, axis=0), Data(fit)).alpha)
+    assert "zero rows" in first.skipped
+    # Recovery through both layers where the report says every layer is stably injective
+    both = report.samples["layer0.stable"] & report.samples["layer1.stable"]
+    assert both.any()
+    assert report.samples["layer1.reconstructed"][both].all()
+    assert np.nanmax(report.samples["layer1.reconstruction_error"][both]) <= 1e-9
+
+
+def test_a_single_point():
+    rng = np.random.default_rng(7)
+    network = _random_network(rng)
+    report = analyze(network, rng.standard_normal((1, 3)), **SMALL)
+    entry = report.layers[0]
+    assert entry.skipped["data"] == "no fitting points" and entry.skipped["ball"] == "no fitting points"
+    assert entry.skipped["data_enlarged"] == "no fitting points"
+    assert report.samples["heldout"].all()
+
+
+def test_plots_when_every_point_is_classified_correctly(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(8)
+    network = _random_network(rng)
+    X = rng.standard_normal((40, 3))
+    y = np.argmax(network.forward(X), axis=1)
+    report = analyze(network, X, y=y, **SMALL)
+    assert report.accuracy == 1.0 and report.auc == {}
+    paths, note = save_report(report, tmp_path)
+    assert note is None and os.path.getsize(tmp_path / "metrics.png") > 1000
