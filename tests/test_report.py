@@ -19,7 +19,9 @@ SMALL = dict(samples=4000, width_draws=200, power_starts=8)
 
 @pytest.fixture(scope="module")
 def digits():
-    return digits_model(hidden=(96, 128), seed=0, max_iter=100)
+    # Without weight decay the weights of blank pixels and dead neurons keep their
+    # initial size, so both hidden layers are stably injective (docs/reports.md)
+    return digits_model(hidden=(96, 128), seed=0, max_iter=100, l2=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def test_reconstruction_wherever_the_report_says_injective(digits, digits_report
         # Condition numbers reach 1e5 here: the error is round-off amplified by them
         assert (error <= 1e-6).all()
         checked += injective_so_far.sum()
-    assert checked > 0
+    assert injective_so_far.mean() > 0.5  # recovered from the last hidden layer, too
 
 
 def test_heldout_fractions_use_the_estimates_as_biases(digits, digits_report):
