@@ -262,12 +262,15 @@ def test_block_ranges():
     assert FORMAT == 1 and BlockPlan.max_task_blocks >= 1
 
 
-def _cli(*args, **kw):
-    """``python -m fastrelu ARGS`` with the fastrelu that this test imported."""
+def _cli(*args, cwd, **kw):
+    """``python -m fastrelu ARGS`` with the fastrelu that this test imported.
+
+    ``python -m`` puts the working directory first on the path, so it runs elsewhere:
+    from a source checkout it would import the uncompiled package instead."""
     where = os.path.dirname(os.path.dirname(os.path.abspath(fr.__file__)))
     env = {**os.environ, "PYTHONPATH": where + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-m", "fastrelu", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
 def test_cli_run_killed_by_sigkill_resumes_to_the_same_alpha(tmp_path, capsys):
@@ -280,7 +283,7 @@ def test_cli_run_killed_by_sigkill_resumes_to_the_same_alpha(tmp_path, capsys):
     path = tmp_path / "run.ckpt"
     command = ["bias", tmp_path / "W.npy", "--samples", samples, "--seed", 5, "--jobs", 1,
                "--checkpoint", path, "--checkpoint-interval", 0.05, "--out", tmp_path / "a.npy"]
-    victim = _cli(*command)
+    victim = _cli(*command, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while not path.exists() and victim.poll() is None and time.monotonic() < deadline:
@@ -289,10 +292,10 @@ def test_cli_run_killed_by_sigkill_resumes_to_the_same_alpha(tmp_path, capsys):
         victim.send_signal(signal.SIGKILL)
     finally:
         victim.wait()
-    assert victim.returncode == -signal.SIGKILL
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.read().decode()
     assert 0 < _header(path)["blocks_done"] < n_blocks
     assert not (tmp_path / "a.npy").exists()
-    rerun = _cli(*command)
+    rerun = _cli(*command, cwd=tmp_path)
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err.decode()
     assert _header(path)["blocks_done"] == n_blocks
