@@ -24,6 +24,8 @@ from ._errors import FastReluError
 
 #: Seconds to wait for a scheduler given by its address.
 CONNECT_TIMEOUT = 10.0
+#: Seconds to wait for a first worker when the scheduler has none.
+WORKER_WAIT = 30.0
 #: Seconds that a task should last once the cost of a block is known: long enough that
 #: the scheduler's cost per task (about a millisecond) is negligible and that a hundred
 #: nodes send it only hundreds of tasks per second.
@@ -175,6 +177,12 @@ def run(client, plan, todo, merger):
     distributed = _import()
     tasks = _Tasks(plan, todo)
     threads, looked = sum(client.nthreads().values()), time.monotonic()
+    if threads == 0:  # a scheduler whose workers are gone would hold the tasks forever
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except Exception as exc:
+            raise FastReluError(f"The 'client' parameter must give a cluster with workers. Got a scheduler with none after waiting {WORKER_WAIT:g} s ({type(exc).__name__}); nothing was computed.") from None
+        threads, looked = sum(client.nthreads().values()), time.monotonic()
     held = client.submit(_hold, plan, pure=False)
     pending = {}
     completed = distributed.as_completed(loop=client.loop)  # not the default client's

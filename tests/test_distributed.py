@@ -232,3 +232,14 @@ def test_task_sizes():
     covered = [b for first, stop in rest for b in range(first, stop)]
     assert covered == list(range(567, 10_000)) + [20_000, 20_001, 20_002]
     assert rest[-1][1] - rest[-1][0] == 1  # the last tasks shrink to one block
+
+
+def test_a_cluster_without_workers_is_refused_within_a_timeout(monkeypatch):
+    import fastrelu._distributed as distributed_module
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setattr(distributed_module, "WORKER_WAIT", 2.0)
+    W = np.random.default_rng(0).standard_normal((20, 4))
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        with pytest.raises(fr.FastReluError, match="a cluster with workers"):
+            fr.mcbe(W, fr.Sphere(4), 10_000, seed=1, client=client)
