@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ._domains import Sphere
 from ._errors import FastReluError
+from ._io import jsonable
 from ._layer import ReLULayer
 from ._mcbe import covering_radius, mcbe
 from ._parallel import Stopwatch
@@ -171,24 +172,6 @@ def _progress_bar(total, progress, desc):
         return tqdm(total=total, desc=desc, delay=2.0, file=sys.stderr,
                     disable=not sys.stderr.isatty(), leave=False)
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=not progress, leave=False)
-
-
-def _jsonable(value):
-    """``value`` with NumPy types turned into Python ones and non-finite floats into
-    ``None`` (strict JSON has no inf or NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 # --------------------------------------------------------------------------- tetrahedron
@@ -776,7 +759,7 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
         "figures": [],
         "json": None,
     }
-    record = _jsonable(record)
+    record = jsonable(record)
     if out is not None:
         os.makedirs(out, exist_ok=True)
         if figures:

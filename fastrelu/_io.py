@@ -1,5 +1,6 @@
-"""Reading arrays from files for the command line."""
+"""Reading arrays from files for the command line, and plain values for JSON output."""
 
+import math
 import os
 
 import numpy as np
@@ -33,3 +34,21 @@ def load_array(path, name, *, key=None):
     except Exception as exc:  # numpy raises many types for malformed files
         raise FastReluError(f"The '{name}' file {path!r} could not be read as a {ext} array: {exc}") from None
     raise FastReluError(f"The '{name}' file must end in .npy, .npz, .csv or .txt. Got {path!r}.")
+
+
+def jsonable(value):
+    """``value`` with NumPy types turned into Python ones (arrays into lists) and
+    non-finite floats into ``None``: strict JSON has no inf or NaN."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

@@ -10,6 +10,7 @@ from scipy import stats
 from ._domains import Ball, Data
 from ._enlarge import METHODS as ENLARGE_METHODS, bandwidth_value, enlarge_data
 from ._errors import FastReluError
+from ._io import jsonable
 from ._frames import frame_bounds, is_frame
 from ._layer import ReLULayer
 from ._mcbe import mcbe
@@ -30,23 +31,6 @@ DEFAULT_POWER_STARTS = 32
 DEFAULT_PBE_DIM = 6
 #: Per-sample metrics whose separation of correct from incorrect predictions is measured.
 AUC_METRICS = ("n_active", "rank", "sigma_min", "sigma_max", "width", "cond")
-
-
-def jsonable(value):
-    """Plain Python values for JSON: arrays to lists, non-finite floats to ``None``."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 @dataclass(frozen=True, eq=False)

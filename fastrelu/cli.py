@@ -12,7 +12,7 @@ from ._batch import add_batch_parser
 from ._distributed import add_cluster_arguments, cluster_from_args
 from ._domains import Ball, Data, Shell, Sphere
 from ._errors import FastReluError
-from ._io import load_array
+from ._io import jsonable, load_array
 from ._layer import ReLULayer
 from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
@@ -367,7 +367,7 @@ def _cmd_width(args):
 
 def _cmd_report(args):
     from ._network import Network
-    from ._report import analyze, jsonable, save_report
+    from ._report import analyze, save_report
 
     if args.model == "digits":
         from ._digits import digits_model

@@ -11,6 +11,7 @@ from scipy.special import ndtr
 import fastrelu as fr
 from fastrelu import FastReluError
 from fastrelu import _experiments as ex
+from fastrelu._io import jsonable
 from fastrelu.cli import main
 
 SQRT3 = math.sqrt(3.0)
@@ -43,7 +44,7 @@ def test_registry_names():
 def test_record_has_parameters_seed_version_and_time(records):
     for name, (record, _) in records.items():
         assert record["experiment"] == name and record["seed"] == 0 and record["quick"] is True
-        assert record["parameters"] == ex._jsonable(ex.experiment_parameters(name, quick=True))
+        assert record["parameters"] == jsonable(ex.experiment_parameters(name, quick=True))
         assert record["fastrelu_version"] == fr.__version__
         assert record["elapsed"] > 0 and record["environment"]["n_jobs"] >= 1
 
