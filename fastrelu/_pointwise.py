@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._domains import Ball, Data, Shell, Sphere, check_domain
+from ._domains import Ball, Data, Sphere, check_domain
 from ._errors import FastReluError
 from ._kernels import _pointwise as kernels
 from ._layer import ReLULayer

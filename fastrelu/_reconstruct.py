@@ -26,13 +26,9 @@ DEFAULT_SPAN_TOL = 1e-6
 EPS = float(np.finfo(np.float64).eps)
 #: Forward error of a Cholesky solve with S_I, in units of cond(S_I) eps (generous).
 ROUNDING_FACTOR = 16.0
-#: Form each S_I by one GEMM over packed outer products (True) or by dsyrk on the
-#: gathered active rows (False). The GEMM measured about 15% faster at (200, 50), but
-#: BLAS may round a row of a product differently depending on the other rows, so a
-#: sample's result would depend on its neighbours in the batch; the per-sample path
-#: gives the same bits for a sample alone, in any batch and on any number of threads.
-PACKED_GEMM = False
 _MODES = {"dual": 0, "frame": 1, "pinv": 2}
+#: Samples per call of the compiled solver.
+CHUNK = 1 << 15
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,7 +243,6 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     cond_values = np.full(N, np.inf)
     iters = np.zeros(N, dtype=np.int64)
     resid = np.zeros(N)
-    packed = _packed_outer_products(W) if PACKED_GEMM else np.zeros((1, 1))
     settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
     with threadpool_limits(1):
         if method == "basis":
@@ -255,12 +250,12 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
             failed = np.flatnonzero(ok == 0)
             if failed.size:  # no (well-conditioned) basis among the active rows
                 failed_cond = cond_values[failed]
-                _subframe(W, packed, alpha, Y[failed], mask[failed], "pinv", settings, failed,
+                _subframe(W, alpha, Y[failed], mask[failed], "pinv", settings, failed,
                           x, ok, cond_values, iters, resid)
                 cond_values[failed] = failed_cond
             _basis_residual(W, alpha, Y, mask, x, ok, resid)
         else:
-            _subframe(W, packed, alpha, Y, mask, method, settings, np.arange(N), x, ok,
+            _subframe(W, alpha, Y, mask, method, settings, np.arange(N), x, ok,
                       cond_values, iters, resid)
     if (ok == 255).any():
         raise MemoryError("fastrelu.reconstruct could not allocate its per-thread scratch memory")
@@ -275,28 +270,24 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
                           residual=resid, span_tol=span_tol, elapsed=clock(), tol=tol)
 
 
-def _packed_outer_products(W):
-    """``(m, n (n + 1) / 2)``: row ``i`` is the upper triangle of ``w_i w_i^T``, row by row."""
-    upper = np.triu_indices(W.shape[1])
-    return np.ascontiguousarray(W[:, upper[0]] * W[:, upper[1]])
-
-
-def _subframe(W, packed, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
+def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
     """Dual, frame or least-squares solves for the samples ``index``, chunk by chunk."""
     n = W.shape[1]
     max_cond, exact, tol, max_iter, jobs = settings
-    for start in range(0, Y.shape[0], BLOCK_SIZE):
-        part = slice(start, start + BLOCK_SIZE)
-        D = mask[part].astype(np.float64)
-        YD = (Y[part] + alpha) * D
-        size = D.shape[0]
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    active = np.ascontiguousarray(mask).view(np.uint8)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    # chunks only bound the time between two checks for Ctrl-C
+    for start in range(0, Y.shape[0], CHUNK):
+        part = slice(start, start + CHUNK)
+        size = active[part].shape[0]
         out_x = np.empty((size, n))
         out_ok = np.empty(size, dtype=np.uint8)
         out_cond = np.empty(size)
         out_iters = np.empty(size, dtype=np.int64)
         out_resid = np.empty(size)
-        core.active_subframe_solve(D, YD, W, packed, max_cond, _MODES[mode], exact,
-                                   PACKED_GEMM, tol, max_iter, jobs, out_x, out_ok, out_cond,
+        core.active_subframe_solve(active[part], Y[part], alpha, W, max_cond, _MODES[mode],
+                                   exact, tol, max_iter, jobs, out_x, out_ok, out_cond,
                                    out_iters, out_resid)
         target = index[part]
         x[target], ok[target], cond[target] = out_x, out_ok, out_cond

@@ -4,7 +4,7 @@ import scipy.stats
 
 import fastrelu as fr
 
-from conftest import brute_force_mcbe, spans
+from conftest import spans
 
 
 def _brute_force_injective(layer, X):

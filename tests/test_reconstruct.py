@@ -141,6 +141,45 @@ def test_single_vector_and_batch_agree_and_threads_do_not_matter(layer_200x50, m
     np.testing.assert_array_equal(single.x, batch.x[5])
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 9, 17])
+def test_dual_agrees_with_lstsq_for_every_tile_shape(n):
+    # the Gram tiles are 4 rows by 8 (or 4) columns and the lanes 4 (or 2) samples wide:
+    # dimensions and batch sizes that are not multiples of either
+    rng = np.random.default_rng(n)
+    W = rng.standard_normal((4 * n + 3, n))
+    layer = fr.ReLULayer(W, rng.normal(0.3, 0.3, W.shape[0]))
+    X = rng.standard_normal((37, n))
+    Y = layer(X)
+    result = fr.reconstruct(layer, Y, "dual")
+    for s in range(len(X)):
+        active = Y[s] > 0
+        expected = np.linalg.lstsq(W[active], Y[s, active] + layer.bias[active], rcond=None)[0]
+        np.testing.assert_allclose(result.x[s], expected, rtol=1e-9, atol=1e-9)
+    assert result.ok.any()
+
+
+@pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
+                                          ("frame", "exact")])
+def test_failing_samples_do_not_touch_their_neighbours(method, cond):
+    # dual runs several samples in the lanes of one SIMD group; singular ones among them
+    rng = np.random.default_rng(12)
+    W = rng.standard_normal((16, 5))
+    layer = fr.ReLULayer(W, rng.normal(0.9, 0.2, 16))
+    Y = layer(rng.standard_normal((60, 5)))
+    batch = fr.reconstruct(layer, Y, method, cond=cond)
+    assert 0 < batch.n_failed < 60
+    for offset in (1, 2, 3):
+        part = fr.reconstruct(layer, Y[offset:], method, cond=cond)
+        np.testing.assert_array_equal(part.x, batch.x[offset:])
+        np.testing.assert_array_equal(part.cond, batch.cond[offset:])
+        np.testing.assert_array_equal(part.ok, batch.ok[offset:])
+        np.testing.assert_array_equal(part.residual, batch.residual[offset:])
+    for s in range(0, 60, 7):
+        alone = fr.reconstruct(layer, Y[s], method, cond=cond)
+        np.testing.assert_array_equal(alone.x, batch.x[s])
+        assert alone.ok == batch.ok[s]
+
+
 def test_exact_condition_numbers_and_estimates():
     rng = np.random.default_rng(6)
     W = rng.standard_normal((40, 6))

@@ -1,24 +1,25 @@
 # cython: language_level=3
 """Batched reconstruction of ReLU-layer inputs (typed Cython over BLAS/LAPACK, OpenMP).
 
-For each sample ``s`` with active rows ``I`` (a 0/1 row ``D[s]``) the frame operator of
-the active subframe is ``S_I = W^T diag(D[s]) W`` and the right-hand side is
-``b = W^T ((y + alpha) * D[s])``. Both are formed for a sub-batch of samples at once by
-two GEMMs: ``D_sub @ P`` with ``P[i] = packed upper triangle of w_i w_i^T`` gives the
-packed ``S_I`` of every sample, and ``((y + alpha) * D)_sub @ W`` the right-hand sides.
-Per sample, LAPACK then gives the eigenvalues of ``S_I`` (frame bounds ``A_I, B_I``,
-condition number, and whether ``I`` spans), and
+For each sample with active rows ``I`` (``D[s] != 0``) the frame operator of the active
+subframe is ``S_I = W_I^T W_I`` and the right-hand side ``b = W_I^T (y_I + alpha_I)``.
+Both are formed from the gathered active rows, ``S_I`` in register tiles (``_lanes.h``),
+so the work is ``|I| n^2 / 2`` multiply-adds rather than ``m n^2 / 2``. Then
 
-- ``dual``: the canonical-dual solution ``x = S_I^{-1} b`` (Cholesky solve);
-- ``frame``: the frame algorithm ``x <- x + lam (b - S_I x)``, ``lam = 2 / (A_I + B_I)``,
-  which is ``x + lam W_I^T (y_I + alpha_I - W_I x)`` written with ``S_I`` (``n^2``
-  instead of ``|I| n`` per step); it stops when ``|b - S_I x| <= tol |b|``;
+- ``dual``: ``x = S_I^{-1} b`` by Cholesky, with Hager's estimate of ``|S_I^{-1}|_1``
+  (LAPACK's condition estimator) or the exact eigenvalues for the condition number.
+  The factorisation, the solves and the estimate run for ``FR_LANES`` samples at once,
+  one sample per SIMD lane;
+- ``frame``: the exact frame bounds ``A_I, B_I`` (LAPACK ``dsyev``) and the frame
+  algorithm ``x <- x + lam (b - S_I x)``, ``lam = 2 / (A_I + B_I)``, which is
+  ``x + lam W_I^T (y_I + alpha_I - W_I x)`` written with ``S_I`` (``n^2`` instead of
+  ``|I| n`` per step); it stops when ``|b - S_I x| <= tol |b|``;
 - where ``I`` does not span: the minimum-norm least-squares solution ``S_I^+ b`` (the
-  eigenvalues above the threshold only), which is ``pinv(W_I) (y_I + alpha_I)``.
+  eigenvalues above NumPy's ``pinv`` threshold only), which is ``pinv(W_I) (y_I + alpha_I)``.
 
-Sub-batches have a fixed size and fixed positions (``SUB`` samples from the start of the
-batch), so each sample's arithmetic is the same whatever the number of threads.
-C-contiguous arrays are handed to Fortran as their transposes, without copies.
+A sample's arithmetic involves its own rows only, in a fixed order, so its result is
+the same alone, in any batch, at any position and on any number of threads.
+Sub-batches of ``SUB`` samples share one set of scratch buffers.
 """
 
 from cython.parallel cimport prange
@@ -27,12 +28,25 @@ from libc.math cimport fabs, sqrt, INFINITY
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
-from scipy.linalg.cython_blas cimport dgemm, dgemv, dsyrk
 from scipy.linalg.cython_lapack cimport dgecon, dgesdd, dgetrf, dgetrs, dsyev
 
+cdef extern from "_lanes.h" nogil:
+    enum:
+        FR_LANES
+    int fr_gather(const unsigned char *active, const double *y, const double *alpha,
+                  const double *W, int m, int n, int stride, double *G, double *b)
+    void fr_gram_upper(const double *G, int k, int stride, int n, double *S,
+                       Py_ssize_t rs, Py_ssize_t cs)
+    unsigned fr_cholesky_lanes(double *U, int n)
+    void fr_cholesky_solve_lanes(const double *R, double *x, int n)
+    void fr_residual_lanes(const double *S, const double *x, const double *b, double *r,
+                           int n)
+    void fr_norm1_lanes(const double *S, double *column, int n, double *norm)
+    void fr_inverse_norm1_lanes(const double *R, double *v, double *w, int n,
+                                double *estimate)
+
 cdef enum:
-    # Samples per sub-batch (one pair of GEMMs); part of what makes results independent
-    # of the thread count.
+    # Samples per sub-batch (one set of scratch buffers), a multiple of FR_LANES.
     SUB = 32
 
 cdef enum:
@@ -41,104 +55,17 @@ cdef enum:
     MODE_PINV = 2
 
 
+def lanes():
+    """Samples per SIMD group of the dual kernels in this build (4 with AVX, else 2)."""
+    return FR_LANES
+
+
 cdef inline double _norm(const double *v, int n) noexcept nogil:
     cdef double total = 0.0
     cdef int k
     for k in range(n):
         total = total + v[k] * v[k]
     return sqrt(total)
-
-
-cdef int _cholesky_upper(double *U, int n) noexcept nogil:
-    """In place: the upper triangle of the row-major symmetric U becomes the factor R
-    with S = R^T R (right-looking; every inner loop is a contiguous axpy over two
-    rows, which the compiler vectorises). Returns 0, or k + 1 when the k-th pivot is
-    not positive."""
-    cdef Py_ssize_t k, j, p, size = n
-    cdef double d, scale, lead
-    cdef double *row_k
-    cdef double *row_j
-    for k in range(size):
-        row_k = U + k * size
-        d = row_k[k]
-        if not d > 0.0:
-            return <int> k + 1
-        d = sqrt(d)
-        row_k[k] = d
-        scale = 1.0 / d
-        for p in range(k + 1, size):
-            row_k[p] = row_k[p] * scale
-        for j in range(k + 1, size):
-            row_j = U + j * size
-            lead = row_k[j]
-            for p in range(j, size):
-                row_j[p] = row_j[p] - lead * row_k[p]
-    return 0
-
-
-cdef void _transpose(const double *R, double *L, int n) noexcept nogil:
-    """L = R^T for the upper triangle of R (row-major); the rest of L is not used."""
-    cdef Py_ssize_t k, p, size = n
-    for k in range(size):
-        for p in range(k, size):
-            L[p * size + k] = R[k * size + p]
-
-
-cdef void _cholesky_solve(const double *R, const double *L, double *x, int n) noexcept nogil:
-    """In place: x <- S^{-1} x with S = R^T R (R upper, L = R^T lower, row-major); both
-    substitutions run as contiguous axpys over rows (of R, then of L)."""
-    cdef Py_ssize_t k, p, size = n
-    cdef double value
-    cdef const double *row
-    for k in range(size):  # R^T y = x: eliminate with row k of R
-        row = R + k * size
-        value = x[k] / row[k]
-        x[k] = value
-        for p in range(k + 1, size):
-            x[p] = x[p] - row[p] * value
-    for k in range(size - 1, -1, -1):  # R x = y: eliminate with row k of L = column of R
-        row = L + k * size
-        value = x[k] / row[k]
-        x[k] = value
-        for p in range(k):
-            x[p] = x[p] - row[p] * value
-
-
-cdef double _inverse_norm1(const double *R, const double *L, double *v, double *w,
-                           int n) noexcept nogil:
-    """Estimate of |S^{-1}|_1 for S = R^T R by Hager's method (the estimator behind
-    LAPACK's condition numbers): a lower bound, in practice within a small factor."""
-    cdef int k, it, best, previous = -1
-    cdef double estimate = 0.0, largest, inner
-    for it in range(5):
-        for k in range(n):  # the current vector: uniform, then a unit vector
-            v[k] = 1.0 / n if previous < 0 else 0.0
-        if previous >= 0:
-            v[previous] = 1.0
-        _cholesky_solve(R, L, v, n)  # y = S^{-1} x
-        estimate = 0.0
-        for k in range(n):
-            estimate = estimate + fabs(v[k])
-            w[k] = 1.0 if v[k] >= 0.0 else -1.0
-        _cholesky_solve(R, L, w, n)  # z = S^{-T} sign(y) = S^{-1} sign(y)
-        largest = -1.0
-        best = 0
-        for k in range(n):
-            if fabs(w[k]) > largest:
-                largest = fabs(w[k])
-                best = k
-        if previous < 0:
-            inner = 0.0
-            for k in range(n):
-                inner = inner + w[k]
-            inner = inner / n
-        else:
-            inner = w[previous]
-        # no ascent direction left (z^T x is the gradient's value at x), or a repeat
-        if largest <= inner or best == previous:
-            break
-        previous = best
-    return estimate
 
 
 cdef void _residual(const double *S, const double *x, const double *b, double *r,
@@ -154,6 +81,27 @@ cdef void _residual(const double *S, const double *x, const double *b, double *r
         value = x[j]
         for k in range(size):
             r[k] = r[k] - row[k] * value
+
+
+cdef void _unpack_lane(const double *SL, int lane, int n, double *S) noexcept nogil:
+    """The full symmetric (n, n) S of one lane from the upper triangle in lane layout."""
+    cdef Py_ssize_t a, c, size = n
+    for a in range(size):
+        for c in range(a, size):
+            S[a * size + c] = SL[(a * size + c) * FR_LANES + lane]
+            S[c * size + a] = S[a * size + c]
+
+
+cdef double _exact_cond(const double *S, double *E, double *ev, double *work, int lwork,
+                        int n) noexcept nogil:
+    """Condition number of W_I, sqrt(lam_max / lam_min) of S_I (inf if not positive)."""
+    cdef char jobn = b'N'
+    cdef char uplo = b'U'
+    cdef int info = 0, k
+    for k in range(n * n):
+        E[k] = S[k]
+    dsyev(&jobn, &uplo, &n, E, &n, ev, work, &lwork, &info)
+    return sqrt(ev[n - 1] / ev[0]) if info == 0 and ev[0] > 0.0 else INFINITY
 
 
 cdef int _pinv_solve(const double *S, const double *b, double *x, double *E, double *ev,
@@ -184,206 +132,236 @@ cdef int _pinv_solve(const double *S, const double *b, double *x, double *E, dou
     return 0
 
 
-cdef int _factor_and_condition(const double *S, double *E, double *T, double *ev,
-                               double *work, int lwork, double *v, double *w, int n,
-                               bint exact, double *cond) noexcept nogil:
-    """Cholesky factor R of S (S = R^T R, upper triangle of E; returns 0 or the failing
-    pivot's order) and the condition number of W_I (= sqrt(cond(S))) in cond: exact from
-    the eigenvalues, or sqrt(|S|_1 * estimate of |S^{-1}|_1); T receives R^T."""
-    cdef char uplo = b'U'
-    cdef char jobn = b'N'
-    cdef int info = 0
-    cdef int k, a
-    cdef double anorm = 0.0, column
-    if exact:
-        for k in range(n * n):
-            E[k] = S[k]
-        dsyev(&jobn, &uplo, &n, E, &n, ev, work, &lwork, &info)
-        cond[0] = sqrt(ev[n - 1] / ev[0]) if info == 0 and ev[0] > 0.0 else INFINITY
-    for k in range(n * n):
-        E[k] = S[k]
-    info = _cholesky_upper(E, n)
-    if info != 0:
-        cond[0] = INFINITY
-        return info
-    _transpose(E, T, n)
-    if not exact:
-        for a in range(n):
-            column = 0.0
+cdef struct Scratch:
+    double *G       # (m, stride) gathered active rows
+    double *b       # (n,)
+    double *S       # (n, n) full frame operator of one sample
+    double *E       # (n, n) LAPACK workspace copy
+    double *ev      # (n,)
+    double *r       # (n,)
+    double *work    # (lwork,)
+    double *SL      # (n, n, FR_LANES) frame operators in lane layout (upper triangle)
+    double *UL      # (n, n, FR_LANES) their Cholesky factors
+    double *XL      # (n, FR_LANES) solutions
+    double *BL      # (n, FR_LANES) right-hand sides
+    double *RL      # (n, FR_LANES) residuals / column sums
+    double *VL      # (n, FR_LANES) Hager's vectors
+    double *WL      # (n, FR_LANES)
+
+
+cdef bint _allocate(Scratch *t, int m, int n, int stride, int lwork) noexcept nogil:
+    cdef Py_ssize_t nn = <Py_ssize_t> n * n, nl = <Py_ssize_t> n * FR_LANES
+    t.G = <double *> malloc(<Py_ssize_t> m * stride * sizeof(double))
+    t.b = <double *> malloc(n * sizeof(double))
+    t.S = <double *> malloc(nn * sizeof(double))
+    t.E = <double *> malloc(nn * sizeof(double))
+    t.ev = <double *> malloc(n * sizeof(double))
+    t.r = <double *> malloc(n * sizeof(double))
+    t.work = <double *> malloc(lwork * sizeof(double))
+    t.SL = <double *> malloc(nn * FR_LANES * sizeof(double))
+    t.UL = <double *> malloc(nn * FR_LANES * sizeof(double))
+    t.XL = <double *> malloc(nl * sizeof(double))
+    t.BL = <double *> malloc(nl * sizeof(double))
+    t.RL = <double *> malloc(nl * sizeof(double))
+    t.VL = <double *> malloc(nl * sizeof(double))
+    t.WL = <double *> malloc(nl * sizeof(double))
+    return not (t.G == NULL or t.b == NULL or t.S == NULL or t.E == NULL or t.ev == NULL
+                or t.r == NULL or t.work == NULL or t.SL == NULL or t.UL == NULL
+                or t.XL == NULL or t.BL == NULL or t.RL == NULL or t.VL == NULL
+                or t.WL == NULL)
+
+
+cdef void _release(Scratch *t) noexcept nogil:
+    free(t.G)
+    free(t.b)
+    free(t.S)
+    free(t.E)
+    free(t.ev)
+    free(t.r)
+    free(t.work)
+    free(t.SL)
+    free(t.UL)
+    free(t.XL)
+    free(t.BL)
+    free(t.RL)
+    free(t.VL)
+    free(t.WL)
+
+
+cdef void _dual_group(const unsigned char *A, const double *Y, const double *alpha,
+                      const double *W, int first, int count, int m, int n, int stride,
+                      int lwork, double max_cond, bint exact, Scratch *t, double *X, unsigned char *ok, double *cond,
+                      double *resid) noexcept nogil:
+    """Dual solves for the ``count <= FR_LANES`` samples from ``first``, one per lane
+    (unused lanes hold the identity)."""
+    cdef Py_ssize_t nn = <Py_ssize_t> n * n
+    cdef int rows[FR_LANES]
+    cdef double norm1[FR_LANES]
+    cdef double estimate[FR_LANES]
+    cdef int l, k, s
+    cdef unsigned failed
+    cdef double value, bnorm, rnorm
+    cdef bint spans
+    for l in range(FR_LANES):
+        if l < count:
+            s = first + l
+            rows[l] = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W,
+                                m, n, stride, t.G, t.b)
+            fr_gram_upper(t.G, rows[l], stride, n, t.SL + l, n * FR_LANES, FR_LANES)
             for k in range(n):
-                column = column + fabs(S[a * n + k])
-            if column > anorm:
-                anorm = column
-        cond[0] = sqrt(anorm * _inverse_norm1(E, T, v, w, n))
-    return 0
+                t.BL[k * FR_LANES + l] = t.b[k]
+        else:
+            rows[l] = n
+            for k in range(nn):
+                t.SL[k * FR_LANES + l] = 0.0
+            for k in range(n):
+                t.SL[(k * n + k) * FR_LANES + l] = 1.0
+                t.BL[k * FR_LANES + l] = 0.0
+    for k in range(nn * FR_LANES):
+        t.UL[k] = t.SL[k]
+    failed = fr_cholesky_lanes(t.UL, n)
+    for k in range(n * FR_LANES):
+        t.XL[k] = t.BL[k]
+    fr_cholesky_solve_lanes(t.UL, t.XL, n)
+    if not exact:
+        fr_norm1_lanes(t.SL, t.RL, n, norm1)
+        fr_inverse_norm1_lanes(t.UL, t.VL, t.WL, n, estimate)
+    for l in range(count):
+        s = first + l
+        if rows[l] < n or (failed >> l) & 1u:  # fewer rows than dimensions, or singular
+            cond[s] = INFINITY
+        elif exact:
+            _unpack_lane(t.SL, l, n, t.S)
+            cond[s] = _exact_cond(t.S, t.E, t.ev, t.work, lwork, n)
+        else:
+            cond[s] = sqrt(norm1[l] * estimate[l])
+        spans = cond[s] < max_cond
+        ok[s] = 1 if spans else 0
+        if not spans:  # the least-squares answer replaces the lane's solution
+            _unpack_lane(t.SL, l, n, t.S)
+            for k in range(n):
+                t.b[k] = t.BL[k * FR_LANES + l]
+            _pinv_solve(t.S, t.b, t.r, t.E, t.ev, t.work, lwork, n)
+            for k in range(n):
+                t.XL[k * FR_LANES + l] = t.r[k]
+    fr_residual_lanes(t.SL, t.XL, t.BL, t.RL, n)
+    for l in range(count):
+        s = first + l
+        bnorm = 0.0
+        rnorm = 0.0
+        for k in range(n):
+            value = t.XL[k * FR_LANES + l]
+            X[<Py_ssize_t> s * n + k] = value
+            bnorm = bnorm + t.BL[k * FR_LANES + l] * t.BL[k * FR_LANES + l]
+            rnorm = rnorm + t.RL[k * FR_LANES + l] * t.RL[k * FR_LANES + l]
+        resid[s] = sqrt(rnorm) / sqrt(bnorm) if bnorm > 0.0 else sqrt(rnorm)
 
 
-cdef void _sub_batch(const double *D, const double *YD, const double *W, const double *P,
-                     int start, int stop, int m, int n, int npk, double max_cond,
-                     int mode, bint exact, bint packed, double tol, int64_t max_iter,
-                     double *X, unsigned char *ok, double *cond, int64_t *iters,
+cdef void _one_sample(const unsigned char *A, const double *Y, const double *alpha,
+                      const double *W, int s, int m, int n, int stride, int lwork,
+                      double max_cond, int mode, double tol, int64_t max_iter, Scratch *t,
+                      double *X, unsigned char *ok, double *cond, int64_t *iters,
+                      double *resid) noexcept nogil:
+    """Frame algorithm (``mode`` 1) or least squares (2) for sample ``s``."""
+    cdef Py_ssize_t size = n
+    cdef int rows, a, c, k
+    cdef int64_t it
+    cdef double lam, bnorm, rnorm
+    cdef double *x = &X[<Py_ssize_t> s * n]
+    cdef bint spans = False
+    rows = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W, m, n, stride,
+                     t.G, t.b)
+    fr_gram_upper(t.G, rows, stride, n, t.S, n, 1)
+    for a in range(size):
+        for c in range(a + 1, size):
+            t.S[c * size + a] = t.S[a * size + c]
+    bnorm = _norm(t.b, n)
+    iters[s] = 0
+    cond[s] = INFINITY
+    if rows >= n and mode == MODE_FRAME:
+        # the exact frame bounds of W_I (the step needs them)
+        cond[s] = _exact_cond(t.S, t.E, t.ev, t.work, lwork, n)
+        spans = cond[s] < max_cond
+        if spans:
+            lam = 2.0 / (t.ev[0] + t.ev[n - 1])
+            for k in range(n):
+                x[k] = 0.0
+            it = 0
+            while True:
+                _residual(t.S, x, t.b, t.r, n)
+                rnorm = _norm(t.r, n)
+                if rnorm <= tol * bnorm or it >= max_iter:
+                    break
+                for k in range(n):
+                    x[k] = x[k] + lam * t.r[k]
+                it = it + 1
+            iters[s] = it
+    ok[s] = 1 if spans else 0
+    if not spans:
+        _pinv_solve(t.S, t.b, x, t.E, t.ev, t.work, lwork, n)
+    _residual(t.S, x, t.b, t.r, n)
+    resid[s] = _norm(t.r, n) / bnorm if bnorm > 0.0 else _norm(t.r, n)
+
+
+cdef void _sub_batch(const unsigned char *A, const double *Y, const double *alpha,
+                     const double *W, int start, int stop, int m, int n, double max_cond,
+                     int mode, bint exact, double tol, int64_t max_iter, double *X,
+                     unsigned char *ok, double *cond, int64_t *iters,
                      double *resid) noexcept nogil:
     """Reconstruct samples ``start .. stop-1``; see the module docstring."""
-    cdef int count = stop - start
+    cdef int stride = (n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
     cdef int lwork = 66 * n + 16
-    cdef double *SP = <double *> malloc((SUB * npk if packed else m * n) * sizeof(double))
-    cdef double *B = <double *> malloc(SUB * n * sizeof(double))
-    cdef double *S = <double *> malloc(n * n * sizeof(double))
-    cdef double *E = <double *> malloc(n * n * sizeof(double))
-    cdef double *T = <double *> malloc(n * n * sizeof(double))
-    cdef double *ev = <double *> malloc(n * sizeof(double))
-    cdef double *r = <double *> malloc(n * sizeof(double))
-    cdef double *cI = <double *> malloc(m * sizeof(double))
-    cdef double *work = <double *> malloc(lwork * sizeof(double))
-    cdef char trans = b'N'
-    cdef char uplo = b'U'
-    cdef double one = 1.0
-    cdef double zero = 0.0
-    cdef int info, inc = 1
-    cdef int s, a, c, k, p, rows
-    cdef int64_t it
-    cdef double lam, bnorm, rnorm, lmin, lmax
-    cdef double *x
-    cdef double *b
-    cdef const double *d
-    cdef bint spans
-    if (SP == NULL or B == NULL or S == NULL or E == NULL or T == NULL or ev == NULL
-            or r == NULL or cI == NULL or work == NULL):
-        for s in range(count):
-            ok[start + s] = 255  # out of memory: reported by the caller
+    cdef int s
+    cdef Scratch t
+    if not _allocate(&t, m, n, stride, lwork):
+        for s in range(start, stop):
+            ok[s] = 255  # out of memory: reported by the caller
+    elif mode == MODE_DUAL:
+        s = start
+        while s < stop:
+            _dual_group(A, Y, alpha, W, s, min(FR_LANES, stop - s), m, n, stride, lwork,
+                        max_cond, exact, &t, X, ok, cond, resid)
+            s = s + FR_LANES
+        for s in range(start, stop):
+            iters[s] = 0
     else:
-        if packed:
-            # SP (count, npk) = D_sub (count, m) @ P (m, npk); B (count, n) = YD_sub @ W.
-            dgemm(&trans, &trans, &npk, &count, &m, &one, <double *> P, &npk,
-                  <double *> &D[start * m], &m, &zero, SP, &npk)
-            dgemm(&trans, &trans, &n, &count, &m, &one, <double *> W, &n,
-                  <double *> &YD[start * m], &m, &zero, B, &n)
-        for s in range(count):
-            x = &X[(start + s) * n]
-            b = &B[s * n]
-            if packed:
-                # unpack the upper triangle (row-major packing) into the full S
-                p = 0
-                for a in range(n):
-                    for c in range(a, n):
-                        S[a * n + c] = SP[s * npk + p]
-                        S[c * n + a] = SP[s * npk + p]
-                        p = p + 1
-            else:
-                # gather the active rows W_I (C order, rows x n) and their values
-                d = &D[(start + s) * m]
-                rows = 0
-                for a in range(m):
-                    if d[a] != 0.0:
-                        for k in range(n):
-                            SP[rows * n + k] = W[a * n + k]
-                        cI[rows] = YD[(start + s) * m + a]
-                        rows = rows + 1
-                if rows > 0:
-                    # S = W_I^T W_I (Fortran upper = C lower), b = W_I^T c_I
-                    dsyrk(&uplo, &trans, &n, &rows, &one, SP, &n, &zero, S, &n)
-                    dgemv(&trans, &n, &rows, &one, SP, &n, cI, &inc, &zero, b, &inc)
-                    for a in range(n):
-                        for c in range(a + 1, n):
-                            S[a * n + c] = S[c * n + a]
-                else:
-                    for k in range(n * n):
-                        S[k] = 0.0
-                    for k in range(n):
-                        b[k] = 0.0
-            if packed:
-                d = &D[(start + s) * m]
-                rows = 0
-                for a in range(m):
-                    rows = rows + (d[a] != 0.0)
-            bnorm = _norm(b, n)
-            iters[start + s] = 0
-            spans = False
-            if rows < n:  # fewer active rows than dimensions: cannot span
-                cond[start + s] = INFINITY
-            elif mode == MODE_FRAME:
-                # exact frame bounds of W_I: the step needs them
-                for k in range(n * n):
-                    E[k] = S[k]
-                info = 0
-                dsyev(&trans, &uplo, &n, E, &n, ev, work, &lwork, &info)
-                lmin = ev[0] if info == 0 else 0.0
-                lmax = ev[n - 1]
-                cond[start + s] = sqrt(lmax / lmin) if lmin > 0.0 else INFINITY
-                spans = cond[start + s] < max_cond
-                if spans:
-                    lam = 2.0 / (lmin + lmax)
-                    for k in range(n):
-                        x[k] = 0.0
-                    it = 0
-                    while True:
-                        _residual(S, x, b, r, n)
-                        rnorm = _norm(r, n)
-                        if rnorm <= tol * bnorm or it >= max_iter:
-                            break
-                        for k in range(n):
-                            x[k] = x[k] + lam * r[k]
-                        it = it + 1
-                    iters[start + s] = it
-            elif mode == MODE_DUAL:
-                info = _factor_and_condition(S, E, T, ev, work, lwork, r, x, n, exact,
-                                             &cond[start + s])
-                spans = info == 0 and cond[start + s] < max_cond
-                if spans:
-                    for k in range(n):
-                        x[k] = b[k]
-                    _cholesky_solve(E, T, x, n)
-            else:
-                cond[start + s] = INFINITY
-            ok[start + s] = 1 if spans else 0
-            if not spans:
-                _pinv_solve(S, b, x, E, ev, work, lwork, n)
-            _residual(S, x, b, r, n)
-            resid[start + s] = _norm(r, n) / bnorm if bnorm > 0.0 else _norm(r, n)
-    free(SP)
-    free(B)
-    free(S)
-    free(E)
-    free(T)
-    free(ev)
-    free(r)
-    free(cI)
-    free(work)
+        for s in range(start, stop):
+            _one_sample(A, Y, alpha, W, s, m, n, stride, lwork, max_cond, mode, tol, max_iter,
+                        &t, X, ok, cond, iters, resid)
+    _release(&t)
 
 
-def active_subframe_solve(const double[:, ::1] D, const double[:, ::1] YD,
-                          const double[:, ::1] W, const double[:, ::1] P, double max_cond,
-                          int mode, bint exact, bint packed, double tol, int64_t max_iter,
-                          int n_threads, double[:, ::1] X, unsigned char[::1] ok,
-                          double[::1] cond, int64_t[::1] iters, double[::1] resid):
+def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
+                          const double[::1] alpha, const double[:, ::1] W, double max_cond, int mode, bint exact,
+                          double tol, int64_t max_iter, int n_threads, double[:, ::1] X,
+                          unsigned char[::1] ok, double[::1] cond, int64_t[::1] iters,
+                          double[::1] resid):
     """Reconstruct every sample of a batch from its active rows (see the module doc).
 
     Parameters
     ----------
-    D : (N, m) 0/1 active rows; YD : (N, m) ``(y + alpha) * D``; W : (m, n) weights;
-    P : (m, n (n + 1) / 2) packed ``w_i w_i^T`` (upper triangle, row by row), used when
-        ``packed``; otherwise each ``S_I`` is formed from the gathered rows (``dsyrk``).
+    A : (N, m) active rows (nonzero = active); Y : (N, m) outputs; alpha : (m,) bias;
+    W : (m, n) weights.
     max_cond : ``I`` spans when the condition number of ``W_I`` is below this.
     mode : 0 dual (Cholesky), 1 frame algorithm, 2 least squares for every sample.
-    exact : exact condition numbers (eigenvalues) instead of LAPACK's estimate (dual).
+    exact : exact condition numbers (eigenvalues) instead of Hager's estimate (dual).
     tol, max_iter : stopping rule of the frame algorithm.
     n_threads : OpenMP threads.
     X (N, n), ok (N,), cond (N,), iters (N,), resid (N,) : outputs, written in place;
     ``ok`` is 255 for a sub-batch that could not allocate its scratch memory.
     """
-    cdef int N = <int> D.shape[0]
-    cdef int m = <int> D.shape[1]
+    cdef int N = <int> A.shape[0]
+    cdef int m = <int> A.shape[1]
     cdef int n = <int> W.shape[1]
-    cdef int npk = <int> P.shape[1]
     cdef int n_sub = (N + SUB - 1) // SUB
     cdef int j
     if N == 0:
         return
     with nogil:
         for j in prange(n_sub, num_threads=n_threads, schedule="dynamic"):
-            _sub_batch(&D[0, 0], &YD[0, 0], &W[0, 0], &P[0, 0], j * SUB,
-                       min(N, (j + 1) * SUB), m, n, npk, max_cond, mode, exact, packed,
-                       tol, max_iter, &X[0, 0], &ok[0], &cond[0], &iters[0], &resid[0])
+            _sub_batch(&A[0, 0], &Y[0, 0], &alpha[0], &W[0, 0], j * SUB, min(N, (j + 1) * SUB), m,
+                       n, max_cond, mode, exact, tol, max_iter, &X[0, 0], &ok[0], &cond[0],
+                       &iters[0], &resid[0])
 
 
 cdef void _basis_one(const double *W, const int64_t *rows, const double *C, double *x,

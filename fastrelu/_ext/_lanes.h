@@ -1,0 +1,285 @@
+/*
+ * Dense kernels of the batched reconstruction (used by _reconstruct.pyx).
+ *
+ * Written with the vector extensions of GCC and Clang so that the arithmetic runs in
+ * SIMD registers whatever the compiler's auto-vectoriser decides:
+ *
+ * - fr_gram_upper: S = G^T G for the gathered active rows G of one sample, in register
+ *   tiles of 4 rows by 2 vectors of S;
+ * - fr_*_lanes: Cholesky factorisation, Cholesky solves, residuals and Hager's estimate
+ *   of |S^{-1}|_1 for FR_LANES samples at once, one sample per SIMD lane. The lanes
+ *   never mix: every lane performs the same sequence of IEEE operations it would
+ *   perform alone, so a sample's result does not depend on the samples beside it.
+ *
+ * Matrices in lane layout are row-major (n, n) arrays of fr_vec (entry (a, c) of lane l
+ * at double offset (a * n + c) * FR_LANES + l); only the upper triangle is used.
+ */
+#ifndef FASTRELU_LANES_H
+#define FASTRELU_LANES_H
+
+#include <math.h>
+#include <stddef.h>
+
+#if !defined(__GNUC__) && !defined(__clang__)
+#error "fastrelu's reconstruction kernels need the vector extensions of GCC or Clang"
+#endif
+
+#if defined(__AVX__)
+#define FR_LANES 4
+#else
+#define FR_LANES 2
+#endif
+
+/* aligned(8): loads and stores at any double address; may_alias: views of double arrays */
+typedef double fr_vec
+    __attribute__((vector_size(FR_LANES * sizeof(double)), aligned(sizeof(double)), may_alias));
+
+static inline fr_vec fr_splat(double value)
+{
+    fr_vec v = {0};
+    return v + value;
+}
+
+/* S[a * rs + c * cs] = sum over the k rows i of G[i, a] G[i, c], for a <= c < n.
+ * G is (k, stride), stride a multiple of 2 * FR_LANES, columns n .. stride-1 zero.
+ * Each entry is accumulated over the rows in order, one multiply-add per row. */
+static void fr_gram_upper(const double *G, int k, int stride, int n, double *S,
+                          ptrdiff_t rs, ptrdiff_t cs)
+{
+    const int width = 2 * FR_LANES;
+    for (int a0 = 0; a0 < n; a0 += 4) {
+        for (int c0 = a0 / width * width; c0 < n; c0 += width) {
+            fr_vec l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0};
+            fr_vec l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
+            const double *row = G;
+            for (int i = 0; i < k; i++, row += stride) {
+                fr_vec lo = *(const fr_vec *)(row + c0);
+                fr_vec hi = *(const fr_vec *)(row + c0 + FR_LANES);
+                double x0 = row[a0], x1 = row[a0 + 1], x2 = row[a0 + 2], x3 = row[a0 + 3];
+                l0 += x0 * lo; h0 += x0 * hi;
+                l1 += x1 * lo; h1 += x1 * hi;
+                l2 += x2 * lo; h2 += x2 * hi;
+                l3 += x3 * lo; h3 += x3 * hi;
+            }
+            fr_vec tile[8] = {l0, h0, l1, h1, l2, h2, l3, h3};
+            for (int r = 0; r < 4 && a0 + r < n; r++) {
+                int a = a0 + r;
+                for (int t = 0; t < width; t++) {
+                    int c = c0 + t;
+                    if (c >= a && c < n)
+                        S[a * rs + c * cs] = tile[2 * r + t / FR_LANES][t % FR_LANES];
+                }
+            }
+        }
+    }
+}
+
+/* Copy the active rows (active[a] != 0) of W (m, n) into G (rows of stride doubles,
+ * zero from column n on) and set b = sum over them of (y[a] + alpha[a]) w_a, in row
+ * order; returns their number. */
+static int fr_gather(const unsigned char *restrict active, const double *restrict y,
+                     const double *restrict alpha, const double *restrict W, int m, int n,
+                     int stride, double *restrict G, double *restrict b)
+{
+    int rows = 0;
+    for (int k = 0; k < n; k++)
+        b[k] = 0.0;
+    for (int a = 0; a < m; a++) {
+        if (!active[a])
+            continue;
+        const double *restrict w = W + (ptrdiff_t)a * n;
+        double *restrict g = G + (ptrdiff_t)rows * stride;
+        double value = y[a] + alpha[a];
+        for (int k = 0; k < n; k++) {
+            g[k] = w[k];
+            b[k] += value * w[k];
+        }
+        for (int k = n; k < stride; k++)
+            g[k] = 0.0;
+        rows++;
+    }
+    return rows;
+}
+
+/* In place: the upper triangle of each lane's S becomes R with S = R^T R. Row j of R
+ * is S[j, p] minus R[k, j] R[k, p] for k = 0, 1, .., j-1 in turn, scaled by 1 / R[j, j]
+ * (the arithmetic of the right-looking algorithm, computed left-looking in register
+ * tiles of 8 entries). Returns the mask of lanes with a pivot that is not positive;
+ * such a lane continues with the pivot 1 so that its numbers stay finite, and is
+ * meaningless. */
+static unsigned fr_cholesky_lanes(double *data, int n)
+{
+    fr_vec *U = (fr_vec *)data;
+    unsigned failed = 0;
+    for (int j = 0; j < n; j++) {
+        fr_vec *rj = U + (ptrdiff_t)j * n;
+        int p = j;
+        for (; p + 8 <= n; p += 8) {
+            fr_vec a0 = rj[p], a1 = rj[p + 1], a2 = rj[p + 2], a3 = rj[p + 3];
+            fr_vec a4 = rj[p + 4], a5 = rj[p + 5], a6 = rj[p + 6], a7 = rj[p + 7];
+            const fr_vec *rk = U;
+            for (int k = 0; k < j; k++, rk += n) {
+                fr_vec lead = rk[j];
+                a0 -= lead * rk[p]; a1 -= lead * rk[p + 1];
+                a2 -= lead * rk[p + 2]; a3 -= lead * rk[p + 3];
+                a4 -= lead * rk[p + 4]; a5 -= lead * rk[p + 5];
+                a6 -= lead * rk[p + 6]; a7 -= lead * rk[p + 7];
+            }
+            rj[p] = a0; rj[p + 1] = a1; rj[p + 2] = a2; rj[p + 3] = a3;
+            rj[p + 4] = a4; rj[p + 5] = a5; rj[p + 6] = a6; rj[p + 7] = a7;
+        }
+        for (; p < n; p++) {
+            fr_vec acc = rj[p];
+            const fr_vec *rk = U;
+            for (int k = 0; k < j; k++, rk += n)
+                acc -= rk[j] * rk[p];
+            rj[p] = acc;
+        }
+        fr_vec d = rj[j];
+        for (int l = 0; l < FR_LANES; l++) {
+            if (!(d[l] > 0.0)) {
+                failed |= 1u << l;
+                d[l] = 1.0;
+            }
+            d[l] = sqrt(d[l]);
+        }
+        rj[j] = d;
+        fr_vec scale = fr_splat(1.0) / d;
+        for (p = j + 1; p < n; p++)
+            rj[p] = rj[p] * scale;
+    }
+    return failed;
+}
+
+/* In place: x <- S^{-1} x with S = R^T R (R from fr_cholesky_lanes). */
+static void fr_solve_lanes(const fr_vec *R, fr_vec *x, int n)
+{
+    for (int k = 0; k < n; k++) { /* R^T y = x */
+        const fr_vec *rk = R + (ptrdiff_t)k * n;
+        fr_vec v = x[k] / rk[k];
+        x[k] = v;
+        for (int p = k + 1; p < n; p++)
+            x[p] -= rk[p] * v;
+    }
+    for (int k = n - 1; k >= 0; k--) { /* R x = y: column k of R */
+        fr_vec v = x[k] / R[(ptrdiff_t)k * n + k];
+        x[k] = v;
+        for (int p = 0; p < k; p++)
+            x[p] -= R[(ptrdiff_t)p * n + k] * v;
+    }
+}
+
+/* In place: x <- S^{-1} x with S = R^T R (R from fr_cholesky_lanes). */
+static void fr_cholesky_solve_lanes(const double *R, double *x, int n)
+{
+    fr_solve_lanes((const fr_vec *)R, (fr_vec *)x, n);
+}
+
+/* r = b - S x for the symmetric S given by its upper triangle. */
+static void fr_residual_lanes(const double *S_data, const double *x_data, const double *b_data,
+                              double *r_data, int n)
+{
+    const fr_vec *S = (const fr_vec *)S_data, *x = (const fr_vec *)x_data;
+    const fr_vec *b = (const fr_vec *)b_data;
+    fr_vec *r = (fr_vec *)r_data;
+    for (int k = 0; k < n; k++)
+        r[k] = b[k];
+    for (int j = 0; j < n; j++) {
+        fr_vec xj = x[j];
+        for (int k = 0; k < j; k++)
+            r[k] -= S[(ptrdiff_t)k * n + j] * xj;
+        const fr_vec *row = S + (ptrdiff_t)j * n;
+        for (int k = j; k < n; k++)
+            r[k] -= row[k] * xj;
+    }
+}
+
+/* |S|_1 (largest absolute column sum) of each lane's symmetric S (upper triangle). */
+static void fr_norm1_lanes(const double *S_data, double *column_data, int n, double *norm)
+{
+    const fr_vec *S = (const fr_vec *)S_data;
+    fr_vec *column = (fr_vec *)column_data;
+    for (int c = 0; c < n; c++)
+        column[c] = fr_splat(0.0);
+    for (int a = 0; a < n; a++) {
+        const fr_vec *row = S + (ptrdiff_t)a * n;
+        for (int c = a; c < n; c++) {
+            fr_vec v = row[c];
+            for (int l = 0; l < FR_LANES; l++)
+                v[l] = fabs(v[l]);
+            column[c] += v;
+            if (c != a)
+                column[a] += v;
+        }
+    }
+    for (int l = 0; l < FR_LANES; l++) {
+        norm[l] = 0.0;
+        for (int c = 0; c < n; c++)
+            if (column[c][l] > norm[l])
+                norm[l] = column[c][l];
+    }
+}
+
+/* Hager's estimate of |S^{-1}|_1 (the estimator behind LAPACK's condition numbers, a
+ * lower bound that is in practice within a small factor) for each lane, S = R^T R.
+ * v and w are scratch vectors of n entries; every lane follows its own iterations. */
+static void fr_inverse_norm1_lanes(const double *R_data, double *v_data, double *w_data,
+                                   int n, double *estimate)
+{
+    const fr_vec *R = (const fr_vec *)R_data;
+    fr_vec *v = (fr_vec *)v_data, *w = (fr_vec *)w_data;
+    int previous[FR_LANES], running[FR_LANES], remaining = FR_LANES;
+    for (int l = 0; l < FR_LANES; l++) {
+        previous[l] = -1;
+        running[l] = 1;
+        estimate[l] = 0.0;
+    }
+    for (int it = 0; it < 5 && remaining > 0; it++) {
+        for (int k = 0; k < n; k++) /* the current vector: uniform, then a unit vector */
+            for (int l = 0; l < FR_LANES; l++)
+                v[k][l] = previous[l] < 0 ? 1.0 / n : 0.0;
+        for (int l = 0; l < FR_LANES; l++)
+            if (previous[l] >= 0)
+                v[previous[l]][l] = 1.0;
+        fr_solve_lanes(R, v, n); /* y = S^{-1} x */
+        for (int l = 0; l < FR_LANES; l++) {
+            if (!running[l])
+                continue;
+            double total = 0.0;
+            for (int k = 0; k < n; k++)
+                total += fabs(v[k][l]);
+            estimate[l] = total;
+        }
+        for (int k = 0; k < n; k++)
+            for (int l = 0; l < FR_LANES; l++)
+                w[k][l] = v[k][l] >= 0.0 ? 1.0 : -1.0;
+        fr_solve_lanes(R, w, n); /* z = S^{-T} sign(y) = S^{-1} sign(y) */
+        for (int l = 0; l < FR_LANES; l++) {
+            if (!running[l])
+                continue;
+            double largest = -1.0, inner = 0.0;
+            int best = 0;
+            for (int k = 0; k < n; k++)
+                if (fabs(w[k][l]) > largest) {
+                    largest = fabs(w[k][l]);
+                    best = k;
+                }
+            if (previous[l] < 0) {
+                for (int k = 0; k < n; k++)
+                    inner += w[k][l];
+                inner /= n;
+            } else {
+                inner = w[previous[l]][l];
+            }
+            /* no ascent direction left (z^T x is the gradient's value at x), or a repeat */
+            if (largest <= inner || best == previous[l]) {
+                running[l] = 0;
+                remaining--;
+            } else {
+                previous[l] = best;
+            }
+        }
+    }
+}
+
+#endif
