@@ -29,6 +29,9 @@ ROUNDING_FACTOR = 16.0
 _MODES = {"dual": 0, "frame": 1, "pinv": 2}
 #: Samples per call of the compiled solver.
 CHUNK = 1 << 15
+#: Form S_I as S minus the inactive rows' Gram matrix when those rows are fewer
+#: (half the work or less), instead of from the active rows.
+DOWNDATE = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +175,8 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
 
     - ``"dual"``: the canonical dual of the active subframe,
       ``x = S_I^{-1} sum_{i in I} (y_i + alpha_i) w_i`` with ``S_I = W_I^T W_I``
-      (Cholesky solve); ``cond`` is that of ``W_I``.
+      (Cholesky solve); ``cond`` is that of ``W_I``. ``S_I`` is summed from the active
+      rows, or is ``S`` minus the inactive rows' Gram matrix when those are fewer.
     - ``"basis"``: ``x = W_B^{-1} (y_B + alpha_B)`` for a basis ``B`` of ``n`` active rows,
       the most correlated basis among them (greedy by decreasing normalised correlation
       ``(y_i + alpha_i) / |w_i|``, ties by index, rank tolerance 1e-6 on the unit rows;
@@ -200,9 +204,10 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
         pre-activation was exactly 0 is active too; pass the mask when you know it.
     cond : {"estimate", "exact"}
         How ``Reconstruction.cond`` is computed for ``"dual"`` and ``"basis"``:
-        ``"estimate"`` (default) is LAPACK's condition estimate from the factorisation
-        already made (``sqrt`` of the 1-norm estimate for ``S_I``, the infinity-norm
-        estimate for ``W_B``; cheap, usually within a small factor of the 2-norm value);
+        ``"estimate"`` (default) is the condition estimate of LAPACK's method (Hager's)
+        from the factorisation already made (``sqrt`` of the 1-norm estimate for
+        ``S_I``, the infinity-norm estimate for ``W_B``; cheap, usually within a small
+        factor of the 2-norm value);
         ``"exact"`` computes the 2-norm condition number from eigen- or singular values
         (several times slower at ``n = 50``). ``"frame"`` always computes the exact
         frame bounds, which its step needs.
@@ -214,7 +219,8 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
         ``cond(S_I) = cond(W_I)^2`` must stay clear of the ``1e16`` that round-off alone
         produces for a singular ``S_I``); fewer than ``n`` active rows never span.
     n_jobs : int, optional
-        OpenMP threads (default: all cores). Results do not depend on it.
+        OpenMP threads (default: all cores). Results do not depend on it, and a
+        sample's result does not depend on the other samples of ``Y``.
 
     Returns
     -------
@@ -277,6 +283,7 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     active = np.ascontiguousarray(mask).view(np.uint8)
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    full = core.padded_frame_operator(W)
     # chunks only bound the time between two checks for Ctrl-C
     for start in range(0, Y.shape[0], CHUNK):
         part = slice(start, start + CHUNK)
@@ -286,9 +293,9 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
         out_cond = np.empty(size)
         out_iters = np.empty(size, dtype=np.int64)
         out_resid = np.empty(size)
-        core.active_subframe_solve(active[part], Y[part], alpha, W, max_cond, _MODES[mode],
-                                   exact, tol, max_iter, jobs, out_x, out_ok, out_cond,
-                                   out_iters, out_resid)
+        core.active_subframe_solve(active[part], Y[part], alpha, W, full, DOWNDATE, max_cond,
+                                   _MODES[mode], exact, tol, max_iter, jobs, out_x, out_ok,
+                                   out_cond, out_iters, out_resid)
         target = index[part]
         x[target], ok[target], cond[target] = out_x, out_ok, out_cond
         iters[target], resid[target] = out_iters, out_resid

@@ -158,6 +158,27 @@ def test_dual_agrees_with_lstsq_for_every_tile_shape(n):
     assert result.ok.any()
 
 
+@pytest.mark.parametrize("method", ["dual", "frame"])
+def test_mostly_active_samples_use_the_downdate(method, monkeypatch):
+    # a negative bias keeps most rows active: S_I = S - (inactive rows' Gram matrix)
+    import fastrelu._reconstruct as driver
+
+    rng = np.random.default_rng(13)
+    W = rng.standard_normal((60, 12))
+    layer = fr.ReLULayer(W, np.full(60, -1.0))
+    X = rng.standard_normal((300, 12)) * (3.0 / np.sqrt(12))
+    Y = layer(X)
+    active = (Y > 0).sum(axis=1)
+    assert (2 * active > 60).mean() > 0.9 and (2 * active <= 60).any()
+    result = fr.reconstruct(layer, Y, method)
+    assert result.ok.all()
+    assert _relative_error(result.x, X).max() <= (1e-12 if method == "dual" else 1e-9)
+    monkeypatch.setattr(driver, "DOWNDATE", False)
+    direct = fr.reconstruct(layer, Y, method)
+    np.testing.assert_allclose(result.x, direct.x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result.cond, direct.cond, rtol=1e-10)
+
+
 @pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
                                           ("frame", "exact")])
 def test_failing_samples_do_not_touch_their_neighbours(method, cond):

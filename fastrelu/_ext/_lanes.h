@@ -40,65 +40,104 @@ static inline fr_vec fr_splat(double value)
     return v + value;
 }
 
-/* S[a * rs + c * cs] = sum over the k rows i of G[i, a] G[i, c], for a <= c < n.
+/* One 4 x (2 FR_LANES) tile of S at (a0, c0): acc[0..7] plus (or, with subtract, minus)
+ * the sum over the k rows of G of G[i, a0 + r] G[i, c0 + t], in row order. */
+static inline __attribute__((always_inline)) void
+fr_gram_tile(const double *G, int k, int stride, int a0, int c0, fr_vec *acc,
+             const int subtract)
+{
+    fr_vec l0 = acc[0], h0 = acc[1], l1 = acc[2], h1 = acc[3];
+    fr_vec l2 = acc[4], h2 = acc[5], l3 = acc[6], h3 = acc[7];
+    const double *row = G;
+    for (int i = 0; i < k; i++, row += stride) {
+        fr_vec lo = *(const fr_vec *)(row + c0);
+        fr_vec hi = *(const fr_vec *)(row + c0 + FR_LANES);
+        double x0 = row[a0], x1 = row[a0 + 1], x2 = row[a0 + 2], x3 = row[a0 + 3];
+        if (subtract) {
+            l0 -= x0 * lo; h0 -= x0 * hi;
+            l1 -= x1 * lo; h1 -= x1 * hi;
+            l2 -= x2 * lo; h2 -= x2 * hi;
+            l3 -= x3 * lo; h3 -= x3 * hi;
+        } else {
+            l0 += x0 * lo; h0 += x0 * hi;
+            l1 += x1 * lo; h1 += x1 * hi;
+            l2 += x2 * lo; h2 += x2 * hi;
+            l3 += x3 * lo; h3 += x3 * hi;
+        }
+    }
+    acc[0] = l0; acc[1] = h0; acc[2] = l1; acc[3] = h1;
+    acc[4] = l2; acc[5] = h2; acc[6] = l3; acc[7] = h3;
+}
+
+/* S[a * rs + c * cs] = sum over the k rows i of G[i, a] G[i, c], for a <= c < n, or
+ * base[a, c] minus that sum when base is given (a down-date; base is (rows, stride) with
+ * at least n rounded up to 4 rows, zero outside the upper triangle).
  * G is (k, stride), stride a multiple of 2 * FR_LANES, columns n .. stride-1 zero.
  * Each entry is accumulated over the rows in order, one multiply-add per row. */
-static void fr_gram_upper(const double *G, int k, int stride, int n, double *S,
-                          ptrdiff_t rs, ptrdiff_t cs)
+static void fr_gram_upper(const double *G, int k, int stride, int n, const double *base,
+                          double *S, ptrdiff_t rs, ptrdiff_t cs)
 {
     const int width = 2 * FR_LANES;
     for (int a0 = 0; a0 < n; a0 += 4) {
         for (int c0 = a0 / width * width; c0 < n; c0 += width) {
-            fr_vec l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0};
-            fr_vec l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
-            const double *row = G;
-            for (int i = 0; i < k; i++, row += stride) {
-                fr_vec lo = *(const fr_vec *)(row + c0);
-                fr_vec hi = *(const fr_vec *)(row + c0 + FR_LANES);
-                double x0 = row[a0], x1 = row[a0 + 1], x2 = row[a0 + 2], x3 = row[a0 + 3];
-                l0 += x0 * lo; h0 += x0 * hi;
-                l1 += x1 * lo; h1 += x1 * hi;
-                l2 += x2 * lo; h2 += x2 * hi;
-                l3 += x3 * lo; h3 += x3 * hi;
+            fr_vec acc[8] = {{0}};
+            if (base) {
+                for (int r = 0; r < 4; r++) {
+                    const double *from = base + (ptrdiff_t)(a0 + r) * stride + c0;
+                    acc[2 * r] = *(const fr_vec *)from;
+                    acc[2 * r + 1] = *(const fr_vec *)(from + FR_LANES);
+                }
+                fr_gram_tile(G, k, stride, a0, c0, acc, 1);
+            } else {
+                fr_gram_tile(G, k, stride, a0, c0, acc, 0);
             }
-            fr_vec tile[8] = {l0, h0, l1, h1, l2, h2, l3, h3};
             for (int r = 0; r < 4 && a0 + r < n; r++) {
                 int a = a0 + r;
                 for (int t = 0; t < width; t++) {
                     int c = c0 + t;
                     if (c >= a && c < n)
-                        S[a * rs + c * cs] = tile[2 * r + t / FR_LANES][t % FR_LANES];
+                        S[a * rs + c * cs] = acc[2 * r + t / FR_LANES][t % FR_LANES];
                 }
             }
         }
     }
 }
 
-/* Copy the active rows (active[a] != 0) of W (m, n) into G (rows of stride doubles,
- * zero from column n on) and set b = sum over them of (y[a] + alpha[a]) w_a, in row
- * order; returns their number. */
+/* b = sum over the active rows (active[a] != 0) of (y[a] + alpha[a]) w_a, in row order,
+ * and into G (rows of stride doubles, zero from column n on) the rows that form S_I:
+ * the active ones, or, when downdate is allowed and they are fewer, the inactive ones
+ * (S_I = S - their Gram matrix). Returns the number of active rows; *inactive tells
+ * which rows G holds and *rows how many. */
 static int fr_gather(const unsigned char *restrict active, const double *restrict y,
                      const double *restrict alpha, const double *restrict W, int m, int n,
-                     int stride, double *restrict G, double *restrict b)
+                     int stride, int downdate, double *restrict G, double *restrict b,
+                     int *inactive, int *rows)
 {
-    int rows = 0;
+    int count = 0, kept = 0;
+    for (int a = 0; a < m; a++)
+        count += active[a] != 0;
+    const int use_inactive = downdate && 2 * count > m;
     for (int k = 0; k < n; k++)
         b[k] = 0.0;
     for (int a = 0; a < m; a++) {
-        if (!active[a])
-            continue;
         const double *restrict w = W + (ptrdiff_t)a * n;
-        double *restrict g = G + (ptrdiff_t)rows * stride;
-        double value = y[a] + alpha[a];
-        for (int k = 0; k < n; k++) {
-            g[k] = w[k];
-            b[k] += value * w[k];
+        if (active[a]) {
+            double value = y[a] + alpha[a];
+            for (int k = 0; k < n; k++)
+                b[k] += value * w[k];
         }
-        for (int k = n; k < stride; k++)
-            g[k] = 0.0;
-        rows++;
+        if ((active[a] != 0) != use_inactive) {
+            double *restrict g = G + (ptrdiff_t)kept * stride;
+            for (int k = 0; k < n; k++)
+                g[k] = w[k];
+            for (int k = n; k < stride; k++)
+                g[k] = 0.0;
+            kept++;
+        }
     }
-    return rows;
+    *inactive = use_inactive;
+    *rows = kept;
+    return count;
 }
 
 /* In place: the upper triangle of each lane's S becomes R with S = R^T R. Row j of R

@@ -3,8 +3,9 @@
 
 For each sample with active rows ``I`` (``D[s] != 0``) the frame operator of the active
 subframe is ``S_I = W_I^T W_I`` and the right-hand side ``b = W_I^T (y_I + alpha_I)``.
-Both are formed from the gathered active rows, ``S_I`` in register tiles (``_lanes.h``),
-so the work is ``|I| n^2 / 2`` multiply-adds rather than ``m n^2 / 2``. Then
+``S_I`` is summed in register tiles (``_lanes.h``) from the gathered active rows, or, when
+the inactive rows are fewer, as ``S`` minus their Gram matrix (a down-date): the work is
+``min(|I|, m - |I|) n^2 / 2`` multiply-adds rather than ``m n^2 / 2``. Then
 
 - ``dual``: ``x = S_I^{-1} b`` by Cholesky, with Hager's estimate of ``|S_I^{-1}|_1``
   (LAPACK's condition estimator) or the exact eigenvalues for the condition number.
@@ -22,6 +23,8 @@ the same alone, in any batch, at any position and on any number of threads.
 Sub-batches of ``SUB`` samples share one set of scratch buffers.
 """
 
+import numpy as np
+
 from cython.parallel cimport prange
 from libc.float cimport DBL_EPSILON
 from libc.math cimport fabs, sqrt, INFINITY
@@ -34,9 +37,10 @@ cdef extern from "_lanes.h" nogil:
     enum:
         FR_LANES
     int fr_gather(const unsigned char *active, const double *y, const double *alpha,
-                  const double *W, int m, int n, int stride, double *G, double *b)
-    void fr_gram_upper(const double *G, int k, int stride, int n, double *S,
-                       Py_ssize_t rs, Py_ssize_t cs)
+                  const double *W, int m, int n, int stride, int downdate, double *G,
+                  double *b, int *inactive, int *rows)
+    void fr_gram_upper(const double *G, int k, int stride, int n, const double *base,
+                       double *S, Py_ssize_t rs, Py_ssize_t cs)
     unsigned fr_cholesky_lanes(double *U, int n)
     void fr_cholesky_solve_lanes(const double *R, double *x, int n)
     void fr_residual_lanes(const double *S, const double *x, const double *b, double *r,
@@ -189,13 +193,14 @@ cdef void _release(Scratch *t) noexcept nogil:
 
 
 cdef void _dual_group(const unsigned char *A, const double *Y, const double *alpha,
-                      const double *W, int first, int count, int m, int n, int stride,
+                      const double *W, const double *full, int first, int count, int m, int n, int stride,
                       int lwork, double max_cond, bint exact, Scratch *t, double *X, unsigned char *ok, double *cond,
                       double *resid) noexcept nogil:
     """Dual solves for the ``count <= FR_LANES`` samples from ``first``, one per lane
     (unused lanes hold the identity)."""
     cdef Py_ssize_t nn = <Py_ssize_t> n * n
     cdef int rows[FR_LANES]
+    cdef int inactive, held
     cdef double norm1[FR_LANES]
     cdef double estimate[FR_LANES]
     cdef int l, k, s
@@ -206,8 +211,9 @@ cdef void _dual_group(const unsigned char *A, const double *Y, const double *alp
         if l < count:
             s = first + l
             rows[l] = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W,
-                                m, n, stride, t.G, t.b)
-            fr_gram_upper(t.G, rows[l], stride, n, t.SL + l, n * FR_LANES, FR_LANES)
+                                m, n, stride, full != NULL, t.G, t.b, &inactive, &held)
+            fr_gram_upper(t.G, held, stride, n, full if inactive else NULL, t.SL + l,
+                          n * FR_LANES, FR_LANES)
             for k in range(n):
                 t.BL[k * FR_LANES + l] = t.b[k]
         else:
@@ -258,7 +264,7 @@ cdef void _dual_group(const unsigned char *A, const double *Y, const double *alp
 
 
 cdef void _one_sample(const unsigned char *A, const double *Y, const double *alpha,
-                      const double *W, int s, int m, int n, int stride, int lwork,
+                      const double *W, const double *full, int s, int m, int n, int stride, int lwork,
                       double max_cond, int mode, double tol, int64_t max_iter, Scratch *t,
                       double *X, unsigned char *ok, double *cond, int64_t *iters,
                       double *resid) noexcept nogil:
@@ -269,9 +275,10 @@ cdef void _one_sample(const unsigned char *A, const double *Y, const double *alp
     cdef double lam, bnorm, rnorm
     cdef double *x = &X[<Py_ssize_t> s * n]
     cdef bint spans = False
+    cdef int inactive, held
     rows = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W, m, n, stride,
-                     t.G, t.b)
-    fr_gram_upper(t.G, rows, stride, n, t.S, n, 1)
+                     full != NULL, t.G, t.b, &inactive, &held)
+    fr_gram_upper(t.G, held, stride, n, full if inactive else NULL, t.S, n, 1)
     for a in range(size):
         for c in range(a + 1, size):
             t.S[c * size + a] = t.S[a * size + c]
@@ -304,7 +311,7 @@ cdef void _one_sample(const unsigned char *A, const double *Y, const double *alp
 
 
 cdef void _sub_batch(const unsigned char *A, const double *Y, const double *alpha,
-                     const double *W, int start, int stop, int m, int n, double max_cond,
+                     const double *W, const double *full, int start, int stop, int m, int n, double max_cond,
                      int mode, bint exact, double tol, int64_t max_iter, double *X,
                      unsigned char *ok, double *cond, int64_t *iters,
                      double *resid) noexcept nogil:
@@ -319,29 +326,51 @@ cdef void _sub_batch(const unsigned char *A, const double *Y, const double *alph
     elif mode == MODE_DUAL:
         s = start
         while s < stop:
-            _dual_group(A, Y, alpha, W, s, min(FR_LANES, stop - s), m, n, stride, lwork,
+            _dual_group(A, Y, alpha, W, full, s, min(FR_LANES, stop - s), m, n, stride, lwork,
                         max_cond, exact, &t, X, ok, cond, resid)
             s = s + FR_LANES
         for s in range(start, stop):
             iters[s] = 0
     else:
         for s in range(start, stop):
-            _one_sample(A, Y, alpha, W, s, m, n, stride, lwork, max_cond, mode, tol, max_iter,
+            _one_sample(A, Y, alpha, W, full, s, m, n, stride, lwork, max_cond, mode, tol, max_iter,
                         &t, X, ok, cond, iters, resid)
     _release(&t)
 
 
+def padded_frame_operator(const double[:, ::1] W):
+    """The frame operator ``S = W^T W`` of all rows as the down-date base of the kernels:
+    upper triangle of an ``(n rounded up to 4, stride)`` array, zero elsewhere."""
+    cdef int m = <int> W.shape[0]
+    cdef int n = <int> W.shape[1]
+    cdef int stride = (n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
+    cdef int a, k
+    G_array = np.zeros((max(m, 1), stride))
+    full_array = np.zeros(((n + 3) // 4 * 4, stride))
+    cdef double[:, ::1] G = G_array
+    cdef double[:, ::1] full = full_array
+    with nogil:
+        for a in range(m):
+            for k in range(n):
+                G[a, k] = W[a, k]
+        fr_gram_upper(&G[0, 0], m, stride, n, NULL, &full[0, 0], stride, 1)
+    return full_array
+
+
 def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
-                          const double[::1] alpha, const double[:, ::1] W, double max_cond, int mode, bint exact,
-                          double tol, int64_t max_iter, int n_threads, double[:, ::1] X,
-                          unsigned char[::1] ok, double[::1] cond, int64_t[::1] iters,
-                          double[::1] resid):
+                          const double[::1] alpha, const double[:, ::1] W,
+                          const double[:, ::1] full, bint downdate, double max_cond,
+                          int mode, bint exact, double tol, int64_t max_iter, int n_threads,
+                          double[:, ::1] X, unsigned char[::1] ok, double[::1] cond,
+                          int64_t[::1] iters, double[::1] resid):
     """Reconstruct every sample of a batch from its active rows (see the module doc).
 
     Parameters
     ----------
     A : (N, m) active rows (nonzero = active); Y : (N, m) outputs; alpha : (m,) bias;
     W : (m, n) weights.
+    full, downdate : ``padded_frame_operator(W)``; with ``downdate``, a sample with more
+        active than inactive rows gets ``S_I = S - W_Ic^T W_Ic`` from its inactive rows.
     max_cond : ``I`` spans when the condition number of ``W_I`` is below this.
     mode : 0 dual (Cholesky), 1 frame algorithm, 2 least squares for every sample.
     exact : exact condition numbers (eigenvalues) instead of Hager's estimate (dual).
@@ -355,13 +384,14 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     cdef int n = <int> W.shape[1]
     cdef int n_sub = (N + SUB - 1) // SUB
     cdef int j
+    cdef const double *base = &full[0, 0] if downdate else NULL
     if N == 0:
         return
     with nogil:
         for j in prange(n_sub, num_threads=n_threads, schedule="dynamic"):
-            _sub_batch(&A[0, 0], &Y[0, 0], &alpha[0], &W[0, 0], j * SUB, min(N, (j + 1) * SUB), m,
-                       n, max_cond, mode, exact, tol, max_iter, &X[0, 0], &ok[0], &cond[0],
-                       &iters[0], &resid[0])
+            _sub_batch(&A[0, 0], &Y[0, 0], &alpha[0], &W[0, 0], base, j * SUB,
+                       min(N, (j + 1) * SUB), m, n, max_cond, mode, exact, tol, max_iter,
+                       &X[0, 0], &ok[0], &cond[0], &iters[0], &resid[0])
 
 
 cdef void _basis_one(const double *W, const int64_t *rows, const double *C, double *x,
