@@ -174,8 +174,41 @@ def load_spec(path):
                 job[key] = os.path.join(folder, os.path.expanduser(job[key]))
         job.setdefault("method", "mcbe")
         job.setdefault("domain", "sphere")
+        _check_job(job, where)
         resolved.append(job)
     return resolved
+
+
+def _check_job(job, where):
+    """The values of a resolved job, checked by the rules of the functions it will call,
+    so that a bad value stops the batch before any job runs rather than when its turn
+    comes; input files must exist (their contents are checked when the job runs)."""
+    from ._mcbe import _margin_value
+    from ._validation import positive_int, rank_tol_value, seed_value
+
+    try:
+        weights = job["weights"]
+        if isinstance(weights, dict):
+            for key in ("m", "n"):
+                positive_int(weights[key], key)
+            seed_value(weights.get("seed", 0), "seed")
+        on_data = job["domain"] == "data"
+        for key in ("weights", "data") if on_data else ("weights",):
+            if isinstance(job.get(key), str) and not os.path.isfile(job[key]):
+                raise FastReluError(f"The '{key}' file must exist. Got {job[key]!r}, which is not a file.")
+        if job["method"] == "mcbe":
+            if "samples" in job:
+                positive_int(job["samples"], "samples")
+            seed_value(job.get("seed", 0), "seed")
+            rank_tol_value(job.get("rank_tol", 1e-6))
+            if not on_data:
+                _margin_value(job.get("margin"), 1, _domain(job, 1))
+        if on_data:
+            _data_path(job)
+        else:
+            _domain(job, 1)  # radii: the rules of Sphere, Ball and Shell
+    except FastReluError as exc:
+        raise FastReluError(f"The job {job['name']!r} {where} cannot run: {exc}") from None
 
 
 def _file_digest(path):
@@ -213,12 +246,16 @@ def _weights(job):
     return W
 
 
+def _data_path(job):
+    if "data" not in job:
+        raise FastReluError("The data domain needs the key 'data' (a file of points, N x n).")
+    return job["data"]
+
+
 def _domain(job, dim):
     kind, nonnegative = job["domain"], job.get("nonnegative", False)
     if kind == "data":
-        if "data" not in job:
-            raise FastReluError("The data domain needs the key 'data' (a file of points, N x n).")
-        return Data(load_array(job["data"], "data", key=job.get("data_key")))
+        return Data(load_array(_data_path(job), "data", key=job.get("data_key")))
     if kind == "shell":
         if "inner" not in job or "outer" not in job:
             raise FastReluError("The shell domain needs both keys 'inner' and 'outer'.")
@@ -227,14 +264,34 @@ def _domain(job, dim):
 
 
 def _atomic_write(path, write):
+    """Write through a temporary file that is flushed to disk and then renamed over
+    ``path``, so that after a crash or a power cut ``path`` holds the old or the new
+    contents, never a part."""
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         with open(temporary, "wb") as handle:
             write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+    _sync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def _sync_directory(folder):
+    """Flush a directory's entries (the rename) to disk, where the system allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems do not sync directories
+    finally:
+        os.close(handle)
 
 
 def _checkpoints(out, name):
@@ -265,7 +322,8 @@ def _run_job(job, out, checkpoint, *, n_jobs, client, interval):
               "counts": result.counts, "repeated": result.repeated}
     if result.facets is not None:
         arrays["facets"] = result.facets
-    _atomic_write(os.path.join(out, f"{job['name']}.npz"), lambda h: np.savez(h, **arrays))
+    result_path = os.path.join(out, f"{job['name']}.npz")
+    _atomic_write(result_path, lambda h: np.savez(h, **arrays))
     finite = result.alpha[np.isfinite(result.alpha)]
     return {"method": result.method, "domain": repr(result.domain), "shape": list(weight.shape),
             "n_samples": result.n_samples, "seed": result.seed, "margin": result.margin,
@@ -274,21 +332,26 @@ def _run_job(job, out, checkpoint, *, n_jobs, client, interval):
             "alpha_max": float(finite.max()) if finite.size else None,
             "unconstrained": int(result.unconstrained.sum()), "n_incomplete": result.n_incomplete,
             "n_facets": None if result.facets is None else int(result.facets.shape[0]),
-            "elapsed": result.elapsed, "result": f"{job['name']}.npz"}
+            "elapsed": result.elapsed, "result": f"{job['name']}.npz",
+            "result_sha256": _file_digest(result_path)}
 
 
 def _finished(path, fingerprint):
-    """The stored record when the job at ``path`` finished with these parameters."""
+    """The stored record when the job at ``path`` finished with these parameters and its
+    result file is the one it wrote (same SHA-256: not truncated, replaced or lost)."""
     try:
         with open(path) as handle:
             record = json.load(handle)
     except (OSError, ValueError):
         return None
-    if (isinstance(record, dict) and record.get("status") == "ok"
-            and record.get("fingerprint") == fingerprint
-            and os.path.isfile(os.path.join(os.path.dirname(path), str(record.get("result"))))):
-        return record
-    return None
+    if not (isinstance(record, dict) and record.get("status") == "ok"
+            and record.get("fingerprint") == fingerprint):
+        return None
+    result = os.path.join(os.path.dirname(path), os.path.basename(str(record.get("result"))))
+    digest = record.get("result_sha256")
+    if digest is None or _file_digest(result) != digest:
+        return None
+    return record
 
 
 SUMMARY_COLUMNS = ("name", "status", "method", "domain", "shape", "n_samples", "seed",

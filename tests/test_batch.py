@@ -110,6 +110,9 @@ def test_rerun_skips_finished_jobs_and_reruns_changed_ones(files, capsys, monkey
 
 
 def test_failed_jobs_are_listed_and_give_exit_code_1(files, capsys):
+    # faults that show only when a job loads its inputs: the others still run
+    np.save(files / "flat.npy", np.ones((6, 4)))  # rank 1: not a frame
+    np.save(files / "X3.npy", np.ones((10, 3)))
     spec = _spec(files, """
         [[job]]
         name = "fine"
@@ -117,26 +120,69 @@ def test_failed_jobs_are_listed_and_give_exit_code_1(files, capsys):
         samples = 2000
 
         [[job]]
-        name = "missing-file"
-        weights = "nowhere.npy"
+        name = "not-a-frame"
+        weights = "flat.npy"
 
         [[job]]
-        name = "bad-shell"
+        name = "wrong-width"
         weights = "W1.npy"
-        domain = "shell"
-        inner = 3.0
-        outer = 1.0
+        domain = "data"
+        data = "X3.npy"
     """)
     out = files / "results"
     code, stdout, err = _run(["batch", spec, "--out", str(out)], capsys)
     assert code == 1
     assert "2 of 3 jobs failed" in err
-    assert "missing-file: The 'weights' file must exist" in err
-    assert "bad-shell: The 'inner' radius of a Shell must not exceed" in err
-    assert json.loads((out / "missing-file.json").read_text())["status"] == "failed"
+    assert "not-a-frame: The 'weight' parameter must be a frame" in err
+    assert "wrong-width: The 'domain' parameter must have dimension 4" in err
+    assert json.loads((out / "not-a-frame.json").read_text())["status"] == "failed"
     assert (out / "fine.npz").exists()
     code, stdout, err = _run(["batch", spec, "--out", str(out)], capsys)
     assert code == 1 and "skipped" in stdout  # the finished job is kept, the failed ones retried
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[job]]\nname = \"gone\"\nweights = \"nowhere.npy\"\n",
+     r"The job 'gone' in \[\[job\]\] number 1 of spec.toml cannot run: The 'weights' file must exist\. Got '.*nowhere.npy', which is not a file"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\ndata = \"none.npy\"\n", r"The 'data' file must exist"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\n", r"The data domain needs the key 'data'"),
+    ("[[job]]\nweights = \"W1.npy\"\nseed = -1\n", r"cannot run: The 'seed' parameter must be a non-negative integer"),
+    ("[[job]]\nweights = \"W1.npy\"\nsamples = 0\n", r"cannot run: The 'samples' parameter must be an integer >= 1"),
+    ("[[job]]\nweights = \"W1.npy\"\nrank_tol = 2.0\n", r"cannot run: The 'rank_tol' parameter must be a float in"),
+    ("[[job]]\nweights = \"W1.npy\"\nmargin = \"cover\"\n", r"cannot run: The 'margin' parameter must be None, 'covering' or a float >= 0"),
+    ("[[job]]\nweights = \"W1.npy\"\nmargin = -0.1\n", r"cannot run: The 'margin' parameter must be"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"ball\"\nradius = 0\n", r"cannot run: The 'radius' parameter must be"),
+    ("[[job]]\nweights = {random = \"gaussian\", m = 0, n = 2}\n", r"cannot run: The 'm' parameter must be an integer >= 1"),
+    ("[[grid]]\nweights = \"W1.npy\"\ndomain = \"shell\"\ninner = [0.5, 3.0]\nouter = 1.0\n",
+     r"The job 'grid1-3.0' in \[\[grid\]\] number 1 .* cannot run: The 'inner' radius of a Shell must not exceed"),
+])
+def test_bad_job_values_and_missing_files_are_refused_before_any_job_runs(files, capsys, text, message):
+    spec = _spec(files, text)
+    code, _, err = _run(["batch", spec, "--out", str(files / "results")], capsys)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert __import__("re").search(message, err), err
+    assert not (files / "results").exists()
+
+
+def test_a_result_file_that_changed_is_not_taken_for_finished(files, capsys):
+    spec = _spec(files, """
+        [[job]]
+        name = "one"
+        weights = "W1.npy"
+        samples = 2000
+    """)
+    out = files / "results"
+    assert _run(["batch", spec, "--out", str(out)], capsys)[0] == 0
+    record = json.loads((out / "one.json").read_text())
+    assert len(record["result_sha256"]) == 64
+    first = np.load(out / "one.npz")["alpha"]
+    assert "skipped" in _run(["batch", spec, "--out", str(out)], capsys)[1]
+    blob = (out / "one.npz").read_bytes()
+    (out / "one.npz").write_bytes(blob[: len(blob) // 2])  # a truncated result
+    code, stdout, _ = _run(["batch", spec, "--out", str(out)], capsys)
+    assert code == 0 and "skipped" not in stdout
+    np.testing.assert_array_equal(np.load(out / "one.npz")["alpha"], first)
 
 
 def test_interrupted_job_resumes_from_its_checkpoint(files, capsys, monkeypatch):
