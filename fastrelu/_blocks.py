@@ -21,6 +21,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _checkpoint
+from ._errors import FastReluError
 from ._parallel import _progress_bar
 from ._validation import positive_float
 
@@ -162,11 +163,19 @@ def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=N
                                  advance=False)
             else:
                 _run_rounds(plan, todo, merger.merge, n_jobs, bar, interval)
-        finally:
+        except BaseException as exc:
             bar.close()
             if saver is not None and merger.consistent:
                 # also on Ctrl-C or a lost cluster: the merged blocks are kept
-                saver.save(state, done)
+                try:
+                    saver.save(state, done)
+                except FastReluError as failed:  # the first error is the one to report
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"The checkpoint could not be saved either: {failed}")
+            raise
+        bar.close()
+        if saver is not None:
+            saver.save(state, done)
         return state
 
 

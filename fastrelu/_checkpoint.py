@@ -4,7 +4,9 @@ A checkpoint is one ``.npz`` archive, read and written without pickle:
 
 - ``header``: JSON text with the file format, the kernel, the fingerprint of the run's
   parameters (hashes of the input arrays, sample counts, seed, tolerances, the block
-  definition) and the number of blocks done;
+  definition), the number of blocks done and the machine that wrote it (CPU type, BLAS,
+  versions: a resume elsewhere is allowed, with a warning, because the last bits may
+  differ);
 - ``done``: the map of finished blocks (``numpy.packbits``);
 - ``state.<name>``: the merged partial state (running minima, counts, ...).
 
@@ -12,9 +14,11 @@ It is written to a temporary file in the same directory and moved over the old o
 ``os.replace``, so a reader (or a run killed mid-write) only ever sees a whole file.
 """
 
+import hashlib
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -66,6 +70,31 @@ def _read(path):
     return header, arrays
 
 
+def machine():
+    """What decides the last bits of a kernel's arithmetic besides its inputs: the CPU
+    type and features (Numba compiles for them), the BLAS libraries and their kernels,
+    and the versions of the compiled packages."""
+    import llvmlite.binding as llvm
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from . import __version__
+
+    features = llvm.get_host_cpu_features().flatten()
+    libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    # NumPy's and SciPy's own copies when they ship them (wheels): a BLAS that another
+    # package loaded into the process must not make the same machine look different
+    own = [lib for lib in libraries
+           if any(part in os.path.basename(os.path.dirname(lib.get("filepath", "")))
+                  for part in ("numpy", "scipy"))]
+    blas = sorted(f"{lib.get('internal_api')} {lib.get('version')} {lib.get('architecture')}"
+                  for lib in own or libraries)
+    return {"cpu": llvm.get_host_cpu_name(),
+            "cpu_features": hashlib.sha256(features.encode()).hexdigest()[:16],
+            "blas": blas, "numpy": np.__version__, "numba": numba.__version__,
+            "fastrelu": __version__}
+
+
 def _short(value):
     """A fingerprint entry for a message: hashes abbreviated, the rest as JSON."""
     if isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef"):
@@ -101,6 +130,7 @@ class Saver:
         self.fingerprint = json_normal({"kernel": plan.kernel, "block_format": BLOCK_FORMAT,
                                         "n_blocks": plan.n_blocks, **plan.fingerprint()})
         self.last = time.monotonic()
+        self.machine = machine()
 
     def exists(self):
         return os.path.exists(self.path)
@@ -118,6 +148,11 @@ class Saver:
                   for key in keys]
         if differ:
             raise FastReluError(f"The 'checkpoint' file {self.path!r} was written for other parameters: {'; '.join(differ)}. Give the same parameters to resume it, or another path to start afresh.")
+        written_on, here = header.get("machine"), machine()
+        if isinstance(written_on, dict) and written_on != here:
+            changed = ", ".join(f"{key} {json.dumps(written_on.get(key))} there, {json.dumps(here.get(key))} here"
+                                for key in sorted(set(written_on) | set(here)) if written_on.get(key) != here.get(key))
+            warnings.warn(f"The checkpoint {self.path!r} was written on another kind of machine ({changed}). The resumed result is as valid, but its last bits may differ from those of an uninterrupted run on either machine.", RuntimeWarning, stacklevel=4)
         try:
             n_blocks = self.plan.n_blocks
             packed = arrays["done"]
@@ -145,7 +180,8 @@ class Saver:
         """Write the file atomically (a temporary file in the same directory, then
         ``os.replace``)."""
         header = {"format": FORMAT, "fingerprint": self.fingerprint,
-                  "blocks_done": int(done.sum()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                  "blocks_done": int(done.sum()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "machine": self.machine}
         arrays = {"header": np.array(json.dumps(header)), "done": np.packbits(done)}
         arrays.update({f"state.{name}": np.asarray(value) for name, value in state.items()})
         folder, name = os.path.split(os.path.abspath(self.path))
@@ -156,6 +192,8 @@ class Saver:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
+        except OSError as exc:  # a full disk, a lost mount, ...: not the cluster's fault
+            raise FastReluError(f"The 'checkpoint' file {self.path!r} must be writable. Got {type(exc).__name__}: {exc} while saving {int(done.sum())} of {done.size} finished blocks; the file keeps the state it last saved.") from None
         finally:
             if os.path.exists(temporary):
                 os.remove(temporary)

@@ -69,6 +69,67 @@ def test_interrupted_mcbe_resumes_to_the_uninterrupted_result(tmp_path, monkeypa
     assert sorted(os.listdir(tmp_path)) == ["run.ckpt"]  # no temporary files left behind
 
 
+def _full_disk(monkeypatch, after=0):
+    """Make every checkpoint write after the first ``after`` fail as on a full disk."""
+    import errno
+
+    original, calls = np.savez, [0]
+
+    def savez(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez", savez)
+    return calls
+
+
+def test_a_checkpoint_that_cannot_be_written_is_reported_as_such(tmp_path, monkeypatch):
+    W = _weight()
+    path = tmp_path / "run.ckpt"
+    _full_disk(monkeypatch, after=2)
+    with pytest.raises(fr.FastReluError, match=r"The 'checkpoint' file .*run.ckpt' must be writable\. Got OSError: .*No space left on device while saving \d+ of \d+ finished blocks; the file keeps the state it last saved"):
+        fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2, checkpoint=path,
+                checkpoint_interval=0)
+    monkeypatch.undo()
+    assert 0 < _header(path)["blocks_done"]  # the last good save, whole
+    assert sorted(os.listdir(tmp_path)) == ["run.ckpt"]
+    resumed = fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=1, checkpoint=path)
+    _assert_same_estimate(resumed, fr.mcbe(W, fr.Sphere(6), 300_000, seed=3))
+
+
+def test_a_failed_final_save_does_not_hide_the_interruption(tmp_path, monkeypatch):
+    _interrupt(monkeypatch, _McbePlan, after=2)
+    _full_disk(monkeypatch)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        fr.mcbe(_weight(), fr.Sphere(6), 300_000, seed=3, checkpoint=tmp_path / "run.ckpt")
+    notes = getattr(caught.value, "__notes__", [])
+    if sys.version_info >= (3, 11):
+        assert any("The checkpoint could not be saved either" in note and "must be writable" in note
+                   for note in notes)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_checkpoint_from_another_kind_of_machine_resumes_with_a_warning(tmp_path, monkeypatch):
+    import fastrelu._checkpoint as checkpoint
+
+    W = _weight()
+    path = tmp_path / "run.ckpt"
+    _interrupt(monkeypatch, _McbePlan, after=3)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2, checkpoint=path,
+                checkpoint_interval=0)
+    monkeypatch.undo()
+    written = _header(path)["machine"]
+    assert written == checkpoint.machine() and written["cpu"] and written["blas"]
+    other = dict(written, cpu="elsewhere", blas=["openblas 0.0 Other"])
+    monkeypatch.setattr(checkpoint, "machine", lambda: other)
+    with pytest.warns(RuntimeWarning, match=r"written on another kind of machine \(blas .* there, .* here, cpu .* there, \"elsewhere\" here\)\. The resumed result is as valid"):
+        resumed = fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, checkpoint=path)
+    _assert_same_estimate(resumed, fr.mcbe(W, fr.Sphere(6), 300_000, seed=3))
+
+
 def test_interruption_inside_a_merge_never_counts_a_block_twice(tmp_path, monkeypatch):
     W = _weight(1)
     path = tmp_path / "run.npz"

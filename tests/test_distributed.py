@@ -143,6 +143,21 @@ def test_local_checkpoint_resumes_on_the_cluster(cluster, tmp_path, monkeypatch)
     _same(resumed, fr.mcbe(W, fr.Sphere(6), 200_000, seed=2))
 
 
+def test_a_checkpoint_write_failure_is_not_a_cluster_failure(cluster, tmp_path, monkeypatch):
+    import errno
+
+    client = _scale(cluster, 1)
+
+    def savez(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(fr.FastReluError, match="The 'checkpoint' file .* must be writable") as caught:
+        fr.mcbe(_weight(), fr.Sphere(6), 100_000, seed=2, checkpoint=tmp_path / "run.npz",
+                checkpoint_interval=0, client=client)
+    assert "cluster" not in str(caught.value)
+
+
 def test_unreachable_scheduler_fails_within_the_timeout_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     W = _weight(5)
     path = tmp_path / "run.npz"
