@@ -31,8 +31,12 @@ WORKER_WAIT = 30.0
 #: nodes send it only hundreds of tasks per second.
 TASK_SECONDS = 5.0
 #: But at least this many tasks per worker thread for the blocks left, so that the
-#: threads finish together.
+#: threads finish together ...
 TASKS_PER_THREAD = 4
+#: ... and no task shorter than this (once the cost of a block is known; the last task of
+#: a range may be), so that the end of a run on many threads is not cut into a flood of
+#: tiny tasks whose scheduling costs more than their work.
+MIN_TASK_SECONDS = 0.5
 #: Tasks in flight per worker thread: enough to keep every thread busy, few enough that
 #: the scheduler never holds the whole run of a billion samples at once.
 WINDOW_PER_THREAD = 2
@@ -124,8 +128,8 @@ def _task(plan, first, stop):
 class _Tasks:
     """Cuts the blocks left into tasks as they are submitted: the first ones small
     (``plan.max_task_blocks`` at most), the later ones sized to last ``TASK_SECONDS``
-    from the measured cost per block, all while leaving at least ``TASKS_PER_THREAD``
-    tasks per thread."""
+    from the measured cost per block, while leaving at least ``TASKS_PER_THREAD`` tasks
+    per thread, but never shorter than ``MIN_TASK_SECONDS``."""
 
     def __init__(self, plan, todo):
         self.runs = list(todo)
@@ -143,7 +147,9 @@ class _Tasks:
         balance = math.ceil(self.left / (TASKS_PER_THREAD * max(1, threads)))
         if self.per_block is None:
             return max(1, min(self.cap, balance))
-        return max(1, min(balance, round(TASK_SECONDS / max(self.per_block, 1e-9))))
+        per_block = max(self.per_block, 1e-9)
+        shortest = math.ceil(MIN_TASK_SECONDS / per_block)
+        return max(1, min(round(TASK_SECONDS / per_block), max(balance, shortest)))
 
     def next(self, threads):
         if not self.runs:

@@ -240,13 +240,16 @@ def test_task_sizes():
     assert tasks.next(10) == (0, 64)
     tasks.measured(0.64, 64)  # 10 ms per block: 500 blocks make TASK_SECONDS
     assert tasks.next(1) == (64, 64 + 500)
-    assert tasks.next(1000) == (564, 567)  # many threads: small tasks, to finish together
+    # many threads: small tasks, to finish together, but none under MIN_TASK_SECONDS (50)
+    assert tasks.next(1000) == (564, 614)
+    assert tasks.next(10) == (614, 614 + 235)  # 9386 blocks left: 4 tasks per thread
     rest = []
     while (task := tasks.next(1)) is not None:
         rest.append(task)
     covered = [b for first, stop in rest for b in range(first, stop)]
-    assert covered == list(range(567, 10_000)) + [20_000, 20_001, 20_002]
-    assert rest[-1][1] - rest[-1][0] == 1  # the last tasks shrink to one block
+    assert covered == list(range(849, 10_000)) + [20_000, 20_001, 20_002]
+    sizes = [stop - first for first, stop in rest]
+    assert min(sizes[:-2]) >= 50 and sizes[-1] == 3  # only a range's end is shorter
 
 
 def test_a_cluster_without_workers_is_refused_within_a_timeout(monkeypatch):
