@@ -218,8 +218,11 @@ def run(client, plan, todo, merger):
         kept = f" (kept in the checkpoint {saver.path!r}: rerun to resume)" if saver is not None else ""
         raise FastReluError(f"The 'client' parameter must give a cluster that stays up for the run. Got {type(exc).__name__}: {exc} after {merger.n_done} of {plan.n_blocks} blocks{kept}.") from None
     finally:
-        for future in pending:
-            future.cancel()
+        if pending:
+            try:
+                client.cancel(list(pending))  # one message for all of them
+            except Exception:  # the cluster may be gone: nothing left to cancel
+                pass
         held.release()
 
 
