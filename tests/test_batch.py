@@ -141,30 +141,6 @@ def test_failed_jobs_are_listed_and_give_exit_code_1(files, capsys):
     assert code == 1 and "skipped" in stdout  # the finished job is kept, the failed ones retried
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[[job]]\nname = \"gone\"\nweights = \"nowhere.npy\"\n",
-     r"The job 'gone' in \[\[job\]\] number 1 of spec.toml cannot run: The 'weights' file must exist\. Got '.*nowhere.npy', which is not a file"),
-    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\ndata = \"none.npy\"\n", r"The 'data' file must exist"),
-    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\n", r"The data domain needs the key 'data'"),
-    ("[[job]]\nweights = \"W1.npy\"\nseed = -1\n", r"cannot run: The 'seed' parameter must be a non-negative integer"),
-    ("[[job]]\nweights = \"W1.npy\"\nsamples = 0\n", r"cannot run: The 'samples' parameter must be an integer >= 1"),
-    ("[[job]]\nweights = \"W1.npy\"\nrank_tol = 2.0\n", r"cannot run: The 'rank_tol' parameter must be a float in"),
-    ("[[job]]\nweights = \"W1.npy\"\nmargin = \"cover\"\n", r"cannot run: The 'margin' parameter must be None, 'covering' or a float >= 0"),
-    ("[[job]]\nweights = \"W1.npy\"\nmargin = -0.1\n", r"cannot run: The 'margin' parameter must be"),
-    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"ball\"\nradius = 0\n", r"cannot run: The 'radius' parameter must be"),
-    ("[[job]]\nweights = {random = \"gaussian\", m = 0, n = 2}\n", r"cannot run: The 'm' parameter must be an integer >= 1"),
-    ("[[grid]]\nweights = \"W1.npy\"\ndomain = \"shell\"\ninner = [0.5, 3.0]\nouter = 1.0\n",
-     r"The job 'grid1-3.0' in \[\[grid\]\] number 1 .* cannot run: The 'inner' radius of a Shell must not exceed"),
-])
-def test_bad_job_values_and_missing_files_are_refused_before_any_job_runs(files, capsys, text, message):
-    spec = _spec(files, text)
-    code, _, err = _run(["batch", spec, "--out", str(files / "results")], capsys)
-    assert code == 2
-    assert err.count("\n") == 1
-    assert __import__("re").search(message, err), err
-    assert not (files / "results").exists()
-
-
 def test_a_result_file_that_changed_is_not_taken_for_finished(files, capsys):
     spec = _spec(files, """
         [[job]]
@@ -259,8 +235,23 @@ def test_stale_checkpoint_of_changed_job_is_replaced(files, capsys, monkeypatch)
     ("[[job]]\nname = \"../up\"\nweights = \"W1.npy\"\n", r"must be a file name of letters"),
     ("[[grid]]\nname = \"{wieghts}\"\nweights = [\"W1.npy\"]\n", r"The key 'name' .* must be a template of the job's keys"),
     ("defaults = 3\n[[job]]\nweights = \"W1.npy\"\n", r"The key 'defaults' in spec.toml must be a table"),
+    # values that the job's function would refuse, and missing files
+    ("[[job]]\nname = \"gone\"\nweights = \"nowhere.npy\"\n",
+     r"The job 'gone' in \[\[job\]\] number 1 of spec.toml cannot run: The 'weights' file must exist\. Got '.*nowhere.npy', which is not a file"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\ndata = \"none.npy\"\n", r"The 'data' file must exist"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"data\"\n", r"The data domain needs the key 'data'"),
+    ("[[job]]\nweights = \"W1.npy\"\nseed = -1\n", r"cannot run: The 'seed' parameter must be a non-negative integer"),
+    ("[[job]]\nweights = \"W1.npy\"\nsamples = 0\n", r"cannot run: The 'samples' parameter must be an integer >= 1"),
+    ("[[job]]\nweights = \"W1.npy\"\nrank_tol = 2.0\n", r"cannot run: The 'rank_tol' parameter must be a float in"),
+    ("[[job]]\nweights = \"W1.npy\"\nmargin = \"cover\"\n", r"cannot run: The 'margin' parameter must be None, 'covering' or a float >= 0"),
+    ("[[job]]\nweights = \"W1.npy\"\nmargin = -0.1\n", r"cannot run: The 'margin' parameter must be"),
+    ("[[job]]\nweights = \"W1.npy\"\ndomain = \"ball\"\nradius = 0\n", r"cannot run: The 'radius' parameter must be"),
+    ("[[job]]\nweights = {random = \"gaussian\", m = 0, n = 2}\n", r"cannot run: The 'm' parameter must be an integer >= 1"),
+    ("[[grid]]\nweights = \"W1.npy\"\ndomain = \"shell\"\ninner = [0.5, 3.0]\nouter = 1.0\n",
+     r"The job 'grid1-3.0' in \[\[grid\]\] number 1 .* cannot run: The 'inner' radius of a Shell must not exceed"),
 ])
 def test_bad_spec_is_refused_before_any_job_runs(files, capsys, text, message):
+    # the spec, its values and its files are checked whole before any job runs
     spec = _spec(files, text)
     code, _, err = _run(["batch", spec, "--out", str(files / "results")], capsys)
     assert code == 2
