@@ -9,17 +9,25 @@ import tempfile
 from setuptools import Extension, setup
 from distutils.ccompiler import new_compiler
 from distutils.errors import CompileError, LinkError
+from distutils.sysconfig import customize_compiler
 
 import numpy
 from Cython.Build import cythonize
 
 
 
+def _compiler():
+    """The C compiler of the build itself ($CC, $CFLAGS, ... as build_ext sees them)."""
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    return compiler
+
+
 def _openmp_flags():
     """Return (compile, link) flags for OpenMP, or empty lists when unsupported."""
     if sys.platform == "win32":
         return ["/openmp"], []
-    compiler = new_compiler()
+    compiler = _compiler()
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "omp_probe.c")
         with open(src, "w") as fh:
@@ -43,7 +51,7 @@ def _host_simd_flags():
     if sys.platform == "win32" or os.environ.get("FASTRELU_PORTABLE", "0") not in ("", "0"):
         return []
     flags = ["-mavx2", "-mfma"]
-    compiler = new_compiler()
+    compiler = _compiler()
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "simd_probe.c")
         exe = os.path.join(tmp, "simd_probe")
@@ -59,8 +67,27 @@ def _host_simd_flags():
     return flags
 
 
+def _write_build_config(simd):
+    """fastrelu/_ext/_build_config.h records the choice: the extensions depend on it, so
+    that a build with other flags recompiles them, and the package checks at import
+    that this CPU runs what was built. Rewritten only when it changes."""
+    path = os.path.join("fastrelu", "_ext", "_build_config.h")
+    text = ("/* Written by setup.py: 1 when _reconstruct was compiled with -mavx2 -mfma. */\n"
+            f"#define FASTRELU_SIMD_BUILD {1 if simd else 0}\n")
+    try:
+        with open(path) as fh:
+            if fh.read() == text:
+                return path
+    except OSError:
+        pass
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
 omp_compile, omp_link = _openmp_flags()
 simd_flags = _host_simd_flags()
+build_config = _write_build_config(bool(simd_flags))
 debug = bool(os.environ.get("FASTRELU_CYTHON_DEBUG"))
 
 extensions = [
@@ -69,7 +96,7 @@ extensions = [
         [f"fastrelu/_ext/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["fastrelu/_ext/_lanes.h"],
+        depends=["fastrelu/_ext/_lanes.h", build_config],
         extra_compile_args=["-O3"] + omp_compile + (simd_flags if name == "_reconstruct" else []),
         extra_link_args=omp_link,
     )

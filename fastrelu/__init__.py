@@ -8,7 +8,7 @@ every number means.
 from ._digits import DigitsModel, digits_model
 from ._domains import Ball, Data, Shell, Sphere
 from ._enlarge import enlarge_data
-from ._errors import FastReluError
+from ._errors import BuildError, FastReluError
 from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from ._layer import ReLULayer
 from ._estimate import estimate_bias
@@ -33,6 +33,7 @@ __all__ = [
     "Ball",
     "BiasCheck",
     "BiasEstimate",
+    "BuildError",
     "Data",
     "DigitsModel",
     "EXPERIMENTS",

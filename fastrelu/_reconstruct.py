@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._errors import FastReluError
-from ._ext import _reconstruct as core
+from ._errors import BuildError, FastReluError
+from ._ext import _frame
 from ._kernels import _basis as kernels
 from ._layer import ReLULayer
 from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL
@@ -15,6 +15,22 @@ from ._pointwise import _Geometry
 from ._validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 METHODS = ("dual", "basis", "frame")
+_core = None
+
+
+def _extension():
+    """The compiled reconstruction module, imported on first use: it may have been
+    built for CPUs with AVX2 and FMA (see setup.py), and on a CPU without them its
+    first instruction would kill the process."""
+    global _core
+    if _core is None:
+        simd, runs = _frame.simd_build_runs_here()
+        if simd and not runs:
+            raise BuildError("fastrelu's reconstruction extension was compiled for CPUs with AVX2 and FMA (those of the machine that built it), and this CPU lacks them. Reinstall fastrelu on this machine, or build it with FASTRELU_PORTABLE=1 to run on any x86-64 CPU.")
+        from ._ext import _reconstruct
+
+        _core = _reconstruct
+    return _core
 #: Default relative tolerance of the frame algorithm's residual.
 DEFAULT_TOL = 1e-12
 #: Default iteration cap of the frame algorithm.
@@ -29,8 +45,10 @@ ROUNDING_FACTOR = 16.0
 _MODES = {"dual": 0, "frame": 1, "pinv": 2}
 #: Samples per call of the compiled solver.
 CHUNK = 1 << 15
-#: Form S_I as S minus the inactive rows' Gram matrix when those rows are fewer
-#: (half the work or less), instead of from the active rows.
+#: Form S_I as S minus the inactive rows' Gram matrix when those rows are fewer (half
+#: the work or less) and their squared norms sum to at most those of the active rows
+#: (so that the subtraction's rounding stays within a small factor of the direct sum's),
+#: instead of from the active rows.
 DOWNDATE = True
 
 
@@ -47,7 +65,9 @@ class Reconstruction:
         The active rows ``I`` span R^n, so ``x`` is the unique input with these outputs.
     cond : ndarray, shape (N,) (or a float)
         2-norm condition number of the active subframe ``W_I`` (``"dual"``, ``"frame"``)
-        or of the basis ``W_B`` (``"basis"``); ``inf`` where it does not span.
+        or of the basis ``W_B`` (``"basis"``), exact or estimated (``cond=``). Where the
+        rows do not span it is ``inf``, or a large finite value when round-off leaves the
+        factorisation positive.
     method : str
         ``"dual"``, ``"basis"`` or ``"frame"``.
     iterations : ndarray of int64 or None
@@ -283,7 +303,9 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     active = np.ascontiguousarray(mask).view(np.uint8)
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    core = _extension()
     full = core.padded_frame_operator(W)
+    sq = np.einsum("ij,ij->i", W, W)
     # chunks only bound the time between two checks for Ctrl-C
     for start in range(0, Y.shape[0], CHUNK):
         part = slice(start, start + CHUNK)
@@ -293,9 +315,9 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
         out_cond = np.empty(size)
         out_iters = np.empty(size, dtype=np.int64)
         out_resid = np.empty(size)
-        core.active_subframe_solve(active[part], Y[part], alpha, W, full, DOWNDATE, max_cond,
-                                   _MODES[mode], exact, tol, max_iter, jobs, out_x, out_ok,
-                                   out_cond, out_iters, out_resid)
+        core.active_subframe_solve(active[part], Y[part], alpha, W, sq, full, DOWNDATE,
+                                   max_cond, _MODES[mode], exact, tol, max_iter, jobs, out_x,
+                                   out_ok, out_cond, out_iters, out_resid)
         target = index[part]
         x[target], ok[target], cond[target] = out_x, out_ok, out_cond
         iters[target], resid[target] = out_iters, out_resid
@@ -324,7 +346,7 @@ def _basis(W, alpha, Y, mask, settings, x, ok, cond):
         return process, lambda: None
 
     run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs)
-    core.basis_solve(W, rows, count, C, exact, max_cond, jobs, x, ok, cond)
+    _extension().basis_solve(W, rows, count, C, exact, max_cond, jobs, x, ok, cond)
 
 
 def _basis_residual(W, alpha, Y, mask, x, ok, resid):

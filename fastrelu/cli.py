@@ -11,7 +11,7 @@ import numpy as np
 from ._batch import add_batch_parser
 from ._distributed import add_cluster_arguments, cluster_from_args
 from ._domains import Ball, Data, Shell, Sphere
-from ._errors import FastReluError
+from ._errors import BuildError, FastReluError
 from ._io import jsonable, load_array
 from ._layer import ReLULayer
 from ._mcbe import DEFAULT_SAMPLES, mcbe
@@ -597,7 +597,7 @@ def main(argv=None):
         with cluster_from_args(args) as client:
             args.client = client
             return args.run(args)
-    except FastReluError as exc:
+    except (FastReluError, BuildError) as exc:
         if args.debug:
             raise
         print(f"fastrelu: error: {exc}", file=sys.stderr)

@@ -181,6 +181,37 @@ def test_mostly_active_samples_use_the_downdate(method, monkeypatch):
 
 @pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
                                           ("frame", "exact")])
+@pytest.mark.parametrize("scale", [1e-2, 1.0, 1e3, 1e5])
+def test_rank_deficient_active_rows_beside_rows_of_any_size(method, cond, scale):
+    # 9 or 11 active rows in a hyperplane: whether S_I is summed directly or down-dated
+    # from S (light inactive rows), round-off must not make it look spanning, and the
+    # answer is pinv(W_I) (y_I + alpha_I); heavy inactive rows must not spoil either
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        W = rng.standard_normal((14, 5))
+        hyperplane = 11 if scale < 1 else 9
+        W[:hyperplane, 4] = 0.0
+        W[hyperplane:] *= scale
+        mask = np.zeros(14, bool)
+        mask[:hyperplane] = True
+        y = np.abs(rng.standard_normal(14)) * mask
+        result = fr.reconstruct(fr.ReLULayer(W), y, method, active=mask, cond=cond)
+        assert result.ok is False
+        expected = np.linalg.pinv(W[mask]) @ y[mask]
+        np.testing.assert_allclose(result.x, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+        # spanning with the fifth coordinate back: exact whatever the inactive rows weigh
+        W = W.copy()
+        W[:hyperplane, 4] = rng.standard_normal(hyperplane)
+        x = rng.standard_normal(5)
+        level = np.abs(rng.standard_normal(14)) + 0.1  # the outputs of the active rows
+        layer = fr.ReLULayer(W, np.where(mask, W @ x - level, W @ x + 1.0))
+        result = fr.reconstruct(layer, layer(x), method, active=mask, cond=cond)
+        assert result.ok is True
+        assert np.linalg.norm(result.x - x) <= 1e-12 * np.linalg.norm(x) * result.cond**2
+
+
+@pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
+                                          ("frame", "exact")])
 def test_failing_samples_do_not_touch_their_neighbours(method, cond):
     # dual runs several samples in the lanes of one SIMD group; singular ones among them
     rng = np.random.default_rng(12)
@@ -287,6 +318,28 @@ def test_invert_with_the_frame_algorithm_needs_convergence():
 
 
 # -- bad input ------------------------------------------------------------------------
+
+def test_a_build_for_another_kind_of_cpu_is_refused_with_a_clear_error(tmp_path, monkeypatch, capsys):
+    import fastrelu._reconstruct as driver
+    from fastrelu._ext import _frame
+    from fastrelu.cli import main
+
+    monkeypatch.setattr(_frame, "simd_build_runs_here", lambda: (True, False))
+    monkeypatch.setattr(driver, "_core", None)
+    W = np.random.default_rng(8).standard_normal((5, 2))
+    layer = fr.ReLULayer(W, np.full(5, -10.0))  # every row active
+    Y = layer(np.ones((3, 2)))
+    with pytest.raises(fr.BuildError, match="compiled for CPUs with AVX2 and FMA .* FASTRELU_PORTABLE=1"):
+        fr.reconstruct(layer, Y)
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "Y.npy", Y)
+    code = main(["reconstruct", str(tmp_path / "W.npy"), "--outputs", str(tmp_path / "Y.npy"),
+                 "--out", str(tmp_path / "X.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "FASTRELU_PORTABLE=1" in err
+    monkeypatch.setattr(_frame, "simd_build_runs_here", lambda: (False, False))
+    assert fr.reconstruct(layer, Y).ok.all()
+
 
 def test_bad_input():
     W = np.random.default_rng(8).standard_normal((5, 2))

@@ -16,6 +16,31 @@ import numpy as np
 from scipy.linalg.cython_blas cimport dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri, dpotrs, dsyev
 
+cdef extern from "_build_config.h":
+    int FASTRELU_SIMD_BUILD
+
+cdef extern from *:
+    """
+    /* Does this CPU run code compiled with -mavx2 -mfma? (Other architectures: the
+       build did not use those flags.) */
+    static int fr_cpu_runs_simd_build(void)
+    {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #else
+        return 1;
+    #endif
+    }
+    """
+    int fr_cpu_runs_simd_build()
+
+
+def simd_build_runs_here():
+    """``(simd, runs)``: the reconstruction extension was compiled with ``-mavx2 -mfma``,
+    and this CPU can run such code. (This module itself is compiled without them.)"""
+    return bool(FASTRELU_SIMD_BUILD), bool(fr_cpu_runs_simd_build())
+
 
 cdef void _frame_operator(const double[:, ::1] W, double[:, ::1] S) noexcept nogil:
     """S = W^T W (full symmetric matrix written into S, shape (n, n))."""

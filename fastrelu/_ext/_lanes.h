@@ -20,9 +20,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#if !defined(__GNUC__) && !defined(__clang__)
-#error "fastrelu's reconstruction kernels need the vector extensions of GCC or Clang"
-#endif
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FR_NO_VECTOR_EXTENSIONS)
 
 #if defined(__AVX__)
 #define FR_LANES 4
@@ -33,8 +31,21 @@
 /* aligned(8): loads and stores at any double address; may_alias: views of double arrays */
 typedef double fr_vec
     __attribute__((vector_size(FR_LANES * sizeof(double)), aligned(sizeof(double)), may_alias));
+#define FR_RESTRICT __restrict__
+#define FR_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-static inline fr_vec fr_splat(double value)
+#else /* other compilers: one sample per "lane", the same code in plain doubles */
+
+#define FR_LANES 1
+typedef double fr_vec;
+#define FR_RESTRICT
+#define FR_ALWAYS_INLINE static
+#endif
+
+/* lane l of a vector (or the double itself) */
+#define FR_LANE(v, l) (((double *)&(v))[l])
+
+static fr_vec fr_splat(double value)
 {
     fr_vec v = {0};
     return v + value;
@@ -42,7 +53,7 @@ static inline fr_vec fr_splat(double value)
 
 /* One 4 x (2 FR_LANES) tile of S at (a0, c0): acc[0..7] plus (or, with subtract, minus)
  * the sum over the k rows of G of G[i, a0 + r] G[i, c0 + t], in row order. */
-static inline __attribute__((always_inline)) void
+FR_ALWAYS_INLINE void
 fr_gram_tile(const double *G, int k, int stride, int a0, int c0, fr_vec *acc,
              const int subtract)
 {
@@ -80,7 +91,9 @@ static void fr_gram_upper(const double *G, int k, int stride, int n, const doubl
     const int width = 2 * FR_LANES;
     for (int a0 = 0; a0 < n; a0 += 4) {
         for (int c0 = a0 / width * width; c0 < n; c0 += width) {
-            fr_vec acc[8] = {{0}};
+            fr_vec acc[8];
+            for (int r = 0; r < 8; r++)
+                acc[r] = fr_splat(0.0);
             if (base) {
                 for (int r = 0; r < 4; r++) {
                     const double *from = base + (ptrdiff_t)(a0 + r) * stride + c0;
@@ -96,7 +109,7 @@ static void fr_gram_upper(const double *G, int k, int stride, int n, const doubl
                 for (int t = 0; t < width; t++) {
                     int c = c0 + t;
                     if (c >= a && c < n)
-                        S[a * rs + c * cs] = acc[2 * r + t / FR_LANES][t % FR_LANES];
+                        S[a * rs + c * cs] = FR_LANE(acc[2 * r + t / FR_LANES], t % FR_LANES);
                 }
             }
         }
@@ -105,29 +118,38 @@ static void fr_gram_upper(const double *G, int k, int stride, int n, const doubl
 
 /* b = sum over the active rows (active[a] != 0) of (y[a] + alpha[a]) w_a, in row order,
  * and into G (rows of stride doubles, zero from column n on) the rows that form S_I:
- * the active ones, or, when downdate is allowed and they are fewer, the inactive ones
- * (S_I = S - their Gram matrix). Returns the number of active rows; *inactive tells
- * which rows G holds and *rows how many. */
-static int fr_gather(const unsigned char *restrict active, const double *restrict y,
-                     const double *restrict alpha, const double *restrict W, int m, int n,
-                     int stride, int downdate, double *restrict G, double *restrict b,
-                     int *inactive, int *rows)
+ * the active ones or, when downdate is allowed, the inactive ones are fewer and their
+ * squared norms (sq) sum to at most those of the active ones, the inactive ones
+ * (S_I = S - their Gram matrix; the bound keeps the rounding of the subtraction within
+ * a small factor of that of the direct sum). Returns the number of active rows; *inactive
+ * tells which rows G holds and *rows how many. */
+static int fr_gather(const unsigned char *FR_RESTRICT active, const double *FR_RESTRICT y,
+                     const double *FR_RESTRICT alpha, const double *FR_RESTRICT W,
+                     const double *FR_RESTRICT sq, int m, int n, int stride, int downdate,
+                     double *FR_RESTRICT G, double *FR_RESTRICT b, int *inactive, int *rows)
 {
     int count = 0, kept = 0;
-    for (int a = 0; a < m; a++)
-        count += active[a] != 0;
-    const int use_inactive = downdate && 2 * count > m;
+    double on = 0.0, off = 0.0;
+    for (int a = 0; a < m; a++) {
+        if (active[a]) {
+            count++;
+            on += sq[a];
+        } else {
+            off += sq[a];
+        }
+    }
+    const int use_inactive = downdate && 2 * count > m && off <= on;
     for (int k = 0; k < n; k++)
         b[k] = 0.0;
     for (int a = 0; a < m; a++) {
-        const double *restrict w = W + (ptrdiff_t)a * n;
+        const double *FR_RESTRICT w = W + (ptrdiff_t)a * n;
         if (active[a]) {
             double value = y[a] + alpha[a];
             for (int k = 0; k < n; k++)
                 b[k] += value * w[k];
         }
         if ((active[a] != 0) != use_inactive) {
-            double *restrict g = G + (ptrdiff_t)kept * stride;
+            double *FR_RESTRICT g = G + (ptrdiff_t)kept * stride;
             for (int k = 0; k < n; k++)
                 g[k] = w[k];
             for (int k = n; k < stride; k++)
@@ -176,11 +198,11 @@ static unsigned fr_cholesky_lanes(double *data, int n)
         }
         fr_vec d = rj[j];
         for (int l = 0; l < FR_LANES; l++) {
-            if (!(d[l] > 0.0)) {
+            if (!(FR_LANE(d, l) > 0.0)) {
                 failed |= 1u << l;
-                d[l] = 1.0;
+                FR_LANE(d, l) = 1.0;
             }
-            d[l] = sqrt(d[l]);
+            FR_LANE(d, l) = sqrt(FR_LANE(d, l));
         }
         rj[j] = d;
         fr_vec scale = fr_splat(1.0) / d;
@@ -245,7 +267,7 @@ static void fr_norm1_lanes(const double *S_data, double *column_data, int n, dou
         for (int c = a; c < n; c++) {
             fr_vec v = row[c];
             for (int l = 0; l < FR_LANES; l++)
-                v[l] = fabs(v[l]);
+                FR_LANE(v, l) = fabs(FR_LANE(v, l));
             column[c] += v;
             if (c != a)
                 column[a] += v;
@@ -254,8 +276,8 @@ static void fr_norm1_lanes(const double *S_data, double *column_data, int n, dou
     for (int l = 0; l < FR_LANES; l++) {
         norm[l] = 0.0;
         for (int c = 0; c < n; c++)
-            if (column[c][l] > norm[l])
-                norm[l] = column[c][l];
+            if (FR_LANE(column[c], l) > norm[l])
+                norm[l] = FR_LANE(column[c], l);
     }
 }
 
@@ -276,22 +298,22 @@ static void fr_inverse_norm1_lanes(const double *R_data, double *v_data, double 
     for (int it = 0; it < 5 && remaining > 0; it++) {
         for (int k = 0; k < n; k++) /* the current vector: uniform, then a unit vector */
             for (int l = 0; l < FR_LANES; l++)
-                v[k][l] = previous[l] < 0 ? 1.0 / n : 0.0;
+                FR_LANE(v[k], l) = previous[l] < 0 ? 1.0 / n : 0.0;
         for (int l = 0; l < FR_LANES; l++)
             if (previous[l] >= 0)
-                v[previous[l]][l] = 1.0;
+                FR_LANE(v[previous[l]], l) = 1.0;
         fr_solve_lanes(R, v, n); /* y = S^{-1} x */
         for (int l = 0; l < FR_LANES; l++) {
             if (!running[l])
                 continue;
             double total = 0.0;
             for (int k = 0; k < n; k++)
-                total += fabs(v[k][l]);
+                total += fabs(FR_LANE(v[k], l));
             estimate[l] = total;
         }
         for (int k = 0; k < n; k++)
             for (int l = 0; l < FR_LANES; l++)
-                w[k][l] = v[k][l] >= 0.0 ? 1.0 : -1.0;
+                FR_LANE(w[k], l) = FR_LANE(v[k], l) >= 0.0 ? 1.0 : -1.0;
         fr_solve_lanes(R, w, n); /* z = S^{-T} sign(y) = S^{-1} sign(y) */
         for (int l = 0; l < FR_LANES; l++) {
             if (!running[l])
@@ -299,16 +321,16 @@ static void fr_inverse_norm1_lanes(const double *R_data, double *v_data, double 
             double largest = -1.0, inner = 0.0;
             int best = 0;
             for (int k = 0; k < n; k++)
-                if (fabs(w[k][l]) > largest) {
-                    largest = fabs(w[k][l]);
+                if (fabs(FR_LANE(w[k], l)) > largest) {
+                    largest = fabs(FR_LANE(w[k], l));
                     best = k;
                 }
             if (previous[l] < 0) {
                 for (int k = 0; k < n; k++)
-                    inner += w[k][l];
+                    inner += FR_LANE(w[k], l);
                 inner /= n;
             } else {
-                inner = w[previous[l]][l];
+                inner = FR_LANE(w[previous[l]], l);
             }
             /* no ascent direction left (z^T x is the gradient's value at x), or a repeat */
             if (largest <= inner || best == previous[l]) {

@@ -18,8 +18,12 @@ the inactive rows are fewer, as ``S`` minus their Gram matrix (a down-date): the
 - where ``I`` does not span: the minimum-norm least-squares solution ``S_I^+ b`` (the
   eigenvalues above NumPy's ``pinv`` threshold only), which is ``pinv(W_I) (y_I + alpha_I)``.
 
-A sample's arithmetic involves its own rows only, in a fixed order, so its result is
-the same alone, in any batch, at any position and on any number of threads.
+A sample's arithmetic involves only the layer and its own outputs, in a fixed order, so
+its result is the same alone, in any batch, at any position and on any number of threads.
+The down-date is used only when the inactive rows' squared norms sum to at most the
+active rows' (the subtraction's rounding then stays within a small factor of the direct
+sum's), and a sample found not to span gets its least-squares answer from ``S_I`` summed
+directly.
 Sub-batches of ``SUB`` samples share one set of scratch buffers.
 """
 
@@ -37,8 +41,8 @@ cdef extern from "_lanes.h" nogil:
     enum:
         FR_LANES
     int fr_gather(const unsigned char *active, const double *y, const double *alpha,
-                  const double *W, int m, int n, int stride, int downdate, double *G,
-                  double *b, int *inactive, int *rows)
+                  const double *W, const double *sq, int m, int n, int stride,
+                  int downdate, double *G, double *b, int *inactive, int *rows)
     void fr_gram_upper(const double *G, int k, int stride, int n, const double *base,
                        double *S, Py_ssize_t rs, Py_ssize_t cs)
     unsigned fr_cholesky_lanes(double *U, int n)
@@ -60,7 +64,8 @@ cdef enum:
 
 
 def lanes():
-    """Samples per SIMD group of the dual kernels in this build (4 with AVX, else 2)."""
+    """Samples per SIMD group of the dual kernels in this build (4 with AVX, 2 with SSE2,
+    1 for a compiler without vector extensions)."""
     return FR_LANES
 
 
@@ -136,6 +141,39 @@ cdef int _pinv_solve(const double *S, const double *b, double *x, double *E, dou
     return 0
 
 
+cdef struct Layer:
+    const double *W       # (m, n) weights
+    const double *alpha   # (m,) bias
+    const double *sq      # (m,) squared row norms
+    const double *full    # padded frame operator S (down-date base), or NULL: no down-date
+    int m
+    int n
+    int stride            # row stride of the gathered rows (n rounded up to a tile)
+
+
+cdef int _form(const Layer *L, const unsigned char *active, const double *y, bint downdate,
+               double *G, double *b, double *S, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
+    """S_I (upper triangle, at S[a * rs + c * cs]) and b of one sample; returns the number
+    of active rows. ``downdate``: S minus the inactive rows' Gram matrix when that is
+    cheaper and as accurate (see fr_gather)."""
+    cdef int inactive, held, count
+    count = fr_gather(active, y, L.alpha, L.W, L.sq, L.m, L.n, L.stride,
+                      downdate and L.full != NULL, G, b, &inactive, &held)
+    fr_gram_upper(G, held, L.stride, L.n, L.full if inactive else NULL, S, rs, cs)
+    return count
+
+
+cdef void _direct_full(const Layer *L, const unsigned char *active, const double *y,
+                       double *G, double *b, double *S) noexcept nogil:
+    """The full symmetric (n, n) S_I summed from the active rows (no down-date): the
+    least-squares answers of samples that do not span are computed from it."""
+    cdef Py_ssize_t a, c, size = L.n
+    _form(L, active, y, False, G, b, S, L.n, 1)
+    for a in range(size):
+        for c in range(a + 1, size):
+            S[c * size + a] = S[a * size + c]
+
+
 cdef struct Scratch:
     double *G       # (m, stride) gathered active rows
     double *b       # (n,)
@@ -192,28 +230,26 @@ cdef void _release(Scratch *t) noexcept nogil:
     free(t.WL)
 
 
-cdef void _dual_group(const unsigned char *A, const double *Y, const double *alpha,
-                      const double *W, const double *full, int first, int count, int m, int n, int stride,
-                      int lwork, double max_cond, bint exact, Scratch *t, double *X, unsigned char *ok, double *cond,
+cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, int first,
+                      int count, int lwork, double max_cond, bint exact, Scratch *t,
+                      double *X, unsigned char *ok, double *cond,
                       double *resid) noexcept nogil:
     """Dual solves for the ``count <= FR_LANES`` samples from ``first``, one per lane
     (unused lanes hold the identity)."""
-    cdef Py_ssize_t nn = <Py_ssize_t> n * n
+    cdef int m = L.m, n = L.n
+    cdef Py_ssize_t nn = <Py_ssize_t> n * n, k, s
     cdef int rows[FR_LANES]
-    cdef int inactive, held
     cdef double norm1[FR_LANES]
     cdef double estimate[FR_LANES]
-    cdef int l, k, s
+    cdef int l, a, c
     cdef unsigned failed
     cdef double value, bnorm, rnorm
     cdef bint spans
     for l in range(FR_LANES):
         if l < count:
             s = first + l
-            rows[l] = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W,
-                                m, n, stride, full != NULL, t.G, t.b, &inactive, &held)
-            fr_gram_upper(t.G, held, stride, n, full if inactive else NULL, t.SL + l,
-                          n * FR_LANES, FR_LANES)
+            rows[l] = _form(L, &A[s * m], &Y[s * m], True, t.G, t.b, t.SL + l,
+                            n * FR_LANES, FR_LANES)
             for k in range(n):
                 t.BL[k * FR_LANES + l] = t.b[k]
         else:
@@ -243,10 +279,13 @@ cdef void _dual_group(const unsigned char *A, const double *Y, const double *alp
             cond[s] = sqrt(norm1[l] * estimate[l])
         spans = cond[s] < max_cond
         ok[s] = 1 if spans else 0
-        if not spans:  # the least-squares answer replaces the lane's solution
-            _unpack_lane(t.SL, l, n, t.S)
-            for k in range(n):
-                t.b[k] = t.BL[k * FR_LANES + l]
+        if not spans:
+            # the least-squares answer replaces the lane's solution, from S_I summed
+            # over the active rows (and the residual below uses that S_I too)
+            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
+            for a in range(n):
+                for c in range(a, n):
+                    t.SL[(a * n + c) * FR_LANES + l] = t.S[a * n + c]
             _pinv_solve(t.S, t.b, t.r, t.E, t.ev, t.work, lwork, n)
             for k in range(n):
                 t.XL[k * FR_LANES + l] = t.r[k]
@@ -257,28 +296,25 @@ cdef void _dual_group(const unsigned char *A, const double *Y, const double *alp
         rnorm = 0.0
         for k in range(n):
             value = t.XL[k * FR_LANES + l]
-            X[<Py_ssize_t> s * n + k] = value
+            X[s * n + k] = value
             bnorm = bnorm + t.BL[k * FR_LANES + l] * t.BL[k * FR_LANES + l]
             rnorm = rnorm + t.RL[k * FR_LANES + l] * t.RL[k * FR_LANES + l]
         resid[s] = sqrt(rnorm) / sqrt(bnorm) if bnorm > 0.0 else sqrt(rnorm)
 
 
-cdef void _one_sample(const unsigned char *A, const double *Y, const double *alpha,
-                      const double *W, const double *full, int s, int m, int n, int stride, int lwork,
-                      double max_cond, int mode, double tol, int64_t max_iter, Scratch *t,
-                      double *X, unsigned char *ok, double *cond, int64_t *iters,
-                      double *resid) noexcept nogil:
+cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
+                      Py_ssize_t s, int lwork, double max_cond, int mode, double tol,
+                      int64_t max_iter, Scratch *t, double *X, unsigned char *ok,
+                      double *cond, int64_t *iters, double *resid) noexcept nogil:
     """Frame algorithm (``mode`` 1) or least squares (2) for sample ``s``."""
+    cdef int m = L.m, n = L.n
     cdef Py_ssize_t size = n
     cdef int rows, a, c, k
     cdef int64_t it
     cdef double lam, bnorm, rnorm
-    cdef double *x = &X[<Py_ssize_t> s * n]
+    cdef double *x = &X[s * n]
     cdef bint spans = False
-    cdef int inactive, held
-    rows = fr_gather(&A[<Py_ssize_t> s * m], &Y[<Py_ssize_t> s * m], alpha, W, m, n, stride,
-                     full != NULL, t.G, t.b, &inactive, &held)
-    fr_gram_upper(t.G, held, stride, n, full if inactive else NULL, t.S, n, 1)
+    rows = _form(L, &A[s * m], &Y[s * m], mode == MODE_FRAME, t.G, t.b, t.S, n, 1)
     for a in range(size):
         for c in range(a + 1, size):
             t.S[c * size + a] = t.S[a * size + c]
@@ -303,6 +339,8 @@ cdef void _one_sample(const unsigned char *A, const double *Y, const double *alp
                     x[k] = x[k] + lam * t.r[k]
                 it = it + 1
             iters[s] = it
+        else:
+            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
     ok[s] = 1 if spans else 0
     if not spans:
         _pinv_solve(t.S, t.b, x, t.E, t.ev, t.work, lwork, n)
@@ -310,31 +348,30 @@ cdef void _one_sample(const unsigned char *A, const double *Y, const double *alp
     resid[s] = _norm(t.r, n) / bnorm if bnorm > 0.0 else _norm(t.r, n)
 
 
-cdef void _sub_batch(const unsigned char *A, const double *Y, const double *alpha,
-                     const double *W, const double *full, int start, int stop, int m, int n, double max_cond,
-                     int mode, bint exact, double tol, int64_t max_iter, double *X,
+cdef void _sub_batch(const Layer *L, const unsigned char *A, const double *Y,
+                     Py_ssize_t start, Py_ssize_t stop, double max_cond, int mode,
+                     bint exact, double tol, int64_t max_iter, double *X,
                      unsigned char *ok, double *cond, int64_t *iters,
                      double *resid) noexcept nogil:
     """Reconstruct samples ``start .. stop-1``; see the module docstring."""
-    cdef int stride = (n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
-    cdef int lwork = 66 * n + 16
-    cdef int s
+    cdef int lwork = 66 * L.n + 16
+    cdef Py_ssize_t s
     cdef Scratch t
-    if not _allocate(&t, m, n, stride, lwork):
+    if not _allocate(&t, L.m, L.n, L.stride, lwork):
         for s in range(start, stop):
             ok[s] = 255  # out of memory: reported by the caller
     elif mode == MODE_DUAL:
         s = start
         while s < stop:
-            _dual_group(A, Y, alpha, W, full, s, min(FR_LANES, stop - s), m, n, stride, lwork,
-                        max_cond, exact, &t, X, ok, cond, resid)
+            _dual_group(L, A, Y, s, <int> min(FR_LANES, stop - s), lwork, max_cond, exact,
+                        &t, X, ok, cond, resid)
             s = s + FR_LANES
         for s in range(start, stop):
             iters[s] = 0
     else:
         for s in range(start, stop):
-            _one_sample(A, Y, alpha, W, full, s, m, n, stride, lwork, max_cond, mode, tol, max_iter,
-                        &t, X, ok, cond, iters, resid)
+            _one_sample(L, A, Y, s, lwork, max_cond, mode, tol, max_iter, &t, X, ok, cond,
+                        iters, resid)
     _release(&t)
 
 
@@ -359,18 +396,20 @@ def padded_frame_operator(const double[:, ::1] W):
 
 def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
                           const double[::1] alpha, const double[:, ::1] W,
-                          const double[:, ::1] full, bint downdate, double max_cond,
-                          int mode, bint exact, double tol, int64_t max_iter, int n_threads,
-                          double[:, ::1] X, unsigned char[::1] ok, double[::1] cond,
-                          int64_t[::1] iters, double[::1] resid):
+                          const double[::1] sq, const double[:, ::1] full, bint downdate,
+                          double max_cond, int mode, bint exact, double tol,
+                          int64_t max_iter, int n_threads, double[:, ::1] X,
+                          unsigned char[::1] ok, double[::1] cond, int64_t[::1] iters,
+                          double[::1] resid):
     """Reconstruct every sample of a batch from its active rows (see the module doc).
 
     Parameters
     ----------
     A : (N, m) active rows (nonzero = active); Y : (N, m) outputs; alpha : (m,) bias;
-    W : (m, n) weights.
-    full, downdate : ``padded_frame_operator(W)``; with ``downdate``, a sample with more
-        active than inactive rows gets ``S_I = S - W_Ic^T W_Ic`` from its inactive rows.
+    W : (m, n) weights; sq : (m,) their squared norms.
+    full, downdate : ``padded_frame_operator(W)``; with ``downdate``, a sample whose
+        inactive rows are fewer and no heavier (sum of squared norms) than its active
+        ones gets ``S_I = S - W_Ic^T W_Ic`` from them (dual and frame).
     max_cond : ``I`` spans when the condition number of ``W_I`` is below this.
     mode : 0 dual (Cholesky), 1 frame algorithm, 2 least squares for every sample.
     exact : exact condition numbers (eigenvalues) instead of Hager's estimate (dual).
@@ -379,19 +418,24 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     X (N, n), ok (N,), cond (N,), iters (N,), resid (N,) : outputs, written in place;
     ``ok`` is 255 for a sub-batch that could not allocate its scratch memory.
     """
-    cdef int N = <int> A.shape[0]
-    cdef int m = <int> A.shape[1]
-    cdef int n = <int> W.shape[1]
-    cdef int n_sub = (N + SUB - 1) // SUB
-    cdef int j
-    cdef const double *base = &full[0, 0] if downdate else NULL
+    cdef Py_ssize_t N = A.shape[0]
+    cdef Py_ssize_t n_sub = (N + SUB - 1) // SUB
+    cdef Py_ssize_t j
+    cdef Layer L
+    L.W = &W[0, 0]
+    L.alpha = &alpha[0]
+    L.sq = &sq[0]
+    L.full = &full[0, 0] if downdate else NULL
+    L.m = <int> A.shape[1]
+    L.n = <int> W.shape[1]
+    L.stride = (L.n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
     if N == 0:
         return
     with nogil:
         for j in prange(n_sub, num_threads=n_threads, schedule="dynamic"):
-            _sub_batch(&A[0, 0], &Y[0, 0], &alpha[0], &W[0, 0], base, j * SUB,
-                       min(N, (j + 1) * SUB), m, n, max_cond, mode, exact, tol, max_iter,
-                       &X[0, 0], &ok[0], &cond[0], &iters[0], &resid[0])
+            _sub_batch(&L, &A[0, 0], &Y[0, 0], j * SUB, min(N, (j + 1) * SUB), max_cond,
+                       mode, exact, tol, max_iter, &X[0, 0], &ok[0], &cond[0], &iters[0],
+                       &resid[0])
 
 
 cdef void _basis_one(const double *W, const int64_t *rows, const double *C, double *x,
