@@ -250,3 +250,31 @@ def test_bad_domains(tetrahedron):
         fr.mcbe(tetrahedron, fr.Data(np.ones((5, 3))), 100)
     with pytest.raises(fr.FastReluError, match="'margin' parameter must be None for a Data domain"):
         fr.mcbe(tetrahedron, fr.Data(np.ones((5, 3))), margin="covering")
+
+
+def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
+    # A row at distance rank_tol (+-3%) from the span of the rows before it: the one
+    # Cholesky factorisation of the common case must never accept what the incremental
+    # scan (the definition) rejects; it leaves such close cases to the scan.
+    from fastrelu._kernels._mcbe import _first_candidates_independent, select_basis
+
+    rng = np.random.default_rng(0)
+    n, m = 6, 8
+    for _ in range(20_000):
+        U = rng.standard_normal((m, n))
+        normal = np.linalg.qr(U[:n - 1].T, mode="complete")[0][:, -1]
+        inside = rng.standard_normal(n - 1) @ U[:n - 1]
+        inside /= np.linalg.norm(inside)
+        d = 1e-6 * (1 + rng.uniform(-0.03, 0.03))
+        U[n - 1] = inside * np.sqrt(1 - d * d) + d * normal
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        gram = U @ U.T
+        fast = _first_candidates_independent(np.arange(m), n, gram, U, True, 1e-12,
+                                             np.zeros((n, n)), np.zeros((n, n)))
+        if fast:
+            kept = np.zeros(n, np.int64)
+            count = select_basis(np.arange(m, 0, -1.0), -np.inf, np.arange(m), gram, U, True,
+                                 1e-12, np.zeros(m, np.int64), np.zeros(m), kept,
+                                 np.zeros((n, n)), np.zeros(n), np.zeros(n),
+                                 np.zeros(3, np.int64))
+            assert count == n and (kept == np.arange(n)).all()

@@ -10,11 +10,13 @@ kept row ``i`` lowers ``alpha[i]`` to the sample's constraint value and bumps
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
 little more than ``n`` candidates, which are ranked. The common case is settled by one
 LAPACK Cholesky factorisation (``dpotrf``) of the Gram matrix of the first ``n``
-candidates in scan order: its diagonal entries are exactly the distances the greedy
-scan compares with ``rank_tol`` (the distance of each unit row to the span of the rows
-before it), so when all of them exceed ``rank_tol`` the greedy keeps the first ``n``
-candidates. Otherwise (a dependent row, or too few candidates) the incremental scan
-:func:`select_basis` decides, going below the threshold when it must. Nothing of size
+candidates in scan order: its diagonal entries are the distances the greedy scan
+compares with ``rank_tol`` (the distance of each unit row to the span of the rows
+before it), so when all of them exceed ``rank_tol`` by more than the rounding in which
+the two computations can differ, the greedy keeps the first ``n`` candidates.
+Otherwise (a dependent row, a distance close to ``rank_tol``, or too few candidates)
+the incremental scan :func:`select_basis` decides, going below the threshold when it
+must. Nothing of size
 ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
@@ -29,6 +31,9 @@ from ._jit import REDUCTION_FASTMATH, kernel
 ensure_lapack()
 _potrf = _LAPACK().numba_xxpotrf(types.float64)
 _KIND_DOUBLE = ord("d")
+EPS = float(np.finfo(np.float64).eps)
+#: Pivots within PIVOT_MARGIN * n * eps of rank_tol^2 are left to the incremental scan.
+PIVOT_MARGIN = 64.0
 _UPPER = ord("U")
 @kernel
 def cholesky_lower(G, n):
@@ -98,8 +103,14 @@ def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2
         np.dot(rows_buf, rows_buf.T, G)
     if cholesky_lower(G, n) != 0:
         return False
+    # Only pivots clear of the threshold count: this factorisation and the scan of
+    # select_basis compute each pivot (a squared distance of a unit row to a span) from
+    # the same Gram entries in another order, within a few (n + 1) eps of each other.
+    # Beyond that margin the scan keeps these n rows too; closer cases go to the scan,
+    # which is the definition.
+    clear = rank_tol2 + PIVOT_MARGIN * n * EPS
     for j in range(n):
-        if not G[j, j] * G[j, j] > rank_tol2:
+        if not G[j, j] * G[j, j] > clear:
             return False
     return True
 
