@@ -171,7 +171,8 @@ class _Problem:
         state = np.array([-np.inf, 0.05])
         stats = np.zeros(3, dtype=np.int64)
         C = np.empty((tile, m))
-        keys = np.empty(m)
+        lanes = kernels.SPANS_LANES
+        keys = np.empty((lanes, m))
         order = np.empty(m, dtype=np.int64)
         order_keys = np.empty(m)
         kept = np.empty(n, dtype=np.int64)
@@ -181,6 +182,8 @@ class _Problem:
         cand = np.empty(m, dtype=np.int64)
         cand_keys = np.empty(m)
         rows_buf = np.empty((n, n))
+        order_l = np.zeros((lanes, n), dtype=np.int64)
+        G = np.empty((n, n, lanes))
 
         def fold(U):
             for start in range(0, U.shape[0], tile):
@@ -189,7 +192,7 @@ class _Problem:
                                   self.data_kind, self.r_pos, self.r_neg, self.rows, self.gram,
                                   self.unit_rows, self.use_gram, self.rank_tol2, alpha, counts,
                                   state, stats, keys, order, order_keys, kept, chol, inv_diag,
-                                  lvec, cand, cand_keys, rows_buf)
+                                  lvec, cand, cand_keys, rows_buf, order_l, G)
 
         def result():
             return alpha, counts, int(stats[0])

@@ -278,3 +278,44 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
                                  np.zeros((n, n)), np.zeros(n), np.zeros(n),
                                  np.zeros(3, np.int64))
             assert count == n and (kept == np.arange(n)).all()
+
+
+def test_lane_certificate_matches_each_lanes_own_cholesky():
+    # fr_spans (C, one sample per SIMD lane) against NumPy on each lane alone: a pivot
+    # below the threshold, a singular lane and healthy lanes side by side
+    from numba import njit
+
+    from fastrelu._kernels._mcbe import SPANS_LANES, _spans
+
+    @njit
+    def certify(G, n, clear, lanes):
+        return _spans(G.ctypes, n, clear, lanes)
+
+    rng = np.random.default_rng(3)
+    lanes = SPANS_LANES
+    for n in (1, 2, 3, 5, 8, 13, 30):
+        for trial in range(30):
+            grams, expected = [], []
+            for l in range(lanes):
+                B = rng.standard_normal((n, n))
+                kind = (trial + l) % 3
+                if kind == 1 and n > 1:
+                    B[-1] = B[0] + 1e-9 * rng.standard_normal(n)  # nearly dependent
+                elif kind == 2 and n > 1:
+                    B[-1] = B[0]  # dependent: a zero pivot
+                B /= np.linalg.norm(B, axis=1, keepdims=True)
+                gram = B @ B.T
+                grams.append(gram)
+                try:
+                    pivots = np.diag(np.linalg.cholesky(gram)) ** 2
+                    expected.append(bool((pivots > 1e-12).all()))
+                except np.linalg.LinAlgError:
+                    expected.append(False)
+            G = np.ascontiguousarray(np.stack(grams, axis=-1))
+            mask = certify(G, n, 1e-12, lanes)
+            assert [bool((mask >> l) & 1) for l in range(lanes)] == expected
+            # a lane's verdict does not depend on its neighbours
+            for l in range(lanes):
+                alone = np.ascontiguousarray(np.stack([grams[l]] * lanes, axis=-1))
+                assert bool(certify(alone, n, 1e-12, lanes) & 1) == expected[l]
+    assert certify(np.zeros((2, 2, lanes + 1)), 2, 1e-12, lanes + 1) == -1  # not this kernel

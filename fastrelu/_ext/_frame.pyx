@@ -36,6 +36,18 @@ cdef extern from *:
     int fr_cpu_runs_simd_build()
 
 
+cdef extern from "_spans.h" nogil:
+    Py_ssize_t fr_spans(double *data, Py_ssize_t n, double clear, Py_ssize_t lanes)
+    int fr_spans_lanes()
+
+
+def spans_kernel():
+    """``(address, lanes)``: the address of the C function ``fr_spans`` (the
+    lane-parallel basis certificate of MCBE, see ``_spans.h``) for the Numba kernels, and
+    the number of samples it takes at once on this CPU."""
+    return <Py_ssize_t> &fr_spans, fr_spans_lanes()
+
+
 def simd_build_runs_here():
     """``(simd, runs)``: the reconstruction extension was compiled with ``-mavx2 -mfma``,
     and this CPU can run such code. (This module itself is compiled without them.)"""

@@ -20,10 +20,12 @@ must. Nothing of size
 ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
+import llvmlite.binding as llvm
 import numpy as np
 from numba import types
 from numba.np.linalg import _LAPACK, ensure_lapack
 
+from .._ext import _frame
 from ._jit import REDUCTION_FASTMATH, kernel
 
 # Numba's own binding of LAPACK's ?potrf (SciPy's cython_lapack underneath), resolved by
@@ -31,6 +33,14 @@ from ._jit import REDUCTION_FASTMATH, kernel
 ensure_lapack()
 _potrf = _LAPACK().numba_xxpotrf(types.float64)
 _KIND_DOUBLE = ord("d")
+# The lane-parallel certificate of the C extension (fastrelu/_ext/_spans.h), called by
+# its symbol name so that the kernels that call it stay cacheable; SPANS_LANES samples
+# at once on this CPU (4 with AVX2 and FMA).
+_SPANS_ADDRESS, SPANS_LANES = _frame.spans_kernel()
+llvm.add_symbol("fastrelu_spans", _SPANS_ADDRESS)
+_spans = types.ExternalFunction(
+    "fastrelu_spans", types.intp(types.CPointer(types.float64), types.intp, types.float64,
+                                 types.intp))
 EPS = float(np.finfo(np.float64).eps)
 #: Pivots within PIVOT_MARGIN * n * eps of rank_tol^2 are left to the incremental scan.
 PIVOT_MARGIN = 64.0
@@ -205,9 +215,36 @@ def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
 
 
 @kernel
+def _gather_lanes(order_l, lane_ok, n, gram, unit_rows, use_gram, G, rows_buf, small):
+    """The Gram matrices of the unit rows ``order_l[l, :n]`` into the lanes of ``G``
+    (``(n, n, lanes)``, upper triangle) where ``lane_ok[l]``; the identity elsewhere."""
+    lanes = G.shape[2]
+    for l in range(lanes):
+        if not lane_ok[l]:
+            for j in range(n):
+                for k in range(j, n):
+                    G[j, k, l] = 1.0 if j == k else 0.0
+            continue
+        if use_gram:
+            for j in range(n):
+                a = order_l[l, j]
+                for k in range(j, n):
+                    G[j, k, l] = gram[a, order_l[l, k]]
+        else:
+            for j in range(n):
+                a = order_l[l, j]
+                for p in range(n):
+                    rows_buf[j, p] = unit_rows[a, p]
+            np.dot(rows_buf, rows_buf.T, small)
+            for j in range(n):
+                for k in range(j, n):
+                    G[j, k, l] = small[j, k]
+
+
+@kernel
 def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
               use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
-              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf):
+              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf, order_l, G):
     """Fold one tile of samples into the running minima ``alpha`` and ``counts``.
 
     Parameters
@@ -224,59 +261,98 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
         the selection, never its result.
     stats : (3,) int64, updated in place: samples whose basis stayed short of ``n`` rows,
         samples that needed more than the first candidates, last candidate count.
-    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf :
-        scratch of shapes (m,), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,), (n, n).
+    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf,
+    order_l, G :
+        scratch of shapes (lanes, m), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,),
+        (n, n), (lanes, n), (n, n, lanes), ``lanes = SPANS_LANES``.
+
+    The samples go in groups of ``lanes``: each is ranked, then the first ``n``
+    candidates of all of them are certified by one lane-parallel Cholesky
+    factorisation (``fr_spans``), then each is folded in, in sample order.
     """
     n = U.shape[1]
+    lanes = G.shape[2]
+    clear = rank_tol2 + PIVOT_MARGIN * n * EPS
+    norms = np.empty(lanes)
+    threshs = np.empty(lanes)
+    sizes = np.zeros(lanes, dtype=np.int64)
+    lowered = np.zeros(lanes, dtype=np.bool_)
+    ranked = np.zeros(lanes, dtype=np.bool_)
+    small = np.empty((n, n))
     # C = U @ W^T
     np.dot(U, weight_t, C)
-    for s in range(U.shape[0]):
-        x = U[s]
-        norm = np.sqrt(_dot(x, x, n))
-        if norm == 0.0 and not data_kind:
-            continue  # a zero Gaussian draw has no direction (probability zero)
-        c_row = C[s]
-        for idx in range(rows.shape[0]):
-            i = rows[idx]
-            keys[i] = c_row[i] * inv_norm[i]
-        thresh = state[0] * norm if norm > 0.0 else -np.inf
-        refills = stats[1]
-        size = _collect_candidates(keys, rows, thresh, cand, cand_keys)
-        if size < n and norm > 0.0:
-            # Too few candidates: lower this sample's threshold once, by a wide step.
-            thresh -= 4.0 * state[1] * norm
-            size = _collect_candidates(keys, rows, thresh, cand, cand_keys)
-            stats[1] += 1
-        count = 0
-        if size >= n:
-            _rank_first(cand, cand_keys, size, n, order, order_keys)
-            if _first_candidates_independent(order, n, gram, unit_rows, use_gram,
-                                             rank_tol2, chol, rows_buf):
+    for first in range(0, U.shape[0], lanes):
+        group = min(lanes, U.shape[0] - first)
+        for l in range(lanes):
+            ranked[l] = False
+            norms[l] = 0.0
+            if l >= group:
+                continue
+            x = U[first + l]
+            norm = np.sqrt(_dot(x, x, n))
+            norms[l] = norm
+            if norm == 0.0 and not data_kind:
+                continue  # a zero Gaussian draw has no direction (probability zero)
+            c_row = C[first + l]
+            lane_keys = keys[l]
+            for idx in range(rows.shape[0]):
+                i = rows[idx]
+                lane_keys[i] = c_row[i] * inv_norm[i]
+            thresh = state[0] * norm if norm > 0.0 else -np.inf
+            size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+            lowered[l] = False
+            if size < n and norm > 0.0:
+                # Too few candidates: lower this sample's threshold once, by a wide step.
+                thresh -= 4.0 * state[1] * norm
+                size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+                lowered[l] = True
+            threshs[l] = thresh
+            sizes[l] = size
+            if size >= n:
+                _rank_first(cand, cand_keys, size, n, order, order_keys)
                 for j in range(n):
-                    kept[j] = order[j]
+                    order_l[l, j] = order[j]
+                ranked[l] = True
+        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
+        passed = _spans(G.ctypes, n, clear, lanes)
+        if passed < 0:  # a lane count the compiled kernel does not have: no certificate
+            passed = 0
+        for l in range(group):
+            norm = norms[l]
+            if norm == 0.0 and not data_kind:
+                continue
+            refills = stats[1]
+            if lowered[l]:
+                stats[1] += 1
+            c_row = C[first + l]
+            count = 0
+            if ranked[l] and (passed >> l) & 1:
+                for j in range(n):
+                    kept[j] = order_l[l, j]
                 count = n
-                stats[2] = size
-        if count == 0:
-            count = select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
-                                 order, order_keys, kept, chol, inv_diag, lvec, stats)
-        if count < n:
-            stats[0] += 1
-        inv = 1.0 / norm if norm > 0.0 else 0.0
-        for j in range(count):
-            i = kept[j]
-            if data_kind:
-                value = c_row[i]
+                stats[2] = sizes[l]
             else:
-                c = c_row[i] * inv
-                value = r_pos * c if c >= 0.0 else r_neg * c
-            if value < alpha[i]:
-                alpha[i] = value
-            counts[i] += 1
-        # Next threshold: a little below this sample's last normalised key; the slack
-        # doubles when the candidates ran short and shrinks when they were plenty.
-        if count > 0 and norm > 0.0:
-            if stats[1] > refills:
-                state[1] *= 2.0
-            elif stats[2] > count + count // 4 + 8:
-                state[1] *= 0.8
-            state[0] = keys[kept[count - 1]] * inv - state[1]
+                count = select_basis(keys[l], threshs[l], rows, gram, unit_rows, use_gram,
+                                     rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
+                                     stats)
+            if count < n:
+                stats[0] += 1
+            inv = 1.0 / norm if norm > 0.0 else 0.0
+            for j in range(count):
+                i = kept[j]
+                if data_kind:
+                    value = c_row[i]
+                else:
+                    c = c_row[i] * inv
+                    value = r_pos * c if c >= 0.0 else r_neg * c
+                if value < alpha[i]:
+                    alpha[i] = value
+                counts[i] += 1
+            # Next threshold: a little below this sample's last normalised key; the slack
+            # doubles when the candidates ran short and shrinks when they were plenty.
+            if count > 0 and norm > 0.0:
+                if stats[1] > refills:
+                    state[1] *= 2.0
+                elif stats[2] > count + count // 4 + 8:
+                    state[1] *= 0.8
+                state[0] = keys[l, kept[count - 1]] * inv - state[1]
