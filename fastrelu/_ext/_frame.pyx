@@ -37,7 +37,8 @@ cdef extern from *:
 
 
 cdef extern from "_spans.h" nogil:
-    Py_ssize_t fr_spans(double *data, Py_ssize_t n, double clear, Py_ssize_t lanes)
+    Py_ssize_t fr_spans(double *data, Py_ssize_t n, double tol2, double margin,
+                        Py_ssize_t lanes)
     int fr_spans_lanes()
 
 

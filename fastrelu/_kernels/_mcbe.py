@@ -8,16 +8,17 @@ kept row ``i`` lowers ``alpha[i]`` to the sample's constraint value and bumps
 ``counts[i]``. See THEORY §3.
 
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
-little more than ``n`` candidates, which are ranked. The common case is settled by one
-LAPACK Cholesky factorisation (``dpotrf``) of the Gram matrix of the first ``n``
-candidates in scan order: its diagonal entries are the distances the greedy scan
-compares with ``rank_tol`` (the distance of each unit row to the span of the rows
-before it), so when all of them exceed ``rank_tol`` by more than the rounding in which
-the two computations can differ, the greedy keeps the first ``n`` candidates.
-Otherwise (a dependent row, a distance close to ``rank_tol``, or too few candidates)
-the incremental scan :func:`select_basis` decides, going below the threshold when it
-must. Nothing of size
-``N x m`` is stored: one ``(tile, m)`` product at a time.
+little more than ``n`` candidates, which are ranked. The common case is settled by a
+Cholesky factorisation of the Gram matrix of the first ``n`` candidates in scan order:
+its pivots are the squared distances the greedy scan compares with ``rank_tol^2`` (of
+each unit row to the span of the rows before it), so when all of them exceed it by more
+than rounding can move them (``PIVOT_MARGIN``), the greedy keeps the first ``n``
+candidates. In :func:`mcbe_tile` the factorisations of ``SPANS_LANES`` samples run at
+once in SIMD lanes (the C kernel ``fr_spans``); :func:`_first_candidates_independent`
+is the one-sample form (LAPACK ``dpotrf``) used by the pointwise kernels. Otherwise (a
+dependent row, a pivot close to the threshold, or too few candidates) the incremental
+scan :func:`select_basis`, the definition, decides, going below the threshold when it
+must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
 import llvmlite.binding as llvm
@@ -40,10 +41,21 @@ _SPANS_ADDRESS, SPANS_LANES = _frame.spans_kernel()
 llvm.add_symbol("fastrelu_spans", _SPANS_ADDRESS)
 _spans = types.ExternalFunction(
     "fastrelu_spans", types.intp(types.CPointer(types.float64), types.intp, types.float64,
-                                 types.intp))
+                                 types.float64, types.intp))
 EPS = float(np.finfo(np.float64).eps)
-#: Pivots within PIVOT_MARGIN * n * eps of rank_tol^2 are left to the incremental scan.
+#: A pivot d_j counts as clear of rank_tol^2 only above
+#: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, d_0, .., d_{j-1}); closer ones are left to
+#: the incremental scan. Two Cholesky factorisations of the same Gram matrix of unit
+#: rows in different orders of operations are exact ones of matrices within about
+#: n^2 eps of it, and a pivot moves by that much over the smallest eigenvalue of the
+#: rows before it, which the smallest earlier pivot stands for.
 PIVOT_MARGIN = 64.0
+
+
+@kernel
+def pivot_margin(n):
+    """``PIVOT_MARGIN n^2 eps``: see ``PIVOT_MARGIN``."""
+    return PIVOT_MARGIN * n * n * EPS
 _UPPER = ord("U")
 @kernel
 def cholesky_lower(G, n):
@@ -113,15 +125,17 @@ def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2
         np.dot(rows_buf, rows_buf.T, G)
     if cholesky_lower(G, n) != 0:
         return False
-    # Only pivots clear of the threshold count: this factorisation and the scan of
-    # select_basis compute each pivot (a squared distance of a unit row to a span) from
-    # the same Gram entries in another order, within a few (n + 1) eps of each other.
-    # Beyond that margin the scan keeps these n rows too; closer cases go to the scan,
-    # which is the definition.
-    clear = rank_tol2 + PIVOT_MARGIN * n * EPS
+    # Only pivots clear of the threshold count (PIVOT_MARGIN): this factorisation and the
+    # scan of select_basis compute each pivot (a squared distance of a unit row to a
+    # span) from the same Gram entries in another order. Beyond the margin the scan keeps
+    # these n rows too; closer cases go to the scan, which is the definition.
+    margin = pivot_margin(n)
+    low = 1.0
     for j in range(n):
-        if not G[j, j] * G[j, j] > clear:
+        pivot = G[j, j] * G[j, j]
+        if not pivot > rank_tol2 + margin / low:
             return False
+        low = min(low, pivot)
     return True
 
 
@@ -272,7 +286,7 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
     """
     n = U.shape[1]
     lanes = G.shape[2]
-    clear = rank_tol2 + PIVOT_MARGIN * n * EPS
+    margin = pivot_margin(n)
     norms = np.empty(lanes)
     threshs = np.empty(lanes)
     sizes = np.zeros(lanes, dtype=np.int64)
@@ -314,7 +328,7 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
                     order_l[l, j] = order[j]
                 ranked[l] = True
         _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
-        passed = _spans(G.ctypes, n, clear, lanes)
+        passed = _spans(G.ctypes, n, rank_tol2, margin, lanes)
         if passed < 0:  # a lane count the compiled kernel does not have: no certificate
             passed = 0
         for l in range(group):
