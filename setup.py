@@ -80,8 +80,10 @@ def _write_build_config(simd):
                 return path
     except OSError:
         pass
-    with open(path, "w") as fh:
+    temporary = f"{path}.{os.getpid()}.tmp"  # a concurrent build never sees half a file
+    with open(temporary, "w") as fh:
         fh.write(text)
+    os.replace(temporary, path)
     return path
 
 

@@ -179,6 +179,25 @@ def test_mostly_active_samples_use_the_downdate(method, monkeypatch):
     np.testing.assert_allclose(result.cond, direct.cond, rtol=1e-10)
 
 
+def test_too_few_active_rows_get_the_same_least_squares_answer_from_every_method():
+    # 3 of 5 rows active (more than half, and heavier: the down-date applies) in R^4: no
+    # method can span, and each gives pinv(W_I) (y_I + alpha_I) from S_I summed directly
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((5, 4))
+    W[3:] *= 0.5
+    mask = np.zeros((6, 5), bool)
+    mask[:, :3] = True
+    Y = np.abs(rng.standard_normal((6, 5))) * mask
+    layer = fr.ReLULayer(W)
+    expected = (np.linalg.pinv(W[:3]) @ Y[:, :3].T).T
+    results = [fr.reconstruct(layer, Y, method, active=mask) for method in ("dual", "frame")]
+    for result in results:
+        assert not result.ok.any()
+        np.testing.assert_allclose(result.x, expected, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(results[0].x, results[1].x)
+    np.testing.assert_allclose(results[0].residual, results[1].residual, rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
                                           ("frame", "exact")])
 @pytest.mark.parametrize("scale", [1e-2, 1.0, 1e3, 1e5])

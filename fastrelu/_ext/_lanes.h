@@ -42,6 +42,10 @@ typedef double fr_vec;
 #define FR_ALWAYS_INLINE static
 #endif
 
+/* Row strides of gathered rows are multiples of this: a tile reads 4 entries from a row
+ * and 2 vectors from another. */
+#define FR_ROW_ALIGN (2 * FR_LANES > 4 ? 2 * FR_LANES : 4)
+
 /* lane l of a vector (or the double itself) */
 #define FR_LANE(v, l) (((double *)&(v))[l])
 
@@ -83,7 +87,7 @@ fr_gram_tile(const double *G, int k, int stride, int a0, int c0, fr_vec *acc,
 /* S[a * rs + c * cs] = sum over the k rows i of G[i, a] G[i, c], for a <= c < n, or
  * base[a, c] minus that sum when base is given (a down-date; base is (rows, stride) with
  * at least n rounded up to 4 rows, zero outside the upper triangle).
- * G is (k, stride), stride a multiple of 2 * FR_LANES, columns n .. stride-1 zero.
+ * G is (k, stride), stride a multiple of FR_ROW_ALIGN, columns n .. stride-1 zero.
  * Each entry is accumulated over the rows in order, one multiply-add per row. */
 static void fr_gram_upper(const double *G, int k, int stride, int n, const double *base,
                           double *S, ptrdiff_t rs, ptrdiff_t cs)

@@ -40,6 +40,7 @@ from scipy.linalg.cython_lapack cimport dgecon, dgesdd, dgetrf, dgetrs, dsyev
 cdef extern from "_lanes.h" nogil:
     enum:
         FR_LANES
+        FR_ROW_ALIGN
     int fr_gather(const unsigned char *active, const double *y, const double *alpha,
                   const double *W, const double *sq, int m, int n, int stride,
                   int downdate, double *G, double *b, int *inactive, int *rows)
@@ -152,14 +153,15 @@ cdef struct Layer:
 
 
 cdef int _form(const Layer *L, const unsigned char *active, const double *y, bint downdate,
-               double *G, double *b, double *S, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
+               double *G, double *b, double *S, Py_ssize_t rs, Py_ssize_t cs,
+               int *downdated) noexcept nogil:
     """S_I (upper triangle, at S[a * rs + c * cs]) and b of one sample; returns the number
     of active rows. ``downdate``: S minus the inactive rows' Gram matrix when that is
-    cheaper and as accurate (see fr_gather)."""
-    cdef int inactive, held, count
+    cheaper and as accurate (see fr_gather); ``downdated`` tells whether it was."""
+    cdef int held, count
     count = fr_gather(active, y, L.alpha, L.W, L.sq, L.m, L.n, L.stride,
-                      downdate and L.full != NULL, G, b, &inactive, &held)
-    fr_gram_upper(G, held, L.stride, L.n, L.full if inactive else NULL, S, rs, cs)
+                      downdate and L.full != NULL, G, b, downdated, &held)
+    fr_gram_upper(G, held, L.stride, L.n, L.full if downdated[0] else NULL, S, rs, cs)
     return count
 
 
@@ -168,7 +170,8 @@ cdef void _direct_full(const Layer *L, const unsigned char *active, const double
     """The full symmetric (n, n) S_I summed from the active rows (no down-date): the
     least-squares answers of samples that do not span are computed from it."""
     cdef Py_ssize_t a, c, size = L.n
-    _form(L, active, y, False, G, b, S, L.n, 1)
+    cdef int downdated
+    _form(L, active, y, False, G, b, S, L.n, 1, &downdated)
     for a in range(size):
         for c in range(a + 1, size):
             S[c * size + a] = S[a * size + c]
@@ -239,6 +242,7 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
     cdef int m = L.m, n = L.n
     cdef Py_ssize_t nn = <Py_ssize_t> n * n, k, s
     cdef int rows[FR_LANES]
+    cdef int downdated[FR_LANES]
     cdef double norm1[FR_LANES]
     cdef double estimate[FR_LANES]
     cdef int l, a, c
@@ -249,11 +253,12 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
         if l < count:
             s = first + l
             rows[l] = _form(L, &A[s * m], &Y[s * m], True, t.G, t.b, t.SL + l,
-                            n * FR_LANES, FR_LANES)
+                            n * FR_LANES, FR_LANES, &downdated[l])
             for k in range(n):
                 t.BL[k * FR_LANES + l] = t.b[k]
         else:
             rows[l] = n
+            downdated[l] = 0
             for k in range(nn):
                 t.SL[k * FR_LANES + l] = 0.0
             for k in range(n):
@@ -282,10 +287,15 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
         if not spans:
             # the least-squares answer replaces the lane's solution, from S_I summed
             # over the active rows (and the residual below uses that S_I too)
-            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
-            for a in range(n):
-                for c in range(a, n):
-                    t.SL[(a * n + c) * FR_LANES + l] = t.S[a * n + c]
+            if downdated[l]:
+                _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
+                for a in range(n):
+                    for c in range(a, n):
+                        t.SL[(a * n + c) * FR_LANES + l] = t.S[a * n + c]
+            else:
+                _unpack_lane(t.SL, l, n, t.S)
+            for k in range(n):
+                t.b[k] = t.BL[k * FR_LANES + l]
             _pinv_solve(t.S, t.b, t.r, t.E, t.ev, t.work, lwork, n)
             for k in range(n):
                 t.XL[k * FR_LANES + l] = t.r[k]
@@ -314,7 +324,9 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
     cdef double lam, bnorm, rnorm
     cdef double *x = &X[s * n]
     cdef bint spans = False
-    rows = _form(L, &A[s * m], &Y[s * m], mode == MODE_FRAME, t.G, t.b, t.S, n, 1)
+    cdef int downdated
+    rows = _form(L, &A[s * m], &Y[s * m], mode == MODE_FRAME, t.G, t.b, t.S, n, 1,
+                 &downdated)
     for a in range(size):
         for c in range(a + 1, size):
             t.S[c * size + a] = t.S[a * size + c]
@@ -339,10 +351,10 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
                     x[k] = x[k] + lam * t.r[k]
                 it = it + 1
             iters[s] = it
-        else:
-            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
     ok[s] = 1 if spans else 0
     if not spans:
+        if downdated:  # the least-squares answer from S_I summed over the active rows
+            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
         _pinv_solve(t.S, t.b, x, t.E, t.ev, t.work, lwork, n)
     _residual(t.S, x, t.b, t.r, n)
     resid[s] = _norm(t.r, n) / bnorm if bnorm > 0.0 else _norm(t.r, n)
@@ -380,7 +392,7 @@ def padded_frame_operator(const double[:, ::1] W):
     upper triangle of an ``(n rounded up to 4, stride)`` array, zero elsewhere."""
     cdef int m = <int> W.shape[0]
     cdef int n = <int> W.shape[1]
-    cdef int stride = (n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
+    cdef int stride = (n + FR_ROW_ALIGN - 1) // FR_ROW_ALIGN * FR_ROW_ALIGN
     cdef int a, k
     G_array = np.zeros((max(m, 1), stride))
     full_array = np.zeros(((n + 3) // 4 * 4, stride))
@@ -428,7 +440,7 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     L.full = &full[0, 0] if downdate else NULL
     L.m = <int> A.shape[1]
     L.n = <int> W.shape[1]
-    L.stride = (L.n + 2 * FR_LANES - 1) // (2 * FR_LANES) * (2 * FR_LANES)
+    L.stride = (L.n + FR_ROW_ALIGN - 1) // FR_ROW_ALIGN * FR_ROW_ALIGN
     if N == 0:
         return
     with nogil:
