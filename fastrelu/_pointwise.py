@@ -141,7 +141,11 @@ class _Geometry:
         """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
         tile = self.tile
         C = np.empty((tile, self.m))
-        scratch = self.scratch()
+        lanes = kernels.SPANS_LANES
+        m, n = self.m, self.n
+        scratch = (np.empty((lanes, m)), np.empty((lanes, m), dtype=np.int64),
+                   *self.scratch()[2:], np.zeros((lanes, n), dtype=np.int64),
+                   np.empty((n, n, lanes)))
         rank_tol2 = float(rank_tol) ** 2
 
         def check(X, n_active, rank):

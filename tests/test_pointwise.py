@@ -203,3 +203,22 @@ def test_bad_input():
         fr.check_bias(layer, fr.Sphere(4), 10)
     with pytest.raises(fr.FastReluError, match="'seed' parameter"):
         fr.check_bias(layer, fr.Sphere(3), 10, seed=-3)
+
+
+def test_a_points_rank_does_not_depend_on_the_points_beside_it():
+    # the first n active rows of several points are certified together in SIMD lanes:
+    # each point's rank is that of the point alone, also beside nearly dependent rows
+    rng = np.random.default_rng(21)
+    n, m = 5, 14
+    W = rng.standard_normal((m, n))
+    W[6] = W[2] + 1e-7 * rng.standard_normal(n)  # within and near rank_tol of a row
+    W[7] = -W[3]
+    layer = fr.ReLULayer(W, rng.normal(0.3, 0.4, m))
+    X = rng.standard_normal((37, n))
+    whole = fr.injectivity_summary(layer, X)
+    assert 0 < whole.injective.sum() < len(X)
+    for offset in (1, 2, 3):
+        part = fr.injectivity_summary(layer, X[offset:])
+        np.testing.assert_array_equal(part.rank, whole.rank[offset:])
+    alone = [fr.injectivity_summary(layer, x[None]).rank[0] for x in X]
+    np.testing.assert_array_equal(whole.rank, alone)

@@ -7,13 +7,17 @@ counted before it, up to ``n``. The point is injective when ``n`` rows count. Th
 most correlated basis of THEORY §3 restricted to the active rows, so a bias from
 :func:`fastrelu.mcbe` makes every one of its samples injective here with the same
 ``rank_tol``. The common case is one Cholesky factorisation of the first ``n`` active
-rows' Gram matrix, as in the MCBE kernel.
+rows' Gram matrix, as in the MCBE kernel: for ``SPANS_LANES`` points at once in SIMD
+lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in :func:`basis_of_active`.
 """
 
 import numpy as np
 
 from ._jit import kernel
-from ._mcbe import _first_candidates_independent, _rank_first, select_basis
+from ._mcbe import (SPANS_LANES, _first_candidates_independent, _gather_lanes, _rank_first,
+                    _spans, pivot_margin, select_basis)
+
+__all__ = ["SPANS_LANES", "basis_of_active", "pointwise_tile"]
 
 
 @kernel
@@ -40,7 +44,7 @@ def basis_of_active(keys, active, active_keys, size, n, gram, unit_rows, use_gra
 @kernel
 def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, rank_tol2,
                    n_active, rank, keys, active, active_keys, order, order_keys, kept,
-                   chol, inv_diag, lvec, rows_buf, stats):
+                   chol, inv_diag, lvec, rows_buf, stats, order_l, G):
     """Active-set sizes and ranks (capped at ``n``) of the points of one tile.
 
     Parameters
@@ -52,21 +56,53 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
     gram, unit_rows, use_gram, rank_tol2 : as for :func:`fastrelu._kernels._mcbe.mcbe_tile`.
     n_active, rank : (t,) int64 outputs.
     keys, active, active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
-    stats : scratch of shapes (m,), (m,), (m,), (m,), (m,), (n,), (n, n), (n,), (n,),
-        (n, n), (3,).
+    stats, order_l, G : scratch of shapes (lanes, m), (lanes, m), (m,), (m,), (m,), (n,),
+        (n, n), (n,), (n,), (n, n), (3,), (lanes, n), (n, n, lanes),
+        ``lanes = SPANS_LANES``.
+
+    The points go in groups of ``lanes``: the first ``n`` active rows of each (in scan
+    order) are certified by one lane-parallel Cholesky factorisation; a point that it
+    does not settle goes to the incremental scan.
     """
     n = X.shape[1]
     m = weight_t.shape[1]
+    lanes = G.shape[2]
+    margin = pivot_margin(n)
+    ranked = np.zeros(lanes, dtype=np.bool_)
+    small = np.empty((n, n))
     np.dot(X, weight_t, C)
-    for s in range(X.shape[0]):
-        size = 0
-        for i in range(m):
-            key = C[s, i] * inv_norm[i]
-            keys[i] = key
-            active[size] = i
-            active_keys[size] = key
-            size += C[s, i] - bias[i] >= 0.0
-        n_active[s] = size
-        rank[s] = basis_of_active(keys, active, active_keys, size, n, gram, unit_rows,
-                                  use_gram, rank_tol2, order, order_keys, kept, chol,
-                                  inv_diag, lvec, rows_buf, stats)
+    for first in range(0, X.shape[0], lanes):
+        group = min(lanes, X.shape[0] - first)
+        for l in range(lanes):
+            ranked[l] = False
+            if l >= group:
+                continue
+            s = first + l
+            size = 0
+            for i in range(m):
+                key = C[s, i] * inv_norm[i]
+                keys[l, i] = key
+                active[l, size] = i
+                active_keys[size] = key
+                size += C[s, i] - bias[i] >= 0.0
+            n_active[s] = size
+            if size >= n:
+                _rank_first(active[l], active_keys, size, n, order, order_keys)
+                for j in range(n):
+                    order_l[l, j] = order[j]
+                ranked[l] = True
+        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
+        passed = _spans(G.ctypes, n, rank_tol2, margin, lanes)
+        if passed < 0:  # a lane count the compiled kernel does not have: no certificate
+            passed = 0
+        for l in range(group):
+            s = first + l
+            size = n_active[s]
+            if ranked[l] and (passed >> l) & 1:
+                rank[s] = n
+            elif size == 0:
+                rank[s] = 0
+            else:
+                rank[s] = select_basis(keys[l], -np.inf, active[l, :size], gram, unit_rows,
+                                       use_gram, rank_tol2, order, order_keys, kept, chol,
+                                       inv_diag, lvec, stats)
