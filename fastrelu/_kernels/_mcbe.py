@@ -256,6 +256,26 @@ def _gather_lanes(order_l, lane_ok, n, gram, unit_rows, use_gram, G, rows_buf, s
 
 
 @kernel
+def _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, lane):
+    """The first ``n`` of the candidates in scan order (see :func:`_rank_first`) into
+    ``order_l[lane]``."""
+    _rank_first(cand, cand_keys, size, n, order, order_keys)
+    for j in range(n):
+        order_l[lane, j] = order[j]
+
+
+@kernel
+def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, rows_buf,
+                  small):
+    """Bit ``l`` set where ``ranked[l]`` and the rows ``order_l[l, :n]`` certainly enter
+    the basis in this order (pivots clear of ``rank_tol2``, ``PIVOT_MARGIN``): one
+    lane-parallel Cholesky factorisation of their Gram matrices (``fr_spans``)."""
+    _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
+    passed = _spans(G.ctypes, n, rank_tol2, pivot_margin(n), G.shape[2])
+    return max(passed, 0)  # -1: a lane count the compiled kernel does not have
+
+
+@kernel
 def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
               use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
               kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf, order_l, G):
@@ -286,7 +306,6 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
     """
     n = U.shape[1]
     lanes = G.shape[2]
-    margin = pivot_margin(n)
     norms = np.empty(lanes)
     threshs = np.empty(lanes)
     sizes = np.zeros(lanes, dtype=np.int64)
@@ -323,14 +342,10 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
             threshs[l] = thresh
             sizes[l] = size
             if size >= n:
-                _rank_first(cand, cand_keys, size, n, order, order_keys)
-                for j in range(n):
-                    order_l[l, j] = order[j]
+                _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, l)
                 ranked[l] = True
-        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
-        passed = _spans(G.ctypes, n, rank_tol2, margin, lanes)
-        if passed < 0:  # a lane count the compiled kernel does not have: no certificate
-            passed = 0
+        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
+                               rows_buf, small)
         for l in range(group):
             norm = norms[l]
             if norm == 0.0 and not data_kind:

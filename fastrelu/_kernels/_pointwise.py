@@ -14,8 +14,8 @@ lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in :func:`basis_of
 import numpy as np
 
 from ._jit import kernel
-from ._mcbe import (SPANS_LANES, _first_candidates_independent, _gather_lanes, _rank_first,
-                    _spans, pivot_margin, select_basis)
+from ._mcbe import (SPANS_LANES, _first_candidates_independent, _rank_first,
+                    _rank_into_lane, certify_lanes, select_basis)
 
 __all__ = ["SPANS_LANES", "basis_of_active", "pointwise_tile"]
 
@@ -67,7 +67,6 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
     n = X.shape[1]
     m = weight_t.shape[1]
     lanes = G.shape[2]
-    margin = pivot_margin(n)
     ranked = np.zeros(lanes, dtype=np.bool_)
     small = np.empty((n, n))
     np.dot(X, weight_t, C)
@@ -87,14 +86,10 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
                 size += C[s, i] - bias[i] >= 0.0
             n_active[s] = size
             if size >= n:
-                _rank_first(active[l], active_keys, size, n, order, order_keys)
-                for j in range(n):
-                    order_l[l, j] = order[j]
+                _rank_into_lane(active[l], active_keys, size, n, order, order_keys, order_l, l)
                 ranked[l] = True
-        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
-        passed = _spans(G.ctypes, n, rank_tol2, margin, lanes)
-        if passed < 0:  # a lane count the compiled kernel does not have: no certificate
-            passed = 0
+        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
+                               rows_buf, small)
         for l in range(group):
             s = first + l
             size = n_active[s]
