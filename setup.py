@@ -98,7 +98,8 @@ extensions = [
         [f"fastrelu/_ext/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["fastrelu/_ext/_lanes.h", "fastrelu/_ext/_spans.h", build_config],
+        depends=["fastrelu/_ext/_lanes.h", "fastrelu/_ext/_spans.h",
+                 "fastrelu/_ext/_cholesky_lanes.h", build_config],
         extra_compile_args=["-O3"] + omp_compile + (simd_flags if name == "_reconstruct" else []),
         extra_link_args=omp_link,
     )

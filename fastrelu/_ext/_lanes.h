@@ -20,6 +20,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "_cholesky_lanes.h"
+
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(FR_NO_VECTOR_EXTENSIONS)
 
 #if defined(__AVX__)
@@ -166,54 +168,18 @@ static int fr_gather(const unsigned char *FR_RESTRICT active, const double *FR_R
     return count;
 }
 
-/* In place: the upper triangle of each lane's S becomes R with S = R^T R. Row j of R
- * is S[j, p] minus R[k, j] R[k, p] for k = 0, 1, .., j-1 in turn, scaled by 1 / R[j, j]
- * (the arithmetic of the right-looking algorithm, computed left-looking in register
- * tiles of 8 entries). Returns the mask of lanes with a pivot that is not positive;
- * such a lane continues with the pivot 1 so that its numbers stay finite, and is
- * meaningless. */
+static ptrdiff_t fr_cholesky_lanes_passed(double *data, ptrdiff_t n, double tol2,
+                                          double margin)
+{
+    FR_CHOLESKY_LANES_BODY(fr_vec, FR_LANES)
+}
+
+/* In place: the upper triangle of each lane's S becomes R with S = R^T R (see
+ * _cholesky_lanes.h). Returns the mask of lanes with a pivot that is not positive; such
+ * a lane is meaningless. */
 static unsigned fr_cholesky_lanes(double *data, int n)
 {
-    fr_vec *U = (fr_vec *)data;
-    unsigned failed = 0;
-    for (int j = 0; j < n; j++) {
-        fr_vec *rj = U + (ptrdiff_t)j * n;
-        int p = j;
-        for (; p + 8 <= n; p += 8) {
-            fr_vec a0 = rj[p], a1 = rj[p + 1], a2 = rj[p + 2], a3 = rj[p + 3];
-            fr_vec a4 = rj[p + 4], a5 = rj[p + 5], a6 = rj[p + 6], a7 = rj[p + 7];
-            const fr_vec *rk = U;
-            for (int k = 0; k < j; k++, rk += n) {
-                fr_vec lead = rk[j];
-                a0 -= lead * rk[p]; a1 -= lead * rk[p + 1];
-                a2 -= lead * rk[p + 2]; a3 -= lead * rk[p + 3];
-                a4 -= lead * rk[p + 4]; a5 -= lead * rk[p + 5];
-                a6 -= lead * rk[p + 6]; a7 -= lead * rk[p + 7];
-            }
-            rj[p] = a0; rj[p + 1] = a1; rj[p + 2] = a2; rj[p + 3] = a3;
-            rj[p + 4] = a4; rj[p + 5] = a5; rj[p + 6] = a6; rj[p + 7] = a7;
-        }
-        for (; p < n; p++) {
-            fr_vec acc = rj[p];
-            const fr_vec *rk = U;
-            for (int k = 0; k < j; k++, rk += n)
-                acc -= rk[j] * rk[p];
-            rj[p] = acc;
-        }
-        fr_vec d = rj[j];
-        for (int l = 0; l < FR_LANES; l++) {
-            if (!(FR_LANE(d, l) > 0.0)) {
-                failed |= 1u << l;
-                FR_LANE(d, l) = 1.0;
-            }
-            FR_LANE(d, l) = sqrt(FR_LANE(d, l));
-        }
-        rj[j] = d;
-        fr_vec scale = fr_splat(1.0) / d;
-        for (p = j + 1; p < n; p++)
-            rj[p] = rj[p] * scale;
-    }
-    return failed;
+    return (unsigned)~fr_cholesky_lanes_passed(data, n, 0.0, 0.0) & ((1u << FR_LANES) - 1u);
 }
 
 /* In place: x <- S^{-1} x with S = R^T R (R from fr_cholesky_lanes). */
