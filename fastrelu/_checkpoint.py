@@ -148,7 +148,7 @@ class Saver:
                   for key in keys]
         if differ:
             raise FastReluError(f"The 'checkpoint' file {self.path!r} was written for other parameters: {'; '.join(differ)}. Give the same parameters to resume it, or another path to start afresh.")
-        written_on, here = header.get("machine"), machine()
+        written_on, here = header.get("machine"), self.machine
         if isinstance(written_on, dict) and written_on != here:
             changed = ", ".join(f"{key} {json.dumps(written_on.get(key))} there, {json.dumps(here.get(key))} here"
                                 for key in sorted(set(written_on) | set(here)) if written_on.get(key) != here.get(key))

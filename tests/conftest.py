@@ -58,3 +58,19 @@ def spans(W, mask):
     """Does each row of ``mask`` select rows of W that span R^n?"""
     n = W.shape[1]
     return np.array([np.linalg.matrix_rank(W[row]) == n if row.sum() >= n else False for row in mask])
+
+
+def interrupt_after(monkeypatch, plan_class, after):
+    """Make the ``after``-th range computed by ``plan_class`` raise KeyboardInterrupt
+    (a Ctrl-C in the middle of a run); returns the list holding the call count."""
+    original = plan_class.compute
+    calls = [0]
+
+    def compute(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == after:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(plan_class, "compute", compute)
+    return calls

@@ -13,6 +13,8 @@ from fastrelu._batch import load_spec
 from fastrelu._mcbe import _McbePlan
 from fastrelu.cli import main
 
+from conftest import interrupt_after
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)
 
@@ -170,15 +172,7 @@ def test_interrupted_job_resumes_from_its_checkpoint(files, capsys, monkeypatch)
         seed = 1
     """)
     out = files / "results"
-    original, calls = _McbePlan.compute, [0]
-
-    def compute(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(_McbePlan, "compute", compute)
+    interrupt_after(monkeypatch, _McbePlan, after=3)
     code, _, err = _run(["batch", spec, "--out", str(out), "--checkpoint-interval", "0"], capsys)
     assert code == 130 and "interrupted" in err
     checkpoints = [f for f in os.listdir(out) if f.endswith(".checkpoint.npz")]

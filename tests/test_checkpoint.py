@@ -19,6 +19,8 @@ from fastrelu._spectral import _PowerPlan
 from fastrelu._subsets import ScanPlan
 from fastrelu._width import _WidthPlan
 
+from conftest import interrupt_after
+
 def _weight(seed=0, m=40, n=6):
     return np.random.default_rng(seed).standard_normal((m, n))
 
@@ -26,21 +28,6 @@ def _weight(seed=0, m=40, n=6):
 def _header(path):
     with np.load(path, allow_pickle=False) as archive:
         return json.loads(str(archive["header"]))
-
-
-def _interrupt(monkeypatch, plan_class, after):
-    """Make the ``after``-th range computed by ``plan_class`` raise KeyboardInterrupt."""
-    original = plan_class.compute
-    calls = [0]
-
-    def compute(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == after:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(plan_class, "compute", compute)
-    return calls
 
 
 def _assert_same_estimate(a, b):
@@ -54,7 +41,7 @@ def test_interrupted_mcbe_resumes_to_the_uninterrupted_result(tmp_path, monkeypa
     W = _weight()
     path = tmp_path / "run.ckpt"
     reference = fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2)
-    _interrupt(monkeypatch, _McbePlan, after=3)
+    interrupt_after(monkeypatch, _McbePlan, after=3)
     with pytest.raises(KeyboardInterrupt):
         fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2, checkpoint=path,
                 checkpoint_interval=0)
@@ -100,7 +87,7 @@ def test_a_checkpoint_that_cannot_be_written_is_reported_as_such(tmp_path, monke
 
 
 def test_a_failed_final_save_does_not_hide_the_interruption(tmp_path, monkeypatch):
-    _interrupt(monkeypatch, _McbePlan, after=2)
+    interrupt_after(monkeypatch, _McbePlan, after=2)
     _full_disk(monkeypatch)
     with pytest.raises(KeyboardInterrupt) as caught:
         fr.mcbe(_weight(), fr.Sphere(6), 300_000, seed=3, checkpoint=tmp_path / "run.ckpt")
@@ -116,7 +103,7 @@ def test_a_checkpoint_from_another_kind_of_machine_resumes_with_a_warning(tmp_pa
 
     W = _weight()
     path = tmp_path / "run.ckpt"
-    _interrupt(monkeypatch, _McbePlan, after=3)
+    interrupt_after(monkeypatch, _McbePlan, after=3)
     with pytest.raises(KeyboardInterrupt):
         fr.mcbe(W, fr.Sphere(6), 300_000, seed=3, n_jobs=2, checkpoint=path,
                 checkpoint_interval=0)
@@ -166,7 +153,7 @@ def test_finished_checkpoint_resumes_without_computing(tmp_path, monkeypatch):
 def test_run_without_seed_records_its_seed_and_resumes_with_it(tmp_path, monkeypatch):
     W = _weight(3)
     path = tmp_path / "fresh.npz"
-    _interrupt(monkeypatch, _McbePlan, after=2)
+    interrupt_after(monkeypatch, _McbePlan, after=2)
     with pytest.raises(KeyboardInterrupt):
         fr.mcbe(W, fr.Sphere(6), 200_000, n_jobs=1, checkpoint=path, checkpoint_interval=0)
     monkeypatch.undo()
@@ -180,7 +167,7 @@ def test_data_domain_resumes(tmp_path, monkeypatch):
     rng = np.random.default_rng(6)
     W, X = rng.standard_normal((30, 5)), rng.standard_normal((60_000, 5))
     path = tmp_path / "data.npz"
-    _interrupt(monkeypatch, _McbePlan, after=2)
+    interrupt_after(monkeypatch, _McbePlan, after=2)
     with pytest.raises(KeyboardInterrupt):
         fr.mcbe(W, fr.Data(X), checkpoint=path, checkpoint_interval=0, n_jobs=1)
     monkeypatch.undo()
@@ -228,7 +215,7 @@ def _verify_facts(r):
 def test_other_sampled_kernels_resume_exactly(tmp_path, monkeypatch, run, plan_class, facts):
     path = tmp_path / "k.npz"
     reference = run()
-    _interrupt(monkeypatch, plan_class, after=2)
+    interrupt_after(monkeypatch, plan_class, after=2)
     with pytest.raises(KeyboardInterrupt):
         run(path, checkpoint_interval=0)
     monkeypatch.undo()

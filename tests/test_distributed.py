@@ -13,6 +13,8 @@ import pytest
 import fastrelu as fr
 from fastrelu import _distributed
 
+from conftest import interrupt_after
+
 distributed = pytest.importorskip("distributed")
 
 
@@ -127,15 +129,7 @@ def test_local_checkpoint_resumes_on_the_cluster(cluster, tmp_path, monkeypatch)
     client = _scale(cluster, 2)
     W = _weight(4)
     path = tmp_path / "run.npz"
-    original, calls = _McbePlan.compute, [0]
-
-    def compute(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(_McbePlan, "compute", compute)
+    interrupt_after(monkeypatch, _McbePlan, after=3)
     with pytest.raises(KeyboardInterrupt):
         fr.mcbe(W, fr.Sphere(6), 200_000, seed=2, checkpoint=path, checkpoint_interval=0)
     monkeypatch.undo()
