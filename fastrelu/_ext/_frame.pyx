@@ -13,6 +13,7 @@ numerical failure; the Python layer turns a non-zero ``info`` into one clear err
 
 import numpy as np
 
+from libc.stdint cimport int64_t, uint8_t
 from scipy.linalg.cython_blas cimport dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri, dpotrs, dsyev
 
@@ -39,14 +40,19 @@ cdef extern from *:
 cdef extern from "_spans.h" nogil:
     Py_ssize_t fr_spans(double *data, Py_ssize_t n, double tol2, double margin,
                         Py_ssize_t lanes)
+    Py_ssize_t fr_spans_gram(const double *gram, Py_ssize_t ld, const int64_t *order,
+                             const uint8_t *ranked, Py_ssize_t n, double *G,
+                             double tol2, double margin, Py_ssize_t lanes)
     int fr_spans_lanes()
 
 
 def spans_kernel():
-    """``(address, lanes)``: the address of the C function ``fr_spans`` (the
-    lane-parallel basis certificate of MCBE, see ``_spans.h``) for the Numba kernels, and
-    the number of samples it takes at once on this CPU."""
-    return <Py_ssize_t> &fr_spans, fr_spans_lanes()
+    """``(addresses, lanes)`` of the MCBE selection kernels of ``_spans.h`` for the Numba
+    kernels: a dict of the addresses of the C functions ``fr_spans`` and
+    ``fr_spans_gram`` (the lane-parallel basis certificate, without and with the gather
+    of the Gram entries), and the number of samples they take at once on this CPU."""
+    lanes = fr_spans_lanes()  # first: it selects the kernels the others dispatch to
+    return {"fr_spans": <Py_ssize_t> &fr_spans, "fr_spans_gram": <Py_ssize_t> &fr_spans_gram}, lanes
 
 
 def simd_build_runs_here():

@@ -9,6 +9,10 @@
  * tol2 + margin / min(1, d_0, .., d_{j-1}): clear of the threshold by more than
  * rounding can move it, which grows as the rows before it come close to dependent.
  *
+ * fr_spans_gram(gram, ld, order, ranked, n, G, tol2, margin, lanes) first gathers lane
+ * l's Gram matrix, entries gram[order[l n + j] ld + order[l n + k]], into G (the identity
+ * for a lane with ranked[l] == 0), then runs fr_spans on it.
+ *
  * The kernel exists twice: for CPUs with AVX2 and FMA (4 lanes, chosen at run time) and
  * for any other (2 lanes of SSE2, or 1 without GCC's vector extensions); fr_spans_lanes()
  * says which one runs, and fr_spans refuses (returns -1) another lane count.
@@ -17,6 +21,7 @@
 #define FASTRELU_SPANS_H
 
 #include "_cholesky_lanes.h"
+#include <stdint.h>
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(FR_NO_VECTOR_EXTENSIONS)
 
@@ -76,6 +81,36 @@ static ptrdiff_t fr_spans(double *data, ptrdiff_t n, double tol2, double margin,
         return fr_spans_avx2(data, n, tol2, margin);
 #endif
     return fr_spans_generic(data, n, tol2, margin);
+}
+
+/* The upper triangles of the lanes' Gram matrices (see fr_spans_gram), row by row. */
+static void fr_gather_gram(const double *gram, ptrdiff_t ld, const int64_t *order,
+                           const uint8_t *ranked, ptrdiff_t n, double *G, ptrdiff_t lanes)
+{
+    for (ptrdiff_t l = 0; l < lanes; l++) {
+        const int64_t *rows = order + l * n;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double *dst = G + j * n * lanes + l;
+            if (!ranked[l]) {
+                for (ptrdiff_t k = j; k < n; k++)
+                    dst[k * lanes] = k == j ? 1.0 : 0.0;
+                continue;
+            }
+            const double *row = gram + rows[j] * ld;
+            for (ptrdiff_t k = j; k < n; k++)
+                dst[k * lanes] = row[rows[k]];
+        }
+    }
+}
+
+static ptrdiff_t fr_spans_gram(const double *gram, ptrdiff_t ld, const int64_t *order,
+                               const uint8_t *ranked, ptrdiff_t n, double *G, double tol2,
+                               double margin, ptrdiff_t lanes)
+{
+    if (fr_spans_here == 0 || lanes != fr_spans_here)
+        return -1;
+    fr_gather_gram(gram, ld, order, ranked, n, G, lanes);
+    return fr_spans(G, n, tol2, margin, lanes);
 }
 
 #endif

@@ -37,11 +37,17 @@ _KIND_DOUBLE = ord("d")
 # The lane-parallel certificate of the C extension (fastrelu/_ext/_spans.h), called by
 # its symbol name so that the kernels that call it stay cacheable; SPANS_LANES samples
 # at once on this CPU (4 with AVX2 and FMA).
-_SPANS_ADDRESS, SPANS_LANES = _frame.spans_kernel()
-llvm.add_symbol("fastrelu_spans", _SPANS_ADDRESS)
+_ADDRESSES, SPANS_LANES = _frame.spans_kernel()
+for _name, _address in _ADDRESSES.items():
+    llvm.add_symbol("fastrelu_" + _name[3:], _address)
 _spans = types.ExternalFunction(
     "fastrelu_spans", types.intp(types.CPointer(types.float64), types.intp, types.float64,
                                  types.float64, types.intp))
+# (gram, ld, order (int64), ranked (bool), n, G, tol2, margin, lanes)
+_spans_gram = types.ExternalFunction(
+    "fastrelu_spans_gram", types.intp(types.CPointer(types.float64), types.intp, types.voidptr,
+                                      types.voidptr, types.intp, types.CPointer(types.float64),
+                                      types.float64, types.float64, types.intp))
 EPS = float(np.finfo(np.float64).eps)
 #: A pivot d_j counts as clear of rank_tol^2 only above
 #: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, d_0, .., d_{j-1}); closer ones are left to
@@ -270,8 +276,12 @@ def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, r
     """Bit ``l`` set where ``ranked[l]`` and the rows ``order_l[l, :n]`` certainly enter
     the basis in this order (pivots clear of ``rank_tol2``, ``PIVOT_MARGIN``): one
     lane-parallel Cholesky factorisation of their Gram matrices (``fr_spans``)."""
-    _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
-    passed = _spans(G.ctypes, n, rank_tol2, pivot_margin(n), G.shape[2])
+    if use_gram:
+        passed = _spans_gram(gram.ctypes, gram.shape[1], order_l.ctypes, ranked.ctypes, n,
+                             G.ctypes, rank_tol2, pivot_margin(n), G.shape[2])
+    else:
+        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
+        passed = _spans(G.ctypes, n, rank_tol2, pivot_margin(n), G.shape[2])
     return max(passed, 0)  # -1: a lane count the compiled kernel does not have
 
 
