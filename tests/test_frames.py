@@ -56,6 +56,54 @@ def test_too_few_rows(function):
         function(np.eye(3)[:2])
 
 
+@pytest.mark.parametrize("function", [fr.frame_bounds, fr.canonical_dual, fr.frame_operator_inverse])
+def test_rank_deficient_weights_are_never_taken_for_frames(function):
+    # rounding often leaves S = W^T W a tiny positive pivot, so a Cholesky factorisation
+    # that succeeds proves nothing; the rank decides
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        W = rng.standard_normal((12, 3)) * rng.uniform(0.1, 1e3)
+        W[:, 2] = W[:, 0] + W[:, 1]
+        assert not fr.is_frame(W)
+        with pytest.raises(fr.FastReluError, match=r"rank\(weight\) = 2"):
+            function(W)
+
+
+def _with_singular_values(values, m, seed):
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, len(values))))
+    V, _ = np.linalg.qr(rng.standard_normal((len(values), len(values))))
+    return U @ np.diag(values) @ V.T, V
+
+
+def test_ill_conditioned_frames_get_accurate_answers():
+    # cond(W) = 1e9: cond(S) = 1e18 is beyond double precision, the SVD of W is not
+    W, V = _with_singular_values([1.0, 1.0, 1e-9], 12, 5)
+    assert fr.is_frame(W)
+    A, B = fr.frame_bounds(W)
+    assert A == pytest.approx(1e-18, rel=1e-5) and B == pytest.approx(1.0, rel=1e-12)
+    dual = fr.canonical_dual(W)
+    np.testing.assert_allclose(dual.T @ W, np.eye(3), atol=1e-5)
+    inverse = fr.frame_operator_inverse(W)
+    expected = V @ np.diag([1.0, 1.0, 1e18]) @ V.T
+    np.testing.assert_allclose(inverse, expected, rtol=1e-5, atol=1e-5 * 1e18)
+
+
+@pytest.mark.parametrize("condition", [0.5e4, 2e4])
+def test_cholesky_and_svd_answers_agree_at_the_switch(condition, monkeypatch):
+    # cond(S) = condition^2 on either side of CHOLESKY_MAX_CONDITION = 1e8
+    from fastrelu import _frames
+    W, _ = _with_singular_values([2.0, 1.0, 1.0 / condition], 9, 6)
+    answers = []
+    for limit in (np.inf, 0.0):  # all Cholesky, all SVD
+        monkeypatch.setattr(_frames, "CHOLESKY_MAX_CONDITION", limit)
+        answers.append((fr.frame_bounds(W), fr.canonical_dual(W), fr.frame_operator_inverse(W)))
+    (bounds_c, dual_c, inv_c), (bounds_s, dual_s, inv_s) = answers
+    np.testing.assert_allclose(bounds_c, bounds_s, rtol=1e-6)
+    np.testing.assert_allclose(dual_c, dual_s, rtol=1e-6, atol=1e-6 * np.abs(dual_s).max())
+    np.testing.assert_allclose(inv_c, inv_s, rtol=1e-6, atol=1e-6 * np.abs(inv_s).max())
+
+
 def test_compiled_twins_report_failure_as_data():
     S = np.array([[1.0, 2.0], [2.0, 1.0]])  # indefinite
     L, info = _frame.cholesky(S)
