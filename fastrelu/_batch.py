@@ -240,7 +240,7 @@ def _weights(job):
         if spec["random"] == "sphere":
             return W / np.linalg.norm(W, axis=1, keepdims=True)
         return W / np.sqrt(n)
-    W = load_array(spec, "weights", key=job.get("key"))
+    W = load_array(spec, "weights", key=job.get("key"), key_option="the job's 'key'")
     if np.ndim(W) != 2:
         raise FastReluError(f"The 'weights' file must hold a 2-D array. Got shape {np.shape(W)} in {spec!r}.")
     return W
@@ -255,7 +255,7 @@ def _data_path(job):
 def _domain(job, dim):
     kind, nonnegative = job["domain"], job.get("nonnegative", False)
     if kind == "data":
-        return Data(load_array(_data_path(job), "data", key=job.get("data_key")))
+        return Data(load_array(_data_path(job), "data", key=job.get("data_key"), key_option="the job's 'data_key'"))
     if kind == "shell":
         if "inner" not in job or "outer" not in job:
             raise FastReluError("The shell domain needs both keys 'inner' and 'outer'.")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ._domains import Sphere
 from ._errors import FastReluError
-from ._io import jsonable
+from ._io import jsonable, output_directory
 from ._layer import ReLULayer
 from ._mcbe import covering_radius, mcbe
 from ._parallel import Stopwatch
@@ -740,9 +740,7 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
     jobs = n_jobs_value(n_jobs)
     figures = _bool(figures, "figures")
     if out is not None:
-        out = os.fspath(out)
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise FastReluError(f"The 'out' parameter must be a directory (it is created if missing). Got {out!r}, an existing file.")
+        out = output_directory(out, "out")  # before the run, not after it
     results = spec.run(params, seed_used, jobs, progress)
     record = {
         "experiment": name,
@@ -761,7 +759,6 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
     }
     record = jsonable(record)
     if out is not None:
-        os.makedirs(out, exist_ok=True)
         if figures:
             Figure = _figure_factory()
             if Figure is None:

@@ -2,38 +2,105 @@
 
 import math
 import os
+import tempfile
+import warnings
 
 import numpy as np
 
 from ._errors import FastReluError
 
 
-def load_array(path, name, *, key=None):
-    """Load a numeric array from ``.npy``, ``.npz`` (``key`` selects the array when there
-    are several), ``.csv`` (comma-separated) or ``.txt`` (whitespace-separated)."""
+def load_array(path, name, *, key=None, key_option="--key", numeric=True):
+    """Load an array from ``.npy``, ``.npz`` (``key`` selects the array when there are
+    several; ``key_option`` is the option that sets it, named in the error, or ``None``),
+    ``.csv`` (comma-separated) or ``.txt`` (whitespace-separated). With ``numeric`` (the
+    default) it must hold real numbers: a complex array is refused, not cut to its real
+    part."""
     if not os.path.isfile(path):
         raise FastReluError(f"The '{name}' file must exist and be readable. Got {path!r}, which is not a file.")
     ext = os.path.splitext(path)[1].lower()
+    if ext not in (".npy", ".npz", ".csv", ".txt"):
+        raise FastReluError(f"The '{name}' file must end in .npy, .npz, .csv or .txt. Got {path!r}.")
     try:
-        if ext == ".npy":
-            return np.load(path, allow_pickle=False)
-        if ext == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if key is None:
-                    if len(names) != 1:
-                        raise FastReluError(f"The '{name}' file {path!r} holds arrays {names}: choose one with --key.")
-                    key = names[0]
-                if key not in names:
-                    raise FastReluError(f"The '{name}' file {path!r} has no array {key!r}. It holds {names}.")
-                return archive[key]
-        if ext in (".csv", ".txt"):
-            return np.loadtxt(path, delimiter="," if ext == ".csv" else None, ndmin=2)
+        with warnings.catch_warnings():
+            # NumPy warns (an empty text file) where it should fail: one error, no noise
+            warnings.simplefilter("error")
+            array = _read(path, name, ext, key, key_option)
     except FastReluError:
         raise
     except Exception as exc:  # numpy raises many types for malformed files
         raise FastReluError(f"The '{name}' file {path!r} could not be read as a {ext} array: {exc}") from None
-    raise FastReluError(f"The '{name}' file must end in .npy, .npz, .csv or .txt. Got {path!r}.")
+    real = np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    if numeric and (not real or np.iscomplexobj(array)):
+        raise FastReluError(f"The '{name}' file {path!r} must hold real numbers. Got an array of dtype {array.dtype}.")
+    return array
+
+
+def _read(path, name, ext, key, key_option):
+    if ext == ".npy":
+        return np.load(path, allow_pickle=False)
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if key is None:
+                if len(names) != 1:
+                    how = f"choose one with {key_option}" if key_option else "it must hold exactly one"
+                    raise FastReluError(f"The '{name}' file {path!r} holds arrays {names}: {how}.")
+                key = names[0]
+            if key not in names:
+                raise FastReluError(f"The '{name}' file {path!r} has no array {key!r}. It holds {names}.")
+            return archive[key]
+    return np.loadtxt(path, delimiter="," if ext == ".csv" else None, ndmin=2)
+
+
+def output_file(path, name, suffix):
+    """The file a result will be written to (NumPy adds ``suffix`` when it is missing),
+    checked before any work is done: a long run must not end in a write that fails.
+
+    The file is created and removed again when it does not exist yet, so the check is the
+    file system's own; an existing file is opened for writing without being truncated.
+    """
+    final = os.fspath(path)
+    if not os.path.isdir(final) and not final.endswith(suffix):
+        final += suffix
+    if os.path.isdir(final):
+        raise FastReluError(f"The '{name}' file must be a file to write. Got {final!r}, which is a directory.")
+    parent = os.path.dirname(os.path.abspath(final))
+    if not os.path.isdir(parent):
+        raise FastReluError(f"The '{name}' file must be in an existing directory. Got {final!r}, whose directory {parent!r} does not exist.")
+    try:
+        if os.path.exists(final):
+            open(final, "r+b").close()
+        else:
+            open(final, "xb").close()
+            os.remove(final)
+    except OSError as exc:
+        raise FastReluError(f"The '{name}' file must be writable. Got {final!r} ({exc.strerror or exc}).") from None
+    return final
+
+
+def output_directory(path, name, what="parameter"):
+    """Create the directory results will be written to, before any work is done, and
+    check that files can be made in it (``what``: the kind of ``name`` in the error,
+    "parameter" or "option")."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FastReluError(f"The '{name}' {what} must be a directory (it is created if missing). Got {path!r}, an existing file.")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise FastReluError(f"The '{name}' {what} must be a directory that can be created and written to. Got {path!r} ({exc.strerror or exc}).") from None
+    return path
+
+
+def write_output(path, name, write):
+    """``write(path)``, with a failure (a full disk) reported as the file's error."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise FastReluError(f"The '{name}' file {path!r} could not be written ({exc.strerror or exc}).") from None
 
 
 def jsonable(value):

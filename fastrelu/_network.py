@@ -21,7 +21,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._layer import ReLULayer
-from ._validation import as_matrix, as_vector
+from ._validation import as_matrix, as_vector, check_real
 
 #: Keys of fastrelu's ``.npz`` layout: ``weight_<k>``, ``bias_<k>`` (no leading zeros).
 _NPZ_KEY = re.compile(r"^(weight|bias)_(0|[1-9][0-9]*)$")
@@ -141,6 +141,7 @@ class Network:
     def _inputs(self, X):
         """Validate ``X`` once: a float64 ``(N, n)`` array and whether it was 1-D."""
         n = self.input_dim
+        check_real(X, "X")
         try:
             array = np.asarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._layer import ReLULayer
-from ._validation import as_matrix, as_vector, positive_float
+from ._validation import as_matrix, as_vector, check_real, positive_float
 
 
 def double_layer(layer, bias2=None):
@@ -153,6 +153,7 @@ def harmonic_prune(operator, *, keep=None, threshold=None, input_shape=None):
     HarmonicPruning
     """
     fraction, threshold = _selection(keep, threshold)
+    check_real(operator, "operator")
     try:
         A = np.asarray(operator, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -12,7 +12,7 @@ from ._layer import ReLULayer
 from ._mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL
 from ._parallel import Stopwatch, run_blocks
 from ._pointwise import _Geometry
-from ._validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
+from ._validation import as_frame, check_real, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 METHODS = ("dual", "basis", "frame")
 _core = None
@@ -151,6 +151,7 @@ class Inversion:
 
 
 def _as_outputs(Y, m, name="Y"):
+    check_real(Y, name)
     try:
         array = np.asarray(Y, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -482,9 +482,10 @@ def save_report(report, out_dir, *, plots=True):
     import json
     import os
 
+    from ._io import output_directory
     from ._plots import plot_report
 
-    os.makedirs(out_dir, exist_ok=True)
+    output_directory(out_dir, "out_dir")
     paths = [os.path.join(out_dir, "report.json"), os.path.join(out_dir, "samples.npz")]
     with open(paths[0], "w") as handle:
         json.dump(report.to_dict(), handle, indent=1)

@@ -10,6 +10,7 @@ from ._errors import FastReluError
 
 def as_matrix(value, name, *, ncols=None, allow_empty=False):
     """Return ``value`` as a C-contiguous, finite float64 2-D array or raise."""
+    check_real(value, name)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -26,6 +27,7 @@ def as_matrix(value, name, *, ncols=None, allow_empty=False):
 
 def as_vector(value, name, *, length):
     """Return ``value`` as a contiguous finite float64 1-D array of ``length`` or raise."""
+    check_real(value, name)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -36,6 +38,12 @@ def as_vector(value, name, *, length):
         raise FastReluError(f"The '{name}' parameter must have shape ({length},). Got {name}.shape={array.shape}.")
     _check_finite(array, name)
     return np.ascontiguousarray(array)
+
+
+def check_real(value, name):
+    """A complex array is an error, not silently cut to its real part."""
+    if np.iscomplexobj(value):
+        raise FastReluError(f"The '{name}' parameter must hold real numbers. Got complex values (dtype {np.asarray(value).dtype}).")
 
 
 def _check_finite(array, name):

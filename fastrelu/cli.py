@@ -12,7 +12,7 @@ from ._batch import add_batch_parser
 from ._distributed import add_cluster_arguments, cluster_from_args
 from ._domains import Ball, Data, Shell, Sphere
 from ._errors import BuildError, FastReluError
-from ._io import jsonable, load_array
+from ._io import jsonable, load_array, output_directory, output_file, write_output
 from ._layer import ReLULayer
 from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
@@ -34,7 +34,7 @@ def _domain_from_args(args, dim):
         return Shell(dim, args.inner, args.outer, args.nonnegative)
     if args.data is None:
         raise FastReluError("The data domain needs --data FILE (rows are the points).")
-    return Data(load_array(args.data, "data", key=args.data_key))
+    return Data(load_array(args.data, "data", key=args.data_key, key_option="--data-key"))
 
 
 def _json_float(x):
@@ -53,8 +53,11 @@ def _progress(args):
 
 
 def _cmd_bias(args):
+    out = None if args.out is None else output_file(args.out, "--out", ".npy")
     weight = _load_weights(args)
     domain = _domain_from_args(args, np.shape(weight)[1])
+    if args.domain == "data" and args.samples is not None:
+        raise FastReluError("The '--samples' option does not apply to --domain data: every point of --data is one sample.")
     if args.method == "pbe":
         for option, value in (("--samples", args.samples), ("--margin", args.margin),
                               ("--seed", args.seed), ("--checkpoint", args.checkpoint),
@@ -75,8 +78,8 @@ def _cmd_bias(args):
                       margin=margin, n_jobs=args.jobs, progress=_progress(args),
                       client=args.client, checkpoint=args.checkpoint,
                       checkpoint_interval=args.checkpoint_interval)
-    if args.out:
-        np.save(args.out, result.alpha)
+    if out:
+        write_output(out, "--out", lambda path: np.save(path, result.alpha))
     summary = {
         "method": result.method,
         "domain": repr(result.domain),
@@ -88,7 +91,7 @@ def _cmd_bias(args):
         "unconstrained": int(result.unconstrained.sum()),
         "n_incomplete": result.n_incomplete,
         "n_facets": None if result.facets is None else int(result.facets.shape[0]),
-        "out": args.out,
+        "out": out,
     }
     if args.json:
         summary["alpha"] = [_json_float(a) for a in result.alpha]
@@ -106,8 +109,8 @@ def _cmd_bias(args):
         if finite.size:
             print(f"alpha: min {finite.min():.6g}, median {np.median(finite):.6g}, max {finite.max():.6g}; "
                   f"{summary['unconstrained']} rows unconstrained")
-        if args.out:
-            print(f"alpha written to {args.out}")
+        if out:
+            print(f"alpha written to {out}")
     return 0
 
 
@@ -115,8 +118,8 @@ def _layer_from_args(args, weight):
     if args.bias is not None and args.affine_bias is not None:
         raise FastReluError("Give either --bias (alpha in ReLU(W x - alpha)) or --affine-bias (b in ReLU(W x + b)), not both.")
     if args.affine_bias is not None:
-        return ReLULayer.from_affine(weight, load_array(args.affine_bias, "affine-bias", key=args.bias_key))
-    bias = None if args.bias is None else load_array(args.bias, "bias", key=args.bias_key)
+        return ReLULayer.from_affine(weight, load_array(args.affine_bias, "affine-bias", key=args.bias_key, key_option="--bias-key"))
+    bias = None if args.bias is None else load_array(args.bias, "bias", key=args.bias_key, key_option="--bias-key")
     return ReLULayer(weight, bias)
 
 
@@ -124,10 +127,12 @@ def _cmd_check(args):
     weight = _load_weights(args)
     layer = _layer_from_args(args, weight)
     n = layer.shape[1]
+    out = None
     if args.data is not None:
         if args.points is not None or args.seed is not None:
             raise FastReluError("The '--points' and '--seed' options apply to a sampled domain, not to --data.")
-        X = load_array(args.data, "data", key=args.data_key)
+        out = None if args.out is None else output_file(args.out, "--out", ".npy")
+        X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
         report = injectivity_summary(layer, X, rank_tol=args.rank_tol, n_jobs=args.jobs)
         failed = report.failures
         summary = {"domain": f"Data(points=<{report.n_points} x {n}>)", "seed": None,
@@ -135,8 +140,8 @@ def _cmd_check(args):
                    "failures": failed.tolist(), "failed_n_active": report.n_active[failed].tolist(),
                    "failed_rank": report.rank[failed].tolist()}
         labels = [f"point {i}" for i in failed]
-        if args.out:
-            np.save(args.out, report.injective)
+        if out:
+            write_output(out, "--out", lambda path: np.save(path, report.injective))
     else:
         if args.out:
             raise FastReluError("The '--out' option (the per-point mask) needs --data; sampled points are not stored.")
@@ -152,7 +157,7 @@ def _cmd_check(args):
         labels = [np.array2string(x, precision=4, separator=", ") for x in report.failed_points]
         failed = report.failed_n_active
     summary.update(fraction=summary["n_injective"] / summary["n_points"] if summary["n_points"] else None,
-                   rank_tol=report.rank_tol, elapsed=report.elapsed, out=args.out)
+                   rank_tol=report.rank_tol, elapsed=report.elapsed, out=out)
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
@@ -166,24 +171,25 @@ def _cmd_check(args):
             print(f"  not injective: {label} ({active} active rows, rank {rank})")
         if n_failed > 10:
             print(f"  ... and {n_failed - 10} more")
-        if args.out:
-            print(f"per-point mask written to {args.out}")
+        if out:
+            print(f"per-point mask written to {out}")
     if args.strict and summary["n_injective"] < summary["n_points"]:
         return 1
     return 0
 
 
 def _cmd_reconstruct(args):
+    out = output_file(args.out, "--out", ".npy")
     weight = _load_weights(args)
     layer = _layer_from_args(args, weight)
-    Y = load_array(args.outputs, "outputs", key=args.outputs_key)
+    Y = load_array(args.outputs, "outputs", key=args.outputs_key, key_option="--outputs-key")
     result = reconstruct(layer, Y, args.method, cond=args.cond, tol=args.tol,
                          max_iter=args.max_iter, n_jobs=args.jobs)
-    np.save(args.out, result.x)
+    write_output(out, "--out", lambda path: np.save(path, result.x))
     ok = np.atleast_1d(result.ok)
     failed = np.flatnonzero(~ok)
     summary = {"method": result.method, "n_outputs": int(ok.size), "n_recovered": int(ok.sum()),
-               "failed": failed.tolist(), "elapsed": result.elapsed, "out": args.out}
+               "failed": failed.tolist(), "elapsed": result.elapsed, "out": out}
     cond = np.atleast_1d(result.cond)[ok]
     summary["cond_median"] = float(np.median(cond)) if cond.size else None
     summary["cond_max"] = float(cond.max()) if cond.size else None
@@ -199,7 +205,7 @@ def _cmd_reconstruct(args):
             shown = ", ".join(str(i) for i in failed[:10])
             print(f"  not recoverable (active rows do not span): {shown}"
                   + (f" and {failed.size - 10} more" if failed.size > 10 else ""))
-        print(f"inputs written to {args.out}")
+        print(f"inputs written to {out}")
     if args.strict and failed.size:
         return 1
     return 0
@@ -274,7 +280,7 @@ def _cmd_demo(args):
 def _cmd_svals(args):
     weight = _load_weights(args)
     layer = _layer_from_args(args, weight)
-    data = None if args.data is None else load_array(args.data, "data", key=args.data_key)
+    data = None if args.data is None else load_array(args.data, "data", key=args.data_key, key_option="--data-key")
     result = relu_singular_values(layer.weight, args.k, bias=layer.bias, data=data,
                                   n_starts=args.starts, fit_steps=args.fit_steps,
                                   seed=0 if args.seed is None else args.seed, n_jobs=args.jobs,
@@ -303,9 +309,10 @@ def _cmd_svals(args):
 def _cmd_width(args):
     if args.out and not args.local:
         raise FastReluError("The '--out' option (per-point metrics) needs --local.")
+    out = None if args.out is None else output_file(args.out, "--out", ".npz")
     weight = _load_weights(args)
     seed = 0 if args.seed is None else args.seed
-    data = None if args.data is None else load_array(args.data, "data", key=args.data_key)
+    data = None if args.data is None else load_array(args.data, "data", key=args.data_key, key_option="--data-key")
     if args.linear:
         if args.bias is not None or args.affine_bias is not None or data is not None:
             raise FastReluError("The '--linear' option measures W B, the linear map on the unit ball: it takes no --bias, --affine-bias or --data.")
@@ -320,9 +327,10 @@ def _cmd_width(args):
             raise FastReluError("The '--checkpoint', '--scheduler' and '--local-cluster' options apply to the sampled widths, not to --local (nothing is sampled).")
         layer = _layer_from_args(args, weight)
         metrics = local_metrics(layer, data, n_jobs=args.jobs)
-        if args.out:
-            np.savez(args.out, width=metrics.width, sigma_max=metrics.sigma_max,
-                     sigma_min=metrics.sigma_min, rank=metrics.rank, n_active=metrics.n_active)
+        if out:
+            write_output(out, "--out", lambda path: np.savez(
+                path, width=metrics.width, sigma_max=metrics.sigma_max,
+                sigma_min=metrics.sigma_min, rank=metrics.rank, n_active=metrics.n_active))
         stats = {}
         for name in ("width", "sigma_max", "sigma_min"):
             values = getattr(metrics, name)
@@ -331,7 +339,7 @@ def _cmd_width(args):
                            "max": _json_float(values.max()) if values.size else None}
         summary = {"local": True, "n_points": metrics.n_points,
                    "n_full_rank": int(np.count_nonzero(metrics.rank == layer.shape[1])),
-                   "tol": metrics.tol, "elapsed": metrics.elapsed, "out": args.out, **stats}
+                   "tol": metrics.tol, "elapsed": metrics.elapsed, "out": out, **stats}
         if args.json:
             json.dump(summary, sys.stdout)
             sys.stdout.write("\n")
@@ -342,8 +350,8 @@ def _cmd_width(args):
             s = stats[name]
             if s["min"] is not None:
                 print(f"  {name:<10} min {s['min']:.6g}  mean {s['mean']:.6g}  max {s['max']:.6g}")
-        if args.out:
-            print(f"per-point metrics written to {args.out}")
+        if out:
+            print(f"per-point metrics written to {out}")
         return 0
     else:
         layer = _layer_from_args(args, weight)
@@ -369,6 +377,7 @@ def _cmd_report(args):
     from ._network import Network
     from ._report import analyze, save_report
 
+    output_directory(args.out, "--out", "option")
     if args.model == "digits":
         from ._digits import digits_model
 
@@ -380,9 +389,9 @@ def _cmd_report(args):
         if args.data is None:
             raise FastReluError("The 'report' command needs --data FILE (the network inputs to analyse, N x n).")
         network = Network.load(args.model)
-        X = load_array(args.data, "data", key=args.data_key)
-        y = None if args.labels is None else load_array(args.labels, "labels")
-        fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data")
+        X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
+        y = None if args.labels is None else load_array(args.labels, "labels", key_option=None, numeric=False)
+        fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data", key_option=None)
     enlarge = None if args.enlarge == "none" else args.enlarge
     report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
                      enlarge=enlarge, n_jobs=args.jobs)
@@ -422,6 +431,8 @@ def _cmd_experiment(args):
             overrides[key] = json.loads(text)
         except ValueError:
             overrides[key] = text  # a bare word such as covering
+    if args.out is not None:
+        output_directory(args.out, "--out", "option")
     record = run_experiment(args.name, args.out, seed=args.seed, quick=args.quick,
                             n_jobs=args.jobs, progress=_progress(args),
                             figures=not args.no_figures, **overrides)
@@ -465,8 +476,16 @@ def _run_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line, like every other error of the CLI (exit
+    code 2); ``--help`` still prints the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastrelu", description="Frame-theoretic analysis of ReLU layers ReLU(W x - alpha).")
+    parser = _Parser(prog="fastrelu", description="Frame-theoretic analysis of ReLU layers ReLU(W x - alpha).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -54,20 +54,54 @@ def test_bias_domains_and_formats(weights, tmp_path, capsys):
     (["bias", "{NPZ}", "--key", "nope"], "has no array 'nope'"),
     (["bias", "{GARBAGE}"], "could not be read"),
     (["bias", "{W}", "--margin", "wide"], "'--margin' option must be 'covering' or a number"),
+    (["bias", "{NAN}"], "must contain only finite numbers. Got NaN or inf at (2, 1)"),
+    (["bias", "{ONE_D}"], "must hold a 2-D array"),
+    (["bias", "{FEW}"], "at least as many rows"),
+    (["bias", "{ZERO}"], "no zero rows"),
+    (["bias", "{COMPLEX}"], "must hold real numbers. Got an array of dtype complex128"),
+    (["bias", "{EMPTY}"], "could not be read as a .txt array"),
+    (["bias", "{W}", "--domain", "data", "--data", "{NPZ}"], "choose one with --data-key"),
+    (["bias", "{W}", "--domain", "data", "--data", "{X}", "--samples", "10"], "'--samples' option does not apply to --domain data"),
+    (["bias", "{W}", "--out", "{DIR}"], "which is a directory"),
+    (["bias", "{W}", "--out", "{NODIR}"], "does not exist"),
+    (["check", "{W}", "--data", "{X}", "--out", "{NODIR}"], "does not exist"),
+    (["reconstruct", "{W}", "--outputs", "{X}", "--out", "{DIR}"], "which is a directory"),
+    (["width", "{W}", "--local", "--data", "{X}", "--out", "{NODIR}"], "does not exist"),
+    (["report", "{W}", "--data", "{X}", "--out", "{W}"], "an existing file"),
+    (["experiment", "tetrahedron", "--out", "{W}"], "an existing file"),
 ])
 def test_bad_input_is_one_line_exit_2(weights, tmp_path, capsys, argv, match):
-    _, path = weights
-    bad = tmp_path / "bad.npy"
-    np.save(bad, np.ones((4, 2)))
-    npz = tmp_path / "two.npz"
-    np.savez(npz, a=np.eye(2), b=np.eye(2))
-    garbage = tmp_path / "garbage.csv"
-    garbage.write_text("1,2,x\n3,4\n")
-    argv = [a.format(W=path, BAD=bad, NPZ=npz, GARBAGE=garbage) for a in argv]
+    W, path = weights
+    files = {"W": path, "DIR": tmp_path, "NODIR": tmp_path / "missing" / "out.npy"}
+    for name, value in {"BAD": np.ones((4, 2)), "X": np.ones((5, 3)), "ONE_D": W[:, 0],
+                        "FEW": W[:2], "ZERO": np.vstack([W, np.zeros(3)]),
+                        "NAN": np.where(np.arange(27).reshape(9, 3) == 7, np.nan, W),
+                        "COMPLEX": W + 1j}.items():
+        files[name] = tmp_path / f"{name}.npy"
+        np.save(files[name], value)
+    files["NPZ"] = tmp_path / "two.npz"
+    np.savez(files["NPZ"], a=np.eye(2), b=np.eye(2))
+    files["GARBAGE"] = tmp_path / "garbage.csv"
+    files["GARBAGE"].write_text("1,2,x\n3,4\n")
+    files["EMPTY"] = tmp_path / "empty.txt"
+    files["EMPTY"].write_text("")
+    argv = [a.format(**files) for a in argv]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastrelu: error: ") and err.count("\n") == 1
     assert match in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("argv", [["bias", "W.npy", "--domain", "torus"],
+                                  ["bias", "W.npy", "--samples", "abc"], ["frobnicate"], []])
+def test_usage_errors_are_one_line_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "--help" in err
 
 
 def test_demo_runs(capsys):

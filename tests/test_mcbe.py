@@ -216,6 +216,7 @@ def test_estimate_bias_front_door(tetrahedron):
     (np.ones((2, 3)), "at least as many rows"),
     (np.vstack([np.eye(2), np.zeros((1, 2))]), "zero rows at indices \\[2\\]"),
     (np.ones((5, 3)), r"rank\(weight\) = 1"),
+    (np.eye(3) + 1j, "must hold real numbers. Got complex values"),
 ])
 def test_bad_weights(weight, match):
     with pytest.raises(fr.FastReluError, match=match):

@@ -153,6 +153,8 @@ def test_wrong_data_width():
     net = _random_network(np.random.default_rng(6), (4, 6, 2), last_linear=True)
     with pytest.raises(FastReluError, match=r"must have 4 columns \(the network's input dimension\)\. Got X\.shape=\(3, 5\)"):
         net.forward(np.zeros((3, 5)))
+    with pytest.raises(FastReluError, match="'X' parameter must hold real numbers"):
+        net.forward(np.zeros((3, 4), dtype=complex))
     with pytest.raises(FastReluError, match=r"must have 4 entries .* Got X\.shape=\(3,\)"):
         net.hidden_outputs(np.zeros(3))
     with pytest.raises(FastReluError, match=r"must have 4 columns"):

@@ -118,6 +118,7 @@ def test_convolution_keep_everything_and_thresholds():
     (np.ones((3, 2)), {"keep": 0.5, "threshold": 1.0}, "Exactly one of the 'keep' and 'threshold' parameters"),
     (np.array([[1.0, np.nan]]), {"keep": 0.5}, "'operator' parameter must contain only finite numbers"),
     (np.full((1, 1, 2, 2), np.inf), {"keep": 0.5, "input_shape": (3, 3)}, "'operator' parameter must contain only finite numbers"),
+    (np.ones((3, 2)) * 1j, {"keep": 0.5}, "'operator' parameter must hold real numbers"),
 ])
 def test_harmonic_prune_bad_input(operator, kwargs, match):
     with pytest.raises(FastReluError, match=match):

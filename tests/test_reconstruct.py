@@ -374,6 +374,8 @@ def test_bad_input():
     nan[2, 4] = np.nan
     with pytest.raises(fr.FastReluError, match="finite.*rows 2"):
         fr.reconstruct(layer, nan)
+    with pytest.raises(fr.FastReluError, match="'Y' parameter must hold real numbers"):
+        fr.reconstruct(layer, Y + 0j)
     with pytest.raises(fr.FastReluError, match="'bias' parameter must have shape \\(5,\\)"):
         fr.ReLULayer(W, np.zeros(4))
     with pytest.raises(fr.FastReluError, match="must be a frame for R\\^3.*rank"):
