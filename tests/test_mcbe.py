@@ -138,6 +138,42 @@ def test_domain_reductions_against_brute_force(domain, values):
     np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("domain, low, high", [
+    (fr.Sphere(3, radius=1.5), 1.5, 1.5),
+    (fr.Ball(3, radius=2.0), 0.0, 2.0),
+    (fr.Shell(3, 0.5, 2.0), 0.5, 2.0),
+    (fr.Sphere(3, nonnegative=True), 1.0, 1.0),
+    (fr.Ball(3, radius=2.0, nonnegative=True), 0.0, 2.0),
+    (fr.Shell(3, 1.0, 3.0, nonnegative=True), 1.0, 3.0),
+])
+def test_reductions_against_the_definition_on_points_drawn_from_the_domain(domain, low, high):
+    # Points of the domain along the sampled directions, at radii spread over its range
+    # and both ends: the definition on those points (brute force) picks the same bases as
+    # the reduction (a basis depends on the direction only), and the reduction's value on
+    # a ray is the smallest over it, reached at an end of the range.
+    rng = np.random.default_rng(15)
+    W = rng.standard_normal((8, 3))
+    n_samples = 1500
+    U = _directions(16, n_samples, 3, domain.nonnegative)
+    radii = rng.uniform(low, high, (4, n_samples, 1))
+    radii[0], radii[1] = low, high
+    radii[2] = np.maximum(radii[2], 1e-3)  # the origin has no direction
+    reduced = fr.mcbe(W, domain, n_samples, seed=16)
+    lowest = np.full(8, np.inf)
+    for r in radii:
+        if not np.all(r > 0):
+            continue
+        alpha, counts = brute_force_mcbe(W, U * r)
+        np.testing.assert_array_equal(reduced.counts, counts)
+        assert np.all(reduced.alpha <= alpha + 1e-12)
+        lowest = np.minimum(lowest, alpha)
+    if low > 0:  # both ends are points of the domain
+        np.testing.assert_allclose(reduced.alpha, lowest, rtol=1e-12, atol=1e-14)
+    else:  # the ball: the far end for negative values, 0 (the origin) for positive ones
+        expected = np.where(np.isfinite(lowest), np.minimum(lowest, 0.0), np.inf)
+        np.testing.assert_allclose(reduced.alpha, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_ball_and_shell_estimates_bound_data_drawn_from_them():
     rng = np.random.default_rng(9)
     W = rng.standard_normal((10, 3))
