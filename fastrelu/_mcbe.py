@@ -58,8 +58,12 @@ class BiasEstimate:
     rank_tol : float
         Rank tolerance of the basis selection.
     repeated : ndarray of int64
-        Rows whose direction repeats that of an earlier row (within ``rank_tol``): they
-        never enter a most correlated basis.
+        Rows whose direction repeats that of an earlier row (unit vectors within
+        ``rank_tol``). fastrelu lets the earlier row stand for them: they never enter a
+        basis and stay unconstrained. The scan of THEORY §3 would instead take whichever
+        of the two is more correlated with the sample; the two directions differ by less
+        than ``rank_tol``, so the bias of the earlier row covers both, but ``counts`` and
+        ``alpha`` of such a pair may differ from the scan's.
     n_incomplete : int
         Samples whose rows did not reach rank ``n`` within ``rank_tol`` (zero for any
         reasonably conditioned frame).
