@@ -53,11 +53,11 @@ def _progress(args):
 
 
 def _cmd_bias(args):
+    if args.domain == "data" and args.samples is not None:
+        raise FastReluError("The '--samples' option does not apply to --domain data: every point of --data is one sample.")
     out = None if args.out is None else output_file(args.out, "--out", ".npy")
     weight = _load_weights(args)
     domain = _domain_from_args(args, np.shape(weight)[1])
-    if args.domain == "data" and args.samples is not None:
-        raise FastReluError("The '--samples' option does not apply to --domain data: every point of --data is one sample.")
     if args.method == "pbe":
         for option, value in (("--samples", args.samples), ("--margin", args.margin),
                               ("--seed", args.seed), ("--checkpoint", args.checkpoint),
@@ -431,8 +431,6 @@ def _cmd_experiment(args):
             overrides[key] = json.loads(text)
         except ValueError:
             overrides[key] = text  # a bare word such as covering
-    if args.out is not None:
-        output_directory(args.out, "--out", "option")
     record = run_experiment(args.name, args.out, seed=args.seed, quick=args.quick,
                             n_jobs=args.jobs, progress=_progress(args),
                             figures=not args.no_figures, **overrides)

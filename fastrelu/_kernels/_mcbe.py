@@ -235,9 +235,11 @@ def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
 
 
 @kernel
-def _gather_lanes(order_l, lane_ok, n, gram, unit_rows, use_gram, G, rows_buf, small):
-    """The Gram matrices of the unit rows ``order_l[l, :n]`` into the lanes of ``G``
-    (``(n, n, lanes)``, upper triangle) where ``lane_ok[l]``; the identity elsewhere."""
+def _gather_lanes(order_l, lane_ok, n, unit_rows, G, rows_buf, small):
+    """The Gram matrices of the unit rows ``order_l[l, :n]``, computed from the rows (no
+    stored Gram matrix; with one, ``fr_spans_gram`` gathers them), into the lanes of
+    ``G`` (``(n, n, lanes)``, upper triangle) where ``lane_ok[l]``; the identity
+    elsewhere."""
     lanes = G.shape[2]
     for l in range(lanes):
         if not lane_ok[l]:
@@ -245,20 +247,14 @@ def _gather_lanes(order_l, lane_ok, n, gram, unit_rows, use_gram, G, rows_buf, s
                 for k in range(j, n):
                     G[j, k, l] = 1.0 if j == k else 0.0
             continue
-        if use_gram:
-            for j in range(n):
-                a = order_l[l, j]
-                for k in range(j, n):
-                    G[j, k, l] = gram[a, order_l[l, k]]
-        else:
-            for j in range(n):
-                a = order_l[l, j]
-                for p in range(n):
-                    rows_buf[j, p] = unit_rows[a, p]
-            np.dot(rows_buf, rows_buf.T, small)
-            for j in range(n):
-                for k in range(j, n):
-                    G[j, k, l] = small[j, k]
+        for j in range(n):
+            a = order_l[l, j]
+            for p in range(n):
+                rows_buf[j, p] = unit_rows[a, p]
+        np.dot(rows_buf, rows_buf.T, small)
+        for j in range(n):
+            for k in range(j, n):
+                G[j, k, l] = small[j, k]
 
 
 @kernel
@@ -280,7 +276,7 @@ def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, r
         passed = _spans_gram(gram.ctypes, gram.shape[1], order_l.ctypes, ranked.ctypes, n,
                              G.ctypes, rank_tol2, pivot_margin(n), G.shape[2])
     else:
-        _gather_lanes(order_l, ranked, n, gram, unit_rows, use_gram, G, rows_buf, small)
+        _gather_lanes(order_l, ranked, n, unit_rows, G, rows_buf, small)
         passed = _spans(G.ctypes, n, rank_tol2, pivot_margin(n), G.shape[2])
     return max(passed, 0)  # -1: a lane count the compiled kernel does not have
 
