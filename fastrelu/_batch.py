@@ -191,6 +191,11 @@ def _check_job(job, where):
         if isinstance(weights, dict):
             for key in ("m", "n"):
                 positive_int(weights[key], key)
+            if job["method"] != "pbe":
+                from ._budget import for_batch_weights
+
+                # before any job runs: the random weights and MCBE's copies must fit
+                for_batch_weights(weights["m"], weights["n"], 1).check_memory()
             seed_value(weights.get("seed", 0), "seed")
         on_data = job["domain"] == "data"
         for key in ("weights", "data") if on_data else ("weights",):
@@ -306,6 +311,12 @@ def _run_job(job, out, checkpoint, *, n_jobs, client, interval):
     from ._mcbe import DEFAULT_SAMPLES, mcbe
     from ._pbe import pbe
 
+    spec = job["weights"]
+    if isinstance(spec, dict) and job["method"] != "pbe":
+        from ._budget import for_batch_weights
+
+        # before the random weights are drawn: they and MCBE's copies must fit
+        for_batch_weights(spec["m"], spec["n"], n_jobs).check_memory()
     weight = _weights(job)
     domain = _domain(job, weight.shape[1])
     if job["method"] == "pbe":
@@ -470,8 +481,9 @@ def add_batch_parser(sub):
     batch.add_argument("--out", required=True, help="directory for the results (created if needed)")
     batch.add_argument("--jobs", type=int, default=None, help="worker threads per job (default: all cores)")
     batch.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    batch.add_argument("--progress", action="store_true", help="always show the progress bar on stderr")
-    batch.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    bar = batch.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", help="always show the progress bar on stderr (default: when stderr is a terminal)")
+    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     add_cluster_arguments(batch, checkpoint_path=False)
     batch.set_defaults(run=_cmd_batch)
     return batch

@@ -9,9 +9,13 @@ and the merge is exact, the state after all blocks is the same bits whichever ma
 process or thread ran each range and in whatever order the ranges were merged.
 
 :func:`execute` runs a plan's missing blocks on local threads or on a Dask cluster, and
-saves the state with the map of finished blocks to a checkpoint file as it goes.
+saves the state with the map of finished blocks to a checkpoint file as it goes. The map
+is a list of finished ranges (:class:`BlockMap`) and the states are of fixed size (or,
+for order-dependent merges, hold only the blocks finished ahead of the first missing
+one), so memory does not grow with the number of blocks.
 """
 
+import bisect
 import hashlib
 import json
 import threading
@@ -20,14 +24,14 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import _checkpoint
+from . import _budget, _checkpoint
 from ._errors import FastReluError
 from ._parallel import _progress_bar
 from ._validation import positive_float
 
 #: Version of the definition of blocks and states, recorded in checkpoints. Raise it
 #: whenever what a block computes or how a state is laid out changes.
-BLOCK_FORMAT = 1
+BLOCK_FORMAT = 2
 #: Default seconds between two checkpoint writes.
 DEFAULT_CHECKPOINT_INTERVAL = 5.0
 
@@ -47,6 +51,9 @@ class BlockPlan:
     #: Most blocks in one of the first Dask tasks of a run, before the cost of a block is
     #: measured (then tasks are sized by time, see ``_distributed``).
     max_task_blocks = 64
+    #: Names of state arrays whose first axis may vary from run to run (read back from a
+    #: checkpoint at any length).
+    variable = ()
 
     def __init__(self, n_blocks):
         self.n_blocks = int(n_blocks)
@@ -94,15 +101,59 @@ def digest(array):
     return h.hexdigest()
 
 
-def ranges(done):
-    """The maximal runs ``(first, stop)`` of blocks not marked in ``done``."""
-    todo = np.flatnonzero(~done)
-    if todo.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(todo) > 1)
-    starts = np.concatenate([[todo[0]], todo[breaks + 1]])
-    stops = np.concatenate([todo[breaks] + 1, [todo[-1] + 1]])
-    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+class BlockMap:
+    """The finished blocks of a run of ``n_blocks`` blocks, as sorted, disjoint and
+    non-adjacent ranges ``[first, stop)``: its size is the number of gaps, not the number
+    of blocks (one range for a run that goes in order, a few more while a cluster
+    finishes tasks out of order)."""
+
+    def __init__(self, n_blocks, runs=()):
+        self.n_blocks = int(n_blocks)
+        self.starts, self.stops = [], []
+        self.n_done = 0
+        for first, stop in runs:
+            self.add(first, stop)
+
+    def add(self, first, stop):
+        """Mark blocks ``first .. stop-1`` finished."""
+        first, stop = int(first), int(stop)
+        if stop <= first:
+            return
+        lo = bisect.bisect_left(self.stops, first)   # the runs that touch or overlap
+        hi = bisect.bisect_right(self.starts, stop)
+        if lo < hi:
+            self.n_done -= sum(b - a for a, b in zip(self.starts[lo:hi], self.stops[lo:hi]))
+            first, stop = min(first, self.starts[lo]), max(stop, self.stops[hi - 1])
+        self.starts[lo:hi] = [first]
+        self.stops[lo:hi] = [stop]
+        self.n_done += stop - first
+
+    def todo(self):
+        """The maximal runs ``(first, stop)`` of blocks not finished."""
+        gaps, at = [], 0
+        for first, stop in zip(self.starts, self.stops):
+            if first > at:
+                gaps.append((at, first))
+            at = stop
+        if at < self.n_blocks:
+            gaps.append((at, self.n_blocks))
+        return gaps
+
+    def to_array(self):
+        """The ranges as an int64 array of shape ``(k, 2)``."""
+        return np.array([self.starts, self.stops], dtype=np.int64).T.reshape(-1, 2)
+
+    @classmethod
+    def from_array(cls, array, n_blocks):
+        """The map stored by :meth:`to_array`; raises ValueError if it is not one of a run
+        of ``n_blocks`` blocks."""
+        if array.dtype != np.int64 or array.ndim != 2 or array.shape[1] != 2:
+            raise ValueError(f"block map of shape {array.shape} and type {array.dtype}, expected (k, 2) int64")
+        flat = array.ravel()
+        if flat.size and (flat[0] < 0 or flat[-1] > n_blocks or np.any(array[:, 1] <= array[:, 0])
+                          or np.any(array[1:, 0] <= array[:-1, 1])):
+            raise ValueError(f"block map {array[:3].tolist()}... is not sorted disjoint ranges of {n_blocks} blocks")
+        return cls(n_blocks, array.tolist())
 
 
 def interval_value(value):
@@ -113,7 +164,7 @@ def interval_value(value):
 
 
 def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=None,
-            progress=False):
+            progress=False, budget=None):
     """Run all blocks of ``plan`` and return the final state.
 
     Parameters
@@ -130,6 +181,11 @@ def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=N
         Seconds between writes (default 5).
     progress : bool or None
         Progress bar on stderr (see :func:`fastrelu.mcbe`).
+    budget : fastrelu._budget.Budget, optional
+        The run's work: its time is bounded from the sizes before anything runs, then
+        measured on the first blocks of a local run, and a run over the time limit that
+        is neither resumable (checkpoint) nor distributed (client) is refused
+        (``_budget``).
     """
     interval = interval_value(checkpoint_interval)
     if client is not None:
@@ -140,24 +196,32 @@ def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=N
         session = nullcontext(None)
     with session as dask_client:
         saver = None
-        state, done = plan.empty(), np.zeros(plan.n_blocks, dtype=bool)
+        state, done = plan.empty(), BlockMap(plan.n_blocks)
         if checkpoint is not None:
             saver = _checkpoint.Saver(checkpoint, plan, interval)
             loaded = saver.load()
             if loaded is not None:
                 state, done = loaded
-        todo = ranges(done)
+        todo = done.todo()
         if not todo:  # a finished checkpoint
             return state
+        resumable = saver is not None or dask_client is not None
+        threads = _budget.threads_of(n_jobs)
+        if budget is not None and (saver is None or dask_client is not None):
+            n_todo = sum(stop - first for first, stop in todo)
+            budget.check_time(budget.lower_bound(n_todo, threads), threads, resumable=resumable)
         bar = _progress_bar(plan.n_blocks, progress, plan.desc)
-        bar.update(int(done.sum()))
+        bar.update(done.n_done)
         merger = _Merger(plan, state, done, saver, bar)
         try:
             if dask_client is not None:
                 from . import _distributed
 
                 _distributed.run(dask_client, plan, todo, merger)
-            elif saver is None:
+                todo = []
+            elif budget is not None:
+                todo = _probe(plan, todo, merger, bar, budget, threads, resumable, progress)
+            if saver is None:
                 for first, stop in todo:
                     merger.merge(plan.compute(first, stop, n_jobs, bar=bar), first, stop,
                                  advance=False)
@@ -179,6 +243,25 @@ def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=N
         return state
 
 
+def _probe(plan, todo, merger, bar, budget, threads, resumable, progress):
+    """Time the first blocks of the first range on one thread (``_budget.probe``; they
+    are merged like any others), check the estimate of the rest, and return the ranges
+    left."""
+    first, stop = todo[0]
+
+    def run(a, b):
+        merger.merge(plan.compute(a, b, 1, bar=bar), a, b, advance=False)
+
+    at, per_block = _budget.probe(run, first, stop)
+    left = [(at, stop)] if at < stop else []
+    left += todo[1:]
+    if per_block is not None:
+        n_left = sum(b - a for a, b in left)
+        budget.check_time(per_block * n_left / threads, threads, resumable=resumable,
+                          measured=per_block, progress=progress)
+    return left
+
+
 class _Merger:
     """Merges partial results into the state and marks their blocks done, saving the
     checkpoint when it is due. ``consistent`` is False only while a merge is under way
@@ -191,7 +274,7 @@ class _Merger:
     def merge(self, piece, first, stop, *, advance=True):
         self.consistent = False
         self.plan.absorb(self.state, piece, first, stop)
-        self.done[first:stop] = True
+        self.done.add(first, stop)
         self.consistent = True
         if advance:
             self.bar.update(stop - first)
@@ -200,7 +283,7 @@ class _Merger:
 
     @property
     def n_done(self):
-        return int(self.done.sum())
+        return self.done.n_done
 
 
 def _run_rounds(plan, todo, merge, n_jobs, bar, interval):

@@ -7,7 +7,8 @@ A checkpoint is one ``.npz`` archive, read and written without pickle:
   definition), the number of blocks done and the machine that wrote it (CPU type, BLAS,
   versions: a resume elsewhere is allowed, with a warning, because the last bits may
   differ);
-- ``done``: the map of finished blocks (``numpy.packbits``);
+- ``done``: the map of finished blocks, as sorted disjoint ranges ``[first, stop)`` (an
+  int64 array of shape ``(k, 2)``; format 1 stored one bit per block);
 - ``state.<name>``: the merged partial state (running minima, counts, ...).
 
 It is written to a temporary file in the same directory and moved over the old one with
@@ -25,7 +26,7 @@ import numpy as np
 from ._errors import FastReluError
 from ._validation import seed_value
 
-FORMAT = 1
+FORMAT = 2
 
 
 def _path_value(path):
@@ -61,13 +62,22 @@ def _read(path):
         raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
     try:
         header = json.loads(str(arrays.pop("header")))
+        version = header.get("format") if isinstance(header, dict) else None
+        if isinstance(version, int) and 0 < version < FORMAT:
+            raise _Older(version)
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValueError(f"format {header.get('format') if isinstance(header, dict) else header!r}, expected {FORMAT}")
         if not isinstance(header.get("fingerprint"), dict):
             raise ValueError("no fingerprint")
+    except _Older as old:
+        raise _unreadable(path, f"format {old.args[0]}, written by an earlier version of fastrelu; this one reads format {FORMAT}: finish the run with the version that wrote it") from None
     except Exception as exc:
         raise _unreadable(path, f"bad header: {exc}") from None
     return header, arrays
+
+
+class _Older(Exception):
+    """A checkpoint of an earlier format."""
 
 
 def machine():
@@ -122,10 +132,11 @@ class Saver:
     """Loads and saves the checkpoint of one plan."""
 
     def __init__(self, path, plan, interval):
-        from ._blocks import BLOCK_FORMAT, json_normal
+        from ._blocks import BLOCK_FORMAT, BlockMap, json_normal
 
         self.path = _path_value(path)
         self.plan = plan
+        self._map = BlockMap
         self.interval = interval
         self.fingerprint = json_normal({"kernel": plan.kernel, "block_format": BLOCK_FORMAT,
                                         "n_blocks": plan.n_blocks, **plan.fingerprint()})
@@ -136,7 +147,8 @@ class Saver:
         return os.path.exists(self.path)
 
     def load(self):
-        """``(state, done)`` from the file, or None when there is no file yet."""
+        """``(state, done)`` (a ``BlockMap``) from the file, or None when there is no
+        file yet."""
         if not self.exists():
             return None
         header, arrays = _read(self.path)
@@ -154,15 +166,13 @@ class Saver:
                                 for key in sorted(set(written_on) | set(here)) if written_on.get(key) != here.get(key))
             warnings.warn(f"The checkpoint {self.path!r} was written on another kind of machine ({changed}). The resumed result is as valid, but its last bits may differ from those of an uninterrupted run on either machine.", RuntimeWarning, stacklevel=4)
         try:
-            n_blocks = self.plan.n_blocks
-            packed = arrays["done"]
-            if packed.dtype != np.uint8 or packed.shape != ((n_blocks + 7) // 8,):
-                raise ValueError(f"block map of shape {packed.shape}, expected ({(n_blocks + 7) // 8},)")
-            done = np.unpackbits(packed, count=n_blocks).astype(bool)
+            done = self._map.from_array(arrays["done"], self.plan.n_blocks)
             state = self.plan.empty()
             for name, empty in state.items():
                 stored = arrays[f"state.{name}"]
-                if stored.shape != empty.shape or stored.dtype != empty.dtype:
+                shape = stored.shape[1:] if name in self.plan.variable else stored.shape
+                expected = empty.shape[1:] if name in self.plan.variable else empty.shape
+                if shape != expected or stored.dtype != empty.dtype:
                     raise ValueError(f"state '{name}' of shape {stored.shape} and type {stored.dtype}, expected {empty.shape} and {empty.dtype}")
                 state[name] = np.array(stored)
         except KeyError as exc:
@@ -180,9 +190,9 @@ class Saver:
         """Write the file atomically (a temporary file in the same directory, then
         ``os.replace``)."""
         header = {"format": FORMAT, "fingerprint": self.fingerprint,
-                  "blocks_done": int(done.sum()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "blocks_done": done.n_done, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "machine": self.machine}
-        arrays = {"header": np.array(json.dumps(header)), "done": np.packbits(done)}
+        arrays = {"header": np.array(json.dumps(header)), "done": done.to_array()}
         arrays.update({f"state.{name}": np.asarray(value) for name, value in state.items()})
         folder, name = os.path.split(os.path.abspath(self.path))
         temporary = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
@@ -193,7 +203,7 @@ class Saver:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.path)
         except OSError as exc:  # a full disk, a lost mount, ...: not the cluster's fault
-            raise FastReluError(f"The 'checkpoint' file {self.path!r} must be writable. Got {type(exc).__name__}: {exc} while saving {int(done.sum())} of {done.size} finished blocks; the file keeps the state it last saved.") from None
+            raise FastReluError(f"The 'checkpoint' file {self.path!r} must be writable. Got {type(exc).__name__}: {exc} while saving {done.n_done} of {done.n_blocks} finished blocks; the file keeps the state it last saved.") from None
         finally:
             if os.path.exists(temporary):
                 os.remove(temporary)

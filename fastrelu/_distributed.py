@@ -59,6 +59,37 @@ def _import():
     return distributed
 
 
+#: Seconds to close a client whose connection failed.
+CLOSE_TIMEOUT = 1.0
+_client_classes = {}
+
+
+def _client_class(distributed):
+    """``distributed.Client`` that closes itself when its connection fails: the client
+    is built before it connects, and a client left half-built would be closed by the
+    garbage collector instead, which waits twice the connection timeout and prints an
+    ignored ``TimeoutError`` on stderr."""
+    if distributed not in _client_classes:
+        class Client(distributed.Client):
+            def start(self, **kwargs):
+                try:
+                    super().start(**kwargs)
+                except BaseException:
+                    try:
+                        self.close(timeout=CLOSE_TIMEOUT)
+                    except Exception:  # nothing to close on a scheduler never reached
+                        pass
+                    self.status = "closed"  # so that __del__ has nothing left to do
+                    try:
+                        self._loop_runner.stop()
+                    except Exception:
+                        pass
+                    raise
+
+        _client_classes[distributed] = Client
+    return _client_classes[distributed]
+
+
 @contextmanager
 def connect(client, timeout=None):
     """The ``distributed.Client`` to run on: ``client`` itself, or a new connection to
@@ -70,8 +101,10 @@ def connect(client, timeout=None):
         seconds = CONNECT_TIMEOUT if timeout is None else timeout
         where = {"scheduler_file": client} if os.path.isfile(client) else {"address": client}
         try:
-            own = distributed.Client(**where, timeout=seconds, set_as_default=False)
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            own = _client_class(distributed)(**where, timeout=seconds, set_as_default=False)
+        except (ValueError, TypeError) as exc:
+            raise FastReluError(f"The 'client' parameter must be a dask.distributed.Client or the address of a reachable Dask scheduler such as 'tcp://host:8786'. Got {client!r}, which is not one ({type(exc).__name__}: {exc}).") from None
+        except (OSError, TimeoutError) as exc:
             raise FastReluError(f"The 'client' parameter must be a dask.distributed.Client or the address of a reachable Dask scheduler. Got {client!r}, which could not be reached within {seconds:g} s ({type(exc).__name__}: {exc}).") from None
         try:
             yield own

@@ -47,7 +47,7 @@ def _progress_bar(total, progress, desc):
 
 
 def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", bar=None,
-               limit_blas=True):
+               limit_blas=True, budget=None):
     """Run the given blocks on ``n_jobs`` threads.
 
     ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``) or a ``range`` of block
@@ -58,23 +58,49 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
     ``bar`` is a progress bar to advance instead of a new one (it is left open);
     ``limit_blas=False`` leaves BLAS's thread count to the caller. Ctrl-C stops the
     workers after their current block and re-raises ``KeyboardInterrupt``.
+
+    With a ``budget`` (``fastrelu._budget.Budget``) the time is bounded from the sizes
+    first, then the first blocks run on the calling thread and are timed, and a run
+    estimated over the time limit is refused (``FastReluError``) before the others start.
     """
+    from . import _budget
+
     blocks = range(blocks) if isinstance(blocks, int) else blocks
-    n_blocks = len(blocks)
+    threads = _budget.threads_of(n_jobs)
+    if budget is not None:
+        budget.check_time(budget.lower_bound(len(blocks), threads), threads, resumable=False)
     own_bar = bar is None
     if own_bar:
-        bar = _progress_bar(n_blocks, progress, desc)
+        bar = _progress_bar(len(blocks), progress, desc)
     limits = threadpool_limits(limits=1, user_api="blas") if limit_blas else nullcontext()
-    workers = max(1, min(n_jobs, n_blocks))
     try:
         with limits:
+            results = []
+            first_worker = None
+            if budget is not None:
+                first_worker = make_worker()
+                process = first_worker[0]
+
+                def run(a, b):
+                    for i in range(a, b):
+                        process(blocks[i])
+                        bar.update(1)
+
+                at, per_block = _budget.probe(run, 0, len(blocks))
+                blocks = blocks[at:]
+                if per_block is not None:
+                    budget.check_time(per_block * len(blocks) / threads, threads,
+                                      resumable=False, measured=per_block, progress=progress)
+            workers = max(1, min(n_jobs, len(blocks)))
             if workers == 1:
-                process, result = make_worker()
+                process, result = first_worker or make_worker()
                 for b in blocks:
                     process(b)
                     bar.update(1)
                 return [result()]
-            return _run_threads(blocks, make_worker, workers, bar)
+            if first_worker is not None:
+                results.append(first_worker[1]())
+            return _run_threads(blocks, make_worker, workers, bar) + results
     finally:
         if own_bar:
             bar.close()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _budget
 from ._domains import Ball, Data, Sphere, check_domain
 from ._errors import FastReluError
 from ._kernels import _pointwise as kernels
@@ -180,7 +181,7 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     ----------
     layer : ReLULayer
         The layer ``ReLU(W x - alpha)``; any shape (a layer that is not a frame is
-        injective nowhere).
+        injective nowhere). Neurons with ``alpha_i = +inf`` are never active.
     X : array_like, shape (N, n)
         The points.
     rank_tol : float, optional
@@ -200,6 +201,8 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     rank_tol = rank_tol_value(rank_tol)
     jobs = n_jobs_value(n_jobs)
     N = X.shape[0]
+    budget = _budget.for_check(layer.shape[0], n, N, jobs, what="injectivity_summary", name="X",
+                               outputs=True).check_memory().check_start(jobs)
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
     geometry = _Geometry(layer.weight, layer.bias)
@@ -213,7 +216,8 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
 
         return process, lambda: None
 
-    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs, progress=None, desc="injectivity")
+    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs, progress=None, desc="injectivity",
+               budget=budget)
     return PointwiseInjectivity(injective=rank == n, n_active=n_active, rank=rank,
                                 rank_tol=rank_tol, elapsed=clock())
 
@@ -275,7 +279,8 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     Parameters
     ----------
     layer : ReLULayer
-        The layer ``ReLU(W x - alpha)`` whose bias ``alpha`` is checked.
+        The layer ``ReLU(W x - alpha)`` whose bias ``alpha`` is checked; ``+inf``
+        entries (the rows an estimator left unconstrained) are never active.
     domain : Sphere, Ball, Shell or Data
         Where to draw the points; its dimension must be ``n``.
     n_points : int, optional
@@ -307,6 +312,8 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     else:
         total = DEFAULT_CHECK_POINTS if n_points is None else positive_int(n_points, "n_points")
         seed_used = seed_value(seed)
+    budget = _budget.for_check(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
+                               outputs=False).check_memory().check_start(jobs)
     geometry = _Geometry(layer.weight, layer.bias)
     n_blocks = -(-total // BLOCK_SIZE)
     failed = {}
@@ -334,7 +341,8 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
 
         return process, lambda: good[0]
 
-    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="check_bias")
+    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="check_bias",
+                          budget=budget)
     parts = [failed[b] for b in sorted(failed)]
     if parts:
         points = np.concatenate([p[0] for p in parts])[:MAX_FAILED_POINTS]

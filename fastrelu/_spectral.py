@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checkpoint
+from . import _budget, _checkpoint
 from ._blocks import BlockPlan, digest, execute
 from ._domains import Data
 from ._errors import FastReluError
@@ -332,9 +332,11 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
         rule = kernels.POWER if zero_bias else kernels.LINE_SEARCH
     method = ("accelerated " if accelerate else "") + ("power" if zero_bias
                                                        else "conditional gradient")
+    budget = _budget.for_power(m, n, n_starts, jobs, per_start=per_start, n_hist=n_hist,
+                               max_iter=max_iter).check_memory()
     plan = _PowerPlan(W, alpha, rule, n_starts, max_iter, tol, seed_used, n_hist, per_start)
     state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
-                    checkpoint_interval=checkpoint_interval, progress=progress)
+                    checkpoint_interval=checkpoint_interval, progress=progress, budget=budget)
     counts = state["counts"]
     return PowerIterationResult(
         s1=math.sqrt(float(state["best_value"])), x=state["best_x"],
@@ -711,6 +713,8 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
         if points.shape[1] != n:
             raise FastReluError(f"The 'data' parameter must have {n} columns (the input dimension). Got data.shape={points.shape}.")
         domain = data if isinstance(data, Data) else Data(points)
+    _budget.for_fits(m, n, k, fit_starts, jobs, on_data=on_data,
+                     n_points=points.shape[0] if on_data else 0).check_memory()
     sigma = np.linalg.svd(W, compute_uv=False)[:k]
     values, kinds, upper, fits = np.empty(k), [], np.empty(k), []
     power, argmax = None, None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _checkpoint
+from . import _budget, _checkpoint
 from ._blocks import BlockPlan, digest, execute
 from ._domains import Data
 from ._errors import FastReluError
@@ -124,10 +124,12 @@ class LocalMetrics:
         return self.n_active.shape[0]
 
 
-def _merge_moments(parts):
+def _merge_moments(parts, start=(0, 0.0, 0.0), *, finish=True):
     """Mean and standard error from per-block ``(count, mean, M2)``, merged in block
-    order (Chan et al.), so the result never depends on which thread ran a block."""
-    count, mean, m2 = 0, 0.0, 0.0
+    order (Chan et al.) onto the moments ``start`` of the blocks before, so the result
+    never depends on which thread ran a block. ``finish=False`` returns the merged
+    ``(count, mean, M2)`` instead."""
+    count, mean, m2 = int(start[0]), float(start[1]), float(start[2])
     for c, mu, s in parts:
         c, mu, s = int(c), float(mu), float(s)
         total = count + c
@@ -135,14 +137,19 @@ def _merge_moments(parts):
         mean += delta * c / total
         m2 += s + delta * delta * count * c / total
         count = total
+    if not finish:
+        return count, mean, m2
     stderr = math.sqrt(m2 / (count - 1) / count) if count > 1 else float("nan")
     return mean, stderr
 
 
 class _WidthPlan(BlockPlan):
     """The Gaussian draws of :func:`gaussian_mean_width` in blocks of ``WIDTH_BLOCK``.
-    State: each block's ``(count, mean, M2)`` placed by block index; they are merged in
-    block order at the end (a floating-point mean is not associative, a placement is).
+    State: the moments ``(count, mean, M2)`` of blocks ``0 .. merged-1``, merged in block
+    order (a floating-point mean is not associative), and the ``(count, mean, M2)`` of
+    the blocks finished ahead of the first missing one (``ahead_*``, sorted by block),
+    merged as soon as the blocks before them are: the state holds only the blocks that
+    finished out of order, never one entry per block of the run.
 
     ``kind`` is ``"set"`` (``points``), ``"image"`` (``layer`` of ``points``), ``"linear"``
     (``weight``) or ``"ball"`` (``layer`` on the unit ball, by ascent)."""
@@ -150,6 +157,7 @@ class _WidthPlan(BlockPlan):
     kernel = "gaussian_mean_width"
     desc = "mean width"
     max_task_blocks = 16
+    variable = ("ahead_block", "ahead_count", "ahead_mean", "ahead_m2")
 
     def __init__(self, kind, n_draws, seed, *, points=None, layer=None, weight=None,
                  n_starts=DEFAULT_STARTS_PER_DRAW, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
@@ -167,8 +175,10 @@ class _WidthPlan(BlockPlan):
                 "n_draws": self.n_draws, "seed": self.seed, **ball, "block_size": WIDTH_BLOCK}
 
     def empty(self):
-        return {"count": np.zeros(self.n_blocks, dtype=np.int64), "mean": np.zeros(self.n_blocks),
-                "m2": np.zeros(self.n_blocks)}
+        return {"merged": np.zeros((), dtype=np.int64), "count": np.zeros((), dtype=np.int64),
+                "mean": np.zeros(()), "m2": np.zeros(()),
+                "ahead_block": np.zeros(0, dtype=np.int64), "ahead_count": np.zeros(0, dtype=np.int64),
+                "ahead_mean": np.zeros(0), "ahead_m2": np.zeros(0)}
 
     def _sup(self, G):
         if self.kind == "set":
@@ -230,11 +240,30 @@ class _WidthPlan(BlockPlan):
         return moments
 
     def absorb(self, state, piece, first, stop):
+        # the blocks ahead with this piece, sorted by block index (a checkpoint keeps them)
+        block = np.concatenate([state["ahead_block"], np.arange(first, stop, dtype=np.int64)])
+        order = np.argsort(block, kind="stable")
+        ahead = {name: np.concatenate([state[f"ahead_{name}"], piece[name]])[order]
+                 for name in ("count", "mean", "m2")}
+        block = block[order]
+        # merge the run of blocks that now follows the merged ones
+        merged = int(state["merged"])
+        # (sorted distinct indices: once one is past its place, all later ones are)
+        ready = int(np.sum(block == merged + np.arange(block.size)))
+        if ready:
+            count, mean, m2 = _merge_moments(
+                zip(ahead["count"][:ready], ahead["mean"][:ready], ahead["m2"][:ready]),
+                (state["count"], state["mean"], state["m2"]), finish=False)
+            state["merged"] = np.array(merged + ready, dtype=np.int64)
+            state["count"] = np.array(count, dtype=np.int64)
+            state["mean"] = np.array(mean)
+            state["m2"] = np.array(m2)
+        state["ahead_block"] = block[ready:]
         for name in ("count", "mean", "m2"):
-            state[name][first:stop] = piece[name]
+            state[f"ahead_{name}"] = ahead[name][ready:]
 
     def result(self, state):
-        return _merge_moments(zip(state["count"], state["mean"], state["m2"]))
+        return _merge_moments([], (state["count"], state["mean"], state["m2"]))
 
 
 def _store(moments, i, values):
@@ -285,6 +314,8 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
     Parameters
     ----------
     obj : Data, array_like of shape (m, n), or ReLULayer
+        What is measured (see above). A 2-D array is a weight matrix; errors about it
+        name it ``'weight'``, as those of :func:`mcbe` and the other functions do.
     data : Data or array_like of shape (N, n), optional
         With a layer only: the inputs whose image is measured.
     n_draws : int, optional
@@ -341,12 +372,25 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
         if not isinstance(obj, (np.ndarray, list, tuple)):
             raise FastReluError(f"The 'obj' parameter must be a fastrelu.Data, a 2-D array (a linear map, taken on the unit ball) or a fastrelu.ReLULayer. Got {type(obj).__name__} instead.")
         method = "|W^T g| (the linear map on the unit ball)"
-        plan = _WidthPlan("linear", n_draws, seed_used, weight=as_matrix(obj, "obj"))
+        # A 2-D array is a weight matrix: its errors name it as every other function does
+        plan = _WidthPlan("linear", n_draws, seed_used, weight=as_matrix(obj, "weight"))
     state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
-                    checkpoint_interval=checkpoint_interval, progress=progress)
+                    checkpoint_interval=checkpoint_interval, progress=progress,
+                    budget=_width_budget(plan, jobs))
     mean, stderr = plan.result(state)
     return Estimate(value=mean, stderr=stderr, n_draws=n_draws, per_draw=per_draw,
                     method=method, seed=seed_used, elapsed=clock())
+
+
+def _width_budget(plan, jobs):
+    """The memory and time budget of a :class:`_WidthPlan` (memory checked here)."""
+    weight = plan.weight if plan.layer is None else plan.layer.weight
+    m, n = (0, 0) if weight is None else weight.shape
+    n_points = 0 if plan.points is None else plan.points.shape[0]
+    dim = {"set": 0 if plan.points is None else plan.points.shape[1], "image": m,
+           "linear": m, "ball": m}[plan.kind]
+    return _budget.for_width(plan.kind, dim, m, n, n_points, plan.n_draws, jobs,
+                             n_starts=plan.n_starts).check_memory()
 
 
 def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None):
@@ -389,6 +433,8 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
         raise FastReluError(f"The 'rtol' parameter must be a float in [{MIN_RANK_TOL:g}, 1) (singular values from Gram matrices are resolved only to about 1e-8 sigma_1). Got {rtol!r} instead.")
     jobs = n_jobs_value(n_jobs)
     N = X.shape[0]
+    budget = _budget.for_local_metrics(m, n, N, jobs, return_all=return_all,
+                                       outer=m * n * n <= OUTER_MAX_ENTRIES).check_memory().check_start(jobs)
     sigma1 = float(np.linalg.norm(W, 2))
     tol_abs = rtol * sigma1
     n_active = np.zeros(N, dtype=np.int64)
@@ -432,7 +478,7 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
 
         return process, lambda: None
 
-    run_blocks(-(-N // chunk), make_worker, jobs)
+    run_blocks(-(-N // chunk), make_worker, jobs, budget=budget)
     return LocalMetrics(n_active=n_active, rank=rank, sigma_max=sigma_max, sigma_min=sigma_min,
                         sigma_min_nonzero=sigma_min_nonzero, width=width,
                         singular_values=singular, rtol=rtol, tol=tol_abs, elapsed=clock())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._blocks import BlockPlan, ranges
+from fastrelu._blocks import BLOCK_FORMAT, BlockMap, BlockPlan
 from fastrelu._checkpoint import FORMAT
 from fastrelu._mcbe import BLOCK_SIZE, _McbePlan
 from fastrelu._spectral import _PowerPlan
@@ -303,11 +303,65 @@ def test_checkpoint_parameters_are_validated(tmp_path):
         fr.relu_singular_values(W, 1, data=np.ones((3, 6)), checkpoint=tmp_path / "c")
 
 
-def test_block_ranges():
-    done = np.array([1, 0, 0, 1, 0, 1, 1, 0], dtype=bool)
-    assert ranges(done) == [(1, 3), (4, 5), (7, 8)]
-    assert ranges(np.ones(3, dtype=bool)) == []
-    assert FORMAT == 1 and BlockPlan.max_task_blocks >= 1
+def test_block_map_is_a_list_of_ranges():
+    done = BlockMap(8)
+    for first, stop in ((0, 1), (3, 4), (5, 7)):
+        done.add(first, stop)
+    assert done.todo() == [(1, 3), (4, 5), (7, 8)] and done.n_done == 4
+    done.add(4, 5)  # joins its neighbours
+    assert done.to_array().tolist() == [[0, 1], [3, 7]] and done.todo() == [(1, 3), (7, 8)]
+    done.add(1, 3)
+    done.add(7, 8)
+    assert done.todo() == [] and done.to_array().tolist() == [[0, 8]] and done.n_done == 8
+    assert BlockMap.from_array(done.to_array(), 8).todo() == []
+    for bad in (np.array([[2, 1]]), np.array([[0, 3], [2, 5]]), np.array([[0, 9]]), np.zeros(3, np.int64)):
+        with pytest.raises(ValueError):
+            BlockMap.from_array(bad, 8)
+    assert FORMAT == 2 and BLOCK_FORMAT == 2 and BlockPlan.max_task_blocks >= 1
+
+
+def test_checkpoint_size_does_not_grow_with_the_number_of_blocks(tmp_path):
+    """The map of finished blocks and the states are O(1) in the number of blocks (the
+    map held one bit per block and the mean width one entry per block)."""
+    sizes = {}
+    for n_draws in (256 * 10, 256 * 4000):
+        for name, run in (("width", lambda p: fr.gaussian_mean_width(_weight(), n_draws=n_draws, seed=1, checkpoint=p)),
+                          ("power", lambda p: fr.relu_power_iteration(_weight(), n_starts=n_draws, seed=1, max_iter=2, per_start=False, checkpoint=p))):
+            path = tmp_path / f"{name}{n_draws}.npz"
+            run(path)
+            with np.load(path) as archive:
+                sizes[name, n_draws] = {key: archive[key].nbytes for key in archive.files if key != "header"}
+    for name in ("width", "power"):
+        assert sizes[name, 2560] == sizes[name, 1_024_000], name
+    assert sizes["width", 2560]["done"] == 16  # one range
+
+
+def test_width_state_merges_out_of_order_blocks_in_block_order():
+    plan = _WidthPlan("linear", 256 * 9, 5, weight=_weight())
+    whole = plan.empty()
+    plan.absorb(whole, plan.compute(0, 9, 1), 0, 9)
+    state = plan.empty()
+    for first, stop in ((6, 9), (2, 4), (0, 1), (4, 6), (1, 2)):
+        plan.absorb(state, plan.compute(first, stop, 2), first, stop)
+        assert state["ahead_block"].size <= 7
+    assert state["ahead_block"].size == 0 and int(state["merged"]) == 9
+    assert plan.result(state) == plan.result(whole)
+    reference = fr.gaussian_mean_width(_weight(), n_draws=256 * 9, seed=5, n_jobs=1)
+    assert plan.result(state) == (reference.value, reference.stderr)
+
+
+def test_checkpoint_of_an_earlier_format_is_refused_clearly(tmp_path):
+    path = tmp_path / "old.npz"
+    fr.mcbe(_weight(), fr.Sphere(6), 9000, seed=1, checkpoint=path)
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    header = json.loads(str(arrays["header"]))
+    header["format"] = 1
+    arrays["header"] = np.array(json.dumps(header))
+    arrays["done"] = np.packbits(np.ones(3, dtype=bool))
+    np.savez(path.open("wb"), **arrays)
+    with pytest.raises(fr.FastReluError, match=r"\(format 1, written by an earlier version of fastrelu; this one reads format 2: finish the run with the version that wrote it\)\. Delete it"):
+        fr.mcbe(_weight(), fr.Sphere(6), 9000, seed=1, checkpoint=path)
 
 
 def _cli(*args, cwd, **kw):

@@ -203,7 +203,7 @@ def test_cli_scheduler_options(cluster, tmp_path, capsys):
         (["--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1"], "could not be reached within 1 s"),
         (["--local-cluster", "0"], "The '--local-cluster' option must be a number of worker processes >= 1"),
         (["--scheduler", address, "--scheduler-timeout", "0"], "The '--scheduler-timeout' option must be"),
-        (["--method", "pbe", "--scheduler", address], "The '--scheduler' option does not apply to --method pbe"),
+        (["--method", "pbe", "--scheduler", address], "--method pbe"),  # refused: --scheduler does not apply
     ]:
         assert main(["bias", str(tmp_path / "W.npy"), *argv]) == 2
         err = capsys.readouterr().err
@@ -255,3 +255,21 @@ def test_a_cluster_without_workers_is_refused_within_a_timeout(monkeypatch):
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         with pytest.raises(fr.FastReluError, match="a cluster with workers"):
             fr.mcbe(W, fr.Sphere(4), 10_000, seed=1, client=client)
+
+
+@pytest.mark.parametrize("address", ["notanaddress", "tcp://127.0.0.1:9"])
+def test_cli_unreachable_scheduler_is_one_line_without_a_late_traceback(tmp_path, address):
+    """A client whose connection failed is closed at once: no "Exception ignored in
+    Client.__del__" traceback after the message, and no wait for it."""
+    import subprocess
+
+    np.save(tmp_path / "W.npy", _weight(12))
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fr.__file__)))
+    env = {**os.environ, "PYTHONPATH": where + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-m", "fastrelu", "bias", str(tmp_path / "W.npy"),
+                           "--samples", "100", "--scheduler", address, "--scheduler-timeout", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "The 'client' parameter must be a dask.distributed.Client or the address of a reachable Dask scheduler" in done.stderr
+    assert done.stdout == ""
