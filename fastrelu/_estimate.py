@@ -30,6 +30,9 @@ def estimate_bias(weight, domain, method="mcbe", **options):
     Returns
     -------
     BiasEstimate
+        Its ``alpha`` is ``+inf`` for rows that nothing constrained (never active);
+        ``ReLULayer(weight, estimate.alpha)`` takes it as it is, and copies it (the
+        estimate's arrays stay the caller's to modify).
     """
     if method not in METHODS:
         raise FastReluError(f"The 'method' parameter must be one of {sorted(METHODS)}. Got {method!r} instead.")

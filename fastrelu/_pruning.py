@@ -6,7 +6,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._layer import ReLULayer
-from ._validation import as_matrix, as_vector, check_real, positive_float
+from ._validation import as_bias, as_matrix, check_real, positive_float
 
 
 def double_layer(layer, bias2=None):
@@ -23,9 +23,12 @@ def double_layer(layer, bias2=None):
     Parameters
     ----------
     layer : ReLULayer or array_like of shape (m, n)
-        The layer (an array is a weight with zero bias).
+        The layer (an array is a weight with zero bias). For the default ``bias2`` its
+        bias must be finite: the mirror of a never-active neuron (``alpha_i = +inf``)
+        would be always active with an infinite output.
     bias2 : array_like of shape (m,) or scalar, optional
-        The bias ``alpha'`` of the second half (default ``-alpha``).
+        The bias ``alpha'`` of the second half (default ``-alpha``); ``+inf`` entries
+        are neurons that are never active.
 
     Returns
     -------
@@ -35,7 +38,13 @@ def double_layer(layer, bias2=None):
     if not isinstance(layer, ReLULayer):
         layer = ReLULayer(as_matrix(layer, "layer"))
     W, alpha = layer.weight, layer.bias
-    second = -alpha if bias2 is None else as_vector(bias2, "bias2", length=W.shape[0])
+    if bias2 is None:
+        never = np.flatnonzero(np.isinf(alpha))
+        if never.size:
+            raise FastReluError(f"The 'layer' parameter must have a finite bias for the default second half alpha' = -alpha: neurons {never[:10].tolist()}{' ...' if never.size > 10 else ''} have alpha = +inf (never active), and their mirrors would be always active with an infinite output. Give 'bias2' explicitly.")
+        second = -alpha
+    else:
+        second = as_bias(bias2, "bias2", length=W.shape[0])
     return ReLULayer(np.vstack([W, -W]), np.concatenate([alpha, second]))
 
 

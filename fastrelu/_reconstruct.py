@@ -1,6 +1,6 @@
 """Reconstruction of the inputs of ReLU layers from their outputs (THEORY §6)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -59,10 +59,21 @@ class Reconstruction:
     Attributes
     ----------
     x : ndarray, shape (N, n) (or (n,) for a single output)
-        The reconstruction: the unique preimage where ``ok``; elsewhere the
-        minimum-norm least-squares solution of ``W_I x = y_I + alpha_I``.
+        The reconstruction. Where ``spans``: the method's solution of the active
+        equations ``W_I x = y_I + alpha_I``, which is the unique preimage where ``ok``.
+        Elsewhere the minimum-norm least-squares solution of those equations.
     ok : ndarray of bool, shape (N,) (or a bool)
-        The active rows ``I`` span R^n, so ``x`` is the unique input with these outputs.
+        ``x`` is the input with these outputs, to the stated accuracy: ``spans`` and
+        ``residual <= residual_bound``. For ``"frame"`` this is ``converged``: an
+        iteration stopped by ``max_iter`` before its tolerance is not ok, however well
+        the rows span. The relative forward error ``|x - x_true| / |x_true|`` is then
+        at most ``cond(S_I) residual`` with ``cond(S_I) = cond^2`` for ``"dual"`` and
+        ``"frame"`` (up to the accuracy of an estimated ``cond``).
+    spans : ndarray of bool, shape (N,) (or a bool)
+        The active rows span R^n, so the output determines the input: at least ``n``
+        active rows, and the condition number ``cond`` of ``W_I`` (of the basis ``W_B``
+        for ``"basis"``) below ``1 / span_tol``. Says nothing about whether the solve
+        reached its accuracy (see ``ok``).
     cond : ndarray, shape (N,) (or a float)
         2-norm condition number of the active subframe ``W_I`` (``"dual"``, ``"frame"``)
         or of the basis ``W_B`` (``"basis"``), exact or estimated (``cond=``). Where the
@@ -75,12 +86,19 @@ class Reconstruction:
     residual : ndarray, shape (N,) (or a float)
         ``|S_I x - W_I^T (y_I + alpha_I)| / |W_I^T (y_I + alpha_I)|``: the relative
         residual of the normal equations of the active rows (for every method).
+    residual_bound : ndarray, shape (N,) (or a float)
+        The residual an ``ok`` answer must meet. ``"frame"``: ``tol``, the iteration's
+        stopping rule. ``"dual"`` and ``"basis"``: ``max(tol, 16 n eps cond^2)``, at
+        least what a backward-stable solve can leave (``eps`` the machine epsilon), so a
+        direct answer fails it only when the solve itself went wrong, or for
+        ``"basis"`` when the other active rows' outputs disagree with the basis
+        solution (outputs that no input gives). ``inf`` where the rows do not span.
     span_tol : float
         ``I`` counts as spanning when ``cond < 1 / span_tol``.
     elapsed : float
         Wall-clock seconds.
     tol : float
-        The frame algorithm's tolerance (``"frame"``).
+        The ``tol`` of the call (see ``residual_bound``).
     """
 
     x: np.ndarray
@@ -89,35 +107,45 @@ class Reconstruction:
     method: str
     iterations: object = field(repr=False)
     residual: np.ndarray = field(repr=False)
+    spans: np.ndarray = field(repr=False)
+    residual_bound: np.ndarray = field(repr=False)
     span_tol: float = DEFAULT_SPAN_TOL
     elapsed: float = field(default=0.0, repr=False)
     tol: float = field(default=DEFAULT_TOL, repr=False)
 
     @property
     def converged(self):
-        """``"frame"``: ``ok`` and the residual reached ``tol`` within ``max_iter`` (the
-        rate ``(B_I - A_I) / (B_I + A_I)`` is slow for badly conditioned subframes);
-        ``None`` for the direct methods."""
+        """``"frame"``: the active rows span and the residual reached ``tol`` within
+        ``max_iter`` steps (the rate ``(B_I - A_I) / (B_I + A_I)`` is slow for badly
+        conditioned subframes); equal to ``ok``. ``None`` for the direct methods."""
         if self.iterations is None:
             return None
-        return np.logical_and(self.ok, self.residual <= self.tol)
+        return np.logical_and(self.spans, self.residual <= self.tol)
 
     @property
     def n_failed(self):
-        """Number of outputs whose input is not determined by them (``ok`` False)."""
+        """Number of outputs whose input was not recovered (``ok`` False): those not
+        determined by their outputs and those whose solve missed ``residual_bound``."""
         return int(np.size(self.ok) - np.count_nonzero(self.ok))
 
     def summary(self):
-        """One line: how many inputs were recovered, and the conditioning."""
+        """One line: how many inputs were recovered (``ok``), how many are not
+        determined by their outputs (not ``spans``), how many are determined but were
+        not solved to ``residual_bound``, and the conditioning of the recovered ones."""
         ok = np.atleast_1d(self.ok)
+        spans = np.atleast_1d(self.spans)
         cond = np.atleast_1d(self.cond)[ok]
         text = (f"{self.method}: {ok.sum()} of {ok.size} inputs recovered, "
-                f"{self.n_failed} not determined by their outputs")
+                f"{spans.size - spans.sum()} not determined by their outputs")
+        missed = int(np.count_nonzero(spans & ~ok))
+        if missed:
+            how = (f"the frame algorithm did not reach {self.tol:g}" if self.iterations is not None
+                   else "residual above its bound")
+            text += f", {missed} determined but not recovered ({how})"
         if cond.size:
             text += f"; condition number median {np.median(cond):.3g}, max {cond.max():.3g}"
         if self.iterations is not None:
-            converged = np.atleast_1d(self.converged)
-            text += (f"; frame algorithm: {converged.sum()} converged to {self.tol:g}, steps max "
+            text += (f"; frame algorithm: {ok.sum()} converged to {self.tol:g}, steps max "
                      f"{int(np.max(self.iterations, initial=0))}")
         return text
 
@@ -131,15 +159,20 @@ class Inversion:
     x : ndarray, shape (N, n_0) (or (n_0,))
         The recovered network inputs.
     ok : ndarray of bool, shape (N,) (or a bool)
-        Every layer's active rows spanned (and, for ``"frame"``, every layer's
-        iteration reached its tolerance): ``x`` is the unique input.
+        Every layer's reconstruction was ``ok`` (:class:`Reconstruction`: its active
+        rows spanned and its solve met its ``residual_bound``; for ``"frame"``, every
+        layer's iteration reached its tolerance): ``x`` is the unique input.
     failed_at : ndarray of int64, shape (N,) (or an int for a single output)
-        Index (into ``layers``) of the deepest layer whose active rows did not span (or
-        whose frame algorithm did not converge), i.e. where reconstruction stopped
-        being possible going down from the output; ``-1`` where every layer was
-        inverted.
+        Index (into ``layers``) of the deepest layer whose reconstruction was not
+        ``ok`` (its active rows did not span, or its solve missed its bound), i.e.
+        where recovery stopped going down from the output; ``-1`` where every layer
+        was inverted. ``layers[k].spans`` tells the two causes apart.
     layers : tuple of Reconstruction
-        Per layer, in the order of ``layers`` (input side first).
+        Per layer, in the order of ``layers`` (input side first). Where the layer below
+        has never-active neurons (bias ``+inf``), whose outputs are 0, a layer's
+        reconstruction solves for the other coordinates of its input only (``cond`` and
+        ``residual`` are those of the weight without the corresponding columns) and its
+        ``x`` holds 0 at them.
     elapsed : float
     """
 
@@ -209,9 +242,14 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
       steps; it converges at the rate ``(B_I - A_I) / (B_I + A_I)``.
 
     Where ``I`` does not span, or only with a condition number of at least
-    ``1 / span_tol``, the input is not (stably) determined by the output: ``ok`` is
-    False and ``x`` is the minimum-norm least-squares solution
-    ``pinv(W_I) (y_I + alpha_I)``; no exception is raised.
+    ``1 / span_tol``, the input is not (stably) determined by the output: ``spans`` and
+    ``ok`` are False and ``x`` is the minimum-norm least-squares solution
+    ``pinv(W_I) (y_I + alpha_I)``; no exception is raised. Where ``I`` spans, ``ok``
+    also asks that the answer met its accuracy claim (``Reconstruction.residual_bound``:
+    for ``"frame"`` that the iteration reached ``tol`` within ``max_iter``).
+
+    Neurons with ``alpha_i = +inf`` are never active: their outputs must be 0, and they
+    never enter ``I`` (their equation ``y_i + alpha_i = <w_i, x>`` holds no information).
 
     Parameters
     ----------
@@ -222,7 +260,8 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     method : {"dual", "basis", "frame"}
     active : array_like of bool, shape of ``Y``, optional
         The active rows to use (default ``Y > 0``). An exact zero output whose
-        pre-activation was exactly 0 is active too; pass the mask when you know it.
+        pre-activation was exactly 0 is active too; pass the mask when you know it. It
+        must not mark a neuron with ``alpha_i = +inf``.
     cond : {"estimate", "exact"}
         How ``Reconstruction.cond`` is computed for ``"dual"`` and ``"basis"``:
         ``"estimate"`` (default) is the condition estimate of LAPACK's method (Hager's)
@@ -233,7 +272,8 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
         (several times slower at ``n = 50``). ``"frame"`` always computes the exact
         frame bounds, which its step needs.
     tol, max_iter : float, int
-        Stopping rule of ``"frame"`` (defaults 1e-12 and 10,000).
+        Stopping rule of ``"frame"`` (defaults 1e-12 and 10,000). ``tol`` is also the
+        least ``residual_bound`` of the direct methods.
     span_tol : float
         The active rows count as spanning when the condition number of ``W_I`` (of
         ``W_B`` for ``"basis"``) is below ``1 / span_tol`` (default 1e-6, at least 1e-7:
@@ -263,7 +303,7 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
         raise FastReluError(f"The 'cond' parameter must be 'estimate' or 'exact'. Got {cond!r} instead.")
     exact = cond == "exact"
     jobs = n_jobs_value(n_jobs)
-    alpha = layer.bias
+    alpha = _finite_bias(layer.bias, Y, mask, active is not None)
     N = Y.shape[0]
     x = np.zeros((N, n))
     ok = np.zeros(N, dtype=np.uint8)
@@ -286,15 +326,49 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
                       cond_values, iters, resid)
     if (ok == 255).any():
         raise MemoryError("fastrelu.reconstruct could not allocate its per-thread scratch memory")
-    ok = ok.astype(bool)
+    spans = ok == 1  # the kernels' flag: the active rows (the basis) span within span_tol
+    bound = _residual_bound(method, spans, cond_values, n, tol)
+    ok = spans & (resid <= bound)  # NaN residuals fail too
     iterations = iters if method == "frame" else None
     if single:
         return Reconstruction(x=x[0], ok=bool(ok[0]), cond=float(cond_values[0]), method=method,
                               iterations=None if iterations is None else int(iterations[0]),
-                              residual=float(resid[0]), span_tol=span_tol, elapsed=clock(),
-                              tol=tol)
+                              residual=float(resid[0]), spans=bool(spans[0]),
+                              residual_bound=float(bound[0]), span_tol=span_tol,
+                              elapsed=clock(), tol=tol)
     return Reconstruction(x=x, ok=ok, cond=cond_values, method=method, iterations=iterations,
-                          residual=resid, span_tol=span_tol, elapsed=clock(), tol=tol)
+                          residual=resid, spans=spans, residual_bound=bound, span_tol=span_tol,
+                          elapsed=clock(), tol=tol)
+
+
+def _finite_bias(alpha, Y, mask, given):
+    """The bias for the solvers: ``+inf`` (never active) replaced by 0 once it is clear
+    that no output or given mask makes such a neuron active (so that ``y + alpha`` stays
+    finite everywhere, also on rows no solve uses)."""
+    never = np.isinf(alpha)
+    if not never.any():
+        return alpha
+    for name, hit in (("Y", Y[:, never] > 0), ("active", mask[:, never] if given else None)):
+        if hit is None or not hit.any():
+            continue
+        neurons = _rows_text(np.flatnonzero(never)[hit.any(axis=0)])
+        rows = _rows_text(np.flatnonzero(hit.any(axis=1)))
+        if name == "Y":
+            raise FastReluError(f"The 'Y' parameter must hold outputs of this layer: neurons {neurons} have bias +inf (never active, output 0) but positive entries in rows {rows}.")
+        raise FastReluError(f"The 'active' parameter must not mark neurons whose bias is +inf (never active). Got neurons {neurons} marked active in rows {rows}.")
+    return np.where(never, 0.0, alpha)
+
+
+def _residual_bound(method, spans, cond, n, tol):
+    """Per sample, the relative residual an ``ok`` answer must meet (``inf`` where the
+    rows do not span): ``tol`` for the frame algorithm; for a direct solve at least the
+    residual ``ROUNDING_FACTOR n eps cond^2`` that backward-stable rounding may leave."""
+    if method == "frame":
+        bound = np.full(spans.shape, tol)
+    else:
+        with np.errstate(over="ignore"):
+            bound = np.maximum(tol, ROUNDING_FACTOR * n * EPS * np.square(cond))
+    return np.where(spans, bound, np.inf)
 
 
 def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
@@ -369,7 +443,8 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
     (:func:`reconstruct`), and is itself the output of the layer below. Reconstructed
     values carry round-off, so below the last layer an entry counts as active only when
     it is clearly above the reconstruction's error (see ``zero_tol``; negative round-off
-    is clipped to 0).
+    is clipped to 0). The outputs of never-active neurons (bias ``+inf``) are known to
+    be 0: the layer above them is solved for its other input coordinates only.
 
     Parameters
     ----------
@@ -407,11 +482,20 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
     results = [None] * len(layers)
     failed_at = np.full(outputs.shape[0], -1, dtype=np.int64)
     for k in range(len(layers) - 1, -1, -1):
-        result = reconstruct(layers[k], outputs, method, active=active, **options)
+        # the outputs of never-active neurons (bias +inf) of the layer below are 0: only
+        # the other coordinates of this layer's input are unknown
+        never = np.isinf(layers[k - 1].bias) if k else np.zeros(layers[0].shape[1], dtype=bool)
+        if never.any():
+            known = ReLULayer(layers[k].weight[:, ~never], layers[k].bias)
+            result = reconstruct(known, outputs, method, active=active, **options)
+            x_full = np.zeros((result.x.shape[0], never.size))
+            x_full[:, ~never] = result.x
+            result = replace(result, x=x_full)
+        else:
+            result = reconstruct(layers[k], outputs, method, active=active, **options)
         results[k] = result
-        # A frame-algorithm run that stopped before its tolerance has not recovered x
-        recovered = result.ok if method != "frame" else result.converged
-        failed_at[(failed_at < 0) & ~recovered] = k
+        # ok: spanned and solved to its bound (a frame run stopped by max_iter is not)
+        failed_at[(failed_at < 0) & ~result.ok] = k
         if k:
             outputs = np.maximum(result.x, 0.0)
             # An entry counts as active only above the error the reconstruction may carry:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -222,3 +224,44 @@ def test_a_points_rank_does_not_depend_on_the_points_beside_it():
         np.testing.assert_array_equal(part.rank, whole.rank[offset:])
     alone = [fr.injectivity_summary(layer, x[None]).rank[0] for x in X]
     np.testing.assert_array_equal(whole.rank, alone)
+
+
+def test_an_mcbe_bias_with_unconstrained_rows_is_checked_as_it_is():
+    # on the nonnegative shell some rows are in no sample's most correlated basis: +inf,
+    # a neuron that is never active, exactly like any bias above every <x, w_i>
+    rng = np.random.default_rng(30)
+    W = rng.standard_normal((12, 6))
+    domain = fr.Shell(6, 0.5, 2.0, nonnegative=True)
+    estimate = fr.mcbe(W, domain, 10_000, seed=0)
+    never = np.isinf(estimate.alpha)
+    assert never.any() and estimate.alpha.flags.writeable
+    layer = fr.ReLULayer(W, estimate.alpha)
+    finite = fr.ReLULayer(W, np.where(never, 2.0 * np.linalg.norm(W, axis=1) + 1.0, estimate.alpha))
+    check = fr.check_bias(layer, domain, 20_000, seed=4)
+    same = fr.check_bias(finite, domain, 20_000, seed=4)
+    assert check.n_injective == same.n_injective and check.fraction > 0.99
+    np.testing.assert_array_equal(check.failed_points, same.failed_points)
+    X = np.abs(rng.standard_normal((500, 6)))
+    summary = fr.injectivity_summary(layer, X)
+    np.testing.assert_array_equal(summary.injective, fr.injectivity_summary(finite, X).injective)
+    np.testing.assert_array_equal(summary.injective, _brute_force_injective(layer, X))
+    assert not layer.active_mask(X)[:, never].any()
+
+
+def test_the_cli_checks_the_bias_it_estimated(tmp_path, capsys):
+    from fastrelu.cli import main
+
+    W = np.random.default_rng(0).standard_normal((12, 6))
+    np.save(tmp_path / "W.npy", W)
+    shell = ["--domain", "shell", "--inner", "0.5", "--outer", "2", "--nonnegative"]
+    assert main(["bias", str(tmp_path / "W.npy"), *shell, "--samples", "10000",
+                 "--out", str(tmp_path / "a.npy")]) == 0
+    alpha = np.load(tmp_path / "a.npy")
+    assert np.isinf(alpha).any() and not np.isnan(alpha).any()
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.npy"), *shell,
+                 "--points", "5000", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    expected = fr.check_bias(fr.ReLULayer(W, alpha), fr.Shell(6, 0.5, 2.0, nonnegative=True),
+                             5000, seed=0)
+    assert report["n_injective"] == expected.n_injective and report["n_points"] == 5000

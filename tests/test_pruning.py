@@ -123,3 +123,23 @@ def test_convolution_keep_everything_and_thresholds():
 def test_harmonic_prune_bad_input(operator, kwargs, match):
     with pytest.raises(FastReluError, match=match):
         fr.harmonic_prune(operator, **kwargs)
+
+
+def test_double_layer_of_a_layer_with_never_active_neurons():
+    rng = np.random.default_rng(40)
+    W = rng.standard_normal((6, 3))
+    alpha = rng.standard_normal(6)
+    alpha[[1, 4]] = np.inf
+    layer = fr.ReLULayer(W, alpha)
+    # the default mirror ReLU(-(W x - alpha)) of a never-active neuron would be +inf
+    with pytest.raises(fr.FastReluError, match=r"'layer' parameter must have a finite bias .*neurons \[1, 4\] have alpha = \+inf .*Give 'bias2'"):
+        fr.double_layer(layer)
+    second = np.where(np.isinf(alpha), np.inf, -alpha)
+    doubled = fr.double_layer(layer, second)
+    X = rng.standard_normal((50, 3))
+    np.testing.assert_array_equal(doubled(X)[:, [1, 4, 7, 10]], 0.0)
+    np.testing.assert_array_equal(doubled.bias, np.concatenate([alpha, second]))
+    with pytest.raises(fr.FastReluError, match=r"'bias2' parameter .*Got NaN at index 0"):
+        fr.double_layer(layer, np.r_[np.nan, second[1:]])
+    with pytest.raises(fr.FastReluError, match=r"'bias2' parameter .*Got -inf at index 2"):
+        fr.double_layer(W, np.r_[0.0, 0.0, -np.inf, 0.0, 0.0, 0.0])

@@ -172,10 +172,10 @@ def test_local_metrics_chunks_and_threads():
 
 @pytest.mark.parametrize("obj, kwargs, match", [
     ("weights", {}, "'obj' parameter must be a fastrelu.Data, a 2-D array"),
-    (np.ones(4), {}, "'obj' parameter must be a 2-D array"),
+    (np.ones(4), {}, "'weight' parameter must be a 2-D array"),
     (np.ones((3, 2)), {"n_draws": 0}, "'n_draws' parameter must be an integer >= 1. Got 0 instead"),
     (np.ones((3, 2)), {"data": np.ones((4, 2))}, "'data' parameter applies to a ReLULayer only"),
-    (np.array([[1.0, np.nan]]), {}, "'obj' parameter must contain only finite numbers"),
+    (np.array([[1.0, np.nan]]), {}, "'weight' parameter must contain only finite numbers"),
     (fr.ReLULayer(np.ones((3, 2))), {"data": np.ones((4, 3))}, "'data' parameter must have 2 columns"),
     (fr.ReLULayer(np.ones((3, 2))), {"data": np.full((4, 2), np.inf)}, "'data' parameter must contain only finite"),
     (fr.ReLULayer(np.ones((3, 2))), {"n_starts": 0}, "'n_starts' parameter must be an integer >= 1"),
