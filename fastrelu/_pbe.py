@@ -8,9 +8,9 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ._domains import Data, Sphere, check_domain, domain_reduction
 from ._errors import FastReluError
-from ._mcbe import DEFAULT_RANK_TOL, BiasEstimate, _repeated_rows
+from ._mcbe import DEFAULT_RANK_TOL, BiasEstimate, _repeated_rows, row_exponents
 from ._parallel import Stopwatch
-from ._validation import as_frame, as_matrix, positive_float, positive_int
+from ._validation import rank_tol_value, as_frame, as_matrix, positive_float, positive_int
 
 #: Largest input dimension PBE accepts by default: the hull of m points in R^n can have
 #: of the order of m^(n/2) facets.
@@ -31,14 +31,24 @@ _SKIP_SLACK = 1e-12
 _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
+def _unit_rows(W):
+    """``(unit_rows, exponents, scaled_norms)``: the unit rows of ``W`` and its rows'
+    norms as ``2^exponents * scaled_norms``, computed from the rows scaled by powers of
+    two (:func:`fastrelu._mcbe.row_exponents`), so that any finite nonzero row works."""
+    exponents, scaled = row_exponents(W)
+    scaled_norms = np.linalg.norm(scaled, axis=1)
+    safe = np.where(scaled_norms > 0, scaled_norms, 1.0)
+    return scaled / safe[:, None], exponents, scaled_norms
+
+
 def _nonzero_rows(weight, name="weight"):
-    """Validate a 2-D finite weight matrix without zero rows; returns it and its row norms."""
+    """Validate a 2-D finite weight matrix without zero rows; returns it and its unit rows."""
     W = as_matrix(weight, name)
-    norms = np.linalg.norm(W, axis=1)
-    zero = np.flatnonzero(norms == 0.0)
+    unit_rows, _, scaled_norms = _unit_rows(W)
+    zero = np.flatnonzero(scaled_norms == 0.0)
     if zero.size:
         raise FastReluError(f"The '{name}' parameter must have no zero rows (a zero neuron carries no direction). Got zero rows at indices {zero[:10].tolist()}{' ...' if zero.size > 10 else ''}.")
-    return W, norms
+    return W, unit_rows
 
 
 def _spread(unit_rows):
@@ -102,10 +112,9 @@ def is_omnidirectional(weight, *, tol=DEFAULT_OMNI_TOL):
     FastReluError
         For a weight that is not a finite 2-D array or that has a zero row.
     """
-    W, norms = _nonzero_rows(weight)
+    W, unit_rows = _nonzero_rows(weight)
     tol = positive_float(tol, "tol")
     m, n = W.shape
-    unit_rows = W / norms[:, None]
     if m <= n or int(np.linalg.matrix_rank(unit_rows)) < n:
         return False  # an interior point of the hull needs n + 1 rows and full rank
     return _spread(unit_rows) > tol
@@ -121,18 +130,24 @@ def _not_omnidirectional_error(shape, detail=""):
 
 
 def _hull_simplices(unit_rows, max_facets, shape):
-    """The facets of the hull of ``unit_rows`` as rows of ``n`` indices each.
+    """The facets of the hull of ``unit_rows`` as rows of ``n`` indices each, and for
+    each the index of the hull facet it belongs to.
 
-    Qhull triangulates non-simplicial facets (``Qt``), so every facet returned has exactly
-    ``n`` vertices; their cones cover the cone of the facet they came from, and ``n``
-    vertices of a facet that are not degenerate are linearly independent (they are
-    affinely independent in a hyperplane that misses 0).
+    Qhull triangulates non-simplicial facets (``Qt``), so every simplex returned has
+    exactly ``n`` vertices; their cones cover the cone of the facet they came from, and
+    ``n`` vertices of a facet that are not degenerate are linearly independent (they
+    are affinely independent in a hyperplane that misses 0). The simplices of one
+    facet carry the same hyperplane equation: Qhull writes the merged facet's
+    hyperplane into each of them (it merges facets that are coplanar within its own
+    roundoff tolerance, relative to the points' scale, here unit vectors). Returns
+    ``(simplices, facet_of)`` with ``facet_of`` (f,) numbering the distinct equations,
+    compared exactly.
     """
     m, n = unit_rows.shape
     if n == 1:
         # Qhull needs two dimensions. After removing repeats the rows are +1 and -1, and
         # the "facets" of the segment [-1, 1] are its two end points.
-        return np.arange(m, dtype=np.int64).reshape(m, 1)
+        return np.arange(m, dtype=np.int64).reshape(m, 1), np.arange(m, dtype=np.int64)
     try:
         hull = ConvexHull(unit_rows)
     except QhullError as exc:
@@ -146,7 +161,9 @@ def _hull_simplices(unit_rows, max_facets, shape):
     facets = hull.simplices.astype(np.int64)
     if facets.shape[0] > max_facets:
         raise FastReluError(f"The 'max_facets' parameter must be at least the number of facets of the hull of the unit rows, {facets.shape[0]}, for PBE. Got max_facets={max_facets} for weight.shape={shape}. Raise max_facets (one facet costs up to {n} small solves) or use fastrelu.mcbe.")
-    return facets
+    equations = hull.equations + 0.0  # + 0.0 turns -0.0 into 0.0 for the comparison
+    facet_of = np.unique(equations, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return facets, facet_of
 
 
 def _facet_geometry(unit_rows, facets, rank_tol):
@@ -202,9 +219,45 @@ def _facet_geometry(unit_rows, facets, rank_tol):
     return vertex_min, vertex_exact, lower, keep
 
 
-def _unit_sphere_values(unit_rows, facets, rank_tol):
+def _cone_minimum(unit_rows, vertices, i):
+    """``min <x, u_i>`` over unit ``x`` in the cone of the rows ``vertices`` (any number
+    of them, ``i`` among them): the vertex minimum when it is ``>= 0``, else minus the
+    length of the projection of ``-u_i`` onto the cone (nonnegative least squares)."""
+    generators = unit_rows[vertices]
+    vertex_min = float((generators @ unit_rows[i]).min())
+    if vertex_min >= 0.0:
+        return vertex_min
+    coefficients, _ = nnls(generators.T.copy(), -unit_rows[i], maxiter=30 * len(vertices))
+    projection = generators.T @ coefficients
+    return -math.sqrt(projection @ projection)
+
+
+def _merged_facet_values(unit_rows, facets, facet_of, values):
+    """Lower ``values`` to ``a_F(i)`` over the whole cone of every non-simplicial facet
+    ``F`` (several simplices with one equation), for each vertex ``i`` of ``F``.
+
+    Every vertex of ``F`` active on all of ``cone(F)`` makes the layer injective there
+    (the vertices span R^n), so ``a_F(i) = min <x, u_i>`` over unit ``x`` in ``cone(F)``
+    is a valid per-facet value, as for a simplex; it is at most the value of any
+    simplex of ``F`` containing ``i`` (a smaller cone). Taking it for every vertex
+    makes the result independent of how Qhull triangulated ``F``: rows that are
+    symmetric under a symmetry of the hull get the same value.
+    """
+    sizes = np.bincount(facet_of)
+    for facet in np.flatnonzero(sizes > 1):
+        vertices = np.unique(facets[facet_of == facet])
+        for i in vertices.tolist():
+            value = _cone_minimum(unit_rows, vertices, i)
+            if value < values[i]:
+                values[i] = value
+    return values
+
+
+def _unit_sphere_values(unit_rows, facets, rank_tol, facet_of=None):
     """``alpha^S_i = min_{F containing i} a_F(i)`` for unit rows (THEORY §4).
 
+    ``facet_of`` (f,) numbers the hull facet of each simplex; the facets made of
+    several simplices are then taken whole (:func:`_merged_facet_values`).
     Returns ``(values, counts, facets_used)``; ``values`` is ``+inf`` for rows in no
     facet. Vertex minima that are exact (all of them when nonnegative; a negative one
     when the farthest vertex is the projection, see :func:`_facet_geometry`) enter by one
@@ -214,6 +267,7 @@ def _unit_sphere_values(unit_rows, facets, rank_tol):
     """
     m, n = unit_rows.shape
     vertex_min, vertex_exact, lower, keep = _facet_geometry(unit_rows, facets, rank_tol)
+    all_facets = facets
     facets, vertex_min, vertex_exact, lower = facets[keep], vertex_min[keep], vertex_exact[keep], lower[keep]
     counts = np.bincount(facets.ravel(), minlength=m).astype(np.int64)
     # Start from the vertex minima of every pair: exact where flagged above, upper bounds
@@ -245,6 +299,8 @@ def _unit_sphere_values(unit_rows, facets, rank_tol):
             value = -math.sqrt(projection @ projection)
             if value < values[i]:
                 values[i] = value
+    if facet_of is not None:
+        values = _merged_facet_values(unit_rows, all_facets, facet_of, values)
     return values, counts, facets
 
 
@@ -275,9 +331,16 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     (about 1e-15) given Qhull's facets. The result scales with positive row scaling
     (``alpha_i`` by the row's factor) and is otherwise independent of it.
 
+    A facet of ``P`` that is not a simplex (Qhull triangulates it; its simplices share
+    one hyperplane equation) is also taken whole: each of its vertices gets ``a_F(i)``
+    over the cone of all its vertices, which is valid (they span R^n) and makes the
+    result independent of the triangulation (the cube ``{+-1}^3`` gives ``-|w_i|/3`` for
+    every row).
+
     PBE and :func:`mcbe` give different sufficient biases; neither bounds the other in
-    general (they coincide on symmetric frames such as the regular tetrahedron,
-    ``alpha^S = -1/sqrt(3)``).
+    general. They coincide on symmetric frames with a simplicial hull such as the
+    regular tetrahedron (``alpha^S = -1/sqrt(3)``); on the cube, whose faces are
+    squares, MCBE's infimum is 0 and PBE's value ``-1/3``.
 
     Parameters
     ----------
@@ -303,7 +366,8 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
         ``method="pbe"``; ``alpha`` as above and ``alpha_sampled`` an identical copy
         (nothing is sampled); ``counts[i]`` the number of facets containing row ``i``;
         ``facets`` the ``(f, n)`` int64 array of row indices of the facets used
-        (Qhull's triangulation, degenerate facets dropped); ``n_samples=0``, ``seed=None``,
+        (Qhull's triangulation, degenerate simplices dropped; the vertices of a
+        non-simplicial facet also get the value of the whole facet, see above); ``n_samples=0``, ``seed=None``,
         ``margin=None`` and ``n_incomplete=0`` because nothing is sampled; ``repeated``
         the repeated rows. Rows in no facet (repeats, and rows Qhull finds not to be
         vertices) are never needed and stay unconstrained: ``alpha = +inf``,
@@ -321,7 +385,7 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     m, n = W.shape
     max_dim = positive_int(max_dim, "max_dim")
     max_facets = positive_int(max_facets, "max_facets")
-    rank_tol = positive_float(rank_tol, "rank_tol")
+    rank_tol = rank_tol_value(rank_tol)
     if n > max_dim:
         raise FastReluError(f"The 'weight' parameter must have at most max_dim={max_dim} columns for PBE: the hull of m points in R^n can have of the order of m^(n/2) facets. Got weight.shape={W.shape}. Use fastrelu.mcbe for this input (or raise max_dim).")
     domain = Sphere(n) if domain is None else domain
@@ -331,25 +395,26 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     if domain.nonnegative:
         raise FastReluError(f"The 'domain' parameter of PBE must not be restricted to the nonnegative orthant: PBE covers every direction by the cones of the hull's facets, so on the orthant's part it gives a needlessly small bias and refuses frames that are injective there. Got {domain!r}; use fastrelu.mcbe for nonnegative domains.")
 
-    norms = np.linalg.norm(W, axis=1)
-    unit_rows = W / norms[:, None]
+    unit_rows, exponents, scaled_norms = _unit_rows(W)
     repeated = _repeated_rows(unit_rows, rank_tol, None)
     rows = np.setdiff1d(np.arange(m, dtype=np.int64), repeated)
     distinct = np.ascontiguousarray(unit_rows[rows])
     if distinct.shape[0] <= n or _spread(distinct) <= DEFAULT_OMNI_TOL:
         raise _not_omnidirectional_error(W.shape)
-    facets = _hull_simplices(distinct, max_facets, W.shape)
-    values, counts, facets = _unit_sphere_values(distinct, facets, rank_tol)
+    facets, facet_of = _hull_simplices(distinct, max_facets, W.shape)
+    values, counts, facets = _unit_sphere_values(distinct, facets, rank_tol, facet_of)
 
     _, r_pos, r_neg = domain_reduction(domain)
     unit_values = np.full(m, np.inf)
     unit_values[rows] = values
     constrained = np.isfinite(unit_values)
     # |w_i| alpha^S_i first, then the domain's radii: the bias of a sphere of radius r is
-    # exactly r times that of the unit sphere
-    scaled = unit_values[constrained] * norms[constrained]
+    # exactly r times that of the unit sphere. Computed at the scale of the rows scaled
+    # by 2^-e_i and scaled back exactly, so that no |w_i| over- or underflows.
+    scaled = unit_values[constrained] * scaled_norms[constrained]
     alpha = np.full(m, np.inf)
-    alpha[constrained] = np.where(scaled >= 0.0, r_pos * scaled, r_neg * scaled)
+    alpha[constrained] = np.ldexp(np.where(scaled >= 0.0, r_pos * scaled, r_neg * scaled),
+                                  exponents[constrained])
     all_counts = np.zeros(m, dtype=np.int64)
     all_counts[rows] = counts
     return BiasEstimate(alpha=alpha, counts=all_counts, n_samples=0, seed=None, margin=None,

@@ -1,5 +1,6 @@
 """Exact injectivity of a zero-bias ReLU layer ``x -> ReLU(W x)`` on R^n (THEORY §5)."""
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._kernels import _verify as kernels
+from ._mcbe import row_exponents
 from ._parallel import Stopwatch
 from ._subsets import key as _key, scan
 from ._validation import as_frame, n_jobs_value, positive_int
@@ -32,6 +34,9 @@ EXACT_LIMIT = 10_000
 #: arithmetic, for at most this many (n-1)-subsets and n up to NONGENERIC_MAX_DIM.
 NONGENERIC_MAX_SUBSETS = 20_000
 NONGENERIC_MAX_DIM = 8
+#: Inputs not in general position: the witness is the deepest point among the first this
+#: many failing cells (a linear program each).
+WITNESS_CELLS = 64
 #: The exact resolution trusts the sign of ``<u_g, v_T>`` above this times
 #: ``n (kappa(U_T) + 1)`` (its rounding error is about ``eps (kappa + 1)``).
 _SIGN_FILTER = 256 * np.finfo(np.float64).eps
@@ -68,11 +73,27 @@ class InjectivityVerdict:
         it is returned. None when injective.
     witness_active : ndarray of int64 or None
         The active rows at :attr:`witness` (exact signs); their rank is below ``n``.
+    witness_margin : float or None
+        ``min_i |<w_i, x>| / |w_i|`` at the unit :attr:`witness` ``x``: its distance to
+        the nearest hyperplane ``<w_i, x> = 0``, so every point within that distance
+        has the same active rows. Of the candidate witnesses (see
+        :func:`verify_injective`) the one with the largest margin is returned; a
+        margin well above ``1e-15`` means that ``W @ witness >= 0`` in floating point
+        finds the same active rows as exact arithmetic. None when injective.
     min_active : int
         The least number of active rows ``#{i : <w_i, x> >= 0}`` over all ``x``
         (rows counted with repetitions). ``min_active < n`` implies non-injective; for
         distinct rows in general position ``min_active >= n`` implies injective, with
         repeated, opposite or other non-generic rows it does not (the rank decides).
+        When :attr:`closed_form` is True it is instead the number of active rows at
+        the witness, an upper bound of that least number (below ``n``).
+    closed_form : bool
+        True when the verdict comes from ``m < 2n`` alone (never injective, THEORY §5)
+        without the subset scan, because the scan exceeds ``max_subsets`` or the rows
+        are too far from general position for it: then ``subsets_checked = 0``,
+        ``min_active`` counts the active rows at the witness, ``subset`` is empty,
+        ``sign`` is ``+1``, ``vertex`` is the witness, ``n_exact = 0`` and
+        ``general_position`` keeps its default (not examined).
     subset : ndarray of int64, shape (n-1,)
         The first subset ``T`` in lexicographic order whose ray ``sign * v`` borders a
         cell with :attr:`min_active` active rows (one row per distinct direction: the
@@ -117,6 +138,8 @@ class InjectivityVerdict:
     n_exact: int = 0
     n_hyperplanes: int = 0
     general_position: bool = True
+    witness_margin: object = None
+    closed_form: bool = False
 
 
 # --------------------------------------------------------------------------- exact arithmetic
@@ -205,7 +228,10 @@ class _Arrangement:
         self.nneg = np.bincount(group_of[side < 0], minlength=p).astype(np.int64)
         self.hasneg = (self.nneg > 0).astype(np.int64)
         self.cheaper = np.minimum(self.npos, self.nneg)
-        reps = W[rep]
+        # Rows scaled by powers of two (exact; signs and directions unchanged), so that
+        # norms and inner products neither overflow nor underflow at any finite scale.
+        _, self.scaled = row_exponents(W)
+        reps = self.scaled[rep]
         self.unit = np.ascontiguousarray(reps / np.linalg.norm(reps, axis=1)[:, None])
         self._integer_rows = {}
 
@@ -263,8 +289,9 @@ class _Arrangement:
         return others, signs
 
     def exact_signs_of_rows(self, x):
-        """Exact signs of ``<w_i, x>`` for all rows (float filter, then fractions)."""
-        W = self.W
+        """Exact signs of ``<w_i, x>`` for all rows (float filter, then fractions); the
+        rows scaled by powers of two have the same signs."""
+        W = self.scaled
         values = W @ x
         bound = 4.0 * (self.n + 2) * _EPS * (np.abs(W) @ np.abs(x)) + 1e-300
         signs = np.sign(values).astype(np.int64)
@@ -407,13 +434,10 @@ def _witness(arr, T, s):
         e = np.abs(arr.unit[others] @ d)
         # small enough that no row outside T changes sign along the way
         t = min(1.0, 0.5 * c.min() / e.max()) if e.max() > 0 else 1.0
-    for _ in range(6):
-        checked = _verified(arr, s * v + t * d)
-        if checked is not None:
-            return checked
-        t /= 16.0
-    # A thin cell (rows nearly, not exactly, parallel to rows of T or nearly in their
-    # hyperplane): try its deepest point.
+    # Candidates: points s v + t d moving into the cell, and the cell's deepest point
+    # (linear program), which is far from every hyperplane unless the cell is thin
+    # (rows nearly, not exactly, parallel to rows of T or nearly in their hyperplane).
+    # The verified one farthest from the hyperplanes wins (see witness_margin).
     cell = np.zeros(arr.p)
     if n > 1:
         others, signs = arr.signs(T)
@@ -421,11 +445,14 @@ def _witness(arr, T, s):
         cell[T] = sigma
     else:
         cell[:] = s * arr.unit[:, 0]
-    point = _lp_point(arr, cell)
-    checked = None if point is None else _verified(arr, point)
-    if checked is None:
+    points = [_lp_point(arr, cell)]
+    for _ in range(6):
+        points.append(s * v + t * d)
+        t /= 16.0
+    best = _deepest_verified(arr, points)
+    if best is None:
         raise _no_witness_error(arr, T)
-    return checked
+    return best
 
 
 # --------------------------------------------------------------------------- non-generic rows
@@ -651,32 +678,34 @@ def _verify_nongeneric(arr, n_subsets, clock):
     gram = (active.astype(np.float64) @ outer).reshape(-1, n, n)
     eigenvalues = np.linalg.eigvalsh(gram)
     certain = eigenvalues[:, 0] > 1e-9 * eigenvalues[:, -1]
-    witness = witness_active = None
-    failing = None
+    witness = witness_active = margin = None
+    failing = []
     for cell in np.flatnonzero(~certain):
         groups = np.flatnonzero(active[cell])
         if groups.size >= n and _rank([arr.integer_row(int(g)) for g in groups]) == n:
             continue
-        if failing is None:
-            failing = cell
-        for point in (_lp_point(arr, signs[cell].astype(np.float64)), None):
-            if point is None:
-                point = [float(c) for c in _top_point(arr, descriptors[cell])]
-            checked = _verified(arr, point)
-            if checked is not None:
-                witness, witness_active = checked
-                break
-        if witness is not None:
+        failing.append(cell)
+        if len(failing) == WITNESS_CELLS:
             break
-    if failing is not None and witness is None:
-        raise _no_witness_error(arr, descriptors[failing][0])
+    # Of the first WITNESS_CELLS failing cells, the deepest point farthest from the
+    # hyperplanes that checks out (see witness_margin); the exact interior point of a
+    # cell is the last resort.
+    chosen = _deepest_verified(arr, [_lp_point(arr, signs[cell].astype(np.float64)) for cell in failing])
+    for cell in failing:
+        if chosen is not None:
+            break
+        chosen = _deepest_verified(arr, [[float(c) for c in _top_point(arr, descriptors[cell])]])
+    if failing and chosen is None:
+        raise _no_witness_error(arr, descriptors[failing[0]][0])
+    if chosen is not None:
+        witness, witness_active, margin = chosen
     T, sign = descriptors[best][0], descriptors[best][1]
     return InjectivityVerdict(
-        injective=failing is None, witness=witness, min_active=int(counts[best]),
+        injective=not failing, witness=witness, min_active=int(counts[best]),
         subsets_checked=int(n_subsets), n_subsets=int(n_subsets), elapsed=clock(),
         subset=arr.rows_of(T).astype(np.int64), sign=sign, vertex=sign * arr.null_vector(T),
         witness_active=witness_active, n_exact=int(n_subsets), n_hyperplanes=p,
-        general_position=False)
+        general_position=False, witness_margin=margin)
 
 
 def _verified(arr, point):
@@ -692,6 +721,65 @@ def _verified(arr, point):
     if groups.size < arr.n or _rank([arr.integer_row(int(g)) for g in groups]) < arr.n:
         return x, active.astype(np.int64)
     return None
+
+
+def _margin(arr, x):
+    """``min_g |<u_g, x>|`` for a unit ``x``: its distance to the nearest hyperplane."""
+    return float(np.abs(arr.unit @ x).min())
+
+
+def _deepest_verified(arr, points):
+    """Of the candidate points (None entries skipped), the verified witness
+    ``(x, active, margin)`` with the largest margin, or None."""
+    best = None
+    for point in points:
+        if point is None:
+            continue
+        checked = _verified(arr, point)
+        if checked is None:
+            continue
+        margin = _margin(arr, checked[0])
+        if best is None or margin > best[2]:
+            best = (checked[0], checked[1], margin)
+    return best
+
+
+def _closed_form_witness(arr, candidates=16):
+    """A witness for ``m < 2n`` rows without the subset scan: ``(x, active, margin)``
+    or None.
+
+    Why it exists: for ``x`` with ``<w_i, x> != 0`` for every row, each row is active
+    at exactly one of ``x`` and ``-x``, so ``|A(x)| + |A(-x)| = m < 2n`` and one of the
+    two has at most ``n - 1`` active rows, which cannot span R^n. The points tried are
+    ``candidates`` fixed pseudo-random directions (no row is orthogonal to them in
+    practice); for each, the side with fewer active rows, moved to the deepest point
+    of its open cell (linear program: the signs, hence the active rows, stay those of
+    the cell). The exact check of :func:`_verified` decides; the largest margin wins.
+    """
+    rng = np.random.default_rng(0)
+    points = []
+    for _ in range(candidates):
+        x = rng.standard_normal(arr.n)
+        values = arr.unit @ x
+        if not np.all(np.abs(values) > 1e-8 * np.abs(x).sum()):
+            continue  # too close to a hyperplane to trust the float signs
+        signs = np.where(values > 0, 1.0, -1.0)
+        active_plus = int(np.where(signs > 0, arr.npos, arr.nneg).sum())
+        if active_plus > arr.m - active_plus:
+            x, signs = -x, -signs
+        points.append(x)
+        points.append(_lp_point(arr, signs))
+    return _deepest_verified(arr, points)
+
+
+def _closed_form_verdict(arr, found, n_subsets, clock):
+    """The verdict for ``m < 2n`` rows from :func:`_closed_form_witness`."""
+    x, active, margin = found
+    return InjectivityVerdict(
+        injective=False, witness=x, min_active=int(active.size), subsets_checked=0,
+        n_subsets=int(n_subsets), elapsed=clock(), subset=np.zeros(0, dtype=np.int64),
+        sign=1, vertex=x.copy(), witness_active=active, n_exact=0, n_hyperplanes=arr.p,
+        witness_margin=margin, closed_form=True)
 
 
 def _no_witness_error(arr, T):
@@ -772,16 +860,30 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False, c
     ------
     FastReluError
         For a weight that is not a frame (not 2-D, non-finite, zero rows, rank < n), more
-        subsets than ``max_subsets``, non-generic rows beyond 20,000 subsets or ``n > 8``
+        subsets than ``max_subsets`` (``m >= 2n``), non-generic rows beyond 20,000 subsets
+        or ``n > 8``
         (see above), rows so close to degenerate that more than 10,000 subsets would need
         exact arithmetic, or a non-injective layer whose failing cells are all thinner
         than floating-point rounding (no float witness exists).
 
     Notes
     -----
-    ``m < 2n`` rows are never injective (of ``x`` and ``-x`` one has fewer than ``n``
-    active rows); such inputs are checked like any other, which also gives their
-    ``min_active``. Deciding injectivity is coNP-complete in general and fixed-parameter
+    ``m < 2n`` rows are never injective: at an ``x`` on none of the hyperplanes every
+    row is active at exactly one of ``x`` and ``-x``, so one of them has fewer than
+    ``n`` active rows. Such inputs are answered first, whatever ``max_subsets``: a
+    witness from fixed pseudo-random directions (the side with fewer active rows, moved
+    to the deepest point of its cell), checked in exact arithmetic. When the subset
+    scan fits the budget (and the rows allow it) it still runs and gives the exact
+    ``min_active`` and minimal cell; otherwise the verdict has ``closed_form=True``.
+
+    The witness: of the candidate points -- the cell next to the first minimal-rank ray
+    (its deepest point by a linear program, and points ``s v + t d`` moving into it), for
+    rows not in general position the deepest points of the first 64 failing cells, and
+    for ``m < 2n`` the closed-form candidates -- the one that checks out exactly with the
+    largest :attr:`InjectivityVerdict.witness_margin` (distance to the nearest
+    hyperplane) is returned, so that a floating-point check ``W @ witness >= 0``
+    agrees with the exact one unless every failing cell is thinner than rounding.
+    Weights of any finite scale work (rows are scaled by powers of two internally). Deciding injectivity is coNP-complete in general and fixed-parameter
     tractable in ``n`` (Froese, Grillo, Skutella 2024): the cost grows like ``m^(n-1)``.
     """
     return _verify(weight, max_subsets=max_subsets, n_jobs=n_jobs, progress=progress,
@@ -801,6 +903,11 @@ def _verify(weight, *, max_subsets=None, n_jobs=None, progress=False,
     arr = _Arrangement(W)
     p = arr.p
     n_subsets = math.comb(p, n - 1)
+    # m < 2n rows are never injective (THEORY §5): answered with a witness before the
+    # budget; the scan, when it fits, adds the exact min_active and the minimal cell.
+    closed = _closed_form_witness(arr) if m < 2 * n else None
+    if closed is not None and n_subsets > max_subsets:
+        return _closed_form_verdict(arr, closed, n_subsets, clock)
     if n_subsets > max_subsets:
         never = (f" (with m = {m} < 2n = {2 * n} rows it is never injective; the subsets "
                  "would give min_active and a witness)") if m < 2 * n else ""
@@ -826,9 +933,17 @@ def _verify(weight, *, max_subsets=None, n_jobs=None, progress=False,
             best_rank = min(best_rank, _key(rank_plus, 2 * rank), _key(rank_minus, 2 * rank + 1))
     except _NonGeneric as found:
         if n_subsets > NONGENERIC_MAX_SUBSETS or n > NONGENERIC_MAX_DIM:
+            if closed is not None:
+                return _closed_form_verdict(arr, closed, n_subsets, clock)
             raise _degenerate_error(arr, found, n_subsets) from None
-        return _verify_nongeneric(arr, n_subsets, clock)
+        verdict = _verify_nongeneric(arr, n_subsets, clock)
+        if closed is not None and (verdict.witness_margin is None or closed[2] > verdict.witness_margin):
+            verdict = dataclasses.replace(verdict, witness=closed[0], witness_active=closed[1],
+                                          witness_margin=closed[2])
+        return verdict
     if n_flagged > EXACT_LIMIT:
+        if closed is not None:
+            return _closed_form_verdict(arr, closed, n_subsets, clock)
         first = arr.rows_of(_unrank(flagged[EXACT_LIMIT], p, n - 1)).tolist()
         raise FastReluError(
             f"The 'weight' parameter must not be this close to degenerate: {n_flagged:,} subsets "
@@ -843,12 +958,15 @@ def _verify(weight, *, max_subsets=None, n_jobs=None, progress=False,
     sign = 1 if count_index % 2 == 0 else -1
     vertex = sign * arr.null_vector(T)
     injective = rank >= n
-    witness = witness_active = None
+    witness = witness_active = margin = None
     if not injective:
-        witness, witness_active = _witness(arr, _unrank(rank_index // 2, p, n - 1),
-                                           1 if rank_index % 2 == 0 else -1)
+        witness, witness_active, margin = _witness(arr, _unrank(rank_index // 2, p, n - 1),
+                                                   1 if rank_index % 2 == 0 else -1)
+        if closed is not None and closed[2] > margin:
+            witness, witness_active, margin = closed
     return InjectivityVerdict(
         injective=bool(injective), witness=witness, min_active=int(count),
         subsets_checked=int(scanned), n_subsets=int(n_subsets), elapsed=clock(),
         subset=arr.rows_of(T).astype(np.int64), sign=sign, vertex=vertex,
-        witness_active=witness_active, n_exact=min(n_flagged, EXACT_LIMIT), n_hyperplanes=p)
+        witness_active=witness_active, n_exact=min(n_flagged, EXACT_LIMIT), n_hyperplanes=p,
+        witness_margin=margin)

@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -5,6 +7,45 @@ import fastrelu as fr
 from fastrelu._parallel import block_generator
 
 from conftest import brute_force_mcbe, spans
+
+
+def _exact_repeats(W):
+    """Rows that are exactly a positive multiple of an earlier row, decided in rational
+    arithmetic (the floats of ``W`` as fractions): ``w_j = c w_i``, ``c > 0``."""
+    rows = [[Fraction(float(x)) for x in row] for row in W]
+    repeats = []
+    for j in range(len(rows)):
+        for i in range(j):
+            if i in repeats:
+                continue
+            k = max(range(len(rows[i])), key=lambda a: abs(rows[i][a]))
+            c = rows[j][k] / rows[i][k]
+            if c > 0 and all(b == c * a for a, b in zip(rows[i], rows[j])):
+                repeats.append(j)
+                break
+    return repeats
+
+
+def exact_brute_force_mcbe(W, X, **kwargs):
+    """:func:`brute_force_mcbe` with exact ties among parallel rows decided as the
+    definition decides them, independently of floating-point rounding.
+
+    A row that is exactly a positive multiple of an earlier row has exactly the same
+    normalised correlation with every point, so the scan meets the earlier row first
+    (ties: smaller index), and the later row is then dependent on the kept ones whenever
+    the earlier one is (same unit vector): it never enters a basis. Computing the
+    correlations in floating point could break that tie either way by one rounding
+    error; the oracle drops such rows instead (``alpha = +inf``, ``counts = 0``) and
+    runs the definition on the others, whose scan order they never change.
+    """
+    m = W.shape[0]
+    repeats = _exact_repeats(W)
+    keep = np.setdiff1d(np.arange(m), repeats)
+    alpha_kept, counts_kept = brute_force_mcbe(W[keep], X, **kwargs)
+    alpha = np.full(m, np.inf)
+    counts = np.zeros(m, dtype=np.int64)
+    alpha[keep], counts[keep] = alpha_kept, counts_kept
+    return alpha, counts, repeats
 
 
 @pytest.mark.parametrize("n_samples", [2_000, 20_000, 200_000])
@@ -55,11 +96,12 @@ def test_data_domain_equals_brute_force(dependent):
     X = rng.standard_normal((400, 3)) * rng.uniform(0.1, 3.0, (400, 1))
     X[17] = 0.0  # the origin: all correlations tie, index order decides
     result = fr.mcbe(W, fr.Data(X))
-    alpha, counts = brute_force_mcbe(W, X)
+    alpha, counts, repeats = exact_brute_force_mcbe(W, X)
     np.testing.assert_array_equal(result.counts, counts)
     np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
     assert result.n_incomplete == 0
     if dependent:
+        assert repeats == [8, 11]  # 2 w_1 and w_0; -w_4 is opposite, not a repeat
         assert set(result.repeated.tolist()) == {8, 11}
         assert result.counts[8] == result.counts[11] == 0
 
@@ -72,12 +114,44 @@ def test_both_gram_paths_equal_brute_force(monkeypatch, stored_gram):
 
     monkeypatch.setattr(driver, "GRAM_MAX_ROWS", 10_000 if stored_gram else 0)
     rng = np.random.default_rng(14)
-    W = np.vstack([rng.standard_normal((40, 6)), rng.standard_normal((3, 6)) @ np.ones((6, 6))])
+    # rows 40-42: multiples of (1, ..., 1), exactly (every entry is the same float), one
+    # of them opposite; the positive ones tie exactly with row 40 at every point
+    # rows 40-42: positive multiples of (1, ..., 1), exactly (every entry of a row is the
+    # same float); their normalised correlations tie exactly at every point
+    W = np.vstack([rng.standard_normal((40, 6)),
+                   rng.standard_normal((3, 6)).sum(axis=1, keepdims=True) * np.ones((1, 6))])
     X = rng.standard_normal((300, 6))
     result = fr.mcbe(W, fr.Data(X))
-    alpha, counts = brute_force_mcbe(W, X)
+    alpha, counts, repeats = exact_brute_force_mcbe(W, X)
+    assert repeats == [41, 42]
+    assert result.repeated.tolist() == [41, 42]
     np.testing.assert_array_equal(result.counts, counts)
     np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
+    assert counts[40] > 0
+
+
+def test_exact_repeats_tie_with_their_first_row_whatever_the_rounding():
+    # Integer multiples 3, 5, 7 of an integer row: exactly parallel, so their normalised
+    # correlations tie exactly with the first row's at every point, while the computed
+    # ones differ in the last bits (3 <x, b> and <x, 3 b> round differently). The
+    # definition (smaller index first) keeps the first row of the group, never a later
+    # one; an oracle that compared the computed correlations would break the tie by
+    # rounding.
+    rng = np.random.default_rng(17)
+    base = np.array([3.0, -1.0, 2.0, 5.0])
+    W = np.vstack([rng.standard_normal((6, 4)), base, 3.0 * base, 5.0 * base, 7.0 * base])
+    parallel = [7, 8, 9]
+    X = rng.standard_normal((400, 4))
+    X[:60] = base + 0.3 * rng.standard_normal((60, 4))  # the group tops these scans
+    keys = (X @ W.T) / np.linalg.norm(W, axis=1)
+    assert (keys[:, parallel] != keys[:, [6]]).any()  # rounding does separate the tie
+    result = fr.mcbe(W, fr.Data(X))
+    alpha, counts, repeats = exact_brute_force_mcbe(W, X)
+    assert repeats == parallel
+    assert result.repeated.tolist() == parallel
+    np.testing.assert_array_equal(result.counts, counts)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-14)
+    assert counts[6] >= 60 and (counts[parallel] == 0).all()
 
 
 def test_exact_ties_go_to_the_smaller_index():
@@ -231,11 +305,66 @@ def test_held_out_points_are_injective():
 
 
 def test_covering_radius_estimate():
-    # eps = (|S^2| log N / (pi N))^(1/2) = (4 log N / N)^(1/2) on S^2
-    assert fr.covering_radius(10_000, 3) == pytest.approx(np.sqrt(4 * np.log(1e4) / 1e4))
+    # on S^2 a cap of Euclidean radius eps holds eps^2 / 4 of the area (Archimedes), so
+    # N share eps^2 / 4 = log N + log log N + 4.6
+    target = np.log(1e4) + np.log(np.log(1e4)) + 4.6
+    assert fr.covering_radius(10_000, 3) == pytest.approx(2 * np.sqrt(target / 1e4), rel=1e-12)
+    assert fr.covering_radius(10_000, 3, nonnegative=True) == pytest.approx(np.sqrt(2 * target / 1e4), rel=1e-12)
     assert fr.covering_radius(10**6, 30) < fr.covering_radius(10**4, 30)
     assert fr.covering_radius(10**4, 3, nonnegative=True) < fr.covering_radius(10**4, 3)
-    assert fr.covering_radius(1, 3) == 2.0
+    assert fr.covering_radius(1, 3) == 2.0 and fr.covering_radius(5, 30) == 2.0
+    assert fr.covering_radius(10**4, 1) == 0.0
+
+
+def _measured_covering_radius(rng, n_samples, n, nonnegative, n_queries=40_000):
+    """Largest Euclidean distance from query points of the domain to the nearest of
+    ``n_samples`` uniform samples (a lower estimate of the covering radius); on the
+    nonnegative part the queries include points of its faces and its corners, where
+    the holes are largest."""
+    from scipy.spatial import cKDTree
+
+    def uniform(k):
+        X = rng.standard_normal((k, n))
+        X = np.abs(X) if nonnegative else X
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+    queries = uniform(n_queries)
+    if nonnegative:
+        faces = np.abs(rng.standard_normal((n_queries // 4, n)))
+        faces[rng.random(faces.shape) < 0.5] = 0.0
+        faces[:, 0] += 1e-3  # no zero rows
+        faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+        queries = np.vstack([queries, faces, np.eye(n)])
+    return cKDTree(uniform(n_samples)).query(queries)[0].max()
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_covering_radius_is_not_optimistic_against_measured_radii(n, nonnegative):
+    # The leading-order estimate (area / 2^n for the nonnegative part, log N) measured
+    # 0.10 against 0.16 for n = 4, N = 2000 on the nonnegative part; the estimate must
+    # cover the measured radius, and not by more than a factor 3.
+    rng = np.random.default_rng(50 + n)
+    n_samples = 2000
+    measured = _measured_covering_radius(rng, n_samples, n, nonnegative)
+    estimate = fr.covering_radius(n_samples, n, nonnegative=nonnegative)
+    assert measured <= estimate <= 3.0 * measured
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-150, 1.0, 1e150, 1e300])
+@pytest.mark.parametrize("domain", [fr.Sphere(3), fr.Ball(3, radius=2.0)])
+def test_extreme_scales_give_the_scaled_result(tetrahedron, domain, scale):
+    # every finite nonzero scale works: the same bases, alpha times the scale (once
+    # every row was +inf at 1e300, and 1e-300 was refused as zero rows)
+    base = fr.mcbe(tetrahedron, domain, 10_000, seed=24, margin="covering")
+    scaled = fr.mcbe(tetrahedron * scale, domain, 10_000, seed=24, margin="covering")
+    np.testing.assert_array_equal(scaled.counts, base.counts)
+    assert scaled.repeated.size == 0 and np.all(np.isfinite(scaled.alpha))
+    np.testing.assert_allclose(scaled.alpha_sampled / scale, base.alpha_sampled, rtol=1e-13)
+    np.testing.assert_allclose(scaled.alpha / scale, base.alpha, rtol=1e-13)
+    X = np.random.default_rng(25).standard_normal((200, 3))
+    data = fr.mcbe(tetrahedron * scale, fr.Data(X))
+    np.testing.assert_allclose(data.alpha / scale, fr.mcbe(tetrahedron, fr.Data(X)).alpha, rtol=1e-13)
 
 
 def test_estimate_bias_front_door(tetrahedron):

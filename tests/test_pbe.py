@@ -154,6 +154,46 @@ def test_facets_are_hull_facets_whose_cones_cover_the_sphere():
 
 
 
+@pytest.mark.parametrize("rotated", [False, True])
+def test_non_simplicial_facets_are_taken_whole(rotated):
+    # The cube's square faces are triangulated by Qhull; a triangle's cone leaves out
+    # part of the face, so per triangle four rows got +|w|/3 and four -|w|/3 depending
+    # on the diagonals chosen. Over the whole face every row gets the value of the
+    # diagonally opposite vertex's side: min <x, u_i> over unit x in cone(face) = -1/3.
+    cube = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
+    if rotated:  # a generic orientation: the faces are coplanar only up to rounding
+        cube = cube @ np.linalg.qr(np.random.default_rng(8).standard_normal((3, 3)))[0]
+    result = fr.pbe(cube)
+    norms = np.linalg.norm(cube, axis=1)
+    np.testing.assert_allclose(result.alpha / norms, -1.0 / 3.0, rtol=0, atol=1e-12)
+    assert result.facets.shape == (12, 3)
+    X = sphere_points(np.random.default_rng(9), 100_000, 3)
+    assert injective_at(cube, result.alpha, X).all()
+
+
+def test_hexagonal_prism_rows_are_symmetric():
+    # 12 rows: two hexagons (non-simplicial top and bottom faces, square side faces)
+    angles = np.arange(6) * np.pi / 3
+    ring = np.c_[np.cos(angles), np.sin(angles)]
+    W = np.vstack([np.c_[ring, np.ones(6)], np.c_[ring, -np.ones(6)]])
+    result = fr.pbe(W)
+    values = result.alpha / np.linalg.norm(W, axis=1)
+    np.testing.assert_allclose(values, values[0], rtol=0, atol=1e-12)
+    assert injective_at(W, result.alpha, sphere_points(np.random.default_rng(10), 100_000, 3)).all()
+
+
+def test_pbe_and_mcbe_differ_on_the_cube():
+    # Symmetric but not simplicial: MCBE's infimum over the sphere is 0 (a most
+    # correlated basis of a direction in a face's cone never needs the vertex opposite
+    # the direction's corner), PBE's value over the whole face is -|w|/3.
+    cube = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
+    norms = np.linalg.norm(cube, axis=1)
+    sampled = fr.mcbe(cube, fr.Sphere(3), n_samples=100_000, seed=23)
+    assert np.all(sampled.alpha >= -1e-12)
+    assert np.all(sampled.alpha <= 2 * fr.covering_radius(100_000, 3) * norms)
+    np.testing.assert_allclose(fr.pbe(cube).alpha / norms, -1.0 / 3.0, atol=1e-12)
+
+
 def test_degenerate_facets_are_dropped_and_bounds_hold():
     rng = np.random.default_rng(4)
     unit = sphere_points(rng, 3, 3)
@@ -204,6 +244,20 @@ def test_row_scaling_invariance():
     scaled = fr.pbe(W * factors[:, None])
     np.testing.assert_array_equal(scaled.counts, base.counts)
     np.testing.assert_allclose(scaled.alpha, base.alpha * factors, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-150, 1.0, 1e150, 1e300])
+def test_extreme_scales_give_the_scaled_result(tetrahedron, scale):
+    # once Qhull failed at 1e300 (the rows' norms overflowed) and 1e-300 was refused
+    W = random_omnidirectional(8, 3)
+    for weight in (tetrahedron, W):
+        assert fr.is_omnidirectional(weight * scale)
+        for domain in (fr.Sphere(3), fr.Ball(3, radius=2.0)):
+            base = fr.pbe(weight, domain)
+            scaled = fr.pbe(weight * scale, domain)
+            np.testing.assert_array_equal(scaled.facets, base.facets)
+            np.testing.assert_allclose(scaled.alpha / scale, base.alpha, rtol=1e-12)
+    np.testing.assert_allclose(fr.pbe(tetrahedron * scale).alpha / scale, -1 / SQRT3, rtol=1e-12)
 
 
 def test_repeated_rows_stay_unconstrained_and_the_layer_stays_injective():
