@@ -28,6 +28,11 @@ def load_array(path, name, *, key=None, key_option="--key", numeric=True):
             array = _read(path, name, ext, key, key_option)
     except FastReluError:
         raise
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise FastReluError(f"The '{name}' file {path!r} could not be read as a {ext} array: {exc}") from None
+        # a real .npy (or an .npz member) of dtype object: loading it would run pickled code
+        raise FastReluError(f"The '{name}' file {path!r} must hold an array of numbers. Got an array of Python objects (dtype object), which is not loaded because that would unpickle it; save it with a numeric dtype (np.asarray(a, dtype=float)).") from None
     except Exception as exc:  # numpy raises many types for malformed files
         raise FastReluError(f"The '{name}' file {path!r} could not be read as a {ext} array: {exc}") from None
     real = np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
@@ -36,7 +41,24 @@ def load_array(path, name, *, key=None, key_option="--key", numeric=True):
     return array
 
 
+#: The first bytes of a file written by numpy.save (.npy) and numpy.savez (a zip archive).
+_SIGNATURES = {".npy": (b"\x93NUMPY", "numpy.save"), ".npz": (b"PK", "numpy.savez")}
+
+
+def _check_signature(path, name, ext):
+    """A file that is not what its extension says is named as such: np.load would take
+    it for a pickle and report pickled data."""
+    signature, writer = _SIGNATURES[ext]
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if not head.startswith(signature):
+        got = "an empty file" if not head else f"a file that starts with {head!r}"
+        raise FastReluError(f"The '{name}' file {path!r} must be a NumPy {ext} file (as written by {writer}, starting with {signature!r}). Got {got}.")
+
+
 def _read(path, name, ext, key, key_option):
+    if ext in _SIGNATURES:
+        _check_signature(path, name, ext)
     if ext == ".npy":
         return np.load(path, allow_pickle=False)
     if ext == ".npz":
@@ -92,6 +114,23 @@ def output_directory(path, name, what="parameter"):
             pass
     except OSError as exc:
         raise FastReluError(f"The '{name}' {what} must be a directory that can be created and written to. Got {path!r} ({exc.strerror or exc}).") from None
+    return path
+
+
+def check_output_directory(path, name, what="parameter"):
+    """Check, without creating anything, that :func:`output_directory` will be able to
+    make ``path``: an existing directory that is writable, or a path whose nearest
+    existing ancestor is a writable directory. Bad input found later (by the run's own
+    checks) then leaves no empty directory behind."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FastReluError(f"The '{name}' {what} must be a directory (it is created if missing). Got {path!r}, an existing file.")
+    ancestor = os.path.abspath(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor) or not os.access(ancestor, os.W_OK | os.X_OK):
+        kind = "a file" if not os.path.isdir(ancestor) else "a directory that cannot be written to"
+        raise FastReluError(f"The '{name}' {what} must be a directory that can be created and written to. Got {path!r}, under {ancestor!r}, {kind}.")
     return path
 
 

@@ -3,8 +3,10 @@
 
 import argparse
 import json
+import os
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -12,7 +14,8 @@ from ._batch import add_batch_parser
 from ._distributed import add_cluster_arguments, cluster_from_args
 from ._domains import Ball, Data, Shell, Sphere
 from ._errors import BuildError, FastReluError
-from ._io import jsonable, load_array, output_directory, output_file, write_output
+from ._io import (check_output_directory, jsonable, load_array, output_directory,
+                  output_file, write_output)
 from ._layer import ReLULayer
 from ._mcbe import DEFAULT_SAMPLES, mcbe
 from ._pbe import pbe
@@ -53,18 +56,10 @@ def _progress(args):
 
 
 def _cmd_bias(args):
-    if args.domain == "data" and args.samples is not None:
-        raise FastReluError("The '--samples' option does not apply to --domain data: every point of --data is one sample.")
     out = None if args.out is None else output_file(args.out, "--out", ".npy")
     weight = _load_weights(args)
     domain = _domain_from_args(args, np.shape(weight)[1])
     if args.method == "pbe":
-        for option, value in (("--samples", args.samples), ("--margin", args.margin),
-                              ("--seed", args.seed), ("--checkpoint", args.checkpoint),
-                              ("--scheduler", args.scheduler),
-                              ("--local-cluster", args.local_cluster)):
-            if value is not None:
-                raise FastReluError(f"The '{option}' option does not apply to --method pbe (PBE samples nothing: its bias is exact for the hull's facets).")
         result = pbe(weight, domain)
     else:
         samples = None if args.domain == "data" else (DEFAULT_SAMPLES if args.samples is None else args.samples)
@@ -118,9 +113,34 @@ def _layer_from_args(args, weight):
     if args.bias is not None and args.affine_bias is not None:
         raise FastReluError("Give either --bias (alpha in ReLU(W x - alpha)) or --affine-bias (b in ReLU(W x + b)), not both.")
     if args.affine_bias is not None:
-        return ReLULayer.from_affine(weight, load_array(args.affine_bias, "affine-bias", key=args.bias_key, key_option="--bias-key"))
-    bias = None if args.bias is None else load_array(args.bias, "bias", key=args.bias_key, key_option="--bias-key")
+        return ReLULayer.from_affine(weight, _bias_value(args.affine_bias, "affine-bias", args.bias_key))
+    bias = None if args.bias is None else _bias_value(args.bias, "bias", args.bias_key)
     return ReLULayer(weight, bias)
+
+
+def _number(text):
+    """``text`` as a float when it is written as one (``0.5``, ``-1e-3``, ``inf``), else
+    ``None``. No file name that the loaders accept reads as a number: they end in .npy,
+    .npz, .csv or .txt."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _bias_value(text, name, key):
+    """A bias option: a number (the same bias for every row) or a file of ``m`` values.
+    A file may hold ``+inf`` (a row that is never active, as MCBE reports rows that no
+    sample constrained); the layer refuses NaN."""
+    number = _number(text)
+    if number is not None:
+        return number
+    if not os.path.isfile(text):
+        raise FastReluError(f"The '--{name}' option must be a number or a file of m values (.npy, .npz, .csv or .txt). Got {text!r}, which is neither a number nor a file.")
+    bias = load_array(text, name, key=key, key_option="--bias-key")
+    if np.ndim(bias) == 2 and 1 in np.shape(bias):
+        return bias.ravel()  # a text file of one column (numpy.savetxt of a vector) or row
+    return bias
 
 
 def _cmd_check(args):
@@ -129,8 +149,6 @@ def _cmd_check(args):
     n = layer.shape[1]
     out = None
     if args.data is not None:
-        if args.points is not None or args.seed is not None:
-            raise FastReluError("The '--points' and '--seed' options apply to a sampled domain, not to --data.")
         out = None if args.out is None else output_file(args.out, "--out", ".npy")
         X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
         report = injectivity_summary(layer, X, rank_tol=args.rank_tol, n_jobs=args.jobs)
@@ -143,8 +161,6 @@ def _cmd_check(args):
         if out:
             write_output(out, "--out", lambda path: np.save(path, report.injective))
     else:
-        if args.out:
-            raise FastReluError("The '--out' option (the per-point mask) needs --data; sampled points are not stored.")
         domain = _domain_from_args(args, n)
         points = DEFAULT_CHECK_POINTS if args.points is None else args.points
         report = check_bias(layer, domain, points, seed=0 if args.seed is None else args.seed,
@@ -203,7 +219,7 @@ def _cmd_reconstruct(args):
         print(result.summary() + f" ({result.elapsed:.2f} s)")
         if failed.size:
             shown = ", ".join(str(i) for i in failed[:10])
-            print(f"  not recoverable (active rows do not span): {shown}"
+            print(f"  not recovered (the active rows do not span, or the solve missed its residual bound): {shown}"
                   + (f" and {failed.size - 10} more" if failed.size > 10 else ""))
         print(f"inputs written to {out}")
     if args.strict and failed.size:
@@ -248,7 +264,35 @@ def _cmd_verify(args):
     return 0
 
 
+def _compiled_kernels():
+    """How many Numba kernel versions of fastrelu this process has compiled so far (the
+    versions it loaded from the on-disk cache are not counted)."""
+    from numba.core.dispatcher import Dispatcher
+
+    seen, compiled = set(), 0
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "fastrelu" or name.startswith("fastrelu.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and id(value) not in seen:
+                seen.add(id(value))
+                compiled += len(value.overloads) - sum(value.stats.cache_hits.values())
+    return compiled
+
+
+def _compile_note(compiled):
+    """The line that says that the timings include compiling (None when nothing was)."""
+    from ._kernels._jit import CACHE
+
+    if not compiled:
+        return None
+    where = ("they are now cached on disk, so the next run skips this" if CACHE else
+             "the disk cache is off (FASTRELU_NUMBA_CACHE=0), so every run compiles them")
+    return f"(the seconds above include compiling {compiled} Numba kernels; {where})"
+
+
 def _cmd_demo(args):
+    compiled_before = _compiled_kernels()
     rng = np.random.default_rng(0)
     tetrahedron = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)
     cases = [
@@ -261,6 +305,7 @@ def _cmd_demo(args):
         result = mcbe(W, Sphere(W.shape[1]), args.samples, seed=args.seed, n_jobs=args.jobs)
         wall = time.perf_counter() - start
         rows.append((name, result, exact, wall))
+    compiled = _compiled_kernels() - compiled_before
     if args.json:
         json.dump([{"layer": name, "n_samples": r.n_samples, "seed": r.seed,
                     "alpha_min": float(r.alpha.min()), "alpha_max": float(r.alpha.max()),
@@ -273,7 +318,9 @@ def _cmd_demo(args):
         exact_text = f"{exact:.6f}" if exact is not None else "-"
         print(f"{name:<18}{r.n_samples:>10}{r.alpha.min():>12.6f}{r.alpha.max():>12.6f}"
               f"{exact_text:>12}{r.elapsed:>10.2f}{1e6 * r.elapsed / r.n_samples:>11.2f}")
-    print("(first run includes compiling the kernels; they are cached for the next one)")
+    note = _compile_note(compiled)
+    if note:
+        print(note)
     return 0
 
 
@@ -307,24 +354,19 @@ def _cmd_svals(args):
 
 
 def _cmd_width(args):
-    if args.out and not args.local:
-        raise FastReluError("The '--out' option (per-point metrics) needs --local.")
     out = None if args.out is None else output_file(args.out, "--out", ".npz")
     weight = _load_weights(args)
     seed = 0 if args.seed is None else args.seed
     data = None if args.data is None else load_array(args.data, "data", key=args.data_key, key_option="--data-key")
     if args.linear:
-        if args.bias is not None or args.affine_bias is not None or data is not None:
-            raise FastReluError("The '--linear' option measures W B, the linear map on the unit ball: it takes no --bias, --affine-bias or --data.")
         what = "W B (the linear map on the unit ball)"
         result = gaussian_mean_width(weight, n_draws=args.draws, seed=seed, n_jobs=args.jobs,
+                                     progress=_progress(args),
                                      client=args.client, checkpoint=args.checkpoint,
                                      checkpoint_interval=args.checkpoint_interval)
     elif args.local:
         if data is None:
             raise FastReluError("The '--local' option needs --data FILE (the points at which D_x W is measured).")
-        if args.checkpoint is not None or args.client is not None:
-            raise FastReluError("The '--checkpoint', '--scheduler' and '--local-cluster' options apply to the sampled widths, not to --local (nothing is sampled).")
         layer = _layer_from_args(args, weight)
         metrics = local_metrics(layer, data, n_jobs=args.jobs)
         if out:
@@ -357,8 +399,8 @@ def _cmd_width(args):
         layer = _layer_from_args(args, weight)
         what = "the layer's image of " + ("the unit ball" if data is None else f"{np.shape(data)[0]} data points")
         result = gaussian_mean_width(layer, data=data, n_draws=args.draws, n_starts=args.starts,
-                                     seed=seed, n_jobs=args.jobs, client=args.client,
-                                     checkpoint=args.checkpoint,
+                                     seed=seed, n_jobs=args.jobs, progress=_progress(args),
+                                     client=args.client, checkpoint=args.checkpoint,
                                      checkpoint_interval=args.checkpoint_interval)
     summary = {"of": what, "value": result.value, "stderr": result.stderr,
                "n_draws": result.n_draws, "per_draw": result.per_draw, "method": result.method,
@@ -377,12 +419,10 @@ def _cmd_report(args):
     from ._network import Network
     from ._report import analyze, save_report
 
-    output_directory(args.out, "--out", "option")
+    check_output_directory(args.out, "--out", "option")  # created once the inputs are read
     if args.model == "digits":
         from ._digits import digits_model
 
-        if args.data is not None:
-            raise FastReluError("The built-in 'digits' model brings its own data: omit --data (its test split is analysed, its training split fits the data-driven estimates).")
         built = digits_model(seed=args.seed)
         network, X, y, fit = built.network, built.X_test, built.y_test, built.X_train
     else:
@@ -395,6 +435,7 @@ def _cmd_report(args):
     enlarge = None if args.enlarge == "none" else args.enlarge
     report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
                      enlarge=enlarge, n_jobs=args.jobs)
+    output_directory(args.out, "--out", "option")
     paths, note = save_report(report, args.out, plots=not args.no_plots)
     if note:
         print(f"fastrelu: {note}", file=sys.stderr)
@@ -451,8 +492,12 @@ def _weights_arguments(parser):
 
 
 def _bias_arguments(parser):
-    parser.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
-    parser.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
+    parser.add_argument("--bias", metavar="NUMBER|FILE",
+                        help="the subtracted bias alpha of ReLU(W x - alpha): a number (the same "
+                             "for every row) or a file of m values, +inf for a row that is never "
+                             "active (default 0)")
+    parser.add_argument("--affine-bias", metavar="NUMBER|FILE",
+                        help="instead: the b of ReLU(W x + b), a number or a file of m values")
     parser.add_argument("--bias-key", help="array name inside an .npz bias file")
 
 
@@ -467,11 +512,177 @@ def _domain_arguments(parser, *, data_domain):
     parser.add_argument("--data-key", help="array name inside an .npz data file")
 
 
-def _run_arguments(parser):
+def _run_arguments(parser, *, progress=True):
     parser.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    parser.add_argument("--progress", action="store_true", help="always show a progress bar on stderr")
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    if progress:
+        bar = parser.add_mutually_exclusive_group()
+        bar.add_argument("--progress", action="store_true", help="always show a progress bar on stderr (default: when stderr is a terminal)")
+        bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
+# Options that apply only in some modes of their command. One given where it does not
+# apply is refused, naming the option and the choice that excludes it, rather than
+# silently ignored. "Given" means written on the command line: build_parser sets every
+# option's default to None and main fills the defaults in after this check, so that an
+# option given its default value is seen too.
+
+
+class _When(NamedTuple):
+    """Where an option applies: ``where`` completes "applies only ...", ``test(args,
+    given)`` says whether it does, ``got(args, given)`` names the choice made instead
+    (``given``: the destinations of the options on the command line)."""
+
+    where: str
+    test: Callable
+    got: Callable
+
+
+def _shown(args, given, dest, option):
+    value = getattr(args, dest)
+    if value is True:
+        return option
+    return f"{option} {value}" + ("" if dest in given else " (the default)")
+
+
+def _is(dest, option, *values):
+    """Applies when the option ``dest`` is one of ``values``."""
+    names = values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+    return _When(f"to {option} {names}", lambda a, g: getattr(a, dest) in values,
+                 lambda a, g: _shown(a, g, dest, option))
+
+
+def _with(dest, option):
+    """Applies when the option ``dest`` is given."""
+    return _When(f"with {option}", lambda a, g: dest in g, lambda a, g: f"no {option}")
+
+
+def _without(*pairs):
+    """Applies when none of the options ``(dest, option)`` is given."""
+    def got(a, g):
+        dest, option = next((d, o) for d, o in pairs if d in g)
+        return _shown(a, g, dest, option)
+    return _When("without " + " or ".join(o for _, o in pairs),
+                 lambda a, g: not any(d in g for d, _ in pairs), got)
+
+
+def _npz(*pairs):
+    """Applies when a file given to one of the options ``(dest, option)`` is an .npz
+    archive (an array name inside it)."""
+    def test(a, g):
+        return any(str(getattr(a, d) or "").lower().endswith(".npz") for d, _ in pairs)
+
+    def got(a, g):
+        named = [(d, o) for d, o in pairs if getattr(a, d) is not None]
+        if not named:
+            return "no " + " or ".join(o for _, o in pairs)
+        return f"{named[0][1]} {getattr(a, named[0][0])}"
+    return _When("to an .npz " + " or ".join(o for _, o in pairs) + " file", test, got)
+
+
+_SAMPLED = _is("domain", "--domain", "sphere", "ball", "shell")
+_KEYS = {"key": _npz(("weights", "weights")),
+         "bias_key": _npz(("bias", "--bias"), ("affine_bias", "--affine-bias")),
+         "data_key": _npz(("data", "--data")),
+         "outputs_key": _npz(("outputs", "--outputs"))}
+_NO_CLUSTER = _without(("scheduler", "--scheduler"), ("local_cluster", "--local-cluster"))
+_CLUSTER = [("scheduler_timeout", _with("scheduler", "--scheduler")),
+            ("checkpoint_interval", _with("checkpoint", "--checkpoint"))]
+
+#: Per command: (options, where they apply), checked in order; the first rule an option
+#: breaks is reported. Options not listed apply in every mode of their command.
+APPLICABILITY = {
+    "bias": [
+        ("radius", _is("domain", "--domain", "sphere", "ball")),
+        (("inner", "outer"), _is("domain", "--domain", "shell")),
+        ("nonnegative", _SAMPLED),
+        ("data", _is("domain", "--domain", "data")),
+        # PBE is exact for the hull's facets: it samples nothing and runs in one thread
+        (("samples", "seed", "margin", "checkpoint", "checkpoint_interval", "scheduler",
+          "local_cluster", "jobs", "progress", "no_progress"), _is("method", "--method", "mcbe")),
+        # every point of --data is used once: nothing is drawn or corrected
+        (("samples", "seed", "margin"), _SAMPLED),
+        ("jobs", _NO_CLUSTER),  # on a cluster each worker thread runs one task
+        *_CLUSTER,
+    ],
+    "check": [
+        (("domain", "radius", "inner", "outer", "nonnegative", "points", "seed", "progress",
+          "no_progress"), _without(("data", "--data"))),
+        ("radius", _is("domain", "--domain", "sphere", "ball")),
+        (("inner", "outer"), _is("domain", "--domain", "shell")),
+        ("out", _with("data", "--data")),  # sampled points are not stored
+    ],
+    "reconstruct": [
+        ("cond", _is("method", "--method", "dual", "basis")),  # frame: always exact
+        ("max_iter", _is("method", "--method", "frame")),  # --tol bounds every method's residual
+    ],
+    "verify": [*_CLUSTER],
+    "svals": [
+        # on data s_1 is exact: no power iteration to start, distribute or checkpoint
+        (("starts", "scheduler", "local_cluster", "checkpoint"), _without(("data", "--data"))),
+        ("fit_steps", _When("to -k 2 or more (the low-rank fits)", lambda a, g: a.k >= 2,
+                            lambda a, g: f"-k {a.k}")),
+        ("seed", _When("on the unit ball or with -k 2 or more (s_1 on data is exact)",
+                       lambda a, g: a.data is None or a.k >= 2,
+                       lambda a, g: f"--data with -k {a.k}")),
+        *_CLUSTER,
+    ],
+    "width": [
+        (("bias", "affine_bias", "bias_key", "data", "starts"), _without(("linear", "--linear"))),
+        (("draws", "starts", "seed", "scheduler", "local_cluster", "checkpoint", "progress",
+          "no_progress"), _without(("local", "--local"))),  # nothing is drawn
+        ("starts", _without(("data", "--data"))),  # exact per draw on a finite set
+        ("out", _with("local", "--local")),
+        *_CLUSTER,
+    ],
+    "report": [
+        (("data", "data_key", "labels", "fit_data"),
+         _When("to a network file (the built-in 'digits' model brings its own data)",
+               lambda a, g: a.model != "digits", lambda a, g: "the model digits")),
+    ],
+    "experiment": [("no_figures", _with("out", "--out"))],  # nothing is written without it
+    "batch": [("scheduler_timeout", _with("scheduler", "--scheduler")), ("jobs", _NO_CLUSTER)],
+    "demo": [],
+}
+
+
+def _option_names(parser):
+    """Destination -> the option as written (``--max-iter``; ``weights`` for a positional)."""
+    names = {}
+    for action in parser._actions:
+        strings = action.option_strings
+        names[action.dest] = max(strings, key=len) if strings else action.dest
+    return names
+
+
+def _defer_defaults(parser):
+    """Set every option default of ``parser`` to None and return the defaults: an option
+    is then on the command line exactly when its value is not None (or a flag's True)."""
+    deferred = {}
+    for action in parser._actions:
+        default = action.default
+        if (action.option_strings and default is not None and default is not False
+                and default is not argparse.SUPPRESS and not isinstance(default, list)):
+            deferred[action.dest] = default
+            action.default = None
+    return deferred
+
+
+def _resolve_options(parser, args):
+    """Fill in the defaults that build_parser deferred and return the message for the
+    first option given where it does not apply (None when every one applies)."""
+    command = parser.commands[args.command]
+    given = {dest for dest, value in vars(args).items()
+             if value is not None and value is not False and value != []}
+    for dest, default in command.deferred_defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    names = _option_names(command)
+    for dests, when in [*_KEYS.items(), *APPLICABILITY[args.command]]:
+        for dest in (dests,) if isinstance(dests, str) else dests:
+            if dest in given and dest in names and not when.test(args, given):
+                return f"{names[dest]} applies only {when.where}; got {when.got(args, given)}"
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -521,7 +732,7 @@ def build_parser():
     rec.add_argument("--method", choices=["dual", "basis", "frame"], default="dual",
                      help="dual: canonical dual of the active rows (default); basis: n active rows; frame: frame algorithm")
     rec.add_argument("--cond", choices=["estimate", "exact"], default="estimate", help="condition numbers: LAPACK-style estimate (default) or exact")
-    rec.add_argument("--tol", type=float, default=DEFAULT_TOL, help=f"frame algorithm tolerance (default {DEFAULT_TOL:g})")
+    rec.add_argument("--tol", type=float, default=DEFAULT_TOL, help=f"relative residual an input must meet to count as recovered: the frame algorithm's stopping tolerance, the least accepted bound of the direct methods (default {DEFAULT_TOL:g})")
     rec.add_argument("--max-iter", type=int, default=DEFAULT_MAX_ITER, help=f"frame algorithm steps at most (default {DEFAULT_MAX_ITER})")
     rec.add_argument("--strict", action="store_true", help="exit with status 1 when some input is not recoverable")
     rec.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
@@ -531,23 +742,19 @@ def build_parser():
     svals = sub.add_parser("svals", help="ReLU singular values s_1..s_k on the unit ball or on data, with what each number is")
     _weights_arguments(svals)
     svals.add_argument("-k", type=int, required=True, help="how many ReLU singular values (1 <= k <= min(m, n))")
-    svals.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
-    svals.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
-    svals.add_argument("--bias-key", help="array name inside an .npz bias file")
+    _bias_arguments(svals)
     svals.add_argument("--data", help="data points (N x n): the domain (default: the unit ball)")
     svals.add_argument("--data-key", help="array name inside an .npz data file")
     svals.add_argument("--starts", type=int, default=SVALS_DEFAULT_STARTS, help=f"power-iteration starts for s_1 on the ball (default {SVALS_DEFAULT_STARTS})")
     svals.add_argument("--fit-steps", type=int, default=200, help="optimiser steps per round of the low-rank fits (default 200)")
-    svals.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    _run_arguments(svals)
+    svals.add_argument("--seed", type=int, default=None, help="random seed of the starts and of the fits' points (default 0)")
+    _run_arguments(svals, progress=False)  # relu_singular_values shows no progress bar
     add_cluster_arguments(svals)
     svals.set_defaults(run=_cmd_svals)
 
     width = sub.add_parser("width", help="Gaussian mean width of a layer's image (ball or data), of W B (--linear), or per point (--local)")
     _weights_arguments(width)
-    width.add_argument("--bias", help="the subtracted bias alpha of ReLU(W x - alpha) (default 0)")
-    width.add_argument("--affine-bias", help="instead: the b of ReLU(W x + b)")
-    width.add_argument("--bias-key", help="array name inside an .npz bias file")
+    _bias_arguments(width)
     width.add_argument("--data", help="data points (N x n): measure their image (default: the unit ball's)")
     width.add_argument("--data-key", help="array name inside an .npz data file")
     kind = width.add_mutually_exclusive_group()
@@ -600,16 +807,25 @@ def build_parser():
 
     demo = sub.add_parser("demo", help="run MCBE on built-in layers and print a short table")
     demo.add_argument("--samples", type=int, default=200_000, help="samples per layer (default 200000)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--jobs", type=int, default=None)
-    demo.add_argument("--json", action="store_true")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the samples (default 0)")
+    demo.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
+    demo.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     demo.set_defaults(run=_cmd_demo)
+
+    parser.commands = sub.choices
+    for command in sub.choices.values():
+        command.deferred_defaults = _defer_defaults(command)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    refusal = _resolve_options(parser, args)
+    if refusal:
+        prog = parser.commands[args.command].prog
+        print(f"{prog}: error: {refusal}; see '{prog} --help'", file=sys.stderr)
+        return 2
     try:
         with cluster_from_args(args) as client:
             args.client = client

@@ -61,7 +61,6 @@ def test_bias_domains_and_formats(weights, tmp_path, capsys):
     (["bias", "{COMPLEX}"], "must hold real numbers. Got an array of dtype complex128"),
     (["bias", "{EMPTY}"], "could not be read as a .txt array"),
     (["bias", "{W}", "--domain", "data", "--data", "{NPZ}"], "choose one with --data-key"),
-    (["bias", "{W}", "--domain", "data", "--data", "{X}", "--samples", "10"], "'--samples' option does not apply to --domain data"),
     (["bias", "{W}", "--out", "{DIR}"], "which is a directory"),
     (["bias", "{W}", "--out", "{NODIR}"], "does not exist"),
     (["check", "{W}", "--data", "{X}", "--out", "{NODIR}"], "does not exist"),
@@ -134,7 +133,7 @@ def test_bias_with_pbe(tmp_path, capsys):
     assert main(["bias", str(path), "--method", "pbe"]) == 0
     assert "PBE on Sphere" in capsys.readouterr().out
     assert main(["bias", str(path), "--method", "pbe", "--samples", "100"]) == 2
-    assert "'--samples' option does not apply to --method pbe" in capsys.readouterr().err
+    assert "--samples applies only to --method mcbe; got --method pbe" in capsys.readouterr().err
 
 
 def test_check_on_data_and_on_a_domain(tmp_path, capsys):
@@ -164,8 +163,8 @@ def test_check_on_data_and_on_a_domain(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--bias", "B", "--affine-bias", "B"], "either --bias"),
-    (["--data", "X", "--points", "10"], "'--points' and '--seed' options apply to a sampled domain"),
-    (["--out", "m.npy"], "'--out' option (the per-point mask) needs --data"),
+    (["--data", "X", "--points", "10"], "--points applies only without --data; got --data "),
+    (["--out", "m.npy"], "--out applies only with --data; got no --data"),
     (["--bias", "short"], "'bias' parameter must have shape \\(4,\\)"),
     (["--data", "wide"], "'X' parameter must have 2 columns"),
     (["--points", "0"], "'n_points' parameter must be an integer >= 1"),
@@ -255,10 +254,8 @@ def test_width_command_variants(tmp_path, capsys):
     (["svals", "{W}", "-k", "4"], "'k' parameter must be an integer in [1, 3]"),
     (["svals", "{W}", "-k", "1", "--starts", "0"], "'n_starts' parameter must be an integer >= 1"),
     (["svals", "{W}", "-k", "1", "--data", "{WIDE}"], "'data' parameter must have 3 columns"),
-    (["width", "{W}", "--linear", "--data", "{X}"], "takes no --bias, --affine-bias or --data"),
     (["width", "{W}", "--local"], "'--local' option needs --data"),
     (["width", "{W}", "--draws", "0"], "'n_draws' parameter must be an integer >= 1"),
-    (["width", "{W}", "--out", "x.npz"], "'--out' option (per-point metrics) needs --local"),
 ])
 def test_svals_and_width_bad_input(tmp_path, capsys, argv, message):
     np.save(tmp_path / "W.npy", np.random.default_rng(0).standard_normal((6, 3)))
@@ -286,6 +283,355 @@ def test_verify_command(tmp_path, capsys):
     np.save(tmp_path / "D.npy", np.vstack([np.eye(3), -np.eye(3)]))
     assert main(["verify", str(tmp_path / "D.npy")]) == 0
     assert "is injective" in capsys.readouterr().out
-    assert main(["verify", str(tmp_path / "W.npy"), "--max-subsets", "2"]) == 2
+    np.save(tmp_path / "W8.npy", np.random.default_rng(1).standard_normal((8, 3)))  # m >= 2n
+    assert main(["verify", str(tmp_path / "W8.npy"), "--max-subsets", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- options that do not apply
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """Input files for every command: W (9 x 3), an .npz of it, data X (40 x 3), outputs
+    Y of the zero-bias layer, labels and a batch spec."""
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((9, 3))
+    np.save(tmp_path / "W.npy", W)
+    np.savez(tmp_path / "W.npz", hidden=W)
+    X = rng.standard_normal((40, 3))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Y.npy", np.maximum(X @ W.T, 0))
+    np.save(tmp_path / "y.npy", rng.integers(0, 2, 40))
+    (tmp_path / "spec.toml").write_text('[[job]]\nweights = "W.npy"\nsamples = 1000\n')
+    return tmp_path
+
+
+def _fill(argv, folder):
+    return [a.format(dir=folder) for a in argv]
+
+
+W_ = "{dir}/W.npy"
+X_ = "{dir}/X.npy"
+
+REFUSED = [
+    # bias: the domain decides which radii, data and orthant options apply
+    (["bias", W_, "--data", X_, "--out", "{dir}/a.npy"], "--data", "--domain sphere"),
+    (["bias", W_, "--domain", "sphere", "--inner", "0.5", "--out", "{dir}/a.npy"], "--inner", "--domain sphere"),
+    (["bias", W_, "--domain", "ball", "--outer", "2"], "--outer", "--domain ball"),
+    (["bias", W_, "--domain", "shell", "--inner", "0.5", "--outer", "2", "--radius", "1"], "--radius", "--domain shell"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--radius", "1"], "--radius", "--domain data"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--nonnegative"], "--nonnegative", "--domain data"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--samples", "10"], "--samples", "--domain data"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--seed", "0"], "--seed", "--domain data"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--margin", "covering"], "--margin", "--domain data"),
+    # array names apply to .npz files only
+    (["bias", W_, "--key", "hidden", "--out", "{dir}/a.npy"], "--key", "weights {dir}/W.npy"),
+    (["bias", W_, "--domain", "data", "--data", X_, "--data-key", "x"], "--data-key", "--data {dir}/X.npy"),
+    (["check", W_, "--bias", "0.5", "--bias-key", "a", "--data", X_], "--bias-key", "--bias 0.5"),
+    (["check", W_, "--bias-key", "a", "--data", X_], "--bias-key", "no --bias or --affine-bias"),
+    (["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--outputs-key", "y", "--out", "{dir}/r.npy"], "--outputs-key", "--outputs {dir}/Y.npy"),
+    (["verify", W_, "--key", "hidden"], "--key", "weights {dir}/W.npy"),
+    # PBE samples nothing and runs in one thread
+    (["bias", W_, "--method", "pbe", "--samples", "100", "--out", "{dir}/a.npy"], "--samples", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--seed", "0"], "--seed", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--margin", "covering"], "--margin", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--checkpoint", "{dir}/c.npz"], "--checkpoint", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--checkpoint-interval", "1"], "--checkpoint-interval", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--local-cluster", "1"], "--local-cluster", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--jobs", "1"], "--jobs", "--method pbe"),
+    (["bias", W_, "--method", "pbe", "--progress"], "--progress", "--method pbe"),
+    # cluster and checkpoint options need what they configure
+    (["bias", W_, "--scheduler-timeout", "10", "--out", "{dir}/a.npy"], "--scheduler-timeout", "--scheduler"),
+    (["bias", W_, "--checkpoint-interval", "5"], "--checkpoint-interval", "--checkpoint"),
+    (["bias", W_, "--jobs", "2", "--local-cluster", "1"], "--jobs", "--local-cluster"),
+    (["verify", W_, "--checkpoint-interval", "1"], "--checkpoint-interval", "--checkpoint"),
+    (["batch", "{dir}/spec.toml", "--out", "{dir}/res", "--scheduler-timeout", "10"], "--scheduler-timeout", "--scheduler"),
+    (["batch", "{dir}/spec.toml", "--out", "{dir}/res", "--jobs", "1", "--local-cluster", "1"], "--jobs", "--local-cluster"),
+    # check: --data replaces the sampled domain and everything that describes it
+    (["check", W_, "--data", X_, "--points", "10", "--out", "{dir}/m.npy"], "--points", "--data"),
+    (["check", W_, "--data", X_, "--seed", "0"], "--seed", "--data"),
+    (["check", W_, "--data", X_, "--domain", "sphere"], "--domain", "--data"),
+    (["check", W_, "--data", X_, "--radius", "2"], "--radius", "--data"),
+    (["check", W_, "--data", X_, "--nonnegative"], "--nonnegative", "--data"),
+    (["check", W_, "--data", X_, "--progress"], "--progress", "--data"),
+    (["check", W_, "--domain", "ball", "--inner", "1"], "--inner", "--domain ball"),
+    (["check", W_, "--out", "{dir}/m.npy"], "--out", "--data"),
+    # reconstruct: the frame algorithm's options and the estimated condition numbers
+    (["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--out", "{dir}/r.npy", "--max-iter", "10000"], "--max-iter", "--method dual (the default)"),
+    (["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--out", "{dir}/r.npy", "--method", "basis", "--max-iter", "10"], "--max-iter", "--method basis"),
+    (["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--out", "{dir}/r.npy", "--method", "frame", "--cond", "exact"], "--cond", "--method frame"),
+    # svals: on data s_1 is exact; the fits exist for k >= 2 only
+    (["svals", W_, "-k", "2", "--data", X_, "--starts", "10"], "--starts", "--data"),
+    (["svals", W_, "-k", "1", "--data", X_, "--checkpoint", "{dir}/c.npz"], "--checkpoint", "--data"),
+    (["svals", W_, "-k", "1", "--fit-steps", "200"], "--fit-steps", "-k 1"),
+    (["svals", W_, "-k", "1", "--data", X_, "--seed", "0"], "--seed", "--data"),
+    # width: the linear map takes no bias or data; --local draws nothing
+    (["width", W_, "--linear", "--bias", "0.5"], "--bias", "--linear"),
+    (["width", W_, "--linear", "--data", X_], "--data", "--linear"),
+    (["width", W_, "--linear", "--starts", "8"], "--starts", "--linear"),
+    (["width", W_, "--local", "--data", X_, "--draws", "10", "--out", "{dir}/l.npz"], "--draws", "--local"),
+    (["width", W_, "--local", "--data", X_, "--seed", "1"], "--seed", "--local"),
+    (["width", W_, "--local", "--data", X_, "--checkpoint", "{dir}/c.npz"], "--checkpoint", "--local"),
+    (["width", W_, "--data", X_, "--starts", "4"], "--starts", "--data"),
+    (["width", W_, "--out", "{dir}/l.npz"], "--out", "--local"),
+    # report: the built-in model brings its own data
+    (["report", "digits", "--labels", "{dir}/y.npy", "--out", "{dir}/rep"], "--labels", "digits"),
+    (["report", "digits", "--fit-data", X_, "--out", "{dir}/rep"], "--fit-data", "digits"),
+    (["report", "digits", "--data", X_, "--out", "{dir}/rep"], "--data", "digits"),
+    (["report", "{dir}/W.npz", "--data", X_, "--data-key", "x", "--out", "{dir}/rep"], "--data-key", "--data {dir}/X.npy"),
+    # experiment: figures are written only with --out
+    (["experiment", "tetrahedron", "--quick", "--no-figures"], "--no-figures", "--out"),
+]
+
+
+@pytest.mark.parametrize("argv, option, other", REFUSED)
+def test_options_that_do_not_apply_are_refused(inputs, capsys, argv, option, other):
+    before = sorted(p.name for p in inputs.rglob("*"))
+    assert main(_fill(argv, inputs)) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1 and err.startswith(f"fastrelu {argv[0]}: error: {option} applies only ")
+    assert other.format(dir=inputs) in err.split("; got ", 1)[1]  # the choice that excludes it
+    assert captured.out == ""
+    assert sorted(p.name for p in inputs.rglob("*")) == before  # nothing written
+
+
+def test_refusal_says_when_the_excluding_choice_is_a_default(inputs, capsys):
+    assert main(["bias", str(inputs / "W.npy"), "--inner", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--inner applies only to --domain shell; got --domain sphere (the default)" in err
+
+
+@pytest.mark.parametrize("argv", [
+    # given, and applicable: the same options where they do apply (defaults written out)
+    ["bias", W_, "--domain", "sphere", "--radius", "1", "--samples", "2000", "--seed", "0", "--margin", "covering", "--json"],
+    ["bias", W_, "--domain", "shell", "--inner", "0.5", "--outer", "2", "--nonnegative", "--samples", "2000", "--json"],
+    ["bias", "{dir}/W.npz", "--key", "hidden", "--samples", "2000", "--checkpoint", "{dir}/c.npz", "--checkpoint-interval", "5", "--json"],
+    ["bias", W_, "--domain", "data", "--data", X_, "--json"],
+    ["check", W_, "--data", X_, "--rank-tol", "1e-6", "--json"],
+    ["check", W_, "--domain", "sphere", "--radius", "1", "--points", "100", "--seed", "0", "--json"],
+    ["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--out", "{dir}/r.npy", "--method", "frame", "--tol", "1e-12", "--max-iter", "10000", "--json"],
+    ["reconstruct", W_, "--outputs", "{dir}/Y.npy", "--out", "{dir}/r.npy", "--method", "basis", "--cond", "estimate", "--tol", "1e-10", "--json"],
+    ["svals", W_, "-k", "2", "--data", X_, "--seed", "0", "--fit-steps", "5", "--json"],
+    ["width", W_, "--linear", "--draws", "100", "--seed", "0", "--json"],
+    ["width", W_, "--data", X_, "--draws", "100", "--bias", "0.1", "--json"],
+])
+def test_options_where_they_apply_are_accepted(inputs, capsys, argv):
+    assert main(_fill(argv, inputs)) == 0
+    json.loads(capsys.readouterr().out)
+
+
+def test_progress_and_no_progress_exclude_each_other(inputs, capsys):
+    for command in (["bias", str(inputs / "W.npy")], ["batch", str(inputs / "spec.toml"), "--out", str(inputs / "r")]):
+        with pytest.raises(SystemExit) as stop:
+            main(command + ["--progress", "--no-progress"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--no-progress" in err and "--progress" in err
+    assert not (inputs / "r").exists()
+
+
+def _subcommands():
+    from fastrelu.cli import build_parser
+
+    parser = build_parser()
+    return parser, parser.commands
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    import argparse
+
+    parser, commands = _subcommands()
+    assert set(commands) == {"bias", "check", "reconstruct", "verify", "svals", "width",
+                             "batch", "report", "experiment", "demo"}
+    undescribed = [f"fastrelu {a.dest}" for a in parser._actions
+                   if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+                   and not (a.help or "").strip()]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    undescribed += [f"command {a.dest}" for a in sub._choices_actions if not (a.help or "").strip()]
+    for name, command in commands.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                undescribed.append(f"fastrelu {name} {'/'.join(action.option_strings) or action.dest}")
+    assert undescribed == []
+
+
+def test_applicability_rules_name_options_that_exist():
+    from fastrelu.cli import APPLICABILITY, _KEYS, _option_names
+
+    _, commands = _subcommands()
+    assert set(APPLICABILITY) == set(commands)
+    for name, rules in APPLICABILITY.items():
+        names = _option_names(commands[name])
+        for dests, _ in rules:
+            for dest in (dests,) if isinstance(dests, str) else dests:
+                assert dest in names, (name, dest)
+    for name in ("bias", "check", "svals", "width"):
+        assert {"key", "data_key"} <= set(_option_names(commands[name]))
+    assert set(_KEYS) <= set().union(*(_option_names(c) for c in commands.values()))
+
+
+def test_defaults_are_filled_in_after_the_check(inputs, capsys):
+    # the deferred defaults still reach the functions when an option is not given
+    assert main(["check", str(inputs / "W.npy"), "--points", "50", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["domain"].startswith("Sphere(") and report["rank_tol"] == 1e-6
+    assert main(["reconstruct", str(inputs / "W.npy"), "--outputs", str(inputs / "Y.npy"),
+                 "--out", str(inputs / "r.npy"), "--method", "frame", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["method"] == "frame"
+
+
+# --------------------------------------------------------------------------- bias values
+
+
+def test_bias_is_a_number_or_a_file(inputs, capsys):
+    W, X = str(inputs / "W.npy"), str(inputs / "X.npy")
+    np.save(inputs / "half.npy", np.full(9, 0.5))
+    runs = {}
+    for bias in (["--bias", "0.5"], ["--bias", str(inputs / "half.npy")], ["--affine-bias", "-0.5"]):
+        assert main(["check", W, *bias, "--data", X, "--json"]) == 0
+        runs[bias[1]] = json.loads(capsys.readouterr().out)["n_injective"]
+    assert len(set(runs.values())) == 1
+    layer = __import__("fastrelu").ReLULayer(np.load(W), 0.5)
+    assert runs["0.5"] == int(__import__("fastrelu").injectivity_summary(layer, np.load(X)).injective.sum())
+    assert main(["svals", W, "-k", "1", "--bias", "0.5", "--data", X, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["check", W, "--bias", "half", "--data", X]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "The '--bias' option must be a number or a file" in err
+    assert main(["check", W, "--bias", "nan", "--data", X]) == 2
+    assert "'bias' parameter" in capsys.readouterr().err
+    assert "a number (the same for every row) or a file" in " ".join(
+        a.help for a in _subcommands()[1]["check"]._actions if a.dest == "bias")
+
+
+def _unconstrained_layer():
+    # rows 0..2 span the orthant; row 3 points away from it and is never in a most
+    # correlated basis of a nonnegative point: MCBE leaves it at +inf
+    rng = np.random.default_rng(2)
+    return np.vstack([np.eye(3), -np.ones((1, 3)) / np.sqrt(3), np.abs(rng.standard_normal((5, 3)))])
+
+
+def test_mcbe_output_with_inf_is_accepted_as_a_bias_file(tmp_path, capsys):
+    np.save(tmp_path / "W.npy", _unconstrained_layer())
+    domain = ["--domain", "shell", "--inner", "0.5", "--outer", "2", "--nonnegative"]
+    assert main(["bias", str(tmp_path / "W.npy"), *domain, "--samples", "5000",
+                 "--out", str(tmp_path / "a.npy")]) == 0
+    alpha = np.load(tmp_path / "a.npy")
+    assert np.isposinf(alpha[3]) and np.isfinite(np.delete(alpha, 3)).all()
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.npy"), *domain,
+                 "--points", "500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_points"] == 500
+    np.savetxt(tmp_path / "a.txt", alpha)  # "inf" in a text file too
+    assert main(["check", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.txt"), *domain,
+                 "--points", "100", "--json"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("where, bad", [("bias", np.nan), ("bias", -np.inf)] + [
+    (where, bad) for where in ("weights", "data") for bad in (np.nan, np.inf, -np.inf)])
+def test_non_finite_values_are_refused_except_inf_in_a_bias(tmp_path, capsys, where, bad):
+    W = _unconstrained_layer()
+    X = np.random.default_rng(3).standard_normal((20, 3))
+    alpha = np.zeros(W.shape[0])
+    target = {"bias": alpha, "weights": W, "data": X}[where]
+    target.flat[4] = bad
+    for name, value in (("W", W), ("X", X), ("a", alpha)):
+        np.save(tmp_path / f"{name}.npy", value)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["check", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.npy"),
+                 "--data", str(tmp_path / "X.npy"), "--out", str(tmp_path / "m.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("finite" in err or "NaN" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# --------------------------------------------------------------------------- files and arrays
+
+
+@pytest.mark.parametrize("ext, content, message", [
+    (".npy", b"this is not an array\n", "must be a NumPy .npy file (as written by numpy.save"),
+    (".npy", b"", "Got an empty file"),
+    (".npz", b"\x93NUMPY not a zip", "must be a NumPy .npz file (as written by numpy.savez"),
+])
+def test_garbage_numpy_files_are_named_as_such(tmp_path, capsys, ext, content, message):
+    path = tmp_path / f"W{ext}"
+    path.write_bytes(content)
+    assert main(["bias", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "pickled" not in err
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path, capsys):
+    np.save(tmp_path / "W.npy", np.array([[1.0, 2.0], [3.0, None]], dtype=object), allow_pickle=True)
+    assert main(["bias", str(tmp_path / "W.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "array of Python objects (dtype object)" in err
+
+
+@pytest.mark.parametrize("text", [
+    np.array([["1", "0", "0"], ["0", "1", "0"], ["0", "0", "1"], ["-1", "-1", "-1"]]),
+    np.array([[b"1", b"0"], [b"0", b"1"], [b"-1", b"-1"]]),
+    np.array([[1.0, "0"], [0.0, 1.0], [-1.0, -1.0]], dtype=object),
+])
+def test_numeric_strings_are_refused_by_the_cli_and_the_api_alike(tmp_path, capsys, text):
+    import fastrelu as fr
+
+    np.save(tmp_path / "W.npy", text, allow_pickle=text.dtype == object)
+    assert main(["bias", str(tmp_path / "W.npy")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(fr.FastReluError, match="'weight' parameter must hold real numbers. Got"):
+        fr.ReLULayer(text)
+    with pytest.raises(fr.FastReluError, match="'weight' parameter must hold real numbers"):
+        fr.mcbe(text.tolist(), fr.Sphere(text.shape[1]), 100)
+    with pytest.raises(fr.FastReluError, match="'bias' parameter must hold real numbers"):
+        fr.ReLULayer(np.eye(2), "0.5")
+    assert fr.ReLULayer(np.eye(2), np.array([0.5, 1], dtype=object)).bias.tolist() == [0.5, 1.0]
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_mentions_compiling_only_when_it_compiled(capsys, monkeypatch):
+    import fastrelu.cli as cli
+
+    assert main(["demo", "--samples", "2000"]) == 0  # compiles or loads the kernels
+    capsys.readouterr()
+    assert main(["demo", "--samples", "2000"]) == 0  # nothing left to compile
+    assert "compil" not in capsys.readouterr().out
+    counts = iter([5, 16])
+    monkeypatch.setattr(cli, "_compiled_kernels", lambda: next(counts))
+    assert main(["demo", "--samples", "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "the seconds above include compiling 11 Numba kernels" in out
+
+
+def test_demo_counts_compiled_kernels_not_cached_ones():
+    import fastrelu as fr
+    import fastrelu.cli as cli
+    from fastrelu._kernels import _mcbe as kernels
+
+    fr.mcbe(np.eye(3).tolist() + [[-1.0, -1.0, -1.0]], fr.Sphere(3), 100, seed=0)
+    before = cli._compiled_kernels()
+    fr.mcbe(np.eye(3).tolist() + [[-1.0, -1.0, -1.0]], fr.Sphere(3), 100, seed=1)
+    assert cli._compiled_kernels() == before  # the same kernels again: nothing compiled
+    tile = kernels.mcbe_tile
+    loaded = sum(tile.stats.cache_hits.values())
+    assert before >= len(tile.overloads) - loaded >= 0
+
+
+def test_report_with_bad_input_leaves_no_empty_directory(inputs, capsys):
+    np.save(inputs / "wide.npy", np.ones((5, 7)))
+    out = inputs / "rep" / "sub"
+    assert main(["report", "digits", "--samples", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'samples' parameter" in err
+    assert not (inputs / "rep").exists()
+    (inputs / "plain").write_text("a file")
+    assert main(["report", "digits", "--out", str(inputs / "plain" / "sub")]) == 2
+    assert "must be a directory that can be created" in capsys.readouterr().err
