@@ -2,6 +2,7 @@
 spectral measures and per-sample local metrics."""
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,6 +222,30 @@ def _labels(y, N):
     return y
 
 
+def _listed(values, limit=10):
+    values = np.asarray(values).tolist()
+    return f"{values[:limit]}{' ...' if len(values) > limit else ''}"
+
+
+def _check_classes(y, network):
+    """Labels that no prediction can equal are a caller's error: refuse ``y`` when none
+    of its labels is a class of the network, warn when some are not."""
+    classes = network.classes
+    if classes is None:  # predictions are the output unit indices
+        units = network.output.shape[0]
+        classes = np.arange(2 if units == 1 else units)
+        kind = "output unit indices (the network has no classes)"
+    else:
+        kind = "classes"
+    known = np.isin(y, classes)
+    if known.all():
+        return
+    unknown = np.unique(y[~known])
+    if not known.any():
+        raise FastReluError(f"The 'y' parameter must hold labels among the network's {kind} {_listed(classes)}. Got labels {_listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+    warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in 'y' are not among the network's {kind} {_listed(classes)} (labels {_listed(unknown)}): those points count as incorrectly classified.", UserWarning, stacklevel=3)
+
+
 def _reduced_layers(hidden):
     """The hidden layers without their zero rows, computing the same network.
 
@@ -302,7 +327,9 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         largest value, or for a single output unit whether its value is positive
         (unit 1) or not (unit 0), mapped through ``network.classes`` when the network
         has them (scikit-learn classifiers do; otherwise the labels must be the unit
-        indices ``0 .. k-1``).
+        indices ``0 .. k-1``, ``0`` or ``1`` for a single unit). Labels none of which is
+        a class are refused (no prediction could be correct); when only some are not
+        classes, a ``UserWarning`` names them and their points count as incorrect.
     fit_data : array_like, shape (N_fit, n), optional
         The points the data-driven estimates are fitted on (for example the training
         set); then every point of ``X`` is held out. By default half of ``X``, chosen by
@@ -350,6 +377,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         y = _labels(y, N)
         if network.output is None:
             raise FastReluError("The 'y' parameter needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
+        _check_classes(y, network)
     if fit_data is None:
         order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
         heldout = np.zeros(N, dtype=bool)
@@ -483,8 +511,9 @@ def save_report(report, out_dir, *, plots=True):
     import os
 
     from ._io import output_directory
-    from ._plots import plot_report
+    from ._plots import check_report, plot_report
 
+    check_report(report, NetworkReport)
     output_directory(out_dir, "out_dir")
     paths = [os.path.join(out_dir, "report.json"), os.path.join(out_dir, "samples.npz")]
     with open(paths[0], "w") as handle:

@@ -59,6 +59,53 @@ def test_json_round_trip_and_figures(records):
     assert "redundancy_exact.png" in records["redundancy"][0]["figures"]
 
 
+def _label_boxes(fig):
+    """Titles, axis labels, drawn tick labels and legend entries of a rendered figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for legend in fig.legends for t in legend.get_texts()]
+    texts.append(getattr(fig, "_suptitle", None))  # the figure's title, when it has one
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis, labels in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
+            low, high = sorted(axis.get_view_interval())
+            texts += [label for label, at in zip(labels, axis.get_majorticklocs())
+                      if low - 1e-9 * abs(high - low) <= at <= high + 1e-9 * abs(high - low)]
+        if ax.get_legend():
+            texts += ax.get_legend().get_texts()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts
+            if t is not None and t.get_visible() and t.get_text().strip()]
+
+
+def test_figures_have_labels_that_are_neither_cut_nor_run_together(records, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    saved, original = {}, Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[str(fname)] = self
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    for name, (record, _) in records.items():
+        spec = ex._spec(name)
+        spec.plot(record["results"], Figure, str(tmp_path / f"{name}_{spec.figure}.png"))
+    assert len(saved) == 4
+    for path, fig in saved.items():
+        for ax in fig.axes:
+            assert ax.get_xlabel() or ax.get_ylabel(), (path, ax.get_title())
+        boxes = _label_boxes(fig)
+        width, height = fig.bbox.width, fig.bbox.height
+        for text, box in boxes:
+            assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, (path, text)
+        for i, (text, box) in enumerate(boxes):
+            for other, other_box in boxes[i + 1:]:
+                assert not box.overlaps(other_box), (path, text, other)
+
+
 def test_tetrahedron_errors_are_nonnegative_and_shrink(records):
     record, _ = records["tetrahedron"]
     results = record["results"]

@@ -1,6 +1,7 @@
 """Network reports: every field against the function that defines it, on a trained
 digits MLP and on a small random network."""
 
+import dataclasses
 import json
 import os
 
@@ -304,3 +305,105 @@ def test_plots_when_every_point_is_classified_correctly(tmp_path):
     assert report.accuracy == 1.0 and report.auc == {}
     paths, note = save_report(report, tmp_path)
     assert note is None and os.path.getsize(tmp_path / "metrics.png") > 1000
+
+
+def test_labels_that_match_no_class_are_refused_and_partial_matches_warned():
+    rng = np.random.default_rng(9)
+    network = _random_network(rng)
+    X = rng.standard_normal((20, 3))
+    # Without classes, the labels are the output unit indices 0 and 1
+    with pytest.raises(FastReluError, match=r"'y' parameter must hold labels among the network's output unit indices .*\[0, 1\]\. Got labels \[7, 8\], none"):
+        analyze(network, X, y=np.repeat([7, 8], 10), **SMALL)
+    named = Network(network.hidden, network.output, classes=np.array(["cat", "dog"]))
+    with pytest.raises(FastReluError, match=r"network's classes \['cat', 'dog'\]\. Got labels \[0, 1\]"):
+        analyze(named, X, y=np.repeat([0, 1], 10), **SMALL)
+    y = np.where(np.arange(20) < 3, "eel", "cat")
+    with pytest.warns(UserWarning, match=r"3 of the 20 labels in 'y' are not among the network's classes \['cat', 'dog'\] \(labels \['eel'\]\)"):
+        report = analyze(named, X, y=y, enlarge=None, **SMALL)
+    assert not report.samples["correct"][:3].any()
+    assert report.accuracy == np.mean(report.samples["prediction"] == y)
+
+
+def _saved_figures(report, out, monkeypatch):
+    """save_report's figures, as the Figure objects it saved, keyed by file name."""
+    from matplotlib.figure import Figure
+
+    saved, original = {}, Figure.savefig
+
+    def savefig(self, fname, *args, **kwargs):
+        saved[os.path.basename(str(fname))] = self
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    paths, note = save_report(report, out)
+    assert note is None and sorted(saved) == ["bias_vs_estimate.png", "injectivity.png", "metrics.png"]
+    return saved
+
+
+def _texts(fig):
+    """Every label of the figure that must stay readable: titles, axis labels, the tick
+    labels drawn, offset texts and legend entries."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    texts = []
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, ax.xaxis.get_offset_text(),
+                  ax.yaxis.get_offset_text()]
+        for axis, labels in ((ax.xaxis, ax.get_xticklabels()), (ax.yaxis, ax.get_yticklabels())):
+            low, high = sorted(axis.get_view_interval())
+            span = high - low
+            for label, location in zip(labels, axis.get_majorticklocs()):
+                if low - 1e-9 * span <= location <= high + 1e-9 * span:
+                    texts.append(label)
+    for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
+        texts += legend.get_texts()
+    texts = [t for t in texts if t.get_visible() and t.get_text().strip()]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+
+
+def test_report_figures_are_labelled_and_readable(digits_report, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(10)
+    samples = dict(digits_report.samples)
+    N = samples["correct"].size
+    # Small values (as weight decay gives) whose tick labels once ran together, and a
+    # metric equal at every point
+    samples["layer0.sigma_min"] = 5e-5 + 5e-5 * rng.random(N)
+    samples["layer1.sigma_min"] = np.zeros(N)
+    report = dataclasses.replace(digits_report, samples=samples)
+    figures = _saved_figures(report, tmp_path, monkeypatch)
+
+    metrics = figures["metrics.png"]
+    titles = ("smallest local singular value", "local Gaussian mean width", "active neurons")
+    xlabels = ("smallest singular value of D_x W", "Gaussian mean width of D_x W B",
+               "active neurons |I(x)|")
+    keys = ("sigma_min", "width", "n_active")
+    assert len(metrics.axes) == 3 * len(report.layers)
+    for i, ax in enumerate(metrics.axes):
+        k, j = divmod(i, 3)
+        auc = report.auc[f"layer{k}.{keys[j]}"]
+        assert ax.get_title() == f"layer {k}: {titles[j]} (AUC {auc:.2f})"
+        assert ax.get_xlabel() == xlabels[j]
+    assert [t.get_text() for t in metrics.axes[3].texts] == [f"all {N} points: 0"]
+    assert metrics.axes[3].get_xticks().size == 0  # no scale for a panel with nothing drawn
+    legend = [t.get_text() for t in metrics.legends[0].get_texts()]
+    assert legend == ["correctly classified points", "incorrectly classified points"]
+
+    bias = figures["bias_vs_estimate.png"]
+    for k, ax in enumerate(bias.axes):
+        assert ax.get_title().startswith(f"layer {k}: ")
+        assert ax.get_xlabel() == "MCBE maximal-bias estimate (enlarged data)"
+        assert ax.get_ylabel() == "learned bias"
+    bars = figures["injectivity.png"].axes[0]
+    assert bars.get_xlabel() == "hidden layer (neurons x inputs)" and bars.get_ylabel() == "fraction of points"
+
+    for name, fig in figures.items():
+        width, height = fig.bbox.width, fig.bbox.height
+        texts = _texts(fig)
+        for text, box in texts:  # nothing cut at the figure's edges
+            assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, (name, text)
+        for a, (text, box) in enumerate(texts):  # no two labels run together
+            for other, other_box in texts[a + 1:]:
+                assert not box.overlaps(other_box), (name, text, other)
