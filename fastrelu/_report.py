@@ -429,7 +429,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         all_framed = all_framed and framed
         if framed:
             own = reconstruct(reduced[k], outputs[k][:, kept[k]], n_jobs=n_jobs)
-            own_ok, own_cond = own.ok, own.cond
+            own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
         else:  # nothing to solve: the rows span nowhere
             own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
         if all_framed:

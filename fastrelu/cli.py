@@ -251,7 +251,10 @@ def _cmd_verify(args):
         answer = "injective" if verdict.injective else "NOT injective"
         print(f"ReLU(W x) with W of shape {m} x {n} is {answer} on R^{n} (exact; "
               f"{verdict.subsets_checked} of {verdict.n_subsets} subsets, {verdict.elapsed:.2f} s)")
-        print(f"least number of active rows over all directions: {verdict.min_active} (n = {n})")
+        if verdict.closed_form:  # m < 2n: the count at the witness, not a minimum
+            print(f"at most {verdict.min_active} active rows at the witness (n = {n}; closed form, m < 2n)")
+        else:
+            print(f"least number of active rows over all directions: {verdict.min_active} (n = {n})")
         if witness is not None:
             shown = np.array2string(np.asarray(witness), precision=6, separator=", ")
             print(f"witness x = {shown}: its {len(active)} active rows {active} do not span R^{n}")

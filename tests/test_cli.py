@@ -635,3 +635,12 @@ def test_report_with_bad_input_leaves_no_empty_directory(inputs, capsys):
     (inputs / "plain").write_text("a file")
     assert main(["report", "digits", "--out", str(inputs / "plain" / "sub")]) == 2
     assert "must be a directory that can be created" in capsys.readouterr().err
+
+
+def test_verify_closed_form_reports_the_count_at_the_witness_not_a_minimum(tmp_path, capsys):
+    path = tmp_path / "W50.npy"
+    np.save(path, np.random.default_rng(4).standard_normal((50, 30)))
+    assert main(["verify", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "NOT injective" in out and "closed form, m < 2n" in out
+    assert "over all directions" not in out
