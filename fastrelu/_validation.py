@@ -25,8 +25,8 @@ def as_matrix(value, name, *, ncols=None, allow_empty=False):
     return np.ascontiguousarray(array)
 
 
-def as_vector(value, name, *, length):
-    """Return ``value`` as a contiguous finite float64 1-D array of ``length`` or raise."""
+def _vector_of_length(value, name, length):
+    """``value`` as a float64 1-D array of ``length`` (a scalar is broadcast), or raise."""
     check_real(value, name)
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -36,6 +36,12 @@ def as_vector(value, name, *, length):
         array = np.full(length, float(array))
     if array.ndim != 1 or array.shape[0] != length:
         raise FastReluError(f"The '{name}' parameter must have shape ({length},). Got {name}.shape={array.shape}.")
+    return array
+
+
+def as_vector(value, name, *, length):
+    """Return ``value`` as a contiguous finite float64 1-D array of ``length`` or raise."""
+    array = _vector_of_length(value, name, length)
     _check_finite(array, name)
     return np.ascontiguousarray(array)
 
@@ -49,15 +55,7 @@ def as_bias(value, name, *, length, never_active=np.inf):
     NaN is refused, and so is the opposite infinity, which would make the neuron always
     active with an infinite output. A scalar is broadcast to ``length``.
     """
-    check_real(value, name)
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise FastReluError(f"The '{name}' parameter must be a 1-D array of real numbers. Got {type(value).__name__} ({exc}).") from None
-    if array.ndim == 0:
-        array = np.full(length, float(array))
-    if array.ndim != 1 or array.shape[0] != length:
-        raise FastReluError(f"The '{name}' parameter must have shape ({length},). Got {name}.shape={array.shape}.")
+    array = _vector_of_length(value, name, length)
     allowed = "+inf" if never_active > 0 else "-inf"
     refused = "-inf" if never_active > 0 else "+inf"
     nan = np.flatnonzero(np.isnan(array))
