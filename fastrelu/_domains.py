@@ -66,12 +66,21 @@ class Shell:
 
 @dataclass(frozen=True, eq=False)
 class Data:
-    """An empirical domain: the finite set of the rows of ``points`` (shape ``(N, dim)``)."""
+    """An empirical domain: the finite set of the rows of ``points`` (shape ``(N, dim)``).
+
+    ``points`` is kept as a private read-only copy: changing the caller's array later
+    does not change the domain.
+    """
 
     points: np.ndarray = field(repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "points", as_matrix(self.points, "points"))
+        given = self.points
+        points = as_matrix(given, "points")
+        if isinstance(given, np.ndarray) and np.shares_memory(points, given):
+            points = points.copy()
+        points.flags.writeable = False
+        object.__setattr__(self, "points", points)
 
     @property
     def dim(self):

@@ -23,3 +23,10 @@ def test_valid_domains():
 def test_domain_validation(make, match):
     with pytest.raises(fr.FastReluError, match=match):
         make()
+
+
+def test_data_keeps_a_private_copy_of_the_points():
+    X = np.ones((3, 3))
+    domain = fr.Data(X)
+    X[0, 0] = 7.0  # the caller's array stays writeable and the domain does not change
+    assert domain.points[0, 0] == 1.0 and not domain.points.flags.writeable
