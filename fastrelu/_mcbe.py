@@ -34,7 +34,8 @@ class BiasEstimate:
     alpha : ndarray, shape (m,)
         The estimate: ``alpha_sampled`` minus the margin correction (if any). A layer
         ``ReLU(W x - a)`` with ``a <= alpha`` componentwise is injective at every sample
-        (exactly so without margin, THEORY §3). ``+inf`` marks rows never in a most
+        whose scan reached rank n (all but ``n_incomplete`` of them; exactly so
+        without margin, THEORY §3). ``+inf`` marks rows never in a most
         correlated basis: no sample constrains them.
     counts : ndarray of int64, shape (m,)
         How many samples had row ``i`` in their most correlated basis.
@@ -365,7 +366,8 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
 
         alpha_i = min { <x, w_i> : x sampled, i in B(x) }      (+inf if never in a B(x)),
 
-    so that ``ReLU(W x - a)`` is injective at every sample for every ``a <= alpha``. As the
+    so that ``ReLU(W x - a)`` is injective at every sample whose scan reached rank ``n``
+    (all but ``n_incomplete``) for every ``a <= alpha``. As the
     samples fill the domain it decreases towards the maximal bias of the domain (THEORY
     §3). The result does not depend on positive row scaling (beyond the scaling of
     ``alpha`` itself).
