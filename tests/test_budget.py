@@ -228,9 +228,11 @@ def test_batch_job_with_random_weights_too_large_is_refused_before_drawing(tmp_p
         weights = {random = "gaussian", m = 100000, n = 10000, seed = 1}
         samples = 1000
     """))
-    main(["batch", str(spec), "--out", str(tmp_path / "out")])
-    record = json.loads((tmp_path / "out" / "huge.json").read_text())
-    assert record["status"] == "failed"
-    assert "The 'weights' parameter must give a working set that fits in memory. Got the batch job needing about" in record["error"]
-    assert "random weights (drawn and scaled) 14.9 GiB" in record["error"]
+    # refused with the whole spec, before any job runs or writes
+    assert main(["batch", str(spec), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1
+    assert "The 'weights' parameter must give a working set that fits in memory. Got the batch job needing about" in error
+    assert "random weights (drawn and scaled) 14.9 GiB" in error
+    assert not (tmp_path / "out" / "huge.json").exists()
     assert not (tmp_path / "out" / "huge.npz").exists()
