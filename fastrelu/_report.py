@@ -196,15 +196,6 @@ def _network(network):
     return network
 
 
-def _never_active_bias(alpha, W, points):
-    """``alpha`` with ``+inf`` replaced by a finite value above every ``<x, w_i>`` of the
-    points, so that those neurons are inactive everywhere, as ``+inf`` means."""
-    if np.isfinite(alpha).all():
-        return alpha
-    reach = np.abs(points @ W.T).max(axis=0) if points.shape[0] else np.zeros(W.shape[0])
-    return np.where(np.isfinite(alpha), alpha, reach + 1.0)
-
-
 def _auc(score, correct):
     """``P(score(correct) > score(incorrect))`` with ties counted half."""
     good, bad = score[correct], score[~correct]
@@ -420,8 +411,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         held_points = Xk[heldout]
         heldout_fraction = {"learned": float(summary.injective[heldout].mean()) if held_points.shape[0] else float("nan")}
         for name, estimate in estimates.items():
-            bias = _never_active_bias(estimate, W, held_points)
-            heldout_fraction[name] = (injectivity_summary(ReLULayer(W, bias), held_points, n_jobs=n_jobs).fraction
+            heldout_fraction[name] = (injectivity_summary(ReLULayer(W, estimate), held_points, n_jobs=n_jobs).fraction
                                       if held_points.shape[0] else float("nan"))
         fraction_above = {name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()}
 
