@@ -45,7 +45,9 @@ fr.gaussian_mean_width(W, seed=0); fr.local_metrics(layer, X)
 fr.double_layer(layer); fr.harmonic_prune(W, keep=0.5)
 
 rec = fr.reconstruct(layer, layer(X), "dual")               # or "basis", "frame"
-rec.x, rec.ok, rec.cond                                     # inputs, recoverable?, stability
+rec.x, rec.cond                                             # inputs, condition number of the active rows
+rec.ok                                                      # recovered: rows span and residual within its bound
+rec.spans                                                   # the input is determined by the output
 layer1, layer2 = layer, fr.ReLULayer(rng.standard_normal((700, 270)))   # a stack of two layers
 Y = layer2(layer1(X))
 fr.invert([layer1, layer2], Y)                              # through a stack of layers
