@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -203,9 +204,14 @@ def _cmd_reconstruct(args):
                          max_iter=args.max_iter, n_jobs=args.jobs)
     write_output(out, "--out", lambda path: np.save(path, result.x))
     ok = np.atleast_1d(result.ok)
+    spans = np.atleast_1d(result.spans)
     failed = np.flatnonzero(~ok)
+    not_spanning = np.flatnonzero(~spans)  # the outputs do not determine the input
+    not_solved = np.flatnonzero(spans & ~ok)  # determined, but the solve missed its bound
     summary = {"method": result.method, "n_outputs": int(ok.size), "n_recovered": int(ok.sum()),
-               "failed": failed.tolist(), "elapsed": result.elapsed, "out": out}
+               "n_spanning": int(spans.sum()), "failed": failed.tolist(),
+               "not_spanning": not_spanning.tolist(), "not_solved": not_solved.tolist(),
+               "elapsed": result.elapsed, "out": out}
     cond = np.atleast_1d(result.cond)[ok]
     summary["cond_median"] = float(np.median(cond)) if cond.size else None
     summary["cond_max"] = float(cond.max()) if cond.size else None
@@ -217,10 +223,13 @@ def _cmd_reconstruct(args):
         sys.stdout.write("\n")
     else:
         print(result.summary() + f" ({result.elapsed:.2f} s)")
-        if failed.size:
-            shown = ", ".join(str(i) for i in failed[:10])
-            print(f"  not recovered (the active rows do not span, or the solve missed its residual bound): {shown}"
-                  + (f" and {failed.size - 10} more" if failed.size > 10 else ""))
+        for indices, what in ((not_spanning, "not recoverable (the active rows do not span R^n)"),
+                              (not_solved, "not solved to the stated accuracy (the active rows span; "
+                                           "the residual stayed above its bound)")):
+            if indices.size:
+                shown = ", ".join(str(i) for i in indices[:10])
+                print(f"  {what}: {shown}"
+                      + (f" and {indices.size - 10} more" if indices.size > 10 else ""))
         print(f"inputs written to {out}")
     if args.strict and failed.size:
         return 1
@@ -243,7 +252,10 @@ def _cmd_verify(args):
                "n_hyperplanes": int(verdict.n_hyperplanes),
                "general_position": bool(verdict.general_position),
                "subset": [int(i) for i in verdict.subset], "sign": int(verdict.sign),
-               "vertex": [float(v) for v in verdict.vertex], "elapsed": verdict.elapsed}
+               "vertex": [float(v) for v in verdict.vertex],
+               "closed_form": bool(verdict.closed_form),
+               "witness_margin": None if verdict.witness_margin is None else float(verdict.witness_margin),
+               "elapsed": verdict.elapsed}
     if args.json:
         json.dump(summary, sys.stdout)
         sys.stdout.write("\n")
@@ -258,6 +270,9 @@ def _cmd_verify(args):
         if witness is not None:
             shown = np.array2string(np.asarray(witness), precision=6, separator=", ")
             print(f"witness x = {shown}: its {len(active)} active rows {active} do not span R^{n}")
+            if summary["witness_margin"] is not None:
+                print(f"witness margin {summary['witness_margin']:.3g}: the distance of x to the "
+                      f"nearest hyperplane <w_i, x> = 0 (every point that close has the same active rows)")
         if not verdict.general_position:
             print("rows not in general position: every cell was enumerated exactly")
         if verdict.n_exact:
@@ -433,15 +448,20 @@ def _cmd_report(args):
             raise FastReluError("The 'report' command needs --data FILE (the network inputs to analyse, N x n).")
         network = Network.load(args.model)
         X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
-        y = None if args.labels is None else load_array(args.labels, "labels", key_option=None, numeric=False)
+        y = None if args.labels is None else load_array(args.labels, "--labels", key_option=None, numeric=False)
         fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data", key_option=None)
+        if y is not None:
+            y = _labels_for(y, network, X)
     enlarge = None if args.enlarge == "none" else args.enlarge
-    report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
-                     enlarge=enlarge, n_jobs=args.jobs)
+    with warnings.catch_warnings():
+        # _labels_for has said it naming --labels; analyze would say it again naming y
+        warnings.filterwarnings("ignore", message=r"\d+ of the \d+ labels in 'y' ", category=UserWarning)
+        report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
+                         enlarge=enlarge, n_jobs=args.jobs)
     output_directory(args.out, "--out", "option")
     paths, note = save_report(report, args.out, plots=not args.no_plots)
     if note:
-        print(f"fastrelu: {note}", file=sys.stderr)
+        print(f"fastrelu: warning: {note}", file=sys.stderr)
     if args.json:
         # The per-neuron and per-point arrays stay in the files; stdout gets the summary
         layers = [{k: v for k, v in layer.to_dict().items() if k not in ("bias", "estimates")}
@@ -453,6 +473,36 @@ def _cmd_report(args):
         print(report.summary())
         print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
     return 0
+
+
+def _labels_for(y, network, X):
+    """The ``--labels`` array as :func:`fastrelu.analyze` takes it, checked here so that
+    the errors and the warning name ``--labels``: one label per point of ``--data``, in a
+    1-D array or in one column or row (a text file of a vector loads as one column),
+    and labels among the network's classes (a warning when only some are)."""
+    from ._report import _listed
+
+    if np.ndim(y) == 2 and 1 in np.shape(y):
+        y = y.ravel()
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)  # a text file of integer labels loads as floats
+    n_points = np.shape(X)[0] if np.ndim(X) == 2 else None  # else analyze refuses --data
+    if np.ndim(y) != 1 or (n_points is not None and y.shape[0] != n_points):
+        expected = "one label per point of --data" + ("" if n_points is None else f" ({n_points})")
+        raise FastReluError(f"The '--labels' file must hold {expected}: a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+    if network.output is None:
+        raise FastReluError("The '--labels' option needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
+    classes, kind = network.classes, "classes"
+    if classes is None:  # the predictions are the output unit indices
+        units = network.output.shape[0]
+        classes = np.arange(2 if units == 1 else units)
+        kind = "output unit indices (the network has no classes)"
+    known = np.isin(y, classes)
+    if not known.any():
+        raise FastReluError(f"The '--labels' file must hold labels among the network's {kind} {_listed(classes)}. Got labels {_listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+    if not known.all():
+        warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in --labels are not among the network's {kind} {_listed(classes)} (labels {_listed(np.unique(y[~known]))}): those points count as incorrectly classified.", UserWarning, stacklevel=2)
+    return y
 
 
 #: Keyword arguments of run_experiment that are options of their own, never --set.
@@ -619,10 +669,15 @@ APPLICABILITY = {
         ("cond", _is("method", "--method", "dual", "basis")),  # frame: always exact
         ("max_iter", _is("method", "--method", "frame")),  # --tol bounds every method's residual
     ],
-    "verify": [*_CLUSTER],
+    "verify": [("jobs", _NO_CLUSTER), *_CLUSTER],  # on a cluster each worker thread runs one task
     "svals": [
         # on data s_1 is exact: no power iteration to start, distribute or checkpoint
-        (("starts", "scheduler", "local_cluster", "checkpoint"), _without(("data", "--data"))),
+        # (and on data nothing uses --jobs: the distances and the fits are NumPy products)
+        (("starts", "scheduler", "local_cluster", "checkpoint", "jobs"), _without(("data", "--data"))),
+        # on a cluster the power iteration ignores --jobs; the fits (-k 2 or more) run here
+        ("jobs", _When("without --scheduler or --local-cluster, or with -k 2 or more (the low-rank fits)",
+                       lambda a, g: a.k >= 2 or _NO_CLUSTER.test(a, g),
+                       lambda a, g: f"{_NO_CLUSTER.got(a, g)} with -k {a.k}")),
         ("fit_steps", _When("to -k 2 or more (the low-rank fits)", lambda a, g: a.k >= 2,
                             lambda a, g: f"-k {a.k}")),
         ("seed", _When("on the unit ball or with -k 2 or more (s_1 on data is exact)",
@@ -636,6 +691,7 @@ APPLICABILITY = {
           "no_progress"), _without(("local", "--local"))),  # nothing is drawn
         ("starts", _without(("data", "--data"))),  # exact per draw on a finite set
         ("out", _with("local", "--local")),
+        ("jobs", _NO_CLUSTER),  # on a cluster each worker thread runs one task
         *_CLUSTER,
     ],
     "report": [
@@ -821,7 +877,49 @@ def build_parser():
     return parser
 
 
+#: Exit status when the reader of stdout went away early (``fastrelu demo | head -1``):
+#: 128 + SIGPIPE (13), the status a shell reports for a program that the signal ended,
+#: so that ``set -o pipefail`` sees what it sees for other tools. It differs from 1
+#: (``--strict``: a negative answer) and 2 (bad input).
+EXIT_BROKEN_PIPE = 141
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Every warning of a command as one line on stderr, without Python's file and line."""
+    text = " ".join(str(message).split())
+    print(f"fastrelu: warning: {text}", file=sys.stderr)
+
+
+def _silence_stdout():
+    """Point the file descriptor of stdout at the null device, so that the interpreter's
+    flush at exit of what is still buffered does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
+        pass
+
+
 def main(argv=None):
+    """Run the command line; returns the exit status: 0 done, 1 a negative answer under
+    ``--strict``, 2 bad input (one line on stderr), 130 interrupted and
+    :data:`EXIT_BROKEN_PIPE` when the reader of stdout closed it early (nothing more is
+    written, no traceback)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = _main(argv)
+            sys.stdout.flush()  # a closed pipe shows here at the latest, not at exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     refusal = _resolve_options(parser, args)

@@ -376,6 +376,11 @@ REFUSED = [
     (["width", W_, "--local", "--data", X_, "--checkpoint", "{dir}/c.npz"], "--checkpoint", "--local"),
     (["width", W_, "--data", X_, "--starts", "4"], "--starts", "--data"),
     (["width", W_, "--out", "{dir}/l.npz"], "--out", "--local"),
+    # --jobs: threads of this process, which a cluster's workers or exact NumPy work ignore
+    (["verify", W_, "--jobs", "1", "--local-cluster", "1"], "--jobs", "--local-cluster"),
+    (["svals", W_, "-k", "1", "--data", X_, "--jobs", "1"], "--jobs", "--data"),
+    (["svals", W_, "-k", "1", "--jobs", "1", "--local-cluster", "1"], "--jobs", "--local-cluster 1 with -k 1"),
+    (["width", W_, "--jobs", "1", "--local-cluster", "1"], "--jobs", "--local-cluster"),
     # report: the built-in model brings its own data
     (["report", "digits", "--labels", "{dir}/y.npy", "--out", "{dir}/rep"], "--labels", "digits"),
     (["report", "digits", "--fit-data", X_, "--out", "{dir}/rep"], "--fit-data", "digits"),
@@ -644,3 +649,136 @@ def test_verify_closed_form_reports_the_count_at_the_witness_not_a_minimum(tmp_p
     out = capsys.readouterr().out
     assert "NOT injective" in out and "closed form, m < 2n" in out
     assert "over all directions" not in out
+
+
+# --------------------------------------------------------------------------- report labels
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """A one-hidden-layer classifier without classes (labels are the unit indices 0, 1),
+    saved as net.npz, and 40 data points X.npy."""
+    import fastrelu as fr
+
+    rng = np.random.default_rng(21)
+    network = fr.Network([fr.ReLULayer(rng.standard_normal((8, 3)), np.full(8, -0.3))],
+                         fr.ReLULayer(rng.standard_normal((2, 8)), np.zeros(2)))
+    network.save_npz(tmp_path / "net.npz")
+    np.save(tmp_path / "X.npy", rng.standard_normal((40, 3)))
+    return tmp_path
+
+
+def _report(folder, labels, *extra):
+    return ["report", str(folder / "net.npz"), "--data", str(folder / "X.npy"), "--labels",
+            str(labels), "--out", str(folder / "rep"), "--samples", "1000", "--enlarge", "none",
+            "--no-plots", "--json", *extra]
+
+
+def test_report_warning_for_unknown_labels_is_one_line_naming_labels(labelled, capsys):
+    y = np.where(np.arange(40) < 3, 5, np.arange(40) % 2)  # three labels are no class
+    np.savetxt(labelled / "y.txt", y, fmt="%d")  # one column: loads as shape (40, 1)
+    assert main(_report(labelled, labelled / "y.txt")) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["accuracy"] is not None
+    lines = captured.err.splitlines()
+    assert lines == ["fastrelu: warning: 3 of the 40 labels in --labels are not among the "
+                     "network's output unit indices (the network has no classes) [0, 1] "
+                     "(labels [5]): those points count as incorrectly classified."]
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.zeros((40, 2), dtype=int), "The '--labels' file must hold one label per point of --data (40): a 1-D array, one column or one row. Got an array of shape (40, 2)."),
+    (np.zeros(7, dtype=int), "The '--labels' file must hold one label per point of --data (40)"),
+    (np.full(40, 7), "The '--labels' file must hold labels among the network's output unit indices"),
+])
+def test_report_label_errors_name_labels(labelled, capsys, labels, message):
+    np.save(labelled / "y.npy", labels)
+    assert main(_report(labelled, labelled / "y.npy")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "'y'" not in err
+    assert not (labelled / "rep").exists()
+
+
+def test_report_accepts_labels_in_one_row(labelled, capsys):
+    y = np.arange(40) % 2
+    np.savetxt(labelled / "y.csv", y[None, :], fmt="%d", delimiter=",")  # shape (1, 40)
+    assert main(_report(labelled, labelled / "y.csv")) == 0
+    summary = json.loads(capsys.readouterr().out)
+    np.save(labelled / "y.npy", y)
+    assert main(_report(labelled, labelled / "y.npy")) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == summary["accuracy"]
+
+
+def test_warnings_of_a_command_are_one_line(capsys, monkeypatch):
+    import warnings
+
+    import fastrelu.cli as cli
+
+    def noisy(args):
+        warnings.warn("first line\nsecond line", RuntimeWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_demo", noisy)  # build_parser looks it up when called
+    assert main(["demo"]) == 0
+    assert capsys.readouterr().err == "fastrelu: warning: first line second line\n"
+
+
+def test_svals_jobs_on_a_cluster_apply_to_the_fits(inputs, capsys):
+    # with -k 2 the low-rank fits run in this process, so --jobs applies beside a cluster
+    from fastrelu.cli import _resolve_options, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(_fill(["svals", "{dir}/W.npy", "-k", "2", "--jobs", "1",
+                                    "--local-cluster", "1"], inputs))
+    assert _resolve_options(parser, args) is None
+
+
+def test_verify_json_reports_the_closed_form_and_the_witness_margin(tmp_path, capsys):
+    W = np.random.default_rng(11).standard_normal((5, 3))  # m < 2n
+    np.save(tmp_path / "W.npy", W)
+    assert main(["verify", str(tmp_path / "W.npy"), "--json"]) == 0
+    scanned = json.loads(capsys.readouterr().out)
+    assert scanned["closed_form"] is False and scanned["injective"] is False
+    # past the subset budget the verdict comes from m < 2n alone
+    assert main(["verify", str(tmp_path / "W.npy"), "--json", "--max-subsets", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["closed_form"] is True and report["injective"] is False
+    assert report["subsets_checked"] == 0
+    x = np.array(report["witness"])
+    distances = np.abs(W @ x) / np.linalg.norm(W, axis=1)
+    assert report["witness_margin"] > 0
+    assert distances.min() >= report["witness_margin"] * (1 - 1e-9)
+    np.save(tmp_path / "D.npy", np.vstack([np.eye(3), -np.eye(3)]))  # injective: no witness
+    assert main(["verify", str(tmp_path / "D.npy"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["injective"] is True and report["closed_form"] is False
+    assert report["witness_margin"] is None and report["witness"] is None
+
+
+def test_reconstruct_tells_outputs_that_do_not_determine_the_input_from_missed_solves(tmp_path, capsys):
+    import fastrelu as fr
+
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((8, 4))
+    alpha = rng.normal(0, 0.5, 8)
+    X = rng.standard_normal((300, 4))
+    Y = np.maximum(X @ W.T - alpha, 0)
+    for name, array in (("W", W), ("a", alpha), ("Y", Y)):
+        np.save(tmp_path / f"{name}.npy", array)
+    argv = ["reconstruct", str(tmp_path / "W.npy"), "--bias", str(tmp_path / "a.npy"),
+            "--outputs", str(tmp_path / "Y.npy"), "--out", str(tmp_path / "X.npy"),
+            "--method", "frame", "--max-iter", "3"]
+    assert main(argv + ["--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    result = fr.reconstruct(fr.ReLULayer(W, alpha), Y, "frame", max_iter=3)
+    assert summary["n_recovered"] == int(result.ok.sum())
+    assert summary["n_spanning"] == int(result.spans.sum())
+    assert summary["not_spanning"] == np.flatnonzero(~result.spans).tolist()
+    assert summary["not_solved"] == np.flatnonzero(result.spans & ~result.ok).tolist()
+    assert summary["not_spanning"] and summary["not_solved"]  # this case has both
+    assert sorted(summary["not_spanning"] + summary["not_solved"]) == summary["failed"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "not recoverable (the active rows do not span R^n)" in text
+    assert "not solved to the stated accuracy" in text
+    assert main(argv + ["--strict"]) == 1
