@@ -11,7 +11,7 @@ from ._domains import Data
 from ._errors import FastReluError
 from ._kernels import _power as kernels
 from ._parallel import Stopwatch, block_generator, run_blocks
-from ._validation import as_matrix, as_vector, n_jobs_value, positive_float, positive_int
+from ._validation import as_bias, as_matrix, n_jobs_value, positive_float, positive_int
 
 #: Starts per random stream. Part of the definition of a seeded run: never change it.
 POWER_BLOCK = 256
@@ -132,7 +132,9 @@ class ReLUSingularValues:
         Rigorous upper bounds. Ball: ``sigma_j(W)`` (``|ReLU(W x - a) - ReLU(L x - a)| <=
         |(W - L) x|`` and Eckart-Young). Data: equal to ``values``.
     sigma : ndarray, shape (k,)
-        Classical singular values ``sigma_1 >= ... >= sigma_k`` of ``W``.
+        Classical singular values ``sigma_1 >= ... >= sigma_k`` of ``W`` (of its rows
+        that can be active when the bias has ``+inf`` entries; zero for a layer with
+        none).
     fits : tuple of (U, V)
         For ``j = 2 .. k`` the factors of the best ``L = U V`` found, shapes
         ``(m, j-1)`` and ``(j-1, n)``.
@@ -231,10 +233,26 @@ def _tol_value(tol):
 
 
 def _weight_and_bias(weight, bias):
+    """The rows of the layer that can be active, their bias, and which rows they are.
+
+    A neuron with ``alpha_i = +inf`` is never active: ``ReLU(<w_i, x> - alpha_i) = 0``
+    for every ``x``, and so is ``ReLU(<l_i, x> - alpha_i)`` for every row ``l_i`` of a
+    comparison map ``L``. It adds nothing to ``|ReLU(W x - alpha) - ReLU(L x - alpha)|``,
+    so every spectral quantity of the layer is that of the layer without it. When no
+    neuron can be active the layer is constant; one zero row with zero bias stands for
+    it (the same constant map, ``s_j = 0``).
+    """
     W = as_matrix(weight, "weight")
     m = W.shape[0]
-    alpha = np.zeros(m) if bias is None else as_vector(bias, "bias", length=m)
-    return W, alpha
+    if bias is None:
+        return W, np.zeros(m), np.ones(m, dtype=bool)
+    alpha = as_bias(bias, "bias", length=m)
+    active = np.isfinite(alpha)
+    if active.all():
+        return W, alpha, active
+    if not active.any():
+        return np.zeros((1, W.shape[1])), np.zeros(1), active
+    return np.ascontiguousarray(W[active]), np.ascontiguousarray(alpha[active]), active
 
 
 def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
@@ -279,7 +297,9 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
     ----------
     weight : array_like, shape (m, n)
     bias : array_like, shape (m,) or scalar, optional
-        The subtracted bias ``alpha`` (zero by default).
+        The subtracted bias ``alpha`` (zero by default). ``+inf`` marks a neuron that is
+        never active; it contributes nothing, so the result is that of the layer
+        without it (a layer with no neuron that can be active is constant: ``s = 0``).
     n_starts : int, optional
         Number of random starts (default 10,000).
     max_iter : int, optional
@@ -315,7 +335,7 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
     PowerIterationResult
     """
     clock = Stopwatch()
-    W, alpha = _weight_and_bias(weight, bias)
+    W, alpha, _ = _weight_and_bias(weight, bias)
     m, n = W.shape
     n_starts = positive_int(n_starts, "n_starts")
     max_iter = positive_int(max_iter, "max_iter")
@@ -666,7 +686,9 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     k : int
         How many ReLU singular values, ``1 <= k <= min(m, n)``.
     bias : array_like, shape (m,) or scalar, optional
-        The subtracted bias ``alpha`` (zero by default).
+        The subtracted bias ``alpha`` (zero by default). ``+inf`` marks a neuron that is
+        never active; it contributes nothing, so the result is that of the layer
+        without it (a layer with no neuron that can be active is constant: ``s = 0``).
     data : Data or array_like of shape (N, n), optional
         The finite domain; the unit ball when omitted.
     n_starts : int, optional
@@ -692,10 +714,15 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     ReLUSingularValues
     """
     clock = Stopwatch()
-    W, alpha = _weight_and_bias(weight, bias)
+    W, alpha, can_fire = _weight_and_bias(weight, bias)
     m, n = W.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(m, n):
-        raise FastReluError(f"The 'k' parameter must be an integer in [1, {min(m, n)}] (at most min(m, n) for weight.shape={W.shape}). Got {k!r} instead.")
+        if can_fire.all():
+            limit = f"at most min(m, n) for weight.shape={W.shape}"
+        else:
+            limit = (f"at most min(m, n) over the {int(can_fire.sum())} of {can_fire.size} neurons "
+                     f"that can be active; bias +inf switches the others off")
+        raise FastReluError(f"The 'k' parameter must be an integer in [1, {min(m, n)}] ({limit}). Got {k!r} instead.")
     k = int(k)
     n_starts = positive_int(n_starts, "n_starts")
     fit_starts = positive_int(fit_starts, "fit_starts")
@@ -743,6 +770,10 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
             values[j - 1] = min(value, sigma[j - 1])
             upper[j - 1] = sigma[j - 1]
             kinds.append("upper bound estimate")
+        if not can_fire.all():  # the never-active neurons' rows of L do not matter: 0
+            full = np.zeros((can_fire.size, U.shape[1]))
+            full[can_fire] = U
+            U = full
         fits.append((U, V))
     return ReLUSingularValues(values=values, kinds=tuple(kinds), upper=upper, sigma=sigma,
                               fits=tuple(fits), domain=domain if on_data else "ball",

@@ -265,7 +265,7 @@ def test_relu_singular_values_bad_input(kwargs, match):
     (np.ones((3, 2)), {"seed": -1}, "'seed' parameter must be a non-negative integer"),
     (np.ones(3), {}, "'weight' parameter must be a 2-D array"),
     (np.array([[1.0, np.inf]]), {}, "'weight' parameter must contain only finite numbers"),
-    (np.ones((3, 2)), {"bias": [1.0, np.nan, 0.0]}, "'bias' parameter must contain only finite"),
+    (np.ones((3, 2)), {"bias": [1.0, np.nan, 0.0]}, r"'bias' parameter must contain only real numbers or \+inf \(a neuron that is never active\). Got NaN at index 1"),
 ])
 def test_power_iteration_bad_input(weight, kwargs, match):
     with pytest.raises(FastReluError, match=match):
@@ -288,3 +288,68 @@ def test_a_start_counts_as_converged_only_where_its_gap_is_below_tol(max_iter):
         else:
             assert result.status[0] == 1 and result.n_iter[0] == max_iter
     assert (result.n_converged == 1) == (max_iter == 1000)
+
+
+# --------------------------------------------------------------------------- never-active neurons
+
+
+def _with_never_active_rows():
+    """A 9 x 3 layer whose rows 2, 5 and 6 have bias +inf, and the 6 x 3 layer without them."""
+    rng = np.random.default_rng(31)
+    W = rng.standard_normal((9, 3))
+    alpha = rng.normal(0, 0.3, 9)
+    alpha[[2, 5, 6]] = np.inf
+    keep = np.isfinite(alpha)
+    return W, alpha, W[keep], alpha[keep], keep
+
+
+def test_power_iteration_with_never_active_neurons_is_that_of_the_layer_without_them():
+    W, alpha, W_kept, alpha_kept, _ = _with_never_active_rows()
+    bias_before = alpha.copy()
+    full = fr.relu_power_iteration(W, bias=alpha, n_starts=200, seed=3, n_jobs=1)
+    kept = fr.relu_power_iteration(W_kept, bias=alpha_kept, n_starts=200, seed=3, n_jobs=1)
+    assert full.s1 == kept.s1 and np.array_equal(full.x, kept.x)
+    assert np.array_equal(full.values, kept.values) and np.isfinite(full.s1)
+    np.testing.assert_array_equal(alpha, bias_before)  # the caller's bias is untouched
+    # the attained value is the objective of the full layer at x (inf rows give 0 - 0)
+    x = full.x
+    value = np.linalg.norm(np.maximum(W @ x - alpha, 0) - np.maximum(-alpha, 0))
+    assert value == pytest.approx(full.s1, rel=1e-12)
+
+
+def test_singular_values_with_never_active_neurons_are_those_of_the_layer_without_them():
+    W, alpha, W_kept, alpha_kept, keep = _with_never_active_rows()
+    X = np.random.default_rng(4).standard_normal((50, 3))
+    for data in (None, X):
+        full = fr.relu_singular_values(W, 3, bias=alpha, data=data, n_starts=200,
+                                       fit_starts=50, fit_steps=5, seed=2, n_jobs=1)
+        kept = fr.relu_singular_values(W_kept, 3, bias=alpha_kept, data=data, n_starts=200,
+                                       fit_starts=50, fit_steps=5, seed=2, n_jobs=1)
+        assert np.array_equal(full.values, kept.values) and np.isfinite(full.values).all()
+        assert np.array_equal(full.sigma, kept.sigma) and full.kinds == kept.kinds
+        for (U, V), (U_kept, V_kept) in zip(full.fits, kept.fits):
+            assert U.shape == (9, V.shape[0])  # one row of L per neuron, as documented
+            assert np.array_equal(U[keep], U_kept) and not U[~keep].any()
+            assert np.array_equal(V, V_kept)
+
+
+def test_a_layer_with_no_neuron_that_can_be_active_has_s_equal_to_zero():
+    W = np.random.default_rng(5).standard_normal((4, 3))
+    result = fr.relu_power_iteration(W, bias=np.inf, n_starts=20, seed=0)
+    assert result.s1 == 0.0 and result.n_zero == 20 and result.n_converged == 0
+    svals = fr.relu_singular_values(W, 1, bias=np.full(4, np.inf), seed=0)
+    assert svals.values[0] == 0.0 and svals.upper[0] == 0.0
+    with pytest.raises(FastReluError, match=r"'k' parameter must be an integer in \[1, 1\] \(at most min\(m, n\) over the 0 of 4 neurons"):
+        fr.relu_singular_values(W, 2, bias=np.inf)
+
+
+@pytest.mark.parametrize("bias, message", [
+    (np.array([0.0, np.nan, 0.0, 0.0]), "Got NaN at index 1"),
+    (np.array([0.0, 0.0, -np.inf, 0.0]), r"Got -inf at index 2, which would make the neuron always active"),
+])
+def test_spectral_bias_refuses_nan_and_minus_infinity(bias, message):
+    W = np.random.default_rng(6).standard_normal((4, 3))
+    with pytest.raises(FastReluError, match=message):
+        fr.relu_power_iteration(W, bias=bias, n_starts=5)
+    with pytest.raises(FastReluError, match=message):
+        fr.relu_singular_values(W, 1, bias=bias)
