@@ -21,7 +21,7 @@ import numpy as np
 
 from ._errors import FastReluError
 from ._layer import ReLULayer
-from ._validation import as_matrix, as_vector, check_real
+from ._validation import as_bias, as_matrix, as_vector, check_real
 
 #: Keys of fastrelu's ``.npz`` layout: ``weight_<k>``, ``bias_<k>`` (no leading zeros).
 _NPZ_KEY = re.compile(r"^(weight|bias)_(0|[1-9][0-9]*)$")
@@ -87,13 +87,18 @@ class Network:
                 raise FastReluError(f"The 'output' parameter must be a fastrelu.ReLULayer or None. Got {type(output).__name__} instead.")
             if output.shape[1] != hidden[-1].shape[0]:
                 raise FastReluError(f"The 'output' parameter must take the {hidden[-1].shape[0]} outputs of the last hidden layer as input. Got output.shape={output.shape} after hidden[{len(hidden) - 1}].shape={hidden[-1].shape} instead.")
+            infinite = np.flatnonzero(~np.isfinite(output.bias))
+            if infinite.size:
+                shown = ", ".join(str(int(i)) for i in infinite[:5])
+                raise FastReluError(f"The 'output' parameter must have a finite bias: the output layer is affine (V h - beta, no ReLU), so an infinite entry would make that output infinite rather than a neuron that is never active. Got an infinite bias at output unit(s) {shown}" + (f" and {infinite.size - 5} more" if infinite.size > 5 else "") + ".")
         if classes is not None:
-            classes = np.asarray(classes)
+            classes = np.array(classes)  # a private copy: the caller's array stays theirs
             if output is None:
                 raise FastReluError("The 'classes' parameter needs an output layer (one label per output unit). Got classes for a network that ends with a ReLU layer.")
             expected = 2 if output.shape[0] == 1 else output.shape[0]
             if classes.ndim != 1 or classes.shape[0] != expected or classes.dtype.kind not in "biuU":
                 raise FastReluError(f"The 'classes' parameter must be a 1-D array of {expected} integer or string labels (one per output unit; two for a single output unit). Got classes.shape={classes.shape} of dtype {classes.dtype} instead.")
+            classes.setflags(write=False)
         self._hidden = hidden
         self._output = output
         self._classes = classes
@@ -487,7 +492,10 @@ def _assemble(weights, biases, names, *, affine, last_linear, where):
         elif np.shape(bias) != (m,):
             raise FastReluError(f"The '{bname}' array{where} must have shape ({m},) to match {wname}.shape={weight.shape}. Got {bname}.shape={np.shape(bias)} instead.")
         weight = as_matrix(weight, wname)
-        bias = as_vector(bias, bname, length=m)
+        if last_linear and k == len(weights) - 1:
+            bias = as_vector(bias, bname, length=m)  # the affine output: finite
+        else:  # a neuron that is never active: b = -inf (affine sources), alpha = +inf
+            bias = as_bias(bias, bname, length=m, never_active=-np.inf if affine else np.inf)
         layers.append(ReLULayer(weight, -bias if affine else bias))
     if last_linear:
         return Network(layers[:-1], layers[-1])

@@ -455,3 +455,61 @@ def test_torch_bad_modules(torch, tmp_path):
     torch.save([torch.ones(2)], tmp_path / "list.pt")
     with pytest.raises(FastReluError, match="must hold a state_dict .* Got list instead"):
         Network.load(tmp_path / "list.pt")
+
+
+# --------------------------------------------------------------------------- never-active neurons, classes
+
+
+def test_npz_bias_plus_inf_is_a_never_active_neuron(tmp_path):
+    rng = np.random.default_rng(12)
+    W0, W1 = rng.standard_normal((5, 3)), rng.standard_normal((2, 5))
+    alpha = rng.normal(0, 0.2, 5)
+    alpha[3] = np.inf  # as mcbe reports for a row no sample constrained
+    np.savez(tmp_path / "net.npz", weight_0=W0, bias_0=alpha, weight_1=W1, bias_1=np.zeros(2),
+             linear_output=True)
+    net = Network.load(tmp_path / "net.npz")
+    assert net.hidden[0].bias[3] == np.inf
+    X = rng.standard_normal((30, 3))
+    H = net.hidden_outputs(X)[0]
+    assert not H[:, 3].any() and np.isfinite(net.forward(X)).all()
+    np.testing.assert_array_equal(net.forward(X), np.maximum(X @ W0.T - alpha, 0) @ W1.T)
+
+
+def test_safetensors_bias_minus_inf_is_a_never_active_neuron(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    rng = np.random.default_rng(13)
+    b = rng.normal(0, 0.2, 4)
+    b[1] = -np.inf  # PyTorch's convention ReLU(W x + b)
+    tensors = {"0.weight": rng.standard_normal((4, 3)), "0.bias": b,
+               "2.weight": rng.standard_normal((2, 4)), "2.bias": np.zeros(2)}
+    safetensors_numpy.save_file(tensors, str(tmp_path / "net.safetensors"))
+    net = Network.load(tmp_path / "net.safetensors")
+    assert net.hidden[0].bias[1] == np.inf and np.isfinite(net.output.bias).all()
+    b[0] = np.inf  # always active with an infinite output: refused
+    safetensors_numpy.save_file(tensors, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(FastReluError, match=r"'0.bias' parameter must contain only real numbers or -inf .* Got \+inf at index 0"):
+        Network.load(tmp_path / "bad.safetensors")
+
+
+def test_output_layer_bias_must_be_finite(tmp_path):
+    rng = np.random.default_rng(14)
+    hidden = ReLULayer(rng.standard_normal((4, 3)))
+    with pytest.raises(FastReluError, match=r"'output' parameter must have a finite bias: the output layer is affine .* output unit\(s\) 1\."):
+        Network([hidden], ReLULayer(rng.standard_normal((2, 4)), [0.0, np.inf]))
+    np.savez(tmp_path / "net.npz", weight_0=rng.standard_normal((4, 3)), bias_0=np.zeros(4),
+             weight_1=rng.standard_normal((2, 4)), bias_1=[0.0, np.inf], linear_output=True)
+    with pytest.raises(FastReluError, match="'bias_1' parameter must contain only finite numbers"):
+        Network.load(tmp_path / "net.npz")
+    # without the affine output, bias_1 is a hidden layer's and +inf is allowed there
+    assert Network.load(tmp_path / "net.npz", last_linear=False).output is None
+
+
+def test_classes_are_a_private_copy():
+    rng = np.random.default_rng(15)
+    classes = np.array([3, 7])
+    net = Network([ReLULayer(rng.standard_normal((4, 3)))], ReLULayer(rng.standard_normal((2, 4))),
+                  classes=classes)
+    classes[0] = 99
+    assert net.classes.tolist() == [3, 7]
+    with pytest.raises(ValueError):
+        net.classes[0] = 5
