@@ -27,10 +27,7 @@ from ._domains import Ball, Data, Shell, Sphere
 from ._errors import FastReluError
 from ._io import load_array
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+import tomllib
 
 #: The keys of a job, with the types a value may have (for the messages: their names).
 JOB_KEYS = {
@@ -115,11 +112,13 @@ def _parse_toml(path):
         raise FastReluError(f"The 'SPEC' file must be valid TOML. Got {message} in {path!r}, line {number}: {quoted!r}.") from None
 
 
-def load_spec(path):
+def load_spec(path, *, n_jobs=1):
     """The jobs of a spec file, each a dict of its resolved keys (paths made absolute).
 
     Raises FastReluError naming the line of malformed TOML, unknown keys (with the
-    allowed ones), values of the wrong type, jobs without weights and repeated names.
+    allowed ones), values of the wrong type, jobs without weights, repeated names and
+    random weights whose job would not fit in memory with ``n_jobs`` worker threads
+    (the check the batch makes once, before any job runs).
     """
     spec = _parse_toml(path)
     name = os.path.basename(path)
@@ -174,12 +173,12 @@ def load_spec(path):
                 job[key] = os.path.join(folder, os.path.expanduser(job[key]))
         job.setdefault("method", "mcbe")
         job.setdefault("domain", "sphere")
-        _check_job(job, where)
+        _check_job(job, where, n_jobs)
         resolved.append(job)
     return resolved
 
 
-def _check_job(job, where):
+def _check_job(job, where, n_jobs):
     """The values of a resolved job, checked by the rules of the functions it will call,
     so that a bad value stops the batch before any job runs rather than when its turn
     comes; input files must exist (their contents are checked when the job runs)."""
@@ -194,8 +193,9 @@ def _check_job(job, where):
             if job["method"] != "pbe":
                 from ._budget import for_batch_weights
 
-                # before any job runs: the random weights and MCBE's copies must fit
-                for_batch_weights(weights["m"], weights["n"], 1).check_memory()
+                # before any job runs: the random weights and MCBE's copies must fit,
+                # with the per-thread scratch of the threads the job will run with
+                for_batch_weights(weights["m"], weights["n"], n_jobs).check_memory()
             seed_value(weights.get("seed", 0), "seed")
         on_data = job["domain"] == "data"
         for key in ("weights", "data") if on_data else ("weights",):
@@ -311,13 +311,7 @@ def _run_job(job, out, checkpoint, *, n_jobs, client, interval):
     from ._mcbe import DEFAULT_SAMPLES, mcbe
     from ._pbe import pbe
 
-    spec = job["weights"]
-    if isinstance(spec, dict) and job["method"] != "pbe":
-        from ._budget import for_batch_weights
-
-        # before the random weights are drawn: they and MCBE's copies must fit
-        for_batch_weights(spec["m"], spec["n"], n_jobs).check_memory()
-    weight = _weights(job)
+    weight = _weights(job)  # random weights: load_spec checked that they fit
     domain = _domain(job, weight.shape[1])
     if job["method"] == "pbe":
         result = pbe(weight, domain)
@@ -378,7 +372,7 @@ def run_batch(spec_path, out, *, n_jobs=None, client=None, checkpoint_interval=N
     # options common to all jobs are checked once, before any job runs
     n_jobs = n_jobs_value(n_jobs)
     checkpoint_interval = interval_value(checkpoint_interval)
-    jobs = load_spec(spec_path)
+    jobs = load_spec(spec_path, n_jobs=n_jobs)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:

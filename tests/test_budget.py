@@ -236,3 +236,27 @@ def test_batch_job_with_random_weights_too_large_is_refused_before_drawing(tmp_p
     assert "random weights (drawn and scaled) 14.9 GiB" in error
     assert not (tmp_path / "out" / "huge.json").exists()
     assert not (tmp_path / "out" / "huge.npz").exists()
+
+
+def test_batch_memory_check_counts_the_threads_the_jobs_run_with(tmp_path, monkeypatch):
+    # one check, before any job runs, with the per-thread scratch of n_jobs threads
+    from fastrelu._batch import load_spec, run_batch
+
+    one = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 1).memory)
+    two = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 2).memory)
+    assert two > one
+    monkeypatch.setenv(_budget.MEMORY_ENV, str((one + two) // 2))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(textwrap.dedent("""
+        [[job]]
+        name = "mid"
+        weights = {random = "gaussian", m = 2000, n = 200, seed = 1}
+        samples = 100
+    """))
+    assert len(load_spec(spec, n_jobs=1)) == 1
+    with pytest.raises(fr.FastReluError, match="The 'weights' parameter must give a working set that fits in memory"):
+        load_spec(spec, n_jobs=2)
+    monkeypatch.setattr(np.random, "default_rng", lambda *a: pytest.fail("drew the weights"))
+    with pytest.raises(fr.FastReluError, match="fits in memory"):
+        run_batch(spec, tmp_path / "out", n_jobs=2, progress=False)
+    assert not (tmp_path / "out").exists()
