@@ -3,9 +3,10 @@
 ``python tests/recorded_cases.py`` rewrites ``tests/data/recorded_outputs.npz`` and
 ``tests/data/recorded_machine.json``; ``tests/test_recorded_outputs.py`` recomputes the
 same calls and compares. Outputs are compared bit for bit when the machine fingerprint
-(library versions, OpenBLAS kernel set, the extension's SIMD build) equals the recorded
-one, since another BLAS kernel set rounds sums differently, and to a relative 1e-9
-otherwise.
+(library versions, OpenBLAS kernel set, the extension's SIMD build, the CPU model Numba
+compiles for) equals the recorded one, since another BLAS kernel set or CPU rounds sums
+differently, and otherwise to a relative 1e-9 (``CROSS_MACHINE_RTOL`` for the few
+outputs of an optimisation whose path rounding changes).
 """
 
 import json
@@ -19,6 +20,12 @@ import fastrelu as fr
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUTS = os.path.join(HERE, "data", "recorded_outputs.npz")
 MACHINE = os.path.join(HERE, "data", "recorded_machine.json")
+
+#: Relative tolerance on another machine, where it is not 1e-9. The low-rank fits behind
+#: ``s_2, s_3`` on the ball run Adam on a smooth maximum and keep the best candidate:
+#: rounding changes the path, and the bound reached differed by 2.7e-3 (relative)
+#: between an AMD EPYC and an Intel Xeon. Bit for bit on the recording machine still.
+CROSS_MACHINE_RTOL = {"singular_values_fits": 5e-2}
 
 
 def _layer(seed, m, n, bias_scale=0.3):
@@ -64,7 +71,8 @@ def compute():
         out[f"power_x_{jobs}"] = pi.x
     sv = fr.relu_singular_values(Wp, 3, n_starts=64, fit_starts=16, fit_steps=20, seed=10,
                                  n_jobs=1)
-    out["singular_values"] = np.asarray(sv.values)
+    out["singular_values_s1"] = np.asarray(sv.values[:1])
+    out["singular_values_fits"] = np.asarray(sv.values[1:])
     gw = fr.gaussian_mean_width(fr.ReLULayer(Wp), n_draws=200, n_starts=4, seed=11, n_jobs=1)
     out["mean_width"] = np.array([gw.value, gw.stderr])
     lm = fr.local_metrics(layer, X[:50], n_jobs=1)
@@ -87,13 +95,17 @@ def fingerprint():
     import scipy
     from threadpoolctl import threadpool_info
 
+    import llvmlite.binding as llvm
+
     blas = sorted({(i.get("internal_api"), i.get("version"), i.get("architecture"))
                    for i in threadpool_info() if i.get("user_api") == "blas"}, key=str)
     with open(os.path.join(os.path.dirname(fr.__file__), "_ext", "_build_config.h")) as fh:
         simd = fh.read()
     return {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
             "python": platform.python_version(), "machine": platform.machine(),
-            "blas": [list(map(str, x)) for x in blas], "simd_build": "1" in simd.split()[-1]}
+            "blas": [list(map(str, x)) for x in blas], "simd_build": "1" in simd.split()[-1],
+            # Numba compiles for this CPU model: another one may contract other FMAs
+            "numba_cpu": llvm.get_host_cpu_name()}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Seeded outputs of the public API equal the recorded ones.
 
 Bit for bit on a machine with the recorded fingerprint (same library versions, OpenBLAS
-kernel set and SIMD build); elsewhere BLAS sums round differently, and the comparison
-is to a relative 1e-9 with discrete outputs equal.
+kernel set, SIMD build and Numba's CPU model); elsewhere sums round differently, and the
+comparison is to a relative 1e-9 (looser for the outputs listed in
+``recorded_cases.CROSS_MACHINE_RTOL``) with discrete outputs equal.
 """
 
 import json
@@ -42,4 +43,5 @@ def test_output_equals_the_recorded_one(name, computed, recorded):
     if same_machine or got.dtype.kind in "biu":
         np.testing.assert_array_equal(got, want)
     else:
-        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        rtol = cases.CROSS_MACHINE_RTOL.get(name, 1e-9)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-12)
