@@ -68,11 +68,11 @@ def _host_simd_flags():
 
 
 def _write_build_config(simd):
-    """fastrelu/_ext/_build_config.h records the choice: the extensions depend on it, so
+    """fastrelu/_core/_build_config.h records the choice: the extensions depend on it, so
     that a build with other flags recompiles them, and the package checks at import
     that this CPU runs what was built. Rewritten only when it changes."""
-    path = os.path.join("fastrelu", "_ext", "_build_config.h")
-    text = ("/* Written by setup.py: 1 when _reconstruct was compiled with -mavx2 -mfma. */\n"
+    path = os.path.join("fastrelu", "_core", "_build_config.h")
+    text = ("/* Written by setup.py: 1 when _reconstruct/solvers was compiled with -mavx2 -mfma. */\n"
             f"#define FASTRELU_SIMD_BUILD {1 if simd else 0}\n")
     try:
         with open(path) as fh:
@@ -92,18 +92,22 @@ simd_flags = _host_simd_flags()
 build_config = _write_build_config(bool(simd_flags))
 debug = bool(os.environ.get("FASTRELU_CYTHON_DEBUG"))
 
+# Each extension lives beside the Python code that calls it; the C headers shared by
+# both (the lane-parallel Cholesky) are in fastrelu/_core.
 extensions = [
     Extension(
-        f"fastrelu._ext.{name}",
-        [f"fastrelu/_ext/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
+        module,
+        [module.replace(".", "/") + ".pyx"],
+        include_dirs=[numpy.get_include(), os.path.join("fastrelu", "_core")],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=["fastrelu/_ext/_lanes.h", "fastrelu/_ext/_spans.h",
-                 "fastrelu/_ext/_cholesky_lanes.h", build_config],
-        extra_compile_args=["-O3"] + omp_compile + (simd_flags if name == "_reconstruct" else []),
+        depends=headers + ["fastrelu/_core/_cholesky_lanes.h", build_config],
+        extra_compile_args=["-O3"] + omp_compile + simd,
         extra_link_args=omp_link,
     )
-    for name in ("_frame", "_reconstruct")
+    for module, headers, simd in (
+        ("fastrelu._core._frame", ["fastrelu/_core/_spans.h"], []),
+        ("fastrelu._reconstruct.solvers", ["fastrelu/_reconstruct/_lanes.h"], simd_flags),
+    )
 ]
 
 setup(

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu import _distributed
-from fastrelu._mcbe import BLOCK_SIZE
+from fastrelu._runtime import distributed as _distributed
+from fastrelu._bias.mcbe import BLOCK_SIZE
 
 distributed = pytest.importorskip("distributed")
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._mcbe import BLOCK_SIZE, _Problem
-from fastrelu._parallel import block_generator, run_blocks
-from fastrelu._validation import n_jobs_value
+from fastrelu._bias.mcbe import BLOCK_SIZE, _Problem
+from fastrelu._runtime.parallel import block_generator, run_blocks
+from fastrelu._core.validation import n_jobs_value
 
 CASES = {"30x270": (30, 270, 200_000, 100), "100x1000": (100, 1000, 20_000, 5)}
 RESULTS = {}

@@ -29,9 +29,9 @@ import pytest
 import scipy.optimize
 
 import fastrelu as fr
-from fastrelu._parallel import block_generator, run_blocks
-from fastrelu._spectral import POWER_BLOCK, POWER_STREAM
-from fastrelu._validation import n_jobs_value
+from fastrelu._runtime.parallel import block_generator, run_blocks
+from fastrelu._spectral.power import POWER_BLOCK, POWER_STREAM
+from fastrelu._core.validation import n_jobs_value
 
 M, N = 270, 30
 STARTS = 1_000_000

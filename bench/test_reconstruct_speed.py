@@ -22,7 +22,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import fastrelu as fr
-import fastrelu._reconstruct as driver
+import fastrelu._reconstruct.driver as driver
 
 M, N_IN, N_SAMPLES, LOOP_SAMPLES, FRAME_SAMPLES, FRAME_LOOP_SAMPLES = 200, 50, 100_000, 300, 10_000, 20
 RESULTS = {}

@@ -5,27 +5,25 @@ reconstruction and spectral measures of ReLU layers. See ``docs/theory.md`` for 
 every number means.
 """
 
-from ._digits import DigitsModel, digits_model
-from ._domains import Ball, Data, Shell, Sphere
-from ._enlarge import enlarge_data
-from ._errors import BuildError, FastReluError
-from ._frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
-from ._layer import ReLULayer
-from ._estimate import estimate_bias
-from ._experiments import EXPERIMENTS, run_experiment
-from ._mcbe import BiasEstimate, covering_radius, mcbe
-from ._network import Network
-from ._plots import plot_report
-from ._pointwise import (BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary,
-                         pointwise_injectivity)
-from ._pbe import is_omnidirectional, pbe
-from ._pruning import HarmonicPruning, double_layer, harmonic_prune
-from ._report import LayerReport, NetworkReport, analyze, save_report
-from ._reconstruct import Inversion, Reconstruction, invert, reconstruct
-from ._spectral import (PowerIterationResult, ReLUSingularValues, relu_power_iteration,
-                        relu_singular_values)
-from ._verify import InjectivityVerdict, verify_injective
-from ._width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
+from fastrelu._networks.digits import DigitsModel, digits_model
+from fastrelu._core.domains import Ball, Data, Shell, Sphere
+from fastrelu._bias.enlarge import enlarge_data
+from fastrelu._core.errors import BuildError, FastReluError
+from fastrelu._core.frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
+from fastrelu._core.layer import ReLULayer
+from fastrelu._bias.estimate import estimate_bias
+from fastrelu._experiments.experiments import EXPERIMENTS, run_experiment
+from fastrelu._bias.mcbe import BiasEstimate, covering_radius, mcbe
+from fastrelu._networks.network import Network
+from fastrelu._networks.plots import plot_report
+from fastrelu._injectivity.pointwise import BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary, pointwise_injectivity
+from fastrelu._bias.pbe import is_omnidirectional, pbe
+from fastrelu._spectral.pruning import HarmonicPruning, double_layer, harmonic_prune
+from fastrelu._networks.report import LayerReport, NetworkReport, analyze, save_report
+from fastrelu._reconstruct.driver import Inversion, Reconstruction, invert, reconstruct
+from fastrelu._spectral.power import PowerIterationResult, ReLUSingularValues, relu_power_iteration, relu_singular_values
+from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
+from fastrelu._spectral.width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
 
 __version__ = "0.1.0"
 

@@ -99,7 +99,7 @@ def fingerprint():
 
     blas = sorted({(i.get("internal_api"), i.get("version"), i.get("architecture"))
                    for i in threadpool_info() if i.get("user_api") == "blas"}, key=str)
-    with open(os.path.join(os.path.dirname(fr.__file__), "_ext", "_build_config.h")) as fh:
+    with open(os.path.join(os.path.dirname(fr.__file__), "_core", "_build_config.h")) as fh:
         simd = fh.read()
     return {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
             "python": platform.python_version(), "machine": platform.machine(),

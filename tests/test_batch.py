@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._batch import load_spec
-from fastrelu._mcbe import _McbePlan
+from fastrelu._batch.jobs import load_spec
+from fastrelu._bias.mcbe import _McbePlan
 from fastrelu.cli import main
 
 from conftest import interrupt_after

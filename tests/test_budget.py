@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu import _budget, _pointwise, _validation
-from fastrelu._mcbe import _McbePlan
-from fastrelu._spectral import _PowerPlan
-from fastrelu._width import _WidthPlan
+from fastrelu._core import budget as _budget
+from fastrelu._injectivity import pointwise as _pointwise
+from fastrelu._core import validation as _validation
+from fastrelu._bias.mcbe import _McbePlan
+from fastrelu._spectral.power import _PowerPlan
+from fastrelu._spectral.width import _WidthPlan
 
 TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3)
 
@@ -240,7 +242,7 @@ def test_batch_job_with_random_weights_too_large_is_refused_before_drawing(tmp_p
 
 def test_batch_memory_check_counts_the_threads_the_jobs_run_with(tmp_path, monkeypatch):
     # one check, before any job runs, with the per-thread scratch of n_jobs threads
-    from fastrelu._batch import load_spec, run_batch
+    from fastrelu._batch.jobs import load_spec, run_batch
 
     one = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 1).memory)
     two = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 2).memory)

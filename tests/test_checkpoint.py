@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._blocks import BLOCK_FORMAT, BlockMap, BlockPlan
-from fastrelu._checkpoint import FORMAT
-from fastrelu._mcbe import BLOCK_SIZE, _McbePlan
-from fastrelu._spectral import _PowerPlan
-from fastrelu._subsets import ScanPlan
-from fastrelu._width import _WidthPlan
+from fastrelu._runtime.blocks import BLOCK_FORMAT, BlockMap, BlockPlan
+from fastrelu._runtime.checkpoint import FORMAT
+from fastrelu._bias.mcbe import BLOCK_SIZE, _McbePlan
+from fastrelu._spectral.power import _PowerPlan
+from fastrelu._injectivity.subsets import ScanPlan
+from fastrelu._spectral.width import _WidthPlan
 
 from conftest import interrupt_after
 
@@ -98,7 +98,7 @@ def test_a_failed_final_save_does_not_hide_the_interruption(tmp_path, monkeypatc
 
 
 def test_a_checkpoint_from_another_kind_of_machine_resumes_with_a_warning(tmp_path, monkeypatch):
-    import fastrelu._checkpoint as checkpoint
+    import fastrelu._runtime.checkpoint as checkpoint
 
     W = _weight()
     path = tmp_path / "run.ckpt"
@@ -187,7 +187,7 @@ def _width(path=None, **kw):
 
 
 def _verify(path=None, **kw):
-    from fastrelu._verify import _verify as verify
+    from fastrelu._injectivity.verify import _verify as verify
 
     return verify(np.random.default_rng(10).standard_normal((30, 4)), block_subsets=64,
                   checkpoint=path, **kw)

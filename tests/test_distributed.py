@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu import _distributed
+from fastrelu._runtime import distributed as _distributed
 
 from conftest import interrupt_after
 
@@ -76,7 +76,7 @@ def test_other_sampled_kernels_equal_local(cluster):
         here = fr.gaussian_mean_width(obj, n_draws=1500, seed=3, **kw)
         there = fr.gaussian_mean_width(obj, n_draws=1500, seed=3, client=client, **kw)
         assert (here.value, here.stderr) == (there.value, there.stderr)
-    from fastrelu._verify import _verify
+    from fastrelu._injectivity.verify import _verify
 
     V = np.random.default_rng(4).standard_normal((28, 4))
     here, there = _verify(V, block_subsets=32), _verify(V, block_subsets=32, client=client)
@@ -124,7 +124,7 @@ def test_killed_worker_does_not_change_the_result(cluster, tmp_path, monkeypatch
 
 
 def test_local_checkpoint_resumes_on_the_cluster(cluster, tmp_path, monkeypatch):
-    from fastrelu._mcbe import _McbePlan
+    from fastrelu._bias.mcbe import _McbePlan
 
     client = _scale(cluster, 2)
     W = _weight(4)
@@ -247,7 +247,7 @@ def test_task_sizes():
 
 
 def test_a_cluster_without_workers_is_refused_within_a_timeout(monkeypatch):
-    import fastrelu._distributed as distributed_module
+    import fastrelu._runtime.distributed as distributed_module
     from distributed import Client, LocalCluster
 
     monkeypatch.setattr(distributed_module, "WORKER_WAIT", 2.0)

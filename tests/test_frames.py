@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._ext import _frame
+from fastrelu._core import _frame
 
 
 def test_frame_bounds_match_eigenvalues():
@@ -92,7 +92,7 @@ def test_ill_conditioned_frames_get_accurate_answers():
 @pytest.mark.parametrize("condition", [0.5e4, 2e4])
 def test_cholesky_and_svd_answers_agree_at_the_switch(condition, monkeypatch):
     # cond(S) = condition^2 on either side of CHOLESKY_MAX_CONDITION = 1e8
-    from fastrelu import _frames
+    from fastrelu._core import frames as _frames
     W, _ = _with_singular_values([2.0, 1.0, 1.0 / condition], 9, 6)
     answers = []
     for limit in (np.inf, 0.0):  # all Cholesky, all SVD

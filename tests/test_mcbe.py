@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._parallel import block_generator
+from fastrelu._runtime.parallel import block_generator
 
 from conftest import brute_force_mcbe, spans
 
@@ -110,7 +110,7 @@ def test_data_domain_equals_brute_force(dependent):
 def test_both_gram_paths_equal_brute_force(monkeypatch, stored_gram):
     """The fast path (first n candidates certified by one Cholesky) and the general scan
     agree with the definition whether the Gram matrix is stored or formed per sample."""
-    import fastrelu._mcbe as driver
+    import fastrelu._bias.mcbe as driver
 
     monkeypatch.setattr(driver, "GRAM_MAX_ROWS", 10_000 if stored_gram else 0)
     rng = np.random.default_rng(14)
@@ -422,7 +422,7 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
     # A row at distance rank_tol (+-3%) from the span of the rows before it: the one
     # Cholesky factorisation of the common case must never accept what the incremental
     # scan (the definition) rejects; it leaves such close cases to the scan.
-    from fastrelu._kernels._mcbe import _first_candidates_independent, select_basis
+    from fastrelu._core.basis import _first_candidates_independent, select_basis
 
     rng = np.random.default_rng(0)
     n, m = 6, 8
@@ -451,7 +451,7 @@ def test_lane_certificate_matches_each_lanes_own_cholesky():
     # below the threshold, a singular lane and healthy lanes side by side
     from numba import njit
 
-    from fastrelu._kernels._mcbe import SPANS_LANES, _spans, pivot_margin
+    from fastrelu._core.basis import SPANS_LANES, _spans, pivot_margin
 
     @njit
     def certify(G, n, tol2, lanes):
@@ -518,8 +518,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
     # accept where the scan keeps the first n rows.
     from numba import njit
 
-    from fastrelu._kernels._mcbe import (SPANS_LANES, _first_candidates_independent,
-                                         _spans, pivot_margin, select_basis)
+    from fastrelu._core.basis import SPANS_LANES, _first_candidates_independent, _spans, pivot_margin, select_basis
 
     @njit
     def certify(G, n, lanes):

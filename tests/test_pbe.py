@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import QhullError
 
 import fastrelu as fr
-import fastrelu._pbe as pbe_module
+import fastrelu._bias.pbe as pbe_module
 
 SQRT3 = np.sqrt(3.0)
 

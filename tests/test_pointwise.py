@@ -122,7 +122,7 @@ def test_check_bias_tetrahedron_exact_bias_and_above():
 @pytest.mark.parametrize("domain", [fr.Sphere(4, 2.0), fr.Ball(4, 2.0), fr.Shell(4, 1.0, 3.0),
                                     fr.Sphere(4, nonnegative=True), fr.Ball(4, nonnegative=True)])
 def test_check_bias_draws_from_the_domain(domain, monkeypatch):
-    import fastrelu._pointwise as pw
+    import fastrelu._injectivity.pointwise as pw
 
     drawn = []
     original = pw._draw

@@ -165,7 +165,7 @@ def test_dual_agrees_with_lstsq_for_every_tile_shape(n):
 @pytest.mark.parametrize("method", ["dual", "frame"])
 def test_mostly_active_samples_use_the_downdate(method, monkeypatch):
     # a negative bias keeps most rows active: S_I = S - (inactive rows' Gram matrix)
-    import fastrelu._reconstruct as driver
+    import fastrelu._reconstruct.driver as driver
 
     rng = np.random.default_rng(13)
     W = rng.standard_normal((60, 12))
@@ -412,7 +412,7 @@ def _with_never_active_rows(seed, never):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_neurons_with_an_infinite_bias_are_never_used(method, monkeypatch):
-    import fastrelu._reconstruct as driver
+    import fastrelu._reconstruct.driver as driver
 
     never = [0, 3, 11, 12]
     layer, X = _with_never_active_rows(15, never)
@@ -435,7 +435,7 @@ def test_neurons_with_an_infinite_bias_are_never_used(method, monkeypatch):
 
 
 def test_inverting_through_layers_with_never_active_neurons(monkeypatch):
-    import fastrelu._reconstruct as driver
+    import fastrelu._reconstruct.driver as driver
 
     monkeypatch.setattr(driver, "DOWNDATE", False)  # S_I summed alike with and without them
     rng = np.random.default_rng(16)
@@ -479,8 +479,8 @@ def test_outputs_and_masks_that_make_a_never_active_neuron_active_are_refused():
 # -- bad input ------------------------------------------------------------------------
 
 def test_a_build_for_another_kind_of_cpu_is_refused_with_a_clear_error(tmp_path, monkeypatch, capsys):
-    import fastrelu._reconstruct as driver
-    from fastrelu._ext import _frame
+    import fastrelu._reconstruct.driver as driver
+    from fastrelu._core import _frame
     from fastrelu.cli import main
 
     monkeypatch.setattr(_frame, "simd_build_runs_here", lambda: (True, False))

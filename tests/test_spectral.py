@@ -3,8 +3,8 @@ import pytest
 
 import fastrelu as fr
 from fastrelu import FastReluError
-from fastrelu._parallel import block_generator
-from fastrelu._spectral import POWER_BLOCK, POWER_STREAM
+from fastrelu._runtime.parallel import block_generator
+from fastrelu._spectral.power import POWER_BLOCK, POWER_STREAM
 
 
 def relu_objective(W, alpha, X):

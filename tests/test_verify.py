@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._kernels import _verify as kernels
-from fastrelu._verify import _Arrangement, _no_witness_error, _verified, _verify, filter_threshold
+from fastrelu._injectivity import verify_kernels as kernels
+from fastrelu._injectivity.verify import _Arrangement, _no_witness_error, _verified, _verify, filter_threshold
 
 
 def spanning(W, X):

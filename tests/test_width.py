@@ -7,9 +7,9 @@ from scipy.special import gammaln
 
 import fastrelu as fr
 from fastrelu import FastReluError
-from fastrelu._kernels._power import local_width
-from fastrelu._parallel import block_generator
-from fastrelu._width import _NODES, _WEIGHTS, WIDTH_BLOCK, WIDTH_STREAM
+from fastrelu._spectral.kernels import local_width
+from fastrelu._runtime.parallel import block_generator
+from fastrelu._spectral.width import _NODES, _WEIGHTS, WIDTH_BLOCK, WIDTH_STREAM
 
 
 def ball_width(n):

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import fastrelu as fr
-from fastrelu._verify import default_max_subsets
+from fastrelu._injectivity.verify import default_max_subsets
 
 
 def fraction_injective(n, ratio, trials, seed, max_subsets):

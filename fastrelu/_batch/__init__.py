@@ -1,0 +1,2 @@
+"""Batch jobs from a TOML spec.
+"""

@@ -1,0 +1,474 @@
+"""Approach A: Monte Carlo most-correlated-basis bias estimation (THEORY §3)."""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastrelu._core import budget as _budget
+from fastrelu._runtime import checkpoint as _checkpoint
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
+from fastrelu._core.domains import Data, check_domain, domain_reduction
+from fastrelu._core.errors import FastReluError
+from fastrelu._core import basis as kernels
+from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._core.validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
+
+#: Samples per random stream. Part of the definition of a seeded run: never change it.
+BLOCK_SIZE = 4096
+#: Default number of samples for sphere, ball and shell domains.
+DEFAULT_SAMPLES = 1_000_000
+#: Up to this many rows the Gram matrix of the unit rows is stored (64 MiB at most) and
+#: the candidates' entries are gathered from it; above, they are computed per sample by a
+#: small GEMM of the gathered rows (about 1.7 times slower at m = 1000).
+GRAM_MAX_ROWS = 2896
+#: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
+DEFAULT_RANK_TOL = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class BiasEstimate:
+    """A bias under which the layer is injective on the sampled points of a domain.
+
+    Attributes
+    ----------
+    alpha : ndarray, shape (m,)
+        The estimate: ``alpha_sampled`` minus the margin correction (if any). A layer
+        ``ReLU(W x - a)`` with ``a <= alpha`` componentwise is injective at every sample
+        whose scan reached rank n (all but ``n_incomplete`` of them; exactly so
+        without margin, THEORY §3). ``+inf`` marks rows never in a most
+        correlated basis: no sample constrains them.
+    counts : ndarray of int64, shape (m,)
+        How many samples had row ``i`` in their most correlated basis.
+    n_samples : int
+        Number of samples (data points for a ``Data`` domain).
+    seed : int or None
+        The seed that reproduces the run (``None`` for ``Data``, which draws nothing).
+    margin : float or None
+        The covering radius ``eps`` of the sample directions (Euclidean distance between
+        unit vectors) used for the correction ``alpha_i = alpha_sampled_i - r eps |w_i|``
+        (``r`` the outer radius); ``None`` when no correction was applied. If every unit
+        direction of the domain is within ``eps`` of a sample, the corrected ``alpha`` is
+        a bias for the whole domain. With ``margin="covering"`` it is the estimate
+        :func:`covering_radius`, which the covering radius of random samples exceeds
+        with probability about 1%; measured covering radii for ``n = 2..5`` are 1-36%
+        smaller than it on the whole sphere and 21-64% smaller on the nonnegative part
+        (the table in docs/theory.md). A margin is an estimate, never a certificate.
+    elapsed : float
+        Wall-clock seconds of the run.
+    method : str
+        ``"mcbe"`` or ``"pbe"``.
+    domain : Sphere, Ball, Shell or Data
+        The domain sampled.
+    alpha_sampled : ndarray, shape (m,)
+        ``min { <x, w_i> : x sampled, i in B(x) }`` itself.
+    rank_tol : float
+        Rank tolerance of the basis selection.
+    repeated : ndarray of int64
+        Rows whose direction repeats that of an earlier row (unit vectors within
+        ``rank_tol``). fastrelu lets the earlier row stand for them: they never enter a
+        basis and stay unconstrained. The scan of THEORY §3 would instead take whichever
+        of the two is more correlated with the sample; the two directions differ by less
+        than ``rank_tol``, so the bias of the earlier row covers both, but ``counts`` and
+        ``alpha`` of such a pair may differ from the scan's.
+    n_incomplete : int
+        Samples whose rows did not reach rank ``n`` within ``rank_tol`` (zero for any
+        reasonably conditioned frame).
+    facets : ndarray of int64, shape (f, n), or None
+        For ``method="pbe"``: the facets of the hull of the unit rows (row indices per
+        facet) from which ``alpha`` was computed; ``None`` for MCBE.
+    """
+
+    alpha: np.ndarray
+    counts: np.ndarray
+    n_samples: int
+    seed: object
+    margin: object
+    elapsed: float
+    method: str
+    domain: object
+    alpha_sampled: np.ndarray = field(repr=False)
+    rank_tol: float = DEFAULT_RANK_TOL
+    repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    n_incomplete: int = 0
+    facets: object = field(default=None, repr=False)
+
+    @property
+    def unconstrained(self):
+        """Boolean mask of rows that no sample constrained (``alpha = +inf``)."""
+        return self.counts == 0
+
+
+#: The covering-radius estimate solves ``N p(eps) = log N + (d - 1) log log N + u`` with
+#: this ``u``: in the limit law of random coverings the probability that the samples
+#: leave a larger hole is then about ``1 - exp(-e^-u)``, 1%.
+COVERING_QUANTILE_U = 4.6
+
+
+def _cap_fraction(eps, d):
+    """Fraction of the area of ``S^d`` in a cap of chordal (Euclidean) radius ``eps``."""
+    from scipy.special import betainc
+
+    theta = 2.0 * math.asin(min(1.0, 0.5 * eps))
+    half = 0.5 * float(betainc(0.5 * d, 0.5, math.sin(theta) ** 2))
+    return half if theta <= 0.5 * math.pi else 1.0 - half
+
+
+def covering_radius(n_samples, dim, *, nonnegative=False):
+    """Estimated covering radius of ``n_samples`` uniform random points on ``S^{dim-1}``
+    (or on its nonnegative part): the Euclidean distance within which every point of
+    the domain has a sample, as :attr:`BiasEstimate.margin` uses it.
+
+    With ``d = dim - 1`` and ``p(eps)`` the fraction of the sphere's area in a cap of
+    Euclidean radius ``eps`` (exact, by the incomplete beta function), ``eps`` solves
+
+        N share p(eps) = log N + (d - 1) log log N + u,      u = 4.6,
+
+    the high quantile of the limit law of random coverings (Janson 1986; Reznikov &
+    Saff, IMRN 2016 give the leading term ``N p(eps) ~ log N``, which undershoots at
+    practical ``N``): the samples leave a larger hole with probability about 1%. On
+    the whole sphere ``share = 1``. On the nonnegative part (area ``2^-dim`` of the
+    sphere) the caps at its corners ``e_j`` have only ``2^-(dim-1)`` of their area
+    inside, so relative to the part's area a corner cap has ``2 p(eps)``: fastrelu
+    takes ``share = 2`` everywhere, which is conservative away from the corners.
+    Clipped to 2 (the diameter).
+
+    It is an estimate, not a bound. Measured covering radii (largest distance of
+    300,000 query points, and for the nonnegative part also points on its faces, to
+    the nearest of ``N`` samples; the largest of 3 sample sets) lie below it for
+    ``dim = 2..5`` and ``N = 300..100,000``: the estimate exceeds them by factors
+    1.01-1.57 on the whole sphere and 1.26-2.74 on the nonnegative part (docs/theory.md
+    has the table). For ``dim = 2`` the exact covering radius of 300 sample sets of
+    each size exceeded the estimate in 0.7-1.7% of them on the whole circle, never on
+    its nonnegative quarter.
+    """
+    n_samples = positive_int(n_samples, "n_samples")
+    dim = positive_int(dim, "dim")
+    if dim == 1:
+        return 0.0  # S^0 is two points; any sample set of size >= 2 almost surely has both
+    if n_samples < 2:
+        return 2.0
+    d = dim - 1
+    log_n = math.log(n_samples)
+    target = log_n + (d - 1) * max(0.0, math.log(log_n)) + COVERING_QUANTILE_U
+    share = 2.0 if nonnegative else 1.0
+    scale = n_samples * share
+    if scale * _cap_fraction(2.0, d) <= target:
+        return 2.0
+    low, high = 0.0, 2.0
+    for _ in range(80):  # bisection: p is increasing in eps
+        middle = 0.5 * (low + high)
+        if scale * _cap_fraction(middle, d) < target:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def _repeated_rows(unit_rows, rank_tol, gram):
+    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's."""
+    m = unit_rows.shape[0]
+    # |u_i - u_j|^2 = 2 - 2 <u_i, u_j> <= rank_tol^2
+    limit = 1.0 - 0.5 * rank_tol**2
+    repeated = np.zeros(m, dtype=bool)
+    step = 1024
+    for start in range(0, m, step):
+        block = gram[start:start + step] if gram is not None else unit_rows[start:start + step] @ unit_rows.T
+        for local, row in enumerate(block):
+            i = start + local
+            if not repeated[i] and i + 1 < m:
+                close = np.flatnonzero(row[i + 1:] >= limit)
+                repeated[i + 1 + close] = True
+    return np.flatnonzero(repeated).astype(np.int64)
+
+
+def row_exponents(W):
+    """``(exponents, scaled)``: per row the binary exponent ``e_i`` of its entry of
+    largest magnitude and the rows ``W_i / 2^e_i``, whose largest entries lie in
+    ``[0.5, 1)`` (``e_i = 0`` for a zero row).
+
+    Scaling by a power of two is exact (barring entries that fall below the smallest
+    subnormal, which cannot matter beside the row's largest entry), so every quantity
+    that is invariant under positive row scaling -- unit rows, normalised correlations,
+    most correlated bases -- comes out bit for bit as from ``W`` itself, and for any
+    finite row: squares and inner products of the scaled rows neither overflow nor
+    underflow. A value of the row's scale is then ``2^e_i`` times the scaled row's value
+    (:func:`numpy.ldexp`, exact again).
+    """
+    largest = np.max(np.abs(W), axis=1) if W.shape[1] else np.zeros(W.shape[0])
+    exponents = np.frexp(largest)[1].astype(np.int64)
+    return exponents, np.ascontiguousarray(np.ldexp(W, -exponents[:, None]))
+
+
+def row_norms(W):
+    """The Euclidean norms of the rows of ``W`` without intermediate overflow or
+    underflow (``+inf`` only for a row whose norm exceeds the largest float)."""
+    exponents, scaled = row_exponents(W)
+    return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
+
+
+def normalised_rows(W):
+    """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
+    rows and, up to ``GRAM_MAX_ROWS`` rows, their Gram matrix (a ``(1, 1)`` placeholder
+    above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
+    independent. The norms and unit rows are computed from the rows scaled by powers of
+    two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
+    ``+inf`` only for rows shorter than about ``5.6e-309``."""
+    exponents, scaled = row_exponents(W)
+    scaled_norms = np.linalg.norm(scaled, axis=1)
+    norms = np.ldexp(scaled_norms, exponents)
+    nonzero = scaled_norms > 0
+    safe = np.where(nonzero, scaled_norms, 1.0)
+    inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
+    unit_rows = np.ascontiguousarray(scaled / safe[:, None])
+    use_gram = W.shape[0] <= GRAM_MAX_ROWS
+    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    return norms, inv_norm, unit_rows, use_gram, gram
+
+
+class _Problem:
+    """The validated, precomputed inputs of one MCBE run, shared by the workers."""
+
+    def __init__(self, W, domain, rank_tol):
+        m, n = W.shape
+        self.m, self.n = m, n
+        # The kernel works on the rows scaled by powers of two (row_exponents): the same
+        # bases and bits for any finite scale, and alpha_i = 2^e_i times its result.
+        self.exponents, scaled = row_exponents(W)
+        self.weight_t = np.ascontiguousarray(scaled.T)
+        scaled_norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(scaled)
+        self.scaled_norms = scaled_norms
+        self.norms = np.ldexp(scaled_norms, self.exponents)
+        self.repeated = _repeated_rows(self.unit_rows, rank_tol, self.gram if self.use_gram else None)
+        keep = np.ones(m, dtype=bool)
+        keep[self.repeated] = False
+        self.rows = np.flatnonzero(keep).astype(np.int64)
+        kind, r_pos, r_neg = domain_reduction(domain)
+        self.data_kind = kind == 0
+        self.r_pos, self.r_neg = float(r_pos), float(r_neg)
+        self.rank_tol2 = float(rank_tol) ** 2
+        # Tile rows: the (tile, m) product stays in the core's cache; a function of m only.
+        self.tile = int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // m))))))
+
+    def worker(self):
+        """Per-thread buffers and partial minima; returns ``(fold, result)``."""
+        m, n, tile = self.m, self.n, self.tile
+        alpha = np.full(m, np.inf)
+        counts = np.zeros(m, dtype=np.int64)
+        state = np.array([-np.inf, 0.05])
+        stats = np.zeros(3, dtype=np.int64)
+        C = np.empty((tile, m))
+        lanes = kernels.SPANS_LANES
+        keys = np.empty((lanes, m))
+        order = np.empty(m, dtype=np.int64)
+        order_keys = np.empty(m)
+        kept = np.empty(n, dtype=np.int64)
+        chol = np.zeros((n, n))
+        inv_diag = np.empty(n)
+        lvec = np.empty(n)
+        cand = np.empty(m, dtype=np.int64)
+        cand_keys = np.empty(m)
+        rows_buf = np.empty((n, n))
+        order_l = np.zeros((lanes, n), dtype=np.int64)
+        G = np.empty((n, n, lanes))
+
+        def fold(U):
+            for start in range(0, U.shape[0], tile):
+                part = U[start:start + tile]
+                kernels.mcbe_tile(part, C[:part.shape[0]], self.weight_t, self.inv_norm,
+                                  self.data_kind, self.r_pos, self.r_neg, self.rows, self.gram,
+                                  self.unit_rows, self.use_gram, self.rank_tol2, alpha, counts,
+                                  state, stats, keys, order, order_keys, kept, chol, inv_diag,
+                                  lvec, cand, cand_keys, rows_buf, order_l, G)
+
+        def result():
+            return np.ldexp(alpha, self.exponents), counts, int(stats[0])
+
+        return fold, result
+
+    def lowered(self, alpha, step):
+        """``alpha_i - step |w_i|`` computed at the rows' scale (no overflow of
+        ``|w_i|`` for rows near the largest float)."""
+        return np.ldexp(np.ldexp(alpha, -self.exponents) - step * self.scaled_norms,
+                        self.exponents)
+
+
+class _McbePlan(BlockPlan):
+    """MCBE as blocks of ``BLOCK_SIZE`` samples: the state is the running minima
+    ``alpha``, the counts and the number of incomplete bases (minimum and sums)."""
+
+    kernel = "mcbe"
+    desc = "mcbe"
+
+    def __init__(self, W, domain, total, seed, rank_tol):
+        super().__init__(-(-total // BLOCK_SIZE))
+        self.W, self.domain, self.total, self.seed, self.rank_tol = W, domain, total, seed, rank_tol
+
+    def problem(self):
+        return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol))
+
+    def fingerprint(self):
+        domain = repr(self.domain)
+        if isinstance(self.domain, Data):
+            domain += f" sha256:{digest(self.domain.points)}"
+        return {"weight": digest(self.W), "domain": domain, "n_samples": self.total,
+                "seed": self.seed, "rank_tol": self.rank_tol, "block_size": BLOCK_SIZE}
+
+    def empty(self):
+        m = self.W.shape[0]
+        return {"alpha": np.full(m, np.inf), "counts": np.zeros(m, dtype=np.int64),
+                "n_incomplete": np.zeros((), dtype=np.int64)}
+
+    def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
+        problem = self.problem()
+        domain, total, seed, n = self.domain, self.total, self.seed, problem.n
+
+        def make_worker():
+            fold, result = problem.worker()
+            if isinstance(domain, Data):
+                points = domain.points
+
+                def process(b):
+                    fold(points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE])
+            else:
+                buffer = np.empty((BLOCK_SIZE, n))
+                nonnegative = domain.nonnegative
+
+                def process(b):
+                    size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+                    U = buffer[:size]
+                    block_generator(seed, b).standard_normal(out=U)
+                    if nonnegative:
+                        np.abs(U, out=U)
+                    fold(U)
+            return process, result
+
+        partials = run_blocks(range(first, stop), make_worker, n_jobs, bar=bar,
+                              limit_blas=limit_blas)
+        return {"alpha": np.min([p[0] for p in partials], axis=0),
+                "counts": np.sum([p[1] for p in partials], axis=0).astype(np.int64),
+                "n_incomplete": np.array(sum(p[2] for p in partials), dtype=np.int64)}
+
+    def absorb(self, state, piece, first, stop):
+        np.minimum(state["alpha"], piece["alpha"], out=state["alpha"])
+        state["counts"] += piece["counts"]
+        state["n_incomplete"] += piece["n_incomplete"]
+
+
+def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
+         progress=False, rank_tol=DEFAULT_RANK_TOL, client=None, checkpoint=None,
+         checkpoint_interval=None):
+    """Monte Carlo most-correlated-basis bias estimation (MCBE, Approach A of [HEB]).
+
+    For each sample ``x`` of the domain the rows are scanned by decreasing normalised
+    correlation ``<x, w_i> / |w_i|`` (ties: smaller index first) and an index is kept when
+    its row is linearly independent of those kept, until ``n`` are kept: the most
+    correlated basis ``B(x)``. The estimate is
+
+        alpha_i = min { <x, w_i> : x sampled, i in B(x) }      (+inf if never in a B(x)),
+
+    so that ``ReLU(W x - a)`` is injective at every sample whose scan reached rank ``n``
+    (all but ``n_incomplete``) for every ``a <= alpha``. As the
+    samples fill the domain it decreases towards the maximal bias of the domain (THEORY
+    §3). The result does not depend on positive row scaling (beyond the scaling of
+    ``alpha`` itself).
+
+    Sphere-type domains are sampled by directions ``u`` uniform on the unit sphere (on
+    its nonnegative part when ``nonnegative``); with ``c = <u, w_i>`` the constraint value
+    is ``r c`` on the sphere ``S_r``, ``min(r c, 0)`` on the ball ``B_r`` and ``r_in c`` or
+    ``r_out c`` (for ``c >= 0`` or ``c < 0``) on a shell. A ``Data`` domain uses its points.
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        Rows ``w_i`` forming a frame for R^n (no zero rows, rank ``n``).
+    domain : Sphere, Ball, Shell or Data
+        Where injectivity is asked; its dimension must be ``n``.
+    n_samples : int, optional
+        Number of sampled directions (default 1,000,000). Must be omitted for ``Data``.
+        With the same seed a larger ``n_samples`` extends the smaller run's samples.
+    seed : int, optional
+        Seed of the run (fresh entropy when omitted; the result reports it). A seeded
+        run gives bit-identical results for any ``n_jobs``, on any cluster, and after a
+        resume. Without a seed, a run with a ``checkpoint`` records the fresh seed in
+        the file and a rerun resumes with it.
+    margin : None, "covering" or float, optional
+        Covering-radius correction for sphere-type domains: ``"covering"`` uses the
+        asymptotic estimate :func:`covering_radius` of the sample count, a float is the
+        covering radius ``eps`` to assume. ``alpha_i`` is lowered by ``r_out eps |w_i|``.
+        An estimate, never a certificate.
+    n_jobs : int, optional
+        Worker threads (default: all cores).
+    progress : bool or None, optional
+        Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` only
+        when the run lasts more than two seconds and stderr is a terminal.
+    rank_tol : float, optional
+        A unit row whose distance to the span of the kept unit rows is at most
+        ``rank_tol`` counts as dependent (default 1e-6; at least 1e-7, the resolution of
+        distances computed from Gram matrices).
+    client : distributed.Client or str, optional
+        Run the blocks on this Dask cluster (a client, or a scheduler address such as
+        ``"tcp://host:8786"`` to connect to), ``n_jobs`` aside. Needs the extra
+        ``fastrelu[dask]``; see docs/distributed.md. The result is the same bits as
+        the local one.
+    checkpoint : str or path-like, optional
+        Save the partial result to this file (atomically, every ``checkpoint_interval``
+        seconds, on interruption and at the end) and resume from it when it exists: a
+        resumed run gives exactly the result of an uninterrupted one. A file written
+        for other parameters (weights, domain, ``n_samples``, seed, ``rank_tol``) is
+        refused. ``margin`` is applied after the run and may differ.
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
+
+    Returns
+    -------
+    BiasEstimate
+
+    Raises
+    ------
+    FastReluError
+        For weights that are not a frame, a domain of the wrong dimension, invalid
+        parameters, an unreachable scheduler, or a checkpoint that cannot be read or
+        was written for other parameters.
+    """
+    clock = Stopwatch()
+    W = as_frame(weight)
+    m, n = W.shape
+    check_domain(domain, n)
+    rank_tol = rank_tol_value(rank_tol)
+    jobs = n_jobs_value(n_jobs)
+    is_data = isinstance(domain, Data)
+    if is_data:
+        if n_samples is not None:
+            raise FastReluError(f"The 'n_samples' parameter must be omitted for a Data domain (every one of its {len(domain)} points is used). Got n_samples={n_samples!r}.")
+        if margin is not None:
+            raise FastReluError(f"The 'margin' parameter must be None for a Data domain (the domain is the finite point set itself). Got margin={margin!r}.")
+        total = len(domain)
+        seed_used = None
+    else:
+        total = DEFAULT_SAMPLES if n_samples is None else positive_int(n_samples, "n_samples")
+        seed_used = _checkpoint.seed_for(seed, checkpoint, _McbePlan.kernel)
+    eps = _margin_value(margin, total, domain)
+    budget = _budget.for_mcbe(m, n, total, jobs, data=is_data).check_memory()
+
+    plan = _McbePlan(W, domain, total, seed_used, rank_tol)
+    state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
+                    checkpoint_interval=checkpoint_interval, progress=progress, budget=budget)
+    alpha_sampled = state["alpha"]
+    alpha = alpha_sampled.copy()
+    if eps is not None:
+        alpha = plan.problem().lowered(alpha_sampled, domain.outer_radius * eps)
+    return BiasEstimate(alpha=alpha, counts=state["counts"], n_samples=total, seed=seed_used,
+                        margin=eps, elapsed=clock(), method="mcbe", domain=domain,
+                        alpha_sampled=alpha_sampled, rank_tol=rank_tol,
+                        repeated=plan.problem().repeated, n_incomplete=int(state["n_incomplete"]))
+
+
+def _margin_value(margin, total, domain):
+    if margin is None:
+        return None
+    if isinstance(margin, str):
+        if margin != "covering":
+            raise FastReluError(f"The 'margin' parameter must be None, 'covering' or a float >= 0. Got {margin!r} instead.")
+        return covering_radius(total, domain.dim, nonnegative=domain.nonnegative)
+    return positive_float(margin, "margin", allow_zero=True)

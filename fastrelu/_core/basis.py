@@ -1,0 +1,393 @@
+"""Most-correlated-basis selection and the MCBE minima for one tile of samples.
+
+For each sample ``x`` (a row of ``U``) the rows of ``W`` are scanned by decreasing
+normalised correlation ``<x, w_i> / |w_i|`` (ties: smaller index first); a row is kept
+when its unit direction is farther than ``rank_tol`` from the span of the kept ones
+(incremental Cholesky of the Gram matrix of the unit rows), until ``n`` are kept. Each
+kept row ``i`` lowers ``alpha[i]`` to the sample's constraint value and bumps
+``counts[i]``. See THEORY §3.
+
+Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
+little more than ``n`` candidates, which are ranked. The common case is settled by a
+Cholesky factorisation of the Gram matrix of the first ``n`` candidates in scan order:
+its pivots are the squared distances the greedy scan compares with ``rank_tol^2`` (of
+each unit row to the span of the rows before it), so when all of them exceed it by more
+than rounding can move them (``PIVOT_MARGIN``), the greedy keeps the first ``n``
+candidates. In :func:`mcbe_tile` the factorisations of ``SPANS_LANES`` samples run at
+once in SIMD lanes (the C kernel ``fr_spans``); :func:`_first_candidates_independent`
+is the one-sample form (LAPACK ``dpotrf``) used by the pointwise kernels. Otherwise (a
+dependent row, a pivot close to the threshold, or too few candidates) the incremental
+scan :func:`select_basis`, the definition, decides, going below the threshold when it
+must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
+"""
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import types
+from numba.np.linalg import _LAPACK, ensure_lapack
+
+from fastrelu._core import _frame
+from fastrelu._core.jit import REDUCTION_FASTMATH, kernel
+
+# Numba's own binding of LAPACK's ?potrf (SciPy's cython_lapack underneath), resolved by
+# symbol name at load time, so the kernels that call it stay cacheable.
+ensure_lapack()
+_potrf = _LAPACK().numba_xxpotrf(types.float64)
+_KIND_DOUBLE = ord("d")
+# The lane-parallel certificate of the C extension (fastrelu/_core/_spans.h), called by
+# its symbol name so that the kernels that call it stay cacheable; SPANS_LANES samples
+# at once on this CPU (4 with AVX2 and FMA).
+_ADDRESSES, SPANS_LANES = _frame.spans_kernel()
+for _name, _address in _ADDRESSES.items():
+    llvm.add_symbol("fastrelu_" + _name[3:], _address)
+_spans = types.ExternalFunction(
+    "fastrelu_spans", types.intp(types.CPointer(types.float64), types.intp, types.float64,
+                                 types.float64, types.intp))
+# (gram, ld, order (int64), ranked (bool), n, G, tol2, margin, lanes)
+_spans_gram = types.ExternalFunction(
+    "fastrelu_spans_gram", types.intp(types.CPointer(types.float64), types.intp, types.voidptr,
+                                      types.voidptr, types.intp, types.CPointer(types.float64),
+                                      types.float64, types.float64, types.intp))
+EPS = float(np.finfo(np.float64).eps)
+#: A pivot d_j counts as clear of rank_tol^2 only above
+#: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, d_0, .., d_{j-1}); closer ones are left to
+#: the incremental scan. Two Cholesky factorisations of the same Gram matrix of unit
+#: rows in different orders of operations are exact ones of matrices within about
+#: n^2 eps of it, and a pivot moves by that much over the smallest eigenvalue of the
+#: rows before it, which the smallest earlier pivot stands for.
+PIVOT_MARGIN = 64.0
+
+
+@kernel
+def pivot_margin(n):
+    """``PIVOT_MARGIN n^2 eps``: see ``PIVOT_MARGIN``."""
+    return PIVOT_MARGIN * n * n * EPS
+_UPPER = ord("U")
+@kernel
+def cholesky_lower(G, n):
+    """Cholesky factor ``L`` (``G = L L^T``) of the leading ``n x n`` block of the
+    C-ordered ``G``, in place in its lower triangle; returns LAPACK's ``info`` (``> 0``:
+    the leading minor of that order is not positive definite)."""
+    # C order lower = Fortran order upper: dpotrf("U") on the same memory.
+    return _potrf(_KIND_DOUBLE, _UPPER, n, G.ctypes, G.shape[1])
+
+
+@kernel
+def _collect_candidates(keys, rows, thresh, cand, cand_keys):
+    """Rows with ``keys >= thresh`` into ``cand`` (by increasing index); returns how many."""
+    size = 0
+    for idx in range(rows.shape[0]):
+        i = rows[idx]
+        k = keys[i]
+        cand[size] = i
+        cand_keys[size] = k
+        size += k >= thresh  # branch-free: the comparison is unpredictable
+    return size
+
+
+@kernel
+def _rank_first(cand, cand_keys, size, n, order, order_keys):
+    """Write the ``n`` first of ``cand[:size]`` in scan order (decreasing key, ties by
+    smaller index; ``cand`` is by increasing index) into ``order[:n]``.
+
+    Insertion into a list bounded at ``n``: a candidate that cannot enter costs one
+    comparison, so long candidate lists stay cheap.
+    """
+    count = 0
+    for p in range(size):
+        k = cand_keys[p]
+        if count == n:
+            if not k > order_keys[n - 1]:  # a later index loses ties
+                continue
+            pos = n - 1
+        else:
+            pos = count
+            count += 1
+        while pos > 0 and order_keys[pos - 1] < k:  # equal keys keep index order
+            order[pos] = order[pos - 1]
+            order_keys[pos] = order_keys[pos - 1]
+            pos -= 1
+        order[pos] = cand[p]
+        order_keys[pos] = k
+
+
+@kernel
+def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2, G,
+                                  rows_buf):
+    """Are the unit rows ``order[:n]`` farther than ``sqrt(rank_tol2)`` from the span of
+    the rows before them, each? (Cholesky of their Gram matrix in ``G``; ``rows_buf``
+    (n, n) scratch for the rows when the Gram matrix is not stored.)"""
+    if use_gram:
+        for j in range(n):
+            a = order[j]
+            for k in range(j + 1):
+                G[j, k] = gram[a, order[k]]
+    else:
+        # G = B B^T for the gathered unit rows B (one small GEMM)
+        for j in range(n):
+            a = order[j]
+            for p in range(n):
+                rows_buf[j, p] = unit_rows[a, p]
+        np.dot(rows_buf, rows_buf.T, G)
+    if cholesky_lower(G, n) != 0:
+        return False
+    # Only pivots clear of the threshold count (PIVOT_MARGIN): this factorisation and the
+    # scan of select_basis compute each pivot (a squared distance of a unit row to a
+    # span) from the same Gram entries in another order. Beyond the margin the scan keeps
+    # these n rows too; closer cases go to the scan, which is the definition.
+    margin = pivot_margin(n)
+    low = 1.0
+    for j in range(n):
+        pivot = G[j, j] * G[j, j]
+        if not pivot > rank_tol2 + margin / low:
+            return False
+        low = min(low, pivot)
+    return True
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def _dot(a, b, length):
+    """sum_{p < length} a[p] * b[p]."""
+    total = 0.0
+    for p in range(length):
+        total += a[p] * b[p]
+    return total
+
+
+@kernel
+def _collect_sorted(keys, rows, thresh, above, order, order_keys):
+    """Write the rows with ``keys >= thresh`` (``above``) or ``< thresh`` into ``order``
+    sorted by decreasing key, ties by smaller index; returns how many.
+
+    Insertion sort: the lists are short (a little over ``n`` rows) in the common case.
+    """
+    size = 0
+    for idx in range(rows.shape[0]):
+        i = rows[idx]
+        k = keys[i]
+        if (k >= thresh) == above:
+            # rows arrive by increasing index, so equal keys stay in index order
+            pos = size
+            while pos > 0 and order_keys[pos - 1] < k:
+                order[pos] = order[pos - 1]
+                order_keys[pos] = order_keys[pos - 1]
+                pos -= 1
+            order[pos] = i
+            order_keys[pos] = k
+            size += 1
+    return size
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
+                 order, order_keys, kept, chol, inv_diag, lvec, stats):
+    """Most correlated basis of one sample; returns the number of kept rows.
+
+    ``keys[i]`` is the sample's normalised correlation with row ``i``; ``rows`` lists the
+    rows that may enter a basis (repeated directions removed); rows with
+    ``keys >= thresh`` are tried first. ``gram`` is the Gram matrix of the unit rows
+    (``use_gram``) or the unit rows' inner products are computed from ``unit_rows``. On
+    return ``kept[:count]`` holds the basis in scan order, ``stats[2]`` the number of
+    first candidates, and ``stats[1]`` is increased when the other rows were needed.
+    """
+    n = kept.shape[0]
+    dim = unit_rows.shape[1]
+    size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
+    stats[2] = size
+    refilled = size == rows.shape[0]
+    pos = 0
+    count = 0
+    while count < n:
+        if pos == size:
+            if refilled:
+                break
+            # The candidates did not reach rank n: the rows below the threshold follow.
+            size = _collect_sorted(keys, rows, thresh, False, order, order_keys)
+            pos = 0
+            refilled = True
+            stats[1] += 1
+            continue
+        i = order[pos]
+        pos += 1
+        # Solve L l = g with g_j = <u_i, u_kept_j> (L: Cholesky factor of the Gram matrix
+        # of the kept unit rows); the squared distance of u_i to their span is then
+        # <u_i, u_i> - |l|^2.
+        for j in range(count):
+            if use_gram:
+                acc = gram[i, kept[j]]
+            else:
+                acc = _dot(unit_rows[i], unit_rows[kept[j]], dim)
+            for p in range(j):
+                acc -= chol[j, p] * lvec[p]
+            lvec[j] = acc * inv_diag[j]
+        dist2 = gram[i, i] if use_gram else _dot(unit_rows[i], unit_rows[i], dim)
+        for p in range(count):
+            dist2 -= lvec[p] * lvec[p]
+        if dist2 > rank_tol2:
+            for j in range(count):
+                chol[count, j] = lvec[j]
+            diag = np.sqrt(dist2)
+            chol[count, count] = diag
+            inv_diag[count] = 1.0 / diag
+            kept[count] = i
+            count += 1
+    return count
+
+
+@kernel
+def _gather_lanes(order_l, lane_ok, n, unit_rows, G, rows_buf, small):
+    """The Gram matrices of the unit rows ``order_l[l, :n]``, computed from the rows (no
+    stored Gram matrix; with one, ``fr_spans_gram`` gathers them), into the lanes of
+    ``G`` (``(n, n, lanes)``, upper triangle) where ``lane_ok[l]``; the identity
+    elsewhere."""
+    lanes = G.shape[2]
+    for l in range(lanes):
+        if not lane_ok[l]:
+            for j in range(n):
+                for k in range(j, n):
+                    G[j, k, l] = 1.0 if j == k else 0.0
+            continue
+        for j in range(n):
+            a = order_l[l, j]
+            for p in range(n):
+                rows_buf[j, p] = unit_rows[a, p]
+        np.dot(rows_buf, rows_buf.T, small)
+        for j in range(n):
+            for k in range(j, n):
+                G[j, k, l] = small[j, k]
+
+
+@kernel
+def _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, lane):
+    """The first ``n`` of the candidates in scan order (see :func:`_rank_first`) into
+    ``order_l[lane]``."""
+    _rank_first(cand, cand_keys, size, n, order, order_keys)
+    for j in range(n):
+        order_l[lane, j] = order[j]
+
+
+@kernel
+def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, rows_buf,
+                  small):
+    """Bit ``l`` set where ``ranked[l]`` and the rows ``order_l[l, :n]`` certainly enter
+    the basis in this order (pivots clear of ``rank_tol2``, ``PIVOT_MARGIN``): one
+    lane-parallel Cholesky factorisation of their Gram matrices (``fr_spans``)."""
+    if use_gram:
+        passed = _spans_gram(gram.ctypes, gram.shape[1], order_l.ctypes, ranked.ctypes, n,
+                             G.ctypes, rank_tol2, pivot_margin(n), G.shape[2])
+    else:
+        _gather_lanes(order_l, ranked, n, unit_rows, G, rows_buf, small)
+        passed = _spans(G.ctypes, n, rank_tol2, pivot_margin(n), G.shape[2])
+    return max(passed, 0)  # -1: a lane count the compiled kernel does not have
+
+
+@kernel
+def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
+              use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
+              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf, order_l, G):
+    """Fold one tile of samples into the running minima ``alpha`` and ``counts``.
+
+    Parameters
+    ----------
+    U : (t, n) samples (directions for sphere-type domains, points for data).
+    C : (t, m) scratch, overwritten with ``U @ W^T``.
+    weight_t : (n, m) ``W^T`` (C-contiguous).
+    inv_norm : (m,) ``1 / |w_i|``.
+    data_kind : True for data (value ``<x, w_i>``); False for sphere-type domains, where
+        ``c = <u, w_i>`` for the unit direction ``u`` gives ``r_pos c`` (``c >= 0``) or
+        ``r_neg c``.
+    alpha, counts : (m,) running minima and basis counts, updated in place.
+    state : (2,) float64 threshold and slack, updated in place; they steer the speed of
+        the selection, never its result.
+    stats : (3,) int64, updated in place: samples whose basis stayed short of ``n`` rows,
+        samples that needed more than the first candidates, last candidate count.
+    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf,
+    order_l, G :
+        scratch of shapes (lanes, m), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,),
+        (n, n), (lanes, n), (n, n, lanes), ``lanes = SPANS_LANES``.
+
+    The samples go in groups of ``lanes``: each is ranked, then the first ``n``
+    candidates of all of them are certified by one lane-parallel Cholesky
+    factorisation (``fr_spans``), then each is folded in, in sample order.
+    """
+    n = U.shape[1]
+    lanes = G.shape[2]
+    norms = np.empty(lanes)
+    threshs = np.empty(lanes)
+    sizes = np.zeros(lanes, dtype=np.int64)
+    lowered = np.zeros(lanes, dtype=np.bool_)
+    ranked = np.zeros(lanes, dtype=np.bool_)
+    small = np.empty((n, n))
+    # C = U @ W^T
+    np.dot(U, weight_t, C)
+    for first in range(0, U.shape[0], lanes):
+        group = min(lanes, U.shape[0] - first)
+        for l in range(lanes):
+            ranked[l] = False
+            norms[l] = 0.0
+            if l >= group:
+                continue
+            x = U[first + l]
+            norm = np.sqrt(_dot(x, x, n))
+            norms[l] = norm
+            if norm == 0.0 and not data_kind:
+                continue  # a zero Gaussian draw has no direction (probability zero)
+            c_row = C[first + l]
+            lane_keys = keys[l]
+            for idx in range(rows.shape[0]):
+                i = rows[idx]
+                lane_keys[i] = c_row[i] * inv_norm[i]
+            thresh = state[0] * norm if norm > 0.0 else -np.inf
+            size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+            lowered[l] = False
+            if size < n and norm > 0.0:
+                # Too few candidates: lower this sample's threshold once, by a wide step.
+                thresh -= 4.0 * state[1] * norm
+                size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+                lowered[l] = True
+            threshs[l] = thresh
+            sizes[l] = size
+            if size >= n:
+                _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, l)
+                ranked[l] = True
+        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
+                               rows_buf, small)
+        for l in range(group):
+            norm = norms[l]
+            if norm == 0.0 and not data_kind:
+                continue
+            refills = stats[1]
+            if lowered[l]:
+                stats[1] += 1
+            c_row = C[first + l]
+            count = 0
+            if ranked[l] and (passed >> l) & 1:
+                for j in range(n):
+                    kept[j] = order_l[l, j]
+                count = n
+                stats[2] = sizes[l]
+            else:
+                count = select_basis(keys[l], threshs[l], rows, gram, unit_rows, use_gram,
+                                     rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
+                                     stats)
+            if count < n:
+                stats[0] += 1
+            inv = 1.0 / norm if norm > 0.0 else 0.0
+            for j in range(count):
+                i = kept[j]
+                if data_kind:
+                    value = c_row[i]
+                else:
+                    c = c_row[i] * inv
+                    value = r_pos * c if c >= 0.0 else r_neg * c
+                if value < alpha[i]:
+                    alpha[i] = value
+                counts[i] += 1
+            # Next threshold: a little below this sample's last normalised key; the slack
+            # doubles when the candidates ran short and shrinks when they were plenty.
+            if count > 0 and norm > 0.0:
+                if stats[1] > refills:
+                    state[1] *= 2.0
+                elif stats[2] > count + count // 4 + 8:
+                    state[1] *= 0.8
+                state[0] = keys[l, kept[count - 1]] * inv - state[1]

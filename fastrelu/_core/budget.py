@@ -1,0 +1,396 @@
+"""Memory and time budgets of the sampled functions, checked before any work.
+
+Every sampled function states its working set (the weights and their copies, the Gram
+matrix, tiles and per-thread scratch, the run's state and any output that grows with the
+number of samples) and its work, and refuses with a :class:`FastReluError` what cannot be
+done:
+
+- **memory**: a working set larger than the memory available (``MemAvailable`` of
+  ``/proc/meminfo``, else the free physical pages; ``FASTRELU_MEMORY_LIMIT`` overrides it
+  with a number of bytes, such as ``8000000000`` or ``8G``) is refused before it is
+  allocated;
+- **time**: the wall-clock time is bounded from below from the sizes (the dense products
+  every method must make, at ``PEAK_FLOPS`` per thread, faster than any core) and then
+  measured on the first blocks of the run (one thread, after one block of warm-up: Numba
+  compilation, caches). A run estimated to take longer than ``FASTRELU_MAX_SECONDS``
+  (default one day; ``inf`` or ``0`` lifts the limit) is refused, unless it is
+  resumable or distributed (a ``checkpoint`` or a ``client``): those are not limited,
+  their estimate is printed instead.
+
+A run estimated to take more than a minute prints its estimate on stderr at the start
+when its progress bar is on.
+"""
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from fastrelu._core.errors import FastReluError
+
+#: Environment variable: the memory a run may use, in bytes (suffixes K, M, G, T: powers
+#: of 1024).
+MEMORY_ENV = "FASTRELU_MEMORY_LIMIT"
+#: Environment variable: the longest run (wall-clock seconds) started without a
+#: checkpoint or a cluster; ``inf`` or ``0``: no limit.
+TIME_ENV = "FASTRELU_MAX_SECONDS"
+#: Default of ``FASTRELU_MAX_SECONDS``: one day.
+DEFAULT_MAX_SECONDS = 86400.0
+#: Share of the machine's available memory that one run may plan to use (the estimates
+#: leave out the interpreter and small temporaries).
+MEMORY_SHARE = 0.9
+#: Floating-point operations per second and thread assumed for the lower bound on the
+#: time: above what any current core does in float64 (so the bound never refuses a run
+#: that could finish in time).
+PEAK_FLOPS = 1e11
+#: Runs estimated to take longer than this print their estimate when progress is on.
+ANNOUNCE_SECONDS = 60.0
+#: The timed part of the first blocks lasts about this long ...
+PROBE_SECONDS = 0.05
+#: ... and is made only in runs of at least this many blocks (shorter runs are run).
+PROBE_MIN_BLOCKS = 16
+
+_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_bytes(text):
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _SUFFIXES else ""
+    number = float(value[:len(value) - len(unit)])
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(text)
+    return int(number * _SUFFIXES[unit])
+
+
+def memory_limit():
+    """``(bytes, source)``: the memory a run may use and where the figure comes from;
+    ``(None, None)`` when the machine does not say."""
+    text = os.environ.get(MEMORY_ENV)
+    if text is not None and text.strip():
+        try:
+            return _parse_bytes(text), f"{MEMORY_ENV}={text.strip()}"
+        except (ValueError, IndexError):
+            raise FastReluError(f"The '{MEMORY_ENV}' environment variable must be a number of bytes > 0 (optionally with a suffix K, M, G or T). Got {text!r} instead.") from None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    return int(MEMORY_SHARE * available), f"{MEMORY_SHARE:.0%} of MemAvailable {format_bytes(available)}"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None, None
+    return int(MEMORY_SHARE * free), f"{MEMORY_SHARE:.0%} of the free memory {format_bytes(free)}"
+
+
+def time_limit():
+    """The longest run (seconds) started without a checkpoint or a cluster."""
+    text = os.environ.get(TIME_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_MAX_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise FastReluError(f"The '{TIME_ENV}' environment variable must be a number of seconds >= 0 (0 or inf: no limit). Got {text!r} instead.")
+    return math.inf if value == 0 else value
+
+
+def format_bytes(count):
+    """``7.45 GiB`` and the like."""
+    count = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count:.3g} EiB"
+
+
+def format_seconds(seconds):
+    """``40 s``, ``3.2 min``, ``5.1 h``, ``2.3 days``, ``41 years``."""
+    if seconds == math.inf:
+        return "no limit"
+    for limit, unit, size in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600),
+                              (2 * 31557600, "days", 86400), (math.inf, "years", 31557600)):
+        if seconds < limit:
+            value = seconds / size
+            return f"{value:.2g} {unit}" if value < 100 else f"{value:,.0f} {unit}"
+
+
+def threads_of(n_jobs):
+    """Threads that run at once: ``n_jobs``, at most the cores."""
+    return max(1, min(int(n_jobs), os.cpu_count() or 1))
+
+
+@dataclass
+class Budget:
+    """The work of one run as a driver states it.
+
+    ``what`` names the function, ``name``/``value`` the parameter that sets the amount of
+    work (``"n_samples"``, 10**12), ``unit`` its unit; a block holds ``per_block`` units.
+    ``memory`` lists ``(label, bytes, parameter)``: the working set by part and the
+    parameter that makes each part large. ``flops_per_unit`` and ``setup_flops`` are lower
+    bounds on the floating-point work (the dense products every method must make).
+    ``advice`` says what to do about too much memory."""
+
+    what: str
+    name: str
+    value: int
+    unit: str
+    per_block: int
+    memory: list = field(default_factory=list)
+    flops_per_unit: float = 0.0
+    setup_flops: float = 0.0
+    advice: str = ""
+
+    @property
+    def total_bytes(self):
+        return sum(part[1] for part in self.memory)
+
+    def check_memory(self):
+        """Refuse a working set that does not fit (before anything is allocated)."""
+        check_memory(self.what, self.memory, self.advice)
+        return self
+
+    def check_start(self, n_jobs):
+        """Refuse a run that is not resumable and whose lower bound on the time already
+        exceeds the limit (before anything is built)."""
+        threads = threads_of(n_jobs)
+        n_blocks = -(-self.value // self.per_block)
+        self.check_time(self.lower_bound(n_blocks, threads), threads, resumable=False)
+        return self
+
+    def lower_bound(self, n_blocks, threads):
+        """Seconds that ``n_blocks`` blocks take at least on ``threads`` threads."""
+        units = min(self.value, n_blocks * self.per_block)
+        return (self.setup_flops + self.flops_per_unit * units) / (PEAK_FLOPS * threads)
+
+    def check_time(self, seconds, threads, *, resumable, measured=None, progress=False):
+        """Refuse (or, for a resumable run, announce) an estimate over the time limit;
+        announce one over a minute when progress is on."""
+        limit = time_limit()
+        how = (f"measured {measured * 1e3:.3g} ms per block of {self.per_block} {self.unit} on one thread"
+               if measured is not None else
+               f"at least, at {PEAK_FLOPS:.0e} floating-point operations per second and thread")
+        if seconds > limit and not resumable:
+            raise FastReluError(
+                f"The '{self.name}' parameter must give a run shorter than the time limit of "
+                f"{format_seconds(limit)} ({TIME_ENV}). Got {self.name}={self.value:,}: {self.what} "
+                f"would take about {format_seconds(seconds)} on {threads} thread{'s' * (threads > 1)} "
+                f"({how}). Use fewer {self.unit}, give a checkpoint (resumable runs are not "
+                f"limited) or a Dask cluster, or set {TIME_ENV}=inf to allow it.")
+        if seconds > ANNOUNCE_SECONDS and (progress_on(progress) or seconds > limit):
+            note = "; not limited: the run is resumable or distributed" if seconds > limit else ""
+            announce(f"fastrelu: {self.what} of {self.value:,} {self.unit} will take about "
+                     f"{format_seconds(seconds)} on {threads} thread{'s' * (threads > 1)} ({how}{note})")
+
+
+def check_memory(what, parts, advice=""):
+    """Raise if the working set ``parts`` (``(label, bytes, parameter)``) exceeds the
+    memory available; the message names the parameter of the largest part."""
+    total = sum(part[1] for part in parts)
+    limit, source = memory_limit()
+    if limit is None or total <= limit:
+        return
+    largest = max(parts, key=lambda part: part[1])
+    shown = ", ".join(f"{label} {format_bytes(size)}" for label, size, _ in
+                      sorted(parts, key=lambda part: -part[1])[:4] if size > 0)
+    raise FastReluError(
+        f"The '{largest[2]}' parameter must give a working set that fits in memory. Got "
+        f"{what} needing about {format_bytes(total)} ({shown}), but this machine has "
+        f"{format_bytes(limit)} for it ({source}{'' if source.startswith(MEMORY_ENV) else f'; {MEMORY_ENV} sets it in bytes'}). "
+        f"{advice}".rstrip())
+
+
+def progress_on(progress):
+    """Is a progress bar shown (``None``: when stderr is a terminal)?"""
+    if progress is None:
+        return sys.stderr.isatty()
+    return bool(progress)
+
+
+def announce(text):
+    """One line on stderr that does not break a progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
+def probe(run, first, stop):
+    """Run the first blocks of ``first .. stop-1`` with ``run(a, b)`` (blocks ``a .. b-1``
+    on one thread): one block of warm-up, then chunks of 1, 2, 4, ... blocks until one
+    lasts ``PROBE_SECONDS`` (at most a quarter of the blocks). Returns the next block to
+    run and the measured seconds per block (None: too few blocks to measure)."""
+    if stop - first < PROBE_MIN_BLOCKS:
+        return first, None
+    run(first, first + 1)
+    at, size, limit, per_block = first + 1, 1, first + (stop - first) // 4, None
+    while at + size <= limit:
+        start = time.perf_counter()
+        run(at, at + size)
+        seconds = time.perf_counter() - start
+        at += size
+        per_block = seconds / size
+        if seconds >= PROBE_SECONDS:
+            break
+        size *= 2
+    return at, per_block
+
+
+# --------------------------------------------------------------------------- working sets
+
+_F = 8  # bytes of a float64 or an int64
+
+
+def frame_validation(m, n, *, svd=False):
+    """Working set of :func:`fastrelu._core.validation.as_frame`: row chunks of the scaled
+    weights, their ``n x n`` Gram matrix and its Cholesky factor; with ``svd`` the copy
+    and workspace of the singular value decomposition that decides the cases the Gram
+    matrix cannot."""
+    if svd:
+        return [("singular value decomposition (copy of W and workspace)", _F * (m * n + 4 * n * n + 8 * max(m, n)), "weight")]
+    rows = max(1, min(m, (1 << 22) // max(1, n)))
+    return [("Gram matrix W^T W and its Cholesky factor", 2 * _F * n * n, "weight"),
+            ("scaled row chunk", _F * rows * n, "weight")]
+
+
+def _gram_rows(m):
+    from fastrelu._bias.mcbe import GRAM_MAX_ROWS
+
+    return m <= GRAM_MAX_ROWS
+
+
+def _basis_scratch(m, n, threads, lanes):
+    """Per-thread buffers of the most-correlated-basis and active-rank kernels."""
+    tile = max(32, min(1024, 65536 // max(1, m)))
+    per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + (2 + lanes) * n * n + 4096 * n)
+    return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
+
+
+def _geometry(m, n):
+    """Copies of the weights shared by the workers: transposed and unit rows, and the
+    Gram matrix of the unit rows up to ``GRAM_MAX_ROWS`` rows (else 1024-row blocks of
+    it while repeated rows are looked for)."""
+    gram = m * m if _gram_rows(m) else 1024 * m
+    return [("weights, transposed and unit rows", 3 * _F * m * n, "weight"),
+            ("Gram matrix of the unit rows", _F * gram, "weight")]
+
+
+def for_mcbe(m, n, total, jobs, *, data):
+    """The budget of :func:`fastrelu.mcbe` with ``total`` samples."""
+    from fastrelu._core.basis import SPANS_LANES
+    from fastrelu._bias.mcbe import BLOCK_SIZE
+
+    threads = threads_of(jobs)
+    memory = [*_geometry(m, n), _basis_scratch(m, n, threads, SPANS_LANES),
+              ("state (minima and counts per thread and merged)", 2 * _F * m * (threads + 3), "weight")]
+    return Budget("mcbe", "n_samples", total, "samples", BLOCK_SIZE, memory,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n,
+                  advice="Use a smaller layer, or run on a machine (or Dask workers) with more memory.")
+
+
+def for_check(m, n, total, jobs, *, what, name, outputs):
+    """The budget of :func:`fastrelu.check_bias` (``outputs=False``: at most
+    ``MAX_FAILED_POINTS`` failing points are kept) or of
+    :func:`fastrelu.injectivity_summary` (``outputs``: 17 bytes per point)."""
+    from fastrelu._injectivity.kernels import SPANS_LANES
+    from fastrelu._bias.mcbe import BLOCK_SIZE
+    from fastrelu._injectivity.pointwise import MAX_FAILED_POINTS
+
+    threads = threads_of(jobs)
+    memory = [*_geometry(m, n), _basis_scratch(m, n, threads + 1, SPANS_LANES)]
+    if outputs:
+        memory.append(("per-point results (activity, rank, verdict)", 17 * total, "X"))
+    else:
+        memory.append(("failing points kept", 3 * _F * MAX_FAILED_POINTS * (n + 2), "n_points"))
+    return Budget(what, name, total, "points", BLOCK_SIZE, memory,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if _gram_rows(m) else 0.0,
+                  advice="Use fewer points or a smaller layer.")
+
+
+def _ascent(m, n, rows):
+    """Buffers of one thread's ascent over ``rows`` starts at once."""
+    return _F * rows * (5 * m + 5 * n + 4)
+
+
+def for_power(m, n, n_starts, jobs, *, per_start, n_hist, max_iter):
+    """The budget of :func:`fastrelu.relu_power_iteration`."""
+    from fastrelu._spectral.power import POWER_BLOCK
+
+    threads = threads_of(jobs)
+    memory = [("weights and their transpose", 2 * _F * m * n, "weight"),
+              ("per-thread ascent buffers", threads * _ascent(m, n, POWER_BLOCK), "n_jobs"),
+              ("iteration history", 2 * _F * n_hist * (max_iter + 1), "history")]
+    if per_start:
+        memory.append(("per-start values, iterations and status (state and partial result)", 2 * 17 * n_starts, "n_starts"))
+    return Budget("relu_power_iteration", "n_starts", n_starts, "starts", POWER_BLOCK, memory,
+                  flops_per_unit=4.0 * m * n,
+                  advice="Use fewer starts, per_start=False (13 bytes per start less), or a smaller layer.")
+
+
+def for_width(kind, dim, m, n, n_points, n_draws, jobs, *, n_starts):
+    """The budget of :func:`fastrelu.gaussian_mean_width` (``kind`` as in its plan; ``dim``
+    the dimension of the draws, ``m x n`` the weights, ``n_points`` the finite set)."""
+    from fastrelu._spectral.width import SET_CHUNK, WIDTH_BLOCK
+
+    threads = threads_of(jobs)
+    if kind == "ball":
+        rows = WIDTH_BLOCK * n_starts
+        per_thread = _ascent(m, n, rows) + _F * (WIDTH_BLOCK * m + rows * n)
+        flops = 4.0 * m * n * n_starts
+    elif kind == "linear":
+        per_thread = _F * WIDTH_BLOCK * (dim + 2 * n)
+        flops = 2.0 * m * n
+    else:
+        chunk = min(SET_CHUNK, max(1, n_points))
+        per_thread = _F * (WIDTH_BLOCK * dim + WIDTH_BLOCK * chunk + (chunk * m if kind == "image" else 0))
+        flops = 2.0 * n_points * dim + (2.0 * n_points * m * n / WIDTH_BLOCK if kind == "image" else 0.0)
+    memory = [("weights and their transpose", 2 * _F * m * n, "obj"),
+              ("per-thread draws and products", threads * per_thread, "n_starts" if kind == "ball" else "n_jobs"),
+              ("state (moments of the finished blocks)", 4 * _F * (threads * 64 + 4), "n_draws")]
+    return Budget("gaussian_mean_width", "n_draws", n_draws, "draws", WIDTH_BLOCK, memory,
+                  flops_per_unit=flops, advice="Use fewer starts per draw or a smaller layer.")
+
+
+def for_local_metrics(m, n, N, jobs, *, return_all, outer):
+    """The budget of :func:`fastrelu.local_metrics` on ``N`` points."""
+    threads = threads_of(jobs)
+    chunk = int(max(1, min(4096, (1 << 21) // (n * n))))
+    memory = [("outer products of the rows", _F * m * n * n if outer else 0, "layer"),
+              ("per-thread Gram matrices and activity", threads * _F * chunk * (3 * n * n + 2 * m), "n_jobs"),
+              ("per-point results", _F * N * (6 + (n if return_all else 0)), "X")]
+    return Budget("local_metrics", "X", N, "points", chunk, memory,
+                  flops_per_unit=2.0 * m * n + n ** 3,
+                  advice="Use fewer points (in chunks of your own), return_all=False, or a smaller layer.")
+
+
+def for_fits(m, n, k, fit_starts, jobs, *, on_data, n_points):
+    """The low-rank fits of :func:`fastrelu.relu_singular_values` (``k - 1`` of them)."""
+    from fastrelu._spectral.power import FIT_ADD, FIT_DATA_POINTS, FIT_POINTS, FIT_ROUNDS, POWER_BLOCK
+
+    threads = threads_of(jobs)
+    if on_data:
+        points = min(n_points, FIT_DATA_POINTS) + FIT_ROUNDS * FIT_ADD
+        fits = 4 * _F * points * m
+    else:
+        points = FIT_POINTS + (FIT_ROUNDS + 1) * FIT_ADD
+        starts = fit_starts + FIT_ADD
+        fits = 4 * _F * points * m + 3 * _F * starts * n + threads * _ascent(2 * m, n, POWER_BLOCK)
+    memory = [("weights and the singular value decomposition", _F * (3 * m * n + 2 * n * n), "weight"),
+              ("low-rank fits (points, images, ascent buffers)", fits, "fit_starts")]
+    return Budget("relu_singular_values", "k", k, "values", 1, memory,
+                  advice="Use fewer fit_starts, k = 1, or a smaller layer.")
+
+
+def for_batch_weights(m, n, jobs):
+    """A batch job's random ``m x n`` weights (drawn, then scaled: two copies at once)
+    and the MCBE run on them."""
+    memory = [("random weights (drawn and scaled)", 2 * _F * m * n, "weights"),
+              *((label, size, "weights") for label, size, _ in for_mcbe(m, n, 1, jobs, data=False).memory)]
+    return Budget("the batch job", "weights", m * n, "entries", 1, memory,
+                  advice="Use smaller random weights (m, n), or run on a machine with more memory.")

@@ -1,0 +1,101 @@
+"""Frame-theoretic facts about a weight matrix (THEORY §1), over the Cython core.
+
+Every function here first decides whether the rows of ``W`` are a frame from the
+singular values of ``W`` (the rank rule of ``numpy.linalg.matrix_rank``). For a
+well-conditioned frame the frame operator ``S = W^T W`` is then factorised in the
+compiled core (Cholesky, or ``dsyev`` for the bounds); its condition number is
+``cond(S) = cond(W)^2``, and a Cholesky-based inverse loses about ``cond(S) eps`` of
+relative accuracy. Beyond ``CHOLESKY_MAX_CONDITION`` the answers come from the singular
+value decomposition of ``W`` instead, whose error grows like ``cond(W) eps``.
+"""
+
+import numpy as np
+
+from fastrelu._core.errors import FastReluError
+from fastrelu._core import _frame
+from fastrelu._core.validation import as_matrix, not_a_frame_error
+
+#: Largest ``cond(S) = (sigma_max / sigma_min)^2`` for which the frame operator is
+#: factorised by Cholesky (relative error about ``1e8 eps = 2e-8``); above it the SVD of
+#: ``W`` answers.
+CHOLESKY_MAX_CONDITION = 1e8
+
+
+def _singular_values(W):
+    """Singular values of ``W`` (decreasing) and its rank by ``matrix_rank``'s rule."""
+    s = np.linalg.svd(W, compute_uv=False)
+    rank = int(np.count_nonzero(s > s[0] * max(W.shape) * np.finfo(np.float64).eps)) if s.size else 0
+    return s, rank
+
+
+def _checked_frame(weight):
+    """``(W, s)``: the validated weight and its singular values, or the not-a-frame error
+    (which names the rank)."""
+    W = as_matrix(weight, "weight")
+    if W.shape[0] < W.shape[1]:
+        raise not_a_frame_error(W, "weight")
+    s, rank = _singular_values(W)
+    if rank < W.shape[1]:
+        raise not_a_frame_error(W, "weight", rank)
+    return W, s
+
+
+def _well_conditioned(s):
+    return (s[0] / s[-1]) ** 2 <= CHOLESKY_MAX_CONDITION
+
+
+def is_frame(weight):
+    """True iff the rows of ``weight`` span R^n (``rank(W) = n``, so ``m >= n``; the rank
+    as ``numpy.linalg.matrix_rank`` decides it)."""
+    W = as_matrix(weight, "weight")
+    return W.shape[0] >= W.shape[1] and _singular_values(W)[1] == W.shape[1]
+
+
+def frame_bounds(weight):
+    """Optimal frame bounds ``(A, B) = (lambda_min(S), lambda_max(S))`` of ``S = W^T W``.
+
+    The eigenvalues of ``S`` come from LAPACK's ``dsyev`` in the compiled core when
+    ``cond(S) <= CHOLESKY_MAX_CONDITION``; otherwise they are the squared singular values
+    of ``W``, which keep ``A`` accurate to about ``cond(W) eps`` where ``S`` would lose it.
+    Raises :class:`FastReluError` when the rows of ``weight`` are not a frame (then ``A``
+    would be 0).
+    """
+    W, s = _checked_frame(weight)
+    if not _well_conditioned(s):
+        return float(s[-1] ** 2), float(s[0] ** 2)
+    values, info = _frame.symmetric_eigenvalues(_frame.frame_operator(W))
+    if info != 0:  # pragma: no cover - LAPACK's eigensolver did not converge
+        raise FastReluError(f"The eigenvalues of the frame operator of 'weight' did not converge (LAPACK info={info}).")
+    return float(values[0]), float(values[-1])
+
+
+def _frame_routine(weight, routine, from_svd):
+    """Run a compiled Cholesky routine on a well-conditioned frame, or ``from_svd(U, s,
+    Vt)`` (thin SVD of ``W``) on an ill-conditioned one."""
+    W, s = _checked_frame(weight)
+    if _well_conditioned(s):
+        result, info = routine(W)
+        if info == 0:
+            return result
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    return from_svd(U, s, Vt)
+
+
+def canonical_dual(weight):
+    """Canonical dual frame ``(S^{-1} w_i)_i`` as an ``(m, n)`` array.
+
+    ``S = W^T W`` is factorised by Cholesky in the compiled core (for
+    ``cond(S) <= CHOLESKY_MAX_CONDITION``; beyond it the dual is ``U diag(1/s) V^T`` from
+    the SVD ``W = U diag(s) V^T``). The dual satisfies ``dual.T @ W = I`` (perfect
+    reconstruction ``x = sum_i <x, w_i> S^{-1} w_i``). Raises :class:`FastReluError` when
+    the rows of ``weight`` are not a frame.
+    """
+    return _frame_routine(weight, _frame.canonical_dual, lambda U, s, Vt: (U / s) @ Vt)
+
+
+def frame_operator_inverse(weight):
+    """``S^{-1}`` for the frame operator ``S = W^T W`` (Cholesky in the compiled core for
+    ``cond(S) <= CHOLESKY_MAX_CONDITION``, else ``V diag(1/s^2) V^T`` from the SVD of
+    ``W``). Raises :class:`FastReluError` when the rows of ``weight`` are not a frame."""
+    return _frame_routine(weight, _frame.frame_operator_inverse,
+                          lambda U, s, Vt: (Vt.T / s**2) @ Vt)

@@ -1,0 +1,2 @@
+"""The papers' experiments, by name.
+"""

@@ -1,1 +1,0 @@
-"""Compiled (Cython) extensions of fastrelu. Private: use the public API."""

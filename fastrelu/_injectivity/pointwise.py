@@ -1,0 +1,355 @@
+"""Pointwise injectivity of a ReLU layer on data, and checks of a bias on fresh points
+of a domain (THEORY §2)."""
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastrelu._core import budget as _budget
+from fastrelu._core.domains import Ball, Data, Sphere, check_domain
+from fastrelu._core.errors import FastReluError
+from fastrelu._injectivity import kernels
+from fastrelu._core.layer import ReLULayer
+from fastrelu._bias.mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, normalised_rows
+from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._core.validation import as_matrix, n_jobs_value, positive_int, rank_tol_value, seed_value
+
+#: Default number of fresh points for :func:`check_bias`.
+DEFAULT_CHECK_POINTS = 100_000
+#: At most this many failing points are kept by :func:`check_bias`.
+MAX_FAILED_POINTS = 1000
+#: Stream of the seed that :func:`check_bias` draws from (see ``block_generator``).
+_CHECK_STREAM = 1
+
+
+@dataclass(frozen=True, eq=False)
+class PointwiseInjectivity:
+    """Which points of a data set a layer maps injectively (its active rows span R^n).
+
+    Attributes
+    ----------
+    injective : ndarray of bool, shape (N,)
+        ``True`` where the active rows ``{i : <x, w_i> >= alpha_i}`` span R^n within
+        ``rank_tol``.
+    n_active : ndarray of int64, shape (N,)
+        Size of each point's active set.
+    rank : ndarray of int64, shape (N,)
+        Rank of each point's active subframe within ``rank_tol``, counted up to ``n``.
+    rank_tol : float
+        The rank tolerance used (see :func:`pointwise_injectivity`).
+    elapsed : float
+        Wall-clock seconds.
+    """
+
+    injective: np.ndarray
+    n_active: np.ndarray
+    rank: np.ndarray
+    rank_tol: float
+    elapsed: float = field(repr=False)
+
+    @property
+    def n_points(self):
+        """Number of points checked."""
+        return self.injective.shape[0]
+
+    @property
+    def fraction(self):
+        """Fraction of the points that are injective (``nan`` for no points)."""
+        return float(self.injective.mean()) if self.n_points else float("nan")
+
+    @property
+    def failures(self):
+        """Indices of the points that are not injective."""
+        return np.flatnonzero(~self.injective)
+
+    def summary(self, limit=10):
+        """A short human-readable report: the fraction and the first failing points."""
+        failed = self.failures
+        lines = [f"{self.n_points - failed.size} of {self.n_points} points injective "
+                 f"({100 * self.fraction:.2f}%), rank tolerance {self.rank_tol:g}"]
+        for i in failed[:limit]:
+            lines.append(f"  point {i}: {self.n_active[i]} active rows, rank {self.rank[i]}")
+        if failed.size > limit:
+            lines.append(f"  ... and {failed.size - limit} more")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class BiasCheck:
+    """Pointwise injectivity of a layer on fresh random points of a domain.
+
+    Attributes
+    ----------
+    n_points : int
+        Points drawn (or the data points of a ``Data`` domain).
+    n_injective : int
+        Points at which the active rows span R^n (within ``rank_tol``).
+    failed_points : ndarray, shape (k, n)
+        The first ``k <= 1000`` points that are not injective, in drawing order.
+    failed_n_active, failed_rank : ndarray of int64, shape (k,)
+        Their active-set sizes and ranks (counted up to ``n``).
+    domain : Sphere, Ball, Shell or Data
+    seed : int or None
+        Reproduces the points (they come from a stream of the seed that the bias
+        estimators never use, so a bias is never checked on its own samples).
+    rank_tol : float
+    elapsed : float
+    """
+
+    n_points: int
+    n_injective: int
+    failed_points: np.ndarray = field(repr=False)
+    failed_n_active: np.ndarray = field(repr=False)
+    failed_rank: np.ndarray = field(repr=False)
+    domain: object
+    seed: object
+    rank_tol: float
+    elapsed: float = field(repr=False)
+
+    @property
+    def fraction(self):
+        """Fraction of the points that are injective."""
+        return self.n_injective / self.n_points
+
+    @property
+    def n_failed(self):
+        """Number of points that are not injective."""
+        return self.n_points - self.n_injective
+
+
+class _Geometry:
+    """Normalised rows and (when small enough) their Gram matrix, shared by the workers."""
+
+    def __init__(self, W, bias):
+        m, n = W.shape
+        self.m, self.n = m, n
+        self.weight_t = np.ascontiguousarray(W.T)
+        self.bias = np.ascontiguousarray(bias)
+        _, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
+        self.tile = int(max(32, min(1024, 65536 // max(1, m))))
+
+    def scratch(self):
+        """One thread's buffers for the basis-of-active-rows kernels: ``keys, active,
+        active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf, stats``."""
+        m, n = self.m, self.n
+        return (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
+                np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
+                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
+                np.zeros(3, dtype=np.int64))
+
+    def worker(self, rank_tol):
+        """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
+        tile = self.tile
+        C = np.empty((tile, self.m))
+        lanes = kernels.SPANS_LANES
+        m, n = self.m, self.n
+        scratch = (np.empty((lanes, m)), np.empty((lanes, m), dtype=np.int64),
+                   *self.scratch()[2:], np.zeros((lanes, n), dtype=np.int64),
+                   np.empty((n, n, lanes)))
+        rank_tol2 = float(rank_tol) ** 2
+
+        def check(X, n_active, rank):
+            for start in range(0, X.shape[0], tile):
+                stop = min(X.shape[0], start + tile)
+                kernels.pointwise_tile(X[start:stop], C[:stop - start], self.weight_t,
+                                       self.bias, self.inv_norm, self.gram, self.unit_rows,
+                                       self.use_gram, rank_tol2, n_active[start:stop],
+                                       rank[start:stop], *scratch)
+
+        return check
+
+
+def _as_layer(layer):
+    if not isinstance(layer, ReLULayer):
+        raise FastReluError(f"The 'layer' parameter must be a fastrelu.ReLULayer (build one with ReLULayer(weight, bias)). Got {type(layer).__name__} instead.")
+    return layer
+
+
+def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
+    """Pointwise injectivity of ``layer`` at the rows of ``X``, with the facts behind it.
+
+    A point ``x`` is injective when its active rows ``{i : <x, w_i> - alpha_i >= 0}``
+    span R^n (THEORY §2; on the interior of a domain this is also necessary for the layer
+    to be injective near ``x``). Round-off: the active rows are scanned by decreasing
+    normalised correlation ``<x, w_i> / |w_i|`` and a row counts when its unit direction
+    is farther than ``rank_tol`` from the span of the rows counted before it (the
+    criterion of :func:`mcbe`, so a bias from ``mcbe`` makes its samples injective here).
+    Activity itself is the exact comparison ``W x - alpha >= 0`` of the computed values.
+
+    Parameters
+    ----------
+    layer : ReLULayer
+        The layer ``ReLU(W x - alpha)``; any shape (a layer that is not a frame is
+        injective nowhere). Neurons with ``alpha_i = +inf`` are never active.
+    X : array_like, shape (N, n)
+        The points.
+    rank_tol : float, optional
+        Distance below which a unit row counts as dependent (default 1e-6; at least 1e-7,
+        the resolution of distances computed from Gram matrices).
+    n_jobs : int, optional
+        Worker threads (default: all cores). The result does not depend on it.
+
+    Returns
+    -------
+    PointwiseInjectivity
+    """
+    clock = Stopwatch()
+    layer = _as_layer(layer)
+    n = layer.shape[1]
+    X = as_matrix(X, "X", ncols=n, allow_empty=True)
+    rank_tol = rank_tol_value(rank_tol)
+    jobs = n_jobs_value(n_jobs)
+    N = X.shape[0]
+    budget = _budget.for_check(layer.shape[0], n, N, jobs, what="injectivity_summary", name="X",
+                               outputs=True).check_memory().check_start(jobs)
+    n_active = np.zeros(N, dtype=np.int64)
+    rank = np.zeros(N, dtype=np.int64)
+    geometry = _Geometry(layer.weight, layer.bias)
+
+    def make_worker():
+        check = geometry.worker(rank_tol)
+
+        def process(b):
+            part = slice(b * BLOCK_SIZE, min(N, (b + 1) * BLOCK_SIZE))
+            check(X[part], n_active[part], rank[part])
+
+        return process, lambda: None
+
+    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs, progress=None, desc="injectivity",
+               budget=budget)
+    return PointwiseInjectivity(injective=rank == n, n_active=n_active, rank=rank,
+                                rank_tol=rank_tol, elapsed=clock())
+
+
+def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
+    """Does the active subframe of ``layer`` at each row of ``X`` span R^n?
+
+    Returns a boolean array of shape ``(N,)``; :func:`injectivity_summary` gives the same
+    answer with the active-set sizes, ranks and failing points. See there for the rank
+    tolerance.
+    """
+    return injectivity_summary(layer, X, rank_tol=rank_tol, n_jobs=n_jobs).injective
+
+
+def _draw(domain, rng, out):
+    """Points of ``domain`` (Sphere, Ball or Shell) into ``out``, uniform on the sphere or
+    uniform in volume for the ball and the shell (optionally the nonnegative part)."""
+    rng.standard_normal(out=out)
+    if domain.nonnegative:
+        np.abs(out, out=out)
+    norms = np.linalg.norm(out, axis=1)
+    norms[norms == 0.0] = 1.0  # a zero draw (probability zero) stays at the origin
+    n = out.shape[1]
+    if isinstance(domain, Sphere):
+        radius = np.full(out.shape[0], domain.radius)
+    else:
+        outer = domain.radius if isinstance(domain, Ball) else domain.outer
+        ratio = 0.0 if isinstance(domain, Ball) else (domain.inner / domain.outer) ** n
+        # uniform in volume between the radii: t^n uniform on [inner^n, outer^n]
+        radius = outer * (ratio + rng.random(out.shape[0]) * (1.0 - ratio)) ** (1.0 / n)
+    out *= (radius / norms)[:, None]
+
+
+def _keep_failures(failed, lock, block, points, n_active, rank):
+    """Record a block's failing points, keeping only what the first ``MAX_FAILED_POINTS``
+    failures in drawing order can need, whatever the order in which blocks finish."""
+    with lock:
+        failed[block] = (points[:MAX_FAILED_POINTS].copy(), n_active[:MAX_FAILED_POINTS].copy(),
+                         rank[:MAX_FAILED_POINTS].copy())
+        total = 0
+        for b in sorted(failed):
+            if total >= MAX_FAILED_POINTS:
+                del failed[b]  # later blocks than enough earlier failures
+            else:
+                total += failed[b][0].shape[0]
+
+
+def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK_TOL,
+               n_jobs=None, progress=False):
+    """Measure the pointwise injectivity of a layer's bias on fresh points of a domain.
+
+    The honest way to compare biases from different methods (:func:`mcbe`, :func:`pbe`,
+    a trained network's own): draw points the estimators never saw and count those whose
+    active rows span R^n (criterion and ``rank_tol`` as in :func:`injectivity_summary`).
+    Sphere points are uniform on the sphere, ball and shell points uniform in volume,
+    restricted to the nonnegative orthant when the domain says so; a ``Data`` domain
+    uses its own points.
+
+    Parameters
+    ----------
+    layer : ReLULayer
+        The layer ``ReLU(W x - alpha)`` whose bias ``alpha`` is checked; ``+inf``
+        entries (the rows an estimator left unconstrained) are never active.
+    domain : Sphere, Ball, Shell or Data
+        Where to draw the points; its dimension must be ``n``.
+    n_points : int, optional
+        Number of points (default 100,000); must be omitted for ``Data``.
+    seed : int, optional
+        Seed of the points (fresh entropy when omitted; reported). The points come from
+        a stream of the seed that the estimators never draw from.
+    rank_tol : float, optional
+        Rank tolerance (default 1e-6).
+    n_jobs : int, optional
+        Worker threads (default: all cores). The result does not depend on it.
+    progress : bool or None, optional
+        Progress bar on stderr (as for :func:`mcbe`).
+
+    Returns
+    -------
+    BiasCheck
+    """
+    clock = Stopwatch()
+    layer = _as_layer(layer)
+    n = layer.shape[1]
+    check_domain(domain, n)
+    rank_tol = rank_tol_value(rank_tol)
+    jobs = n_jobs_value(n_jobs)
+    if isinstance(domain, Data):
+        if n_points is not None:
+            raise FastReluError(f"The 'n_points' parameter must be omitted for a Data domain (every one of its {len(domain)} points is used). Got n_points={n_points!r}.")
+        total, seed_used = len(domain), None
+    else:
+        total = DEFAULT_CHECK_POINTS if n_points is None else positive_int(n_points, "n_points")
+        seed_used = seed_value(seed)
+    budget = _budget.for_check(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
+                               outputs=False).check_memory().check_start(jobs)
+    geometry = _Geometry(layer.weight, layer.bias)
+    n_blocks = -(-total // BLOCK_SIZE)
+    failed = {}
+    lock = threading.Lock()
+
+    def make_worker():
+        check = geometry.worker(rank_tol)
+        buffer = np.empty((BLOCK_SIZE, n))
+        n_active = np.empty(BLOCK_SIZE, dtype=np.int64)
+        rank = np.empty(BLOCK_SIZE, dtype=np.int64)
+        good = [0]
+
+        def process(b):
+            size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+            if seed_used is None:
+                X = domain.points[b * BLOCK_SIZE:b * BLOCK_SIZE + size]
+            else:
+                X = buffer[:size]
+                _draw(domain, block_generator(seed_used, b, _CHECK_STREAM), X)
+            check(X, n_active[:size], rank[:size])
+            bad = np.flatnonzero(rank[:size] < n)
+            good[0] += size - bad.size
+            if bad.size:
+                _keep_failures(failed, lock, b, X[bad], n_active[bad], rank[bad])
+
+        return process, lambda: good[0]
+
+    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="check_bias",
+                          budget=budget)
+    parts = [failed[b] for b in sorted(failed)]
+    if parts:
+        points = np.concatenate([p[0] for p in parts])[:MAX_FAILED_POINTS]
+        active = np.concatenate([p[1] for p in parts])[:MAX_FAILED_POINTS]
+        ranks = np.concatenate([p[2] for p in parts])[:MAX_FAILED_POINTS]
+    else:
+        points, active, ranks = np.empty((0, n)), np.empty(0, np.int64), np.empty(0, np.int64)
+    return BiasCheck(n_points=total, n_injective=int(sum(partials)), failed_points=points,
+                     failed_n_active=active, failed_rank=ranks, domain=domain,
+                     seed=seed_used, rank_tol=rank_tol, elapsed=clock())

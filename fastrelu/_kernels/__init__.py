@@ -1,1 +1,0 @@
-"""Numba kernels of fastrelu. Private: they assume validated input and never raise."""

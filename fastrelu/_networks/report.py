@@ -1,0 +1,518 @@
+"""Layer-by-layer reports on whole networks: injectivity, maximal biases, reconstruction,
+spectral measures and per-sample local metrics."""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from fastrelu._core.domains import Ball, Data
+from fastrelu._bias.enlarge import METHODS as ENLARGE_METHODS, bandwidth_value, enlarge_data
+from fastrelu._core.errors import FastReluError
+from fastrelu._core.io import jsonable
+from fastrelu._core.frames import frame_bounds, is_frame
+from fastrelu._core.layer import ReLULayer
+from fastrelu._bias.mcbe import mcbe
+from fastrelu._runtime.parallel import Stopwatch, block_generator
+from fastrelu._bias.pbe import pbe
+from fastrelu._injectivity.pointwise import injectivity_summary
+from fastrelu._reconstruct.driver import invert, reconstruct
+from fastrelu._spectral.power import relu_power_iteration
+from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
+from fastrelu._spectral.width import gaussian_mean_width, local_metrics
+
+#: Stream of the seed that chooses the split of the data into fitting and held-out points.
+SPLIT_STREAM = 6
+DEFAULT_SAMPLES = 100_000
+DEFAULT_WIDTH_DRAWS = 2_000
+DEFAULT_POWER_STARTS = 32
+#: Largest input dimension for which PBE is attempted.
+DEFAULT_PBE_DIM = 6
+#: Per-sample metrics whose separation of correct from incorrect predictions is measured.
+AUC_METRICS = ("n_active", "rank", "sigma_min", "sigma_max", "width", "cond")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerReport:
+    """What :func:`analyze` found for one hidden layer ``ReLU(W x - alpha)``.
+
+    Attributes
+    ----------
+    index : int
+        Position among the hidden layers (0: the one that sees the network input).
+    shape : tuple of int
+        ``(m, n)``: neurons, input dimension.
+    redundancy : float
+        ``m / n``.
+    frame_bounds : tuple of float or None
+        Optimal frame bounds ``(A, B)`` of the rows; ``None`` when they are not a frame
+        (then the layer is injective nowhere, whatever the bias).
+    bias : ndarray, shape (m,)
+        The layer's own (learned) bias ``alpha`` (subtracted convention).
+    dead : int
+        Neurons active at none of the data points.
+    estimates : dict of str to ndarray
+        Maximal-bias estimates ``alpha^K`` of THEORY §3–4, by domain: ``"data"`` (MCBE
+        on the fitting points as they reach this layer), ``"data_enlarged"`` (the same
+        set enlarged by synthetic points, :func:`fastrelu.enlarge_data`), ``"ball"``
+        (MCBE on the ball of the largest fitting input's radius, nonnegative part when
+        every input is nonnegative) and ``"pbe"`` (PBE on the full ball of that radius,
+        for small ``n``). ``+inf`` marks neurons no sample constrained.
+    skipped : dict of str to str
+        Estimates not computed, with the reason.
+    fraction_above : dict of str to float
+        Per estimate, the fraction of neurons whose learned bias exceeds the estimate
+        (``alpha_i > alpha^K_i``): the neurons that make the layer leave the estimate's
+        guarantee.
+    injective_fraction : float
+        Fraction of the data points at which the layer with its learned bias is
+        injective (its active rows span R^n, :func:`fastrelu.injectivity_summary`).
+    stable_fraction : float
+        Fraction of the data points whose input to this layer is recovered from its
+        output stably: the active rows span with a condition number below ``1 /
+        span_tol = 1e6`` (:func:`fastrelu.reconstruct`). Below ``injective_fraction``
+        when the active rows span only barely (for example when weight decay has shrunk
+        the weights of inputs that never vary).
+    heldout_fraction : dict of str to float
+        Fraction of the held-out points (as they reach this layer) at which the layer is
+        injective with, in turn, the learned bias (``"learned"``) and each estimate used
+        as the bias (``+inf`` entries: the neuron is never active).
+    reconstructed_fraction : float
+        Fraction of the data points whose network input is recovered from this layer's
+        output through every layer below (:func:`fastrelu.invert`, method ``"dual"``).
+    reconstruction_error : float
+        Largest relative error ``|x_rec - x| / |x|`` among the recovered points (NaN when
+        none is).
+    s1 : float
+        ``s_1``: the largest value of ``|ReLU(W x - alpha) - ReLU(-alpha)|`` found on the
+        unit ball by :func:`fastrelu.relu_power_iteration` (a lower bound and an
+        estimate), next to ``spectral_norm = |W|_2`` (its value without the ReLU).
+    spectral_norm : float
+    width_in, width_out : float
+        Gaussian mean width of the data as they enter and as they leave the layer
+        (exact per draw; standard errors in ``width_stderr``). The draws for the set
+        leaving layer ``k`` come from ``seed + k + 1`` and are the same estimate as the
+        next layer's ``width_in``; layer 0's ``width_in`` uses ``seed``.
+    width_stderr : tuple of float
+    elapsed : float
+        Seconds spent on this layer.
+    """
+
+    index: int
+    shape: tuple
+    redundancy: float
+    frame_bounds: object
+    bias: np.ndarray = field(repr=False)
+    dead: int
+    estimates: dict = field(repr=False)
+    skipped: dict
+    fraction_above: dict
+    injective_fraction: float
+    stable_fraction: float
+    heldout_fraction: dict
+    reconstructed_fraction: float
+    reconstruction_error: float
+    s1: float
+    spectral_norm: float
+    width_in: float
+    width_out: float
+    width_stderr: tuple = field(repr=False)
+    elapsed: float = field(repr=False)
+
+    def to_dict(self):
+        """JSON-ready fields (arrays as lists, ``inf``/NaN as ``None``)."""
+        return jsonable({name: getattr(self, name) for name in self.__dataclass_fields__})
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkReport:
+    """The result of :func:`analyze`.
+
+    Attributes
+    ----------
+    layers : tuple of LayerReport
+        One per hidden layer, input side first.
+    samples : dict of str to ndarray
+        Per data point (shape ``(N,)`` each), keyed ``"layer<k>.<metric>"``: ``injective``,
+        ``n_active``, ``rank``, ``sigma_min``, ``sigma_max``, ``width`` (the local
+        metrics of THEORY §8 for ``D_x W`` at the point's input to layer ``k``),
+        ``cond`` and ``stable`` (the condition number of the active rows and whether the
+        layer's input is recovered stably from its output, :func:`fastrelu.reconstruct`),
+        ``reconstructed`` and ``reconstruction_error`` (recovering the network input from
+        layer ``k``'s output); plus ``"heldout"`` (bool: the point was held out of the
+        fitting of the data-driven estimates) and, with labels, ``"prediction"`` and
+        ``"correct"``.
+    auc : dict of str to float
+        With labels: for each ``"layer<k>.<metric>"`` of ``AUC_METRICS``, the area under
+        the ROC curve of the metric as a score separating correctly from incorrectly
+        classified points, ``P(metric(correct) > metric(incorrect))`` with ties counted
+        half (Mann–Whitney ``U / (n_1 n_0)``): 0.5 is no separation, values far below
+        0.5 separate too (the metric is then lower on correct points). Empty without
+        labels or when one class is empty.
+    accuracy : float or None
+        Fraction of correctly classified points (with labels).
+    parameters : dict
+        Everything that reproduces the report (seed, sample counts, enlargement, ...).
+    elapsed : float
+    """
+
+    layers: tuple
+    samples: dict = field(repr=False)
+    auc: dict = field(repr=False)
+    accuracy: object
+    parameters: dict
+    elapsed: float = field(repr=False)
+
+    def to_dict(self):
+        """The report as plain JSON-ready data: ``layers`` (a list of dicts), ``samples``
+        (per-sample lists), ``auc``, ``accuracy``, ``parameters``, ``elapsed``."""
+        return jsonable({"layers": [layer.to_dict() for layer in self.layers],
+                          "samples": self.samples, "auc": self.auc, "accuracy": self.accuracy,
+                          "parameters": self.parameters, "elapsed": self.elapsed})
+
+    def summary(self):
+        """A short table, one line per hidden layer."""
+        lines = ["layer  shape        injective  stable  held-out: learned  data+  ball   rec.   s1      width in->out"]
+        for layer in self.layers:
+            held = layer.heldout_fraction
+            lines.append(
+                f"{layer.index:>5}  {layer.shape[0]:>4}x{layer.shape[1]:<6} {layer.injective_fraction:>9.3f}"
+                f"  {layer.stable_fraction:>6.3f}"
+                f"  {held.get('learned', float('nan')):>17.3f}  {held.get('data_enlarged', float('nan')):>5.3f}"
+                f"  {held.get('ball', float('nan')):>5.3f}  {layer.reconstructed_fraction:>5.3f}"
+                f"  {layer.s1:>6.3g}  {layer.width_in:.3g} -> {layer.width_out:.3g}")
+        if self.accuracy is not None:
+            lines.append(f"accuracy {self.accuracy:.4f}")
+        return "\n".join(lines)
+
+
+def _network(network):
+    # Imported here: the loaders pull in optional packages only when used.
+    from fastrelu._networks.network import Network
+    if not isinstance(network, Network):
+        raise FastReluError(f"The 'network' parameter must be a fastrelu.Network (see Network.from_sklearn, Network.load). Got {type(network).__name__} instead.")
+    return network
+
+
+def _auc(score, correct):
+    """``P(score(correct) > score(incorrect))`` with ties counted half."""
+    good, bad = score[correct], score[~correct]
+    good, bad = good[~np.isnan(good)], bad[~np.isnan(bad)]  # inf (never spanning) ranks last
+    if good.size == 0 or bad.size == 0:
+        return float("nan")
+    u = stats.mannwhitneyu(good, bad, alternative="two-sided").statistic
+    return float(u) / (good.size * bad.size)
+
+
+def _labels(y, N):
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != N:
+        raise FastReluError(f"The 'y' parameter must be a 1-D array of {N} labels (one per data point). Got y.shape={y.shape}.")
+    return y
+
+
+def _listed(values, limit=10):
+    values = np.asarray(values).tolist()
+    return f"{values[:limit]}{' ...' if len(values) > limit else ''}"
+
+
+def _check_classes(y, network):
+    """Labels that no prediction can equal are a caller's error: refuse ``y`` when none
+    of its labels is a class of the network, warn when some are not."""
+    classes = network.classes
+    if classes is None:  # predictions are the output unit indices
+        units = network.output.shape[0]
+        classes = np.arange(2 if units == 1 else units)
+        kind = "output unit indices (the network has no classes)"
+    else:
+        kind = "classes"
+    known = np.isin(y, classes)
+    if known.all():
+        return
+    unknown = np.unique(y[~known])
+    if not known.any():
+        raise FastReluError(f"The 'y' parameter must hold labels among the network's {kind} {_listed(classes)}. Got labels {_listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+    warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in 'y' are not among the network's {kind} {_listed(classes)} (labels {_listed(unknown)}): those points count as incorrectly classified.", UserWarning, stacklevel=3)
+
+
+def _reduced_layers(hidden):
+    """The hidden layers without their zero rows, computing the same network.
+
+    A zero row ``i`` of layer ``k`` outputs the constant ``c_i = ReLU(-alpha_i)``: it
+    carries no information, and the estimators and solvers refuse it. Dropping it and
+    moving ``W_{k+1}[:, i] c_i`` into the next layer's bias leaves every other output
+    unchanged. Returns the reduced layers and, per layer, the indices of the rows kept.
+    """
+    layers, kept = [], []
+    columns, constants = None, None
+    for layer in hidden:
+        W, alpha = layer.weight, layer.bias
+        if columns is not None:
+            alpha = alpha - W[:, ~columns] @ constants
+            W = W[:, columns]
+        nonzero = np.linalg.norm(layer.weight, axis=1) > 0
+        layers.append(ReLULayer(W[nonzero], alpha[nonzero]))
+        kept.append(np.flatnonzero(nonzero))
+        columns, constants = nonzero, np.maximum(-layer.bias[~nonzero], 0.0)
+    return layers, kept
+
+
+def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
+    """The maximal-bias estimates of the rows ``W`` (no zero rows) of a layer."""
+    m, n = W.shape
+    estimates, skipped = {}, {}
+    if not is_frame(W):
+        reason = f"the rows do not span R^{n}: the layer is injective nowhere"
+        return estimates, {name: reason for name in ("data", "data_enlarged", "ball", "pbe")}
+    if fit.shape[0]:
+        estimates["data"] = mcbe(W, Data(fit), n_jobs=jobs).alpha
+        if enlarged is not None:
+            estimates["data_enlarged"] = mcbe(W, enlarged, n_jobs=jobs).alpha
+        radius = float(np.linalg.norm(fit, axis=1).max())
+    else:
+        skipped["data"] = "no fitting points"
+        radius = 0.0
+    if radius > 0:
+        nonnegative = bool((fit >= 0).all())
+        estimates["ball"] = mcbe(W, Ball(n, radius, nonnegative), samples, seed=seed,
+                                 n_jobs=jobs).alpha
+        if n > pbe_dim:
+            skipped["pbe"] = f"input dimension {n} above pbe_dim={pbe_dim}"
+        else:
+            try:
+                estimates["pbe"] = pbe(W, Ball(n, radius)).alpha
+            except FastReluError as exc:
+                skipped["pbe"] = str(exc)
+    else:
+        reason = "no fitting points" if fit.shape[0] == 0 else "the fitting points are all zero"
+        skipped["ball"] = skipped["pbe"] = reason
+    return estimates, skipped
+
+
+def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=0,
+            enlarge="kde", enlarge_points=None, bandwidth="scott", noise=0.1,
+            width_draws=DEFAULT_WIDTH_DRAWS, power_starts=DEFAULT_POWER_STARTS,
+            pbe_dim=DEFAULT_PBE_DIM, n_jobs=None):
+    """Analyse every hidden layer of a ReLU network on data.
+
+    For hidden layer ``k`` with the data as they reach it: its frame bounds; its learned
+    bias against the maximal-bias estimates (MCBE on the fitting data, on the fitting
+    data enlarged by synthetic points, on the ball of the data's radius; PBE for small
+    input dimension) and the fraction of neurons above each; pointwise injectivity on the
+    data; on held-out points, the fraction kept injective by the learned bias and by each
+    estimate; recovery of the network input from the layer's output; ``s_1`` and the
+    Gaussian mean width of the data in and out; per point, the local metrics of
+    ``D_x W`` (THEORY §8). With labels, how well each per-point metric separates correct
+    from incorrect predictions (ROC AUC). See :class:`LayerReport` and
+    :class:`NetworkReport` for what each number is.
+
+    Parameters
+    ----------
+    network : Network
+    X : array_like, shape (N, n)
+        The data (network inputs). Per-point metrics are computed for all of them.
+    y : array_like, shape (N,), optional
+        Class labels (needs an output layer). The prediction is the output unit with the
+        largest value, or for a single output unit whether its value is positive
+        (unit 1) or not (unit 0), mapped through ``network.classes`` when the network
+        has them (scikit-learn classifiers do; otherwise the labels must be the unit
+        indices ``0 .. k-1``, ``0`` or ``1`` for a single unit). Labels none of which is
+        a class are refused (no prediction could be correct); when only some are not
+        classes, a ``UserWarning`` names them and their points count as incorrect.
+    fit_data : array_like, shape (N_fit, n), optional
+        The points the data-driven estimates are fitted on (for example the training
+        set); then every point of ``X`` is held out. By default half of ``X``, chosen by
+        ``seed``, fits and the other half is held out.
+    samples : int, optional
+        MCBE samples on the ball, per layer (default 100,000).
+    seed : int, optional
+        Seed of every random choice (default 0).
+    enlarge : {"kde", "blowup"} or None, optional
+        How the fitting data are enlarged for the ``"data_enlarged"`` estimate
+        (:func:`fastrelu.enlarge_data`); ``None`` skips it.
+    enlarge_points : int, optional
+        Synthetic points per layer (default: 10 times the fitting points).
+    bandwidth, noise : optional
+        Passed to :func:`fastrelu.enlarge_data`.
+    width_draws : int, optional
+        Gaussian draws for the mean widths (default 2,000).
+    power_starts : int, optional
+        Starts of the ReLU power iteration for ``s_1`` (default 32).
+    pbe_dim : int, optional
+        PBE is computed for layers with input dimension up to this (default 6).
+    n_jobs : int, optional
+        Worker threads (default: all cores). The report does not depend on it.
+
+    Returns
+    -------
+    NetworkReport
+    """
+    clock = Stopwatch()
+    network = _network(network)
+    X = as_matrix(X, "X", ncols=network.input_dim)
+    N = X.shape[0]
+    seed = seed_value(seed)
+    samples = positive_int(samples, "samples")
+    width_draws = positive_int(width_draws, "width_draws")
+    power_starts = positive_int(power_starts, "power_starts")
+    pbe_dim = positive_int(pbe_dim, "pbe_dim")
+    if enlarge is not None and enlarge not in ENLARGE_METHODS:
+        raise FastReluError(f"The 'enlarge' parameter must be one of {list(ENLARGE_METHODS)} or None. Got {enlarge!r} instead.")
+    bandwidth = bandwidth_value(bandwidth)
+    noise = positive_float(noise, "noise", allow_zero=True)
+    if enlarge_points is not None:
+        enlarge_points = positive_int(enlarge_points, "enlarge_points")
+    if y is not None:
+        y = _labels(y, N)
+        if network.output is None:
+            raise FastReluError("The 'y' parameter needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
+        _check_classes(y, network)
+    if fit_data is None:
+        order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
+        heldout = np.zeros(N, dtype=bool)
+        heldout[order[N // 2:]] = True
+        fit_inputs = network.layer_inputs(X[~heldout])
+    else:
+        fit = as_matrix(fit_data, "fit_data", ncols=network.input_dim)
+        heldout = np.ones(N, dtype=bool)
+        fit_inputs = network.layer_inputs(fit)
+    inputs = network.layer_inputs(X)
+    outputs = network.hidden_outputs(X)
+
+    layers, per_sample, auc = [], {"heldout": heldout}, {}
+    reduced, kept = _reduced_layers(network.hidden)
+    all_framed = True  # every layer so far is a frame: the input can be recovered at all
+    width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs)
+    for k, layer in enumerate(network.hidden):
+        layer_clock = Stopwatch()
+        W, alpha = layer.weight, layer.bias
+        m, n = W.shape
+        Xk, fit_k = inputs[k], fit_inputs[k]
+        enlarged = None
+        if enlarge is not None and fit_k.shape[0]:
+            count = 10 * fit_k.shape[0] if enlarge_points is None else enlarge_points
+            enlarged = enlarge_data(fit_k, count, method=enlarge, bandwidth=bandwidth,
+                                    noise=noise, seed=seed + k)
+        found, skipped = _estimates(W[kept[k]], fit_k, enlarged, seed + k, samples, pbe_dim, n_jobs)
+        estimates = {}
+        for name, value in found.items():  # zero rows are never constrained: +inf
+            estimates[name] = np.full(m, np.inf)
+            estimates[name][kept[k]] = value
+        if kept[k].size < m:
+            skipped["zero rows"] = f"rows {np.setdiff1d(np.arange(m), kept[k])[:10].tolist()} are zero: never constrained (+inf), left out of the reconstruction"
+        if enlarge is None:
+            skipped.setdefault("data_enlarged", "enlarge=None")
+        elif enlarged is None:
+            skipped.setdefault("data_enlarged", "no fitting points")
+
+        summary = injectivity_summary(layer, Xk, n_jobs=n_jobs)
+        held_points = Xk[heldout]
+        heldout_fraction = {"learned": float(summary.injective[heldout].mean()) if held_points.shape[0] else float("nan")}
+        for name, estimate in estimates.items():
+            heldout_fraction[name] = (injectivity_summary(ReLULayer(W, estimate), held_points, n_jobs=n_jobs).fraction
+                                      if held_points.shape[0] else float("nan"))
+        fraction_above = {name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()}
+
+        framed = is_frame(W)
+        all_framed = all_framed and framed
+        if framed:
+            own = reconstruct(reduced[k], outputs[k][:, kept[k]], n_jobs=n_jobs)
+            own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
+        else:  # nothing to solve: the rows span nowhere
+            own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
+        if all_framed:
+            inversion = invert(reduced[:k + 1], outputs[k][:, kept[k]], n_jobs=n_jobs)
+            norms = np.linalg.norm(X, axis=1)
+            error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
+            recovered = inversion.ok
+            error = np.where(recovered, error, np.nan)
+        else:
+            recovered, error = np.zeros(N, dtype=bool), np.full(N, np.nan)
+        local = local_metrics(layer, Xk, n_jobs=n_jobs)
+
+        power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
+                                     n_jobs=n_jobs, per_start=False)
+        width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
+                                        n_jobs=n_jobs)
+        prefix = f"layer{k}."
+        per_sample.update({prefix + "injective": summary.injective,
+                           prefix + "n_active": local.n_active, prefix + "rank": local.rank,
+                           prefix + "sigma_min": local.sigma_min,
+                           prefix + "sigma_max": local.sigma_max, prefix + "width": local.width,
+                           prefix + "cond": own_cond, prefix + "stable": own_ok,
+                           prefix + "reconstructed": recovered,
+                           prefix + "reconstruction_error": error})
+        ok_errors = error[np.isfinite(error)]
+        layers.append(LayerReport(
+            index=k, shape=(m, n), redundancy=m / n,
+            frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
+            dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
+            skipped=skipped, fraction_above=fraction_above,
+            injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
+            heldout_fraction=heldout_fraction,
+            reconstructed_fraction=float(np.mean(recovered)),
+            reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
+            s1=power.s1, spectral_norm=float(np.linalg.norm(W, 2)),
+            width_in=width_in.value, width_out=width_out.value,
+            width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
+        width_in = width_out  # the same point set enters the next layer: one estimate
+
+    accuracy = None
+    if y is not None:
+        scores = network.forward(X)
+        # One output unit: a binary classifier whose positive class is the score > 0
+        prediction = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else np.argmax(scores, axis=1)
+        classes = getattr(network, "classes", None)
+        if classes is not None:
+            prediction = np.asarray(classes)[prediction]
+        correct = prediction == y
+        per_sample["prediction"] = prediction
+        per_sample["correct"] = correct
+        accuracy = float(correct.mean())
+        for k in range(len(layers)):
+            for metric in AUC_METRICS:
+                key = f"layer{k}.{metric}"
+                value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
+                if math.isfinite(value):
+                    auc[key] = value
+    from fastrelu import __version__  # the package is fully imported by now
+
+    parameters = {"n_points": N, "n_fit": int(fit_inputs[0].shape[0]), "samples": samples,
+                  "seed": seed, "enlarge": enlarge, "enlarge_points": enlarge_points,
+                  "bandwidth": bandwidth, "noise": noise, "width_draws": width_draws,
+                  "power_starts": power_starts, "pbe_dim": pbe_dim,
+                  "fit_data": "given" if fit_data is not None else "half of X",
+                  "widths": list(network.widths), "version": __version__}
+    return NetworkReport(layers=tuple(layers), samples=per_sample, auc=auc, accuracy=accuracy,
+                         parameters=parameters, elapsed=clock())
+
+
+def save_report(report, out_dir, *, plots=True):
+    """Write ``report.json`` (:meth:`NetworkReport.to_dict`), ``samples.npz`` (the
+    per-point arrays) and, with ``plots`` and matplotlib installed, the figures of
+    :func:`fastrelu.plot_report` into ``out_dir``.
+
+    Returns ``(paths, note)``: the files written and, when figures were asked for but
+    matplotlib is missing, a note saying so (else ``None``).
+    """
+    import json
+    import os
+
+    from fastrelu._core.io import output_directory
+    from fastrelu._networks.plots import check_report, plot_report
+
+    check_report(report, NetworkReport)
+    output_directory(out_dir, "out_dir")
+    paths = [os.path.join(out_dir, "report.json"), os.path.join(out_dir, "samples.npz")]
+    with open(paths[0], "w") as handle:
+        json.dump(report.to_dict(), handle, indent=1)
+    np.savez_compressed(paths[1], **report.samples)
+    note = None
+    if plots:
+        try:
+            paths += plot_report(report, out_dir)
+        except FastReluError as exc:
+            note = f"figures skipped: {exc}"
+    return paths, note

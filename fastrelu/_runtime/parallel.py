@@ -1,0 +1,156 @@
+"""Block-parallel execution shared by the sampled kernels.
+
+Work is cut into fixed-size blocks; block ``b`` of a seeded run draws from its own
+stream ``SeedSequence(seed, spawn_key=(b,))`` (the ``b``-th child of ``seed``), so what a
+block computes never depends on which thread runs it, how many threads there are, or
+which blocks ran before. Each worker thread folds its blocks into its own partial result
+with an order-independent reduction (minimum, integer sum); the partials are combined at
+the end. Results are therefore bit-identical for any ``n_jobs``.
+
+Workers are Python threads running ``nogil`` Numba kernels and NumPy's random
+generators (which release the GIL); BLAS is held to one thread inside the run so that the
+threads do not oversubscribe the cores. ``_blocks`` runs ranges of blocks with this on
+local threads, on Dask workers and between checkpoints.
+"""
+
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import nullcontext
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+
+def block_generator(seed, block, stream=0):
+    """The random generator of block ``block`` of a run seeded with ``seed``.
+
+    ``stream`` separates independent uses of one seed: stream 0 (spawn key ``(block,)``)
+    is the sampling of the bias estimators, stream 1 (spawn key ``(block, 1)``) the fresh
+    test points of :func:`fastrelu.check_bias`, so that checking a bias with the seed
+    that estimated it never reuses the estimator's samples. Stream 2 holds the starts of
+    :func:`fastrelu.relu_power_iteration`, stream 3 the Gaussian draws of
+    :func:`fastrelu.gaussian_mean_width`, stream 4 (block index ``j``) the points and
+    starts of the rank-``(j-1)`` fits of :func:`fastrelu.relu_singular_values`.
+    """
+    key = (block,) if stream == 0 else (block, stream)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def _progress_bar(total, progress, desc):
+    if progress is None:  # automatic: only for runs that turn out long, on a terminal
+        return tqdm(total=total, desc=desc, unit="block", delay=2.0, file=sys.stderr,
+                    disable=not sys.stderr.isatty(), leave=False)
+    return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, disable=not progress)
+
+
+def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", bar=None,
+               limit_blas=True, budget=None):
+    """Run the given blocks on ``n_jobs`` threads.
+
+    ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``) or a ``range`` of block
+    indices. ``make_worker()`` is called once per thread and returns
+    ``(process, result)``: ``process(b)`` folds block ``b`` into the thread's partial
+    state and ``result()`` returns that partial state. Returns the list of partial
+    results (one per thread). With one thread the blocks run in the calling thread.
+    ``bar`` is a progress bar to advance instead of a new one (it is left open);
+    ``limit_blas=False`` leaves BLAS's thread count to the caller. Ctrl-C stops the
+    workers after their current block and re-raises ``KeyboardInterrupt``.
+
+    With a ``budget`` (``fastrelu._core.budget.Budget``) the time is bounded from the sizes
+    first, then the first blocks run on the calling thread and are timed, and a run
+    estimated over the time limit is refused (``FastReluError``) before the others start.
+    """
+    from fastrelu._core import budget as _budget
+
+    blocks = range(blocks) if isinstance(blocks, int) else blocks
+    threads = _budget.threads_of(n_jobs)
+    if budget is not None:
+        budget.check_time(budget.lower_bound(len(blocks), threads), threads, resumable=False)
+    own_bar = bar is None
+    if own_bar:
+        bar = _progress_bar(len(blocks), progress, desc)
+    limits = threadpool_limits(limits=1, user_api="blas") if limit_blas else nullcontext()
+    try:
+        with limits:
+            results = []
+            first_worker = None
+            if budget is not None:
+                first_worker = make_worker()
+                process = first_worker[0]
+
+                def run(a, b):
+                    for i in range(a, b):
+                        process(blocks[i])
+                        bar.update(1)
+
+                at, per_block = _budget.probe(run, 0, len(blocks))
+                blocks = blocks[at:]
+                if per_block is not None:
+                    budget.check_time(per_block * len(blocks) / threads, threads,
+                                      resumable=False, measured=per_block, progress=progress)
+            workers = max(1, min(n_jobs, len(blocks)))
+            if workers == 1:
+                process, result = first_worker or make_worker()
+                for b in blocks:
+                    process(b)
+                    bar.update(1)
+                return [result()]
+            if first_worker is not None:
+                results.append(first_worker[1]())
+            return _run_threads(blocks, make_worker, workers, bar) + results
+    finally:
+        if own_bar:
+            bar.close()
+
+
+def _run_threads(blocks, make_worker, workers, bar):
+    stop = threading.Event()
+    lock = threading.Lock()
+    next_block = [0]
+    n_blocks = len(blocks)
+
+    def claim():
+        with lock:
+            b = next_block[0]
+            next_block[0] += 1
+        return b
+
+    def thread_main():
+        process, result = make_worker()
+        while not stop.is_set():
+            b = claim()
+            if b >= n_blocks:
+                break
+            process(blocks[b])
+            bar.update(1)
+        return result()
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrelu")
+    try:
+        futures = [pool.submit(thread_main) for _ in range(workers)]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    stop.set()
+                    raise future.exception()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return [future.result() for future in futures]
+
+
+class Stopwatch:
+    """Wall-clock seconds since creation."""
+
+    def __init__(self):
+        self._start = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self._start

@@ -1,0 +1,485 @@
+"""Gaussian mean width of sets, linear maps and ReLU layers, and the local metrics of a
+layer at data points (THEORY §8)."""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastrelu._core import budget as _budget
+from fastrelu._runtime import checkpoint as _checkpoint
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
+from fastrelu._core.domains import Data
+from fastrelu._core.errors import FastReluError
+from fastrelu._spectral import kernels
+from fastrelu._core.layer import ReLULayer
+from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._spectral.power import DEFAULT_MAX_ITER, DEFAULT_TOL, _Ascent, _tol_value, _unit_rows
+from fastrelu._core.validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
+
+#: Draws per random stream. Part of the definition of a seeded run: never change it.
+WIDTH_BLOCK = 256
+#: Stream of the seed that the Gaussian draws come from (see ``block_generator``).
+WIDTH_STREAM = 3
+DEFAULT_DRAWS = 10_000
+#: Ascent starts per draw for a layer on the unit ball.
+DEFAULT_STARTS_PER_DRAW = 8
+#: Points of a finite set compared with a block of draws at once.
+SET_CHUNK = 4096
+#: Default relative tolerance of the local singular values (times sigma_1(W)).
+DEFAULT_RTOL = 1e-6
+#: The Gram matrices W^T D_x W are formed by one GEMM with the m x n^2 outer products of
+#: the rows when those take at most this many entries (128 MiB), else per point.
+OUTER_MAX_ENTRIES = 1 << 24
+#: Trapezoidal rule of :func:`fastrelu._spectral.kernels.local_width`: nodes v in
+#: [-72, 68] with step 1/2. The integrand is analytic in the strip |Im v| < pi, so the
+#: discretisation error is of order exp(-2 pi^2 / h) ~ 1e-17; the truncated tails are
+#: below n e^(-36) and 2 e^(-34) relative to the result's scale.
+_NODES_V = np.arange(-72.0, 68.0 + 0.25, 0.5)
+_NODES = np.exp(_NODES_V)
+_WEIGHTS = 0.5 * np.exp(-0.5 * _NODES_V)
+
+
+@dataclass(frozen=True, eq=False)
+class Estimate:
+    """A Monte Carlo estimate: the mean of ``n_draws`` i.i.d. per-draw values.
+
+    Attributes
+    ----------
+    value : float
+        The mean of the per-draw values.
+    stderr : float
+        Its standard error, ``std(ddof=1) / sqrt(n_draws)`` (NaN for one draw).
+    n_draws : int
+    per_draw : str
+        What each per-draw value is: ``"exact"`` (the supremum is computed exactly, so
+        ``value`` is an unbiased estimate) or ``"lower estimate"`` (the supremum is found
+        by ascent from a few starts: each value is attained, hence at most the true
+        supremum, and ``value`` estimates the width from below).
+    method : str
+        How the supremum per draw was computed.
+    seed : int
+        Reproduces the draws.
+    elapsed : float
+    """
+
+    value: float
+    stderr: float
+    n_draws: int
+    per_draw: str = "exact"
+    method: str = ""
+    seed: object = None
+    elapsed: float = field(default=0.0, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class LocalMetrics:
+    """Per data point: the local linear map ``D_x W`` of a ReLU layer and its measures.
+
+    ``D_x`` is the 0/1 diagonal of the activation pattern at ``x`` (active: ``<x, w_i> >=
+    alpha_i``, THEORY §1). The singular values of ``D_x W`` are the square roots of the
+    eigenvalues of ``W^T D_x W = sum_{i active} w_i w_i^T``, computed per point (LAPACK
+    ``syevd`` through ``numpy.linalg.eigvalsh``); they carry an absolute error of about
+    ``1e-8 sigma_1(W)`` (round-off of the Gram matrix), so values at or below
+    ``tol = rtol * sigma_1(W)`` are reported as 0 and not counted.
+
+    Attributes
+    ----------
+    n_active : ndarray of int64, shape (N,)
+        Number of active rows.
+    rank : ndarray of int64, shape (N,)
+        Number of singular values of ``D_x W`` above ``tol``.
+    sigma_max : ndarray, shape (N,)
+        Largest singular value of ``D_x W`` (its operator norm).
+    sigma_min : ndarray, shape (N,)
+        ``sigma_n(D_x W)``: 0 unless the active rows span R^n; the local stability of
+        reconstruction (``|x - x'| <= |D_x W (x - x')| / sigma_min`` on the pattern).
+    sigma_min_nonzero : ndarray, shape (N,)
+        Smallest singular value above ``tol`` (NaN where there is none).
+    width : ndarray, shape (N,)
+        Gaussian mean width of ``D_x W B`` (``B`` the unit ball):
+        ``E |W^T D_x g| = E sqrt(sum_j lambda_j h_j^2)`` (``g ~ N(0, I_m)``,
+        ``h ~ N(0, I_n)``, ``lambda_j`` the eigenvalues of ``W^T D_x W``), computed
+        without sampling by the trapezoidal rule on a one-dimensional integral (relative
+        error below 1e-12): exact up to round-off, not an estimate.
+    singular_values : ndarray, shape (N, n), or None
+        All singular values per point in decreasing order (``return_all=True``).
+    rtol, tol : float
+        The relative tolerance and the absolute one, ``rtol * sigma_1(W)``.
+    elapsed : float
+    """
+
+    n_active: np.ndarray
+    rank: np.ndarray
+    sigma_max: np.ndarray
+    sigma_min: np.ndarray
+    sigma_min_nonzero: np.ndarray
+    width: np.ndarray
+    singular_values: object = field(repr=False)
+    rtol: float = DEFAULT_RTOL
+    tol: float = 0.0
+    elapsed: float = field(default=0.0, repr=False)
+
+    @property
+    def n_points(self):
+        return self.n_active.shape[0]
+
+
+def _merge_moments(parts, start=(0, 0.0, 0.0), *, finish=True):
+    """Mean and standard error from per-block ``(count, mean, M2)``, merged in block
+    order (Chan et al.) onto the moments ``start`` of the blocks before, so the result
+    never depends on which thread ran a block. ``finish=False`` returns the merged
+    ``(count, mean, M2)`` instead."""
+    count, mean, m2 = int(start[0]), float(start[1]), float(start[2])
+    for c, mu, s in parts:
+        c, mu, s = int(c), float(mu), float(s)
+        total = count + c
+        delta = mu - mean
+        mean += delta * c / total
+        m2 += s + delta * delta * count * c / total
+        count = total
+    if not finish:
+        return count, mean, m2
+    stderr = math.sqrt(m2 / (count - 1) / count) if count > 1 else float("nan")
+    return mean, stderr
+
+
+class _WidthPlan(BlockPlan):
+    """The Gaussian draws of :func:`gaussian_mean_width` in blocks of ``WIDTH_BLOCK``.
+    State: the moments ``(count, mean, M2)`` of blocks ``0 .. merged-1``, merged in block
+    order (a floating-point mean is not associative), and the ``(count, mean, M2)`` of
+    the blocks finished ahead of the first missing one (``ahead_*``, sorted by block),
+    merged as soon as the blocks before them are: the state holds only the blocks that
+    finished out of order, never one entry per block of the run.
+
+    ``kind`` is ``"set"`` (``points``), ``"image"`` (``layer`` of ``points``), ``"linear"``
+    (``weight``) or ``"ball"`` (``layer`` on the unit ball, by ascent)."""
+
+    kernel = "gaussian_mean_width"
+    desc = "mean width"
+    max_task_blocks = 16
+    variable = ("ahead_block", "ahead_count", "ahead_mean", "ahead_m2")
+
+    def __init__(self, kind, n_draws, seed, *, points=None, layer=None, weight=None,
+                 n_starts=DEFAULT_STARTS_PER_DRAW, max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL):
+        super().__init__(-(-n_draws // WIDTH_BLOCK))
+        self.kind, self.n_draws, self.seed = kind, n_draws, seed
+        self.points, self.layer, self.weight = points, layer, weight
+        self.n_starts, self.max_iter, self.tol = n_starts, max_iter, tol
+
+    def fingerprint(self):
+        inputs = {"points": self.points, "weight": self.weight,
+                  "layer weight": None if self.layer is None else self.layer.weight,
+                  "layer bias": None if self.layer is None else self.layer.bias}
+        ball = {"n_starts": self.n_starts, "max_iter": self.max_iter, "tol": self.tol} if self.kind == "ball" else {}
+        return {"of": self.kind, **{k: digest(v) for k, v in inputs.items() if v is not None},
+                "n_draws": self.n_draws, "seed": self.seed, **ball, "block_size": WIDTH_BLOCK}
+
+    def empty(self):
+        return {"merged": np.zeros((), dtype=np.int64), "count": np.zeros((), dtype=np.int64),
+                "mean": np.zeros(()), "m2": np.zeros(()),
+                "ahead_block": np.zeros(0, dtype=np.int64), "ahead_count": np.zeros(0, dtype=np.int64),
+                "ahead_mean": np.zeros(0), "ahead_m2": np.zeros(0)}
+
+    def _sup(self, G):
+        if self.kind == "set":
+            return _finite_set_sup(self.points, G)
+        if self.kind == "image":
+            return _finite_set_sup(self.points, G, self.layer)
+        return np.linalg.norm(G @ self.weight, axis=1)
+
+    def _worker_ball(self, moments, first):
+        W, alpha = self.layer.weight, self.layer.bias
+        m, n = W.shape
+        n_starts, seed, n_draws = self.n_starts, self.seed, self.n_draws
+        ascent = self.cached("ascent", lambda: _Ascent(kernels.MODE_LINEAR, kernels.LINE_SEARCH, W,
+                                                       alpha, None, self.max_iter, self.tol))
+        at_zero = np.maximum(-alpha, 0.0)
+        run = ascent.worker(WIDTH_BLOCK * n_starts)
+        G_buffer = np.empty((WIDTH_BLOCK, m))
+        X_buffer = np.empty((WIDTH_BLOCK * n_starts, n))
+
+        def process(b):
+            size = min(WIDTH_BLOCK, n_draws - b * WIDTH_BLOCK)
+            G = G_buffer[:size]
+            rng = block_generator(seed, b, WIDTH_STREAM)
+            rng.standard_normal(out=G)
+            X = X_buffer[:size * n_starts].reshape(size, n_starts, n)
+            rng.standard_normal(out=X)
+            # the first start of each draw: the maximiser of <g+, W x> on the sphere
+            X[:, 0, :] = np.maximum(G, 0.0) @ W
+            X = _unit_rows(X.reshape(size * n_starts, n))
+            _, q, _, _ = run(X, G, n_starts)
+            values = np.maximum(q.reshape(size, n_starts).max(axis=1), G @ at_zero)
+            _store(moments, b - first, values)
+
+        return process
+
+    def _worker_draws(self, moments, first):
+        dim = self.weight.shape[0] if self.kind == "linear" else (
+            self.points.shape[1] if self.kind == "set" else self.layer.shape[0])
+        seed, n_draws = self.seed, self.n_draws
+        buffer = np.empty((WIDTH_BLOCK, dim))
+
+        def process(b):
+            size = min(WIDTH_BLOCK, n_draws - b * WIDTH_BLOCK)
+            G = buffer[:size]
+            block_generator(seed, b, WIDTH_STREAM).standard_normal(out=G)
+            _store(moments, b - first, self._sup(G))
+
+        return process
+
+    def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
+        moments = {"count": np.zeros(stop - first, dtype=np.int64), "mean": np.zeros(stop - first),
+                   "m2": np.zeros(stop - first)}
+        build = self._worker_ball if self.kind == "ball" else self._worker_draws
+
+        def make_worker():
+            return build(moments, first), lambda: None
+
+        run_blocks(range(first, stop), make_worker, n_jobs, bar=bar, limit_blas=limit_blas)
+        return moments
+
+    def absorb(self, state, piece, first, stop):
+        # the blocks ahead with this piece, sorted by block index (a checkpoint keeps them)
+        block = np.concatenate([state["ahead_block"], np.arange(first, stop, dtype=np.int64)])
+        order = np.argsort(block, kind="stable")
+        ahead = {name: np.concatenate([state[f"ahead_{name}"], piece[name]])[order]
+                 for name in ("count", "mean", "m2")}
+        block = block[order]
+        # merge the run of blocks that now follows the merged ones
+        merged = int(state["merged"])
+        # (sorted distinct indices: once one is past its place, all later ones are)
+        ready = int(np.sum(block == merged + np.arange(block.size)))
+        if ready:
+            count, mean, m2 = _merge_moments(
+                zip(ahead["count"][:ready], ahead["mean"][:ready], ahead["m2"][:ready]),
+                (state["count"], state["mean"], state["m2"]), finish=False)
+            state["merged"] = np.array(merged + ready, dtype=np.int64)
+            state["count"] = np.array(count, dtype=np.int64)
+            state["mean"] = np.array(mean)
+            state["m2"] = np.array(m2)
+        state["ahead_block"] = block[ready:]
+        for name in ("count", "mean", "m2"):
+            state[f"ahead_{name}"] = ahead[name][ready:]
+
+    def result(self, state):
+        return _merge_moments([], (state["count"], state["mean"], state["m2"]))
+
+
+def _store(moments, i, values):
+    """Block statistics ``(count, mean, M2)`` of the per-draw ``values`` at slot ``i``."""
+    mean = float(values.mean())
+    moments["count"][i] = values.shape[0]
+    moments["mean"][i] = mean
+    moments["m2"][i] = float(np.sum((values - mean) ** 2))
+
+
+def _finite_set_sup(points, G, layer=None):
+    """``max_t <g, t>`` per row ``g`` of ``G`` over ``t`` in the rows of ``points``, or of
+    ``layer(points)`` when a layer is given (its image computed chunk by chunk)."""
+    best = np.full(G.shape[0], -np.inf)
+    for start in range(0, points.shape[0], SET_CHUNK):
+        T = points[start:start + SET_CHUNK]
+        if layer is not None:
+            T = np.maximum(T @ layer.weight.T - layer.bias, 0.0)
+        np.maximum(best, (G @ T.T).max(axis=1), out=best)
+    return best
+
+
+def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
+                        n_starts=DEFAULT_STARTS_PER_DRAW, seed=None, n_jobs=None,
+                        max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, progress=False,
+                        client=None, checkpoint=None, checkpoint_interval=None):
+    """Gaussian mean width ``w(T) = E_g sup_{t in T} <g, t>``, ``g ~ N(0, I)`` [DKM].
+
+    Monte Carlo over ``n_draws`` draws; the supremum per draw depends on what ``obj``
+    is:
+
+    - ``Data``: the finite set of its points; the supremum is a maximum (**exact** per
+      draw).
+    - a 2-D array ``W`` (shape (m, n)): the image ``W B`` of the unit ball ``B`` under the
+      linear map; ``sup_{|x| <= 1} <g, W x> = |W^T g|`` (**exact** per draw). Oracle: the
+      identity gives ``w(B) = sqrt(2) Gamma((n+1)/2) / Gamma(n/2)``.
+    - a :class:`ReLULayer` with ``data``: the image of the data, a finite set (exact per
+      draw).
+    - a :class:`ReLULayer` alone: the image of the unit ball,
+      ``sup_{|x| <= 1} <g, ReLU(W x - alpha)>``, found by conditional-gradient ascent
+      from ``n_starts`` starts per draw (one at ``W^T g+ / |W^T g+|``, the others uniform
+      on the sphere) and the point ``x = 0``: a **lower estimate** per draw (attained
+      values), so ``value`` estimates the width from below.
+
+    Draws come in blocks of 256 from stream 3 of ``seed``; the result is bit-identical
+    for any ``n_jobs``.
+
+    Parameters
+    ----------
+    obj : Data, array_like of shape (m, n), or ReLULayer
+        What is measured (see above). A 2-D array is a weight matrix; errors about it
+        name it ``'weight'``, as those of :func:`mcbe` and the other functions do.
+    data : Data or array_like of shape (N, n), optional
+        With a layer only: the inputs whose image is measured.
+    n_draws : int, optional
+        Number of Gaussian draws (default 10,000).
+    n_starts : int, optional
+        Ascent starts per draw (layer on the ball only; default 8).
+    seed : int, optional
+        Seed of the draws (fresh entropy when omitted; reported).
+    n_jobs : int, optional
+        Worker threads (default: all cores).
+    max_iter, tol : optional
+        Of the ascent (layer on the ball only; see :func:`relu_power_iteration`).
+    progress : bool or None, optional
+        Progress bar on stderr.
+    client : distributed.Client or str, optional
+        Run the blocks of draws on this Dask cluster (see :func:`mcbe`); the result is
+        the same bits as the local one.
+    checkpoint : str or path-like, optional
+        Save the partial result to this file and resume from it (see :func:`mcbe`).
+    checkpoint_interval : float, optional
+        Seconds between checkpoint writes (default 5).
+
+    Returns
+    -------
+    Estimate
+    """
+    clock = Stopwatch()
+    n_draws = positive_int(n_draws, "n_draws")
+    n_starts = positive_int(n_starts, "n_starts")
+    max_iter = positive_int(max_iter, "max_iter")
+    tol = _tol_value(tol)
+    seed_used = _checkpoint.seed_for(seed, checkpoint, _WidthPlan.kernel)
+    jobs = n_jobs_value(n_jobs)
+    per_draw = "exact"
+    if data is not None and not isinstance(obj, ReLULayer):
+        raise FastReluError(f"The 'data' parameter applies to a ReLULayer only (the image of the data under the layer). Got data with a {type(obj).__name__}.")
+    if isinstance(obj, Data):
+        method = f"maximum over {obj.points.shape[0]} points"
+        plan = _WidthPlan("set", n_draws, seed_used, points=obj.points)
+    elif isinstance(obj, ReLULayer):
+        m, n = obj.shape
+        if data is not None:
+            points = data.points if isinstance(data, Data) else as_matrix(data, "data", ncols=n)
+            if points.shape[1] != n:
+                raise FastReluError(f"The 'data' parameter must have {n} columns (the input dimension). Got data.shape={points.shape}.")
+            method = f"maximum over the images of {points.shape[0]} points"
+            plan = _WidthPlan("image", n_draws, seed_used, points=points, layer=obj)
+        else:
+            method = f"conditional-gradient ascent from {n_starts} starts per draw"
+            per_draw = "lower estimate"
+            plan = _WidthPlan("ball", n_draws, seed_used, layer=obj, n_starts=n_starts,
+                              max_iter=max_iter, tol=tol)
+    else:
+        if not isinstance(obj, (np.ndarray, list, tuple)):
+            raise FastReluError(f"The 'obj' parameter must be a fastrelu.Data, a 2-D array (a linear map, taken on the unit ball) or a fastrelu.ReLULayer. Got {type(obj).__name__} instead.")
+        method = "|W^T g| (the linear map on the unit ball)"
+        # A 2-D array is a weight matrix: its errors name it as every other function does
+        plan = _WidthPlan("linear", n_draws, seed_used, weight=as_matrix(obj, "weight"))
+    state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
+                    checkpoint_interval=checkpoint_interval, progress=progress,
+                    budget=_width_budget(plan, jobs))
+    mean, stderr = plan.result(state)
+    return Estimate(value=mean, stderr=stderr, n_draws=n_draws, per_draw=per_draw,
+                    method=method, seed=seed_used, elapsed=clock())
+
+
+def _width_budget(plan, jobs):
+    """The memory and time budget of a :class:`_WidthPlan` (memory checked here)."""
+    weight = plan.weight if plan.layer is None else plan.layer.weight
+    m, n = (0, 0) if weight is None else weight.shape
+    n_points = 0 if plan.points is None else plan.points.shape[0]
+    dim = {"set": 0 if plan.points is None else plan.points.shape[1], "image": m,
+           "linear": m, "ball": m}[plan.kind]
+    return _budget.for_width(plan.kind, dim, m, n, n_points, plan.n_draws, jobs,
+                             n_starts=plan.n_starts).check_memory()
+
+
+def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None):
+    """Singular values and Gaussian mean width of the local linear map ``D_x W`` per point.
+
+    For each row ``x`` of ``X``: the active rows ``I(x) = {i : <x, w_i> >= alpha_i}``,
+    the singular values of ``D_x W`` (the layer's Jacobian at ``x`` where no
+    pre-activation is at its threshold) and the width ``E |W^T D_x g|`` of
+    ``D_x W B`` (THEORY §8). See :class:`LocalMetrics` for the definitions, the
+    tolerance and the accuracy. Points are processed in chunks (memory ``O(chunk n^2)``,
+    plus the ``m x n^2`` outer products of the rows when they fit in 128 MiB).
+
+    Parameters
+    ----------
+    layer : ReLULayer
+    X : array_like, shape (N, n)
+    rtol : float, optional
+        Singular values at or below ``rtol * sigma_1(W)`` count as zero (default 1e-6; at
+        least 1e-7, the resolution of singular values from Gram matrices).
+    return_all : bool, optional
+        Also return all ``n`` singular values per point.
+    n_jobs : int, optional
+        Worker threads (default: all cores). The result does not depend on it.
+
+    Returns
+    -------
+    LocalMetrics
+    """
+    clock = Stopwatch()
+    if not isinstance(layer, ReLULayer):
+        raise FastReluError(f"The 'layer' parameter must be a fastrelu.ReLULayer (build one with ReLULayer(weight, bias)). Got {type(layer).__name__} instead.")
+    W, alpha = layer.weight, layer.bias
+    m, n = W.shape
+    X = as_matrix(X, "X", ncols=n, allow_empty=True)
+    try:
+        rtol = float(rtol)
+    except (TypeError, ValueError):
+        rtol = float("nan")
+    if not MIN_RANK_TOL <= rtol < 1.0:
+        raise FastReluError(f"The 'rtol' parameter must be a float in [{MIN_RANK_TOL:g}, 1) (singular values from Gram matrices are resolved only to about 1e-8 sigma_1). Got {rtol!r} instead.")
+    jobs = n_jobs_value(n_jobs)
+    N = X.shape[0]
+    budget = _budget.for_local_metrics(m, n, N, jobs, return_all=return_all,
+                                       outer=m * n * n <= OUTER_MAX_ENTRIES).check_memory().check_start(jobs)
+    sigma1 = float(np.linalg.norm(W, 2))
+    tol_abs = rtol * sigma1
+    n_active = np.zeros(N, dtype=np.int64)
+    rank = np.zeros(N, dtype=np.int64)
+    sigma_max, sigma_min = np.zeros(N), np.zeros(N)
+    sigma_min_nonzero, width = np.full(N, np.nan), np.zeros(N)
+    singular = np.zeros((N, n)) if return_all else None
+    outer = None
+    if m * n * n <= OUTER_MAX_ENTRIES:
+        outer = (W[:, :, None] * W[:, None, :]).reshape(m, n * n)  # row i: w_i w_i^T
+    chunk = int(max(1, min(4096, (1 << 21) // (n * n))))
+
+    def make_worker():
+        def process(b):
+            part = slice(b * chunk, min(N, (b + 1) * chunk))
+            mask = (X[part] @ W.T - alpha) >= 0.0
+            n_active[part] = mask.sum(axis=1)
+            weights = mask.astype(np.float64)
+            if outer is not None:
+                # A_x = sum_{i active} w_i w_i^T for all points of the chunk: one GEMM
+                gram = (weights @ outer).reshape(-1, n, n)
+            else:
+                gram = np.matmul(W.T[None, :, :] * weights[:, None, :], W)
+            lam = np.linalg.eigvalsh(gram)[:, ::-1]  # decreasing
+            np.maximum(lam, 0.0, out=lam)
+            sv = np.sqrt(lam)
+            small = sv <= tol_abs
+            sv[small] = 0.0
+            lam[small] = 0.0
+            count = n - small.sum(axis=1)
+            rank[part] = count
+            sigma_max[part] = sv[:, 0]
+            sigma_min[part] = sv[:, -1]
+            last = np.where(count > 0, sv[np.arange(sv.shape[0]), np.maximum(count - 1, 0)], np.nan)
+            sigma_min_nonzero[part] = last
+            out = np.empty(sv.shape[0])
+            kernels.local_width(np.ascontiguousarray(lam), _NODES, _WEIGHTS, out)
+            width[part] = out
+            if return_all:
+                singular[part] = sv
+
+        return process, lambda: None
+
+    run_blocks(-(-N // chunk), make_worker, jobs, budget=budget)
+    return LocalMetrics(n_active=n_active, rank=rank, sigma_max=sigma_max, sigma_min=sigma_min,
+                        sigma_min_nonzero=sigma_min_nonzero, width=width,
+                        singular_values=singular, rtol=rtol, tol=tol_abs, elapsed=clock())
