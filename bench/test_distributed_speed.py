@@ -22,7 +22,7 @@ import pytest
 
 import fastrelu as fr
 from fastrelu._runtime import distributed as _distributed
-from fastrelu._bias.mcbe import BLOCK_SIZE
+from fastrelu._runtime.seeds import BLOCK_SIZE
 
 distributed = pytest.importorskip("distributed")
 

@@ -16,7 +16,7 @@ import pytest
 import scipy.stats
 
 import fastrelu as fr
-from fastrelu._bias.mcbe import BLOCK_SIZE
+from fastrelu._runtime.seeds import BLOCK_SIZE
 from fastrelu._runtime.parallel import run_blocks
 from fastrelu._core.validation import n_jobs_value
 

@@ -29,7 +29,8 @@ import pytest
 import scipy.optimize
 
 import fastrelu as fr
-from fastrelu._runtime.parallel import block_generator, run_blocks
+from fastrelu._runtime.parallel import run_blocks
+from fastrelu._runtime.seeds import block_generator
 from fastrelu._spectral.power import POWER_BLOCK, POWER_STREAM
 from fastrelu._core.validation import n_jobs_value
 

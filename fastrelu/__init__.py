@@ -25,7 +25,7 @@ from fastrelu._spectral.power import PowerIterationResult, ReLUSingularValues, r
 from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
 from fastrelu._spectral.width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
 
-__version__ = "0.1.0"
+from fastrelu._core.version import __version__
 
 __all__ = [
     "Ball",

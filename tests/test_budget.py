@@ -12,7 +12,9 @@ import fastrelu as fr
 from fastrelu._core import budget as _budget
 from fastrelu._injectivity import pointwise as _pointwise
 from fastrelu._core import validation as _validation
-from fastrelu._bias.mcbe import _McbePlan
+from fastrelu._batch.jobs import batch_weights_budget
+from fastrelu._bias.mcbe import _McbePlan, mcbe_budget
+from fastrelu._injectivity.pointwise import check_budget
 from fastrelu._spectral.power import _PowerPlan
 from fastrelu._spectral.width import _WidthPlan
 
@@ -29,7 +31,7 @@ def no_compute(monkeypatch):
     before the work (and before any allocation that grows with it)."""
     for plan in (_McbePlan, _PowerPlan, _WidthPlan):
         monkeypatch.setattr(plan, "compute", lambda *a, **k: pytest.fail("computed"))
-    monkeypatch.setattr(_pointwise, "_Geometry", lambda *a, **k: pytest.fail("built the geometry"))
+    monkeypatch.setattr(_pointwise, "RowGeometry", lambda *a, **k: pytest.fail("built the geometry"))
 
 
 def test_limits_from_the_environment(monkeypatch):
@@ -94,8 +96,8 @@ def test_the_time_limit_is_measured_on_the_first_blocks(monkeypatch, tmp_path, c
     reference = fr.mcbe(W, fr.Sphere(6), N, seed=1)
     # a limit above the bound from the sizes (which a core cannot beat by a factor 4)
     # and below what the blocks take
-    bound = max(_budget.for_mcbe(40, 6, N, 1, data=False).lower_bound(200, 1),
-                _budget.for_check(40, 6, N, 1, what="", name="", outputs=False).lower_bound(200, 1))
+    bound = max(mcbe_budget(40, 6, N, 1, data=False).lower_bound(200, 1),
+                check_budget(40, 6, N, 1, what="", name="", outputs=False).lower_bound(200, 1))
     monkeypatch.setenv(_budget.TIME_ENV, repr(4 * bound))
     with pytest.raises(fr.FastReluError, match=r"The 'n_samples' parameter must give a run shorter than the time limit of .* s \(FASTRELU_MAX_SECONDS\)\. Got n_samples=819,200: mcbe would take about .* on 1 thread \(measured [\d.e+-]+ ms per block of 4096 samples on one thread\)"):
         fr.mcbe(W, fr.Sphere(6), N, seed=1, n_jobs=1)
@@ -244,8 +246,8 @@ def test_batch_memory_check_counts_the_threads_the_jobs_run_with(tmp_path, monke
     # one check, before any job runs, with the per-thread scratch of n_jobs threads
     from fastrelu._batch.jobs import load_spec, run_batch
 
-    one = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 1).memory)
-    two = sum(part[1] for part in _budget.for_batch_weights(2000, 200, 2).memory)
+    one = sum(part[1] for part in batch_weights_budget(2000, 200, 1).memory)
+    two = sum(part[1] for part in batch_weights_budget(2000, 200, 2).memory)
     assert two > one
     monkeypatch.setenv(_budget.MEMORY_ENV, str((one + two) // 2))
     spec = tmp_path / "spec.toml"

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._runtime.blocks import BLOCK_FORMAT, BlockMap, BlockPlan
+from fastrelu._runtime.blockmap import BLOCK_FORMAT, BlockMap
+from fastrelu._runtime.blocks import BlockPlan
 from fastrelu._runtime.checkpoint import FORMAT
-from fastrelu._bias.mcbe import BLOCK_SIZE, _McbePlan
+from fastrelu._bias.mcbe import _McbePlan
+from fastrelu._runtime.seeds import BLOCK_SIZE
 from fastrelu._spectral.power import _PowerPlan
 from fastrelu._injectivity.subsets import ScanPlan
 from fastrelu._spectral.width import _WidthPlan

@@ -619,7 +619,7 @@ def test_demo_mentions_compiling_only_when_it_compiled(capsys, monkeypatch):
 def test_demo_counts_compiled_kernels_not_cached_ones():
     import fastrelu as fr
     import fastrelu.cli as cli
-    from fastrelu._core import basis as kernels
+    from fastrelu._bias import kernels
 
     fr.mcbe(np.eye(3).tolist() + [[-1.0, -1.0, -1.0]], fr.Sphere(3), 100, seed=0)
     before = cli._compiled_kernels()

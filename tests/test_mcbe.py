@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._runtime.parallel import block_generator
+from fastrelu._runtime.seeds import block_generator
 
 from conftest import brute_force_mcbe, spans
 
@@ -110,9 +110,9 @@ def test_data_domain_equals_brute_force(dependent):
 def test_both_gram_paths_equal_brute_force(monkeypatch, stored_gram):
     """The fast path (first n candidates certified by one Cholesky) and the general scan
     agree with the definition whether the Gram matrix is stored or formed per sample."""
-    import fastrelu._bias.mcbe as driver
+    import fastrelu._core.rows as rows
 
-    monkeypatch.setattr(driver, "GRAM_MAX_ROWS", 10_000 if stored_gram else 0)
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 10_000 if stored_gram else 0)
     rng = np.random.default_rng(14)
     # rows 40-42: multiples of (1, ..., 1), exactly (every entry is the same float), one
     # of them opposite; the positive ones tie exactly with row 40 at every point
@@ -422,7 +422,7 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
     # A row at distance rank_tol (+-3%) from the span of the rows before it: the one
     # Cholesky factorisation of the common case must never accept what the incremental
     # scan (the definition) rejects; it leaves such close cases to the scan.
-    from fastrelu._core.basis import _first_candidates_independent, select_basis
+    from fastrelu._core.basis import first_candidates_independent, select_basis
 
     rng = np.random.default_rng(0)
     n, m = 6, 8
@@ -435,7 +435,7 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
         U[n - 1] = inside * np.sqrt(1 - d * d) + d * normal
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         gram = U @ U.T
-        fast = _first_candidates_independent(np.arange(m), n, gram, U, True, 1e-12,
+        fast = first_candidates_independent(np.arange(m), n, gram, U, True, 1e-12,
                                              np.zeros((n, n)), np.zeros((n, n)))
         if fast:
             kept = np.zeros(n, np.int64)
@@ -518,7 +518,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
     # accept where the scan keeps the first n rows.
     from numba import njit
 
-    from fastrelu._core.basis import SPANS_LANES, _first_candidates_independent, _spans, pivot_margin, select_basis
+    from fastrelu._core.basis import SPANS_LANES, first_candidates_independent, _spans, pivot_margin, select_basis
 
     @njit
     def certify(G, n, lanes):
@@ -543,7 +543,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
             accepted += 1
             assert scan(gram, U, True)
         for stored in (True, False):
-            if _first_candidates_independent(np.arange(n), n, gram, U, stored, 1e-12,
+            if first_candidates_independent(np.arange(n), n, gram, U, stored, 1e-12,
                                              np.zeros((n, n)), np.zeros((n, n))):
                 assert scan(gram, U, stored)
     assert accepted > 20  # the certificates still settle the clear cases

@@ -3,7 +3,7 @@ import pytest
 
 import fastrelu as fr
 from fastrelu import FastReluError
-from fastrelu._runtime.parallel import block_generator
+from fastrelu._runtime.seeds import block_generator
 from fastrelu._spectral.power import POWER_BLOCK, POWER_STREAM
 
 

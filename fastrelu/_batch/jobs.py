@@ -23,6 +23,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from fastrelu._bias.mcbe import mcbe_budget
+from fastrelu._core import budget as _budget
 from fastrelu._core.domains import Ball, Data, Shell, Sphere
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import load_array
@@ -182,7 +184,7 @@ def _check_job(job, where, n_jobs):
     """The values of a resolved job, checked by the rules of the functions it will call,
     so that a bad value stops the batch before any job runs rather than when its turn
     comes; input files must exist (their contents are checked when the job runs)."""
-    from fastrelu._bias.mcbe import _margin_value
+    from fastrelu._bias.mcbe import margin_value
     from fastrelu._core.validation import positive_int, rank_tol_value, seed_value
 
     try:
@@ -191,11 +193,9 @@ def _check_job(job, where, n_jobs):
             for key in ("m", "n"):
                 positive_int(weights[key], key)
             if job["method"] != "pbe":
-                from fastrelu._core.budget import for_batch_weights
-
                 # before any job runs: the random weights and MCBE's copies must fit,
                 # with the per-thread scratch of the threads the job will run with
-                for_batch_weights(weights["m"], weights["n"], n_jobs).check_memory()
+                batch_weights_budget(weights["m"], weights["n"], n_jobs).check_memory()
             seed_value(weights.get("seed", 0), "seed")
         on_data = job["domain"] == "data"
         for key in ("weights", "data") if on_data else ("weights",):
@@ -207,7 +207,7 @@ def _check_job(job, where, n_jobs):
             seed_value(job.get("seed", 0), "seed")
             rank_tol_value(job.get("rank_tol", 1e-6))
             if not on_data:
-                _margin_value(job.get("margin"), 1, _domain(job, 1))
+                margin_value(job.get("margin"), 1, _domain(job, 1))
         if on_data:
             _data_path(job)
         else:
@@ -481,3 +481,15 @@ def add_batch_parser(sub):
     add_cluster_arguments(batch, checkpoint_path=False)
     batch.set_defaults(run=_cmd_batch)
     return batch
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def batch_weights_budget(m, n, jobs):
+    """A batch job's random ``m x n`` weights (drawn, then scaled: two copies at once)
+    and the MCBE run on them."""
+    memory = [("random weights (drawn and scaled)", 2 * _budget.FLOAT_BYTES * m * n, "weights"),
+              *((label, size, "weights") for label, size, _ in mcbe_budget(m, n, 1, jobs, data=False).memory)]
+    return _budget.Budget("the batch job", "weights", m * n, "entries", 1, memory,
+                  advice="Use smaller random weights (m, n), or run on a machine with more memory.")

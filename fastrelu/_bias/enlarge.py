@@ -11,11 +11,9 @@ from scipy import stats
 
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
-from fastrelu._runtime.parallel import block_generator
+from fastrelu._runtime.seeds import ENLARGE_STREAM, block_generator
 from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
 
-#: Stream of the seed that the synthetic points come from (see ``block_generator``).
-ENLARGE_STREAM = 5
 METHODS = ("kde", "blowup")
 #: Principal directions of the data whose variance is below this fraction of the largest
 #: are treated as absent: the density estimate lives in the data's affine span.

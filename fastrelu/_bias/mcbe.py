@@ -10,20 +10,15 @@ from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._core.domains import Data, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
-from fastrelu._core import basis as kernels
-from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry, repeated_rows, row_exponents
+from fastrelu._bias import kernels
+from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.seeds import BLOCK_SIZE, SAMPLING_STREAM, block_generator
 from fastrelu._core.validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
 
-#: Samples per random stream. Part of the definition of a seeded run: never change it.
-BLOCK_SIZE = 4096
 #: Default number of samples for sphere, ball and shell domains.
 DEFAULT_SAMPLES = 1_000_000
-#: Up to this many rows the Gram matrix of the unit rows is stored (64 MiB at most) and
-#: the candidates' entries are gathered from it; above, they are computed per sample by a
-#: small GEMM of the gathered rows (about 1.7 times slower at m = 1000).
-GRAM_MAX_ROWS = 2896
-#: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
-DEFAULT_RANK_TOL = 1e-6
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,67 +160,6 @@ def covering_radius(n_samples, dim, *, nonnegative=False):
     return high
 
 
-def _repeated_rows(unit_rows, rank_tol, gram):
-    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's."""
-    m = unit_rows.shape[0]
-    # |u_i - u_j|^2 = 2 - 2 <u_i, u_j> <= rank_tol^2
-    limit = 1.0 - 0.5 * rank_tol**2
-    repeated = np.zeros(m, dtype=bool)
-    step = 1024
-    for start in range(0, m, step):
-        block = gram[start:start + step] if gram is not None else unit_rows[start:start + step] @ unit_rows.T
-        for local, row in enumerate(block):
-            i = start + local
-            if not repeated[i] and i + 1 < m:
-                close = np.flatnonzero(row[i + 1:] >= limit)
-                repeated[i + 1 + close] = True
-    return np.flatnonzero(repeated).astype(np.int64)
-
-
-def row_exponents(W):
-    """``(exponents, scaled)``: per row the binary exponent ``e_i`` of its entry of
-    largest magnitude and the rows ``W_i / 2^e_i``, whose largest entries lie in
-    ``[0.5, 1)`` (``e_i = 0`` for a zero row).
-
-    Scaling by a power of two is exact (barring entries that fall below the smallest
-    subnormal, which cannot matter beside the row's largest entry), so every quantity
-    that is invariant under positive row scaling -- unit rows, normalised correlations,
-    most correlated bases -- comes out bit for bit as from ``W`` itself, and for any
-    finite row: squares and inner products of the scaled rows neither overflow nor
-    underflow. A value of the row's scale is then ``2^e_i`` times the scaled row's value
-    (:func:`numpy.ldexp`, exact again).
-    """
-    largest = np.max(np.abs(W), axis=1) if W.shape[1] else np.zeros(W.shape[0])
-    exponents = np.frexp(largest)[1].astype(np.int64)
-    return exponents, np.ascontiguousarray(np.ldexp(W, -exponents[:, None]))
-
-
-def row_norms(W):
-    """The Euclidean norms of the rows of ``W`` without intermediate overflow or
-    underflow (``+inf`` only for a row whose norm exceeds the largest float)."""
-    exponents, scaled = row_exponents(W)
-    return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
-
-
-def normalised_rows(W):
-    """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
-    rows and, up to ``GRAM_MAX_ROWS`` rows, their Gram matrix (a ``(1, 1)`` placeholder
-    above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
-    independent. The norms and unit rows are computed from the rows scaled by powers of
-    two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
-    ``+inf`` only for rows shorter than about ``5.6e-309``."""
-    exponents, scaled = row_exponents(W)
-    scaled_norms = np.linalg.norm(scaled, axis=1)
-    norms = np.ldexp(scaled_norms, exponents)
-    nonzero = scaled_norms > 0
-    safe = np.where(nonzero, scaled_norms, 1.0)
-    inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
-    unit_rows = np.ascontiguousarray(scaled / safe[:, None])
-    use_gram = W.shape[0] <= GRAM_MAX_ROWS
-    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
-    return norms, inv_norm, unit_rows, use_gram, gram
-
-
 class _Problem:
     """The validated, precomputed inputs of one MCBE run, shared by the workers."""
 
@@ -235,11 +169,12 @@ class _Problem:
         # The kernel works on the rows scaled by powers of two (row_exponents): the same
         # bases and bits for any finite scale, and alpha_i = 2^e_i times its result.
         self.exponents, scaled = row_exponents(W)
-        self.weight_t = np.ascontiguousarray(scaled.T)
-        scaled_norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(scaled)
-        self.scaled_norms = scaled_norms
-        self.norms = np.ldexp(scaled_norms, self.exponents)
-        self.repeated = _repeated_rows(self.unit_rows, rank_tol, self.gram if self.use_gram else None)
+        geometry = RowGeometry(scaled)
+        self.weight_t, self.inv_norm = geometry.weight_t, geometry.inv_norm
+        self.unit_rows, self.use_gram, self.gram = geometry.unit_rows, geometry.use_gram, geometry.gram
+        self.scaled_norms = geometry.norms
+        self.norms = np.ldexp(self.scaled_norms, self.exponents)
+        self.repeated = repeated_rows(self.unit_rows, rank_tol, self.gram if self.use_gram else None)
         keep = np.ones(m, dtype=bool)
         keep[self.repeated] = False
         self.rows = np.flatnonzero(keep).astype(np.int64)
@@ -247,8 +182,7 @@ class _Problem:
         self.data_kind = kind == 0
         self.r_pos, self.r_neg = float(r_pos), float(r_neg)
         self.rank_tol2 = float(rank_tol) ** 2
-        # Tile rows: the (tile, m) product stays in the core's cache; a function of m only.
-        self.tile = int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // m))))))
+        self.tile = geometry.tile
 
     def worker(self):
         """Per-thread buffers and partial minima; returns ``(fold, result)``."""
@@ -337,7 +271,7 @@ class _McbePlan(BlockPlan):
                 def process(b):
                     size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
                     U = buffer[:size]
-                    block_generator(seed, b).standard_normal(out=U)
+                    block_generator(seed, b, SAMPLING_STREAM).standard_normal(out=U)
                     if nonnegative:
                         np.abs(U, out=U)
                     fold(U)
@@ -448,8 +382,8 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
     else:
         total = DEFAULT_SAMPLES if n_samples is None else positive_int(n_samples, "n_samples")
         seed_used = _checkpoint.seed_for(seed, checkpoint, _McbePlan.kernel)
-    eps = _margin_value(margin, total, domain)
-    budget = _budget.for_mcbe(m, n, total, jobs, data=is_data).check_memory()
+    eps = margin_value(margin, total, domain)
+    budget = mcbe_budget(m, n, total, jobs, data=is_data).check_memory()
 
     plan = _McbePlan(W, domain, total, seed_used, rank_tol)
     state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
@@ -464,7 +398,7 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
                         repeated=plan.problem().repeated, n_incomplete=int(state["n_incomplete"]))
 
 
-def _margin_value(margin, total, domain):
+def margin_value(margin, total, domain):
     if margin is None:
         return None
     if isinstance(margin, str):
@@ -472,3 +406,16 @@ def _margin_value(margin, total, domain):
             raise FastReluError(f"The 'margin' parameter must be None, 'covering' or a float >= 0. Got {margin!r} instead.")
         return covering_radius(total, domain.dim, nonnegative=domain.nonnegative)
     return positive_float(margin, "margin", allow_zero=True)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def mcbe_budget(m, n, total, jobs, *, data):
+    """The budget of :func:`fastrelu.mcbe` with ``total`` samples."""
+    threads = _budget.threads_of(jobs)
+    memory = [*_budget.row_geometry(m, n), _budget.basis_scratch(m, n, threads, kernels.SPANS_LANES),
+              ("state (minima and counts per thread and merged)", 2 * _budget.FLOAT_BYTES * m * (threads + 3), "weight")]
+    return _budget.Budget("mcbe", "n_samples", total, "samples", BLOCK_SIZE, memory,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n,
+                  advice="Use a smaller layer, or run on a machine (or Dask workers) with more memory.")

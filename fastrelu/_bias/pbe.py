@@ -8,7 +8,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from fastrelu._core.domains import Data, Sphere, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
-from fastrelu._bias.mcbe import DEFAULT_RANK_TOL, BiasEstimate, _repeated_rows, row_exponents
+from fastrelu._bias.mcbe import BiasEstimate
+from fastrelu._core.rows import DEFAULT_RANK_TOL, repeated_rows, row_exponents
 from fastrelu._runtime.parallel import Stopwatch
 from fastrelu._core.validation import rank_tol_value, as_frame, as_matrix, positive_float, positive_int
 
@@ -34,7 +35,7 @@ _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_toleranc
 def _unit_rows(W):
     """``(unit_rows, exponents, scaled_norms)``: the unit rows of ``W`` and its rows'
     norms as ``2^exponents * scaled_norms``, computed from the rows scaled by powers of
-    two (:func:`fastrelu._bias.mcbe.row_exponents`), so that any finite nonzero row works."""
+    two (:func:`fastrelu._core.rows.row_exponents`), so that any finite nonzero row works."""
     exponents, scaled = row_exponents(W)
     scaled_norms = np.linalg.norm(scaled, axis=1)
     safe = np.where(scaled_norms > 0, scaled_norms, 1.0)
@@ -396,7 +397,7 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
         raise FastReluError(f"The 'domain' parameter of PBE must not be restricted to the nonnegative orthant: PBE covers every direction by the cones of the hull's facets, so on the orthant's part it gives a needlessly small bias and refuses frames that are injective there. Got {domain!r}; use fastrelu.mcbe for nonnegative domains.")
 
     unit_rows, exponents, scaled_norms = _unit_rows(W)
-    repeated = _repeated_rows(unit_rows, rank_tol, None)
+    repeated = repeated_rows(unit_rows, rank_tol, None)
     rows = np.setdiff1d(np.arange(m, dtype=np.int64), repeated)
     distinct = np.ascontiguousarray(unit_rows[rows])
     if distinct.shape[0] <= n or _spread(distinct) <= DEFAULT_OMNI_TOL:

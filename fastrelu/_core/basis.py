@@ -1,11 +1,11 @@
-"""Most-correlated-basis selection and the MCBE minima for one tile of samples.
+"""Most-correlated-basis selection: the Numba primitives shared by MCBE
+(:mod:`fastrelu._bias.kernels`), the pointwise checks (:mod:`fastrelu._injectivity.kernels`)
+and reconstruction (:mod:`fastrelu._reconstruct.kernels`).
 
-For each sample ``x`` (a row of ``U``) the rows of ``W`` are scanned by decreasing
-normalised correlation ``<x, w_i> / |w_i|`` (ties: smaller index first); a row is kept
-when its unit direction is farther than ``rank_tol`` from the span of the kept ones
-(incremental Cholesky of the Gram matrix of the unit rows), until ``n`` are kept. Each
-kept row ``i`` lowers ``alpha[i]`` to the sample's constraint value and bumps
-``counts[i]``. See THEORY §3.
+For each sample ``x`` the rows of ``W`` are scanned by decreasing normalised correlation
+``<x, w_i> / |w_i|`` (ties: smaller index first); a row is kept when its unit direction
+is farther than ``rank_tol`` from the span of the kept ones (incremental Cholesky of the
+Gram matrix of the unit rows), until ``n`` are kept. See THEORY §3.
 
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
 little more than ``n`` candidates, which are ranked. The common case is settled by a
@@ -13,8 +13,8 @@ Cholesky factorisation of the Gram matrix of the first ``n`` candidates in scan 
 its pivots are the squared distances the greedy scan compares with ``rank_tol^2`` (of
 each unit row to the span of the rows before it), so when all of them exceed it by more
 than rounding can move them (``PIVOT_MARGIN``), the greedy keeps the first ``n``
-candidates. In :func:`mcbe_tile` the factorisations of ``SPANS_LANES`` samples run at
-once in SIMD lanes (the C kernel ``fr_spans``); :func:`_first_candidates_independent`
+candidates. In :func:`fastrelu._bias.kernels.mcbe_tile` the factorisations of ``SPANS_LANES`` samples run at
+once in SIMD lanes (the C kernel ``fr_spans``); :func:`first_candidates_independent`
 is the one-sample form (LAPACK ``dpotrf``) used by the pointwise kernels. Otherwise (a
 dependent row, a pivot close to the threshold, or too few candidates) the incremental
 scan :func:`select_basis`, the definition, decides, going below the threshold when it
@@ -73,7 +73,7 @@ def cholesky_lower(G, n):
 
 
 @kernel
-def _collect_candidates(keys, rows, thresh, cand, cand_keys):
+def collect_candidates(keys, rows, thresh, cand, cand_keys):
     """Rows with ``keys >= thresh`` into ``cand`` (by increasing index); returns how many."""
     size = 0
     for idx in range(rows.shape[0]):
@@ -86,7 +86,7 @@ def _collect_candidates(keys, rows, thresh, cand, cand_keys):
 
 
 @kernel
-def _rank_first(cand, cand_keys, size, n, order, order_keys):
+def rank_first(cand, cand_keys, size, n, order, order_keys):
     """Write the ``n`` first of ``cand[:size]`` in scan order (decreasing key, ties by
     smaller index; ``cand`` is by increasing index) into ``order[:n]``.
 
@@ -112,7 +112,7 @@ def _rank_first(cand, cand_keys, size, n, order, order_keys):
 
 
 @kernel
-def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2, G,
+def first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2, G,
                                   rows_buf):
     """Are the unit rows ``order[:n]`` farther than ``sqrt(rank_tol2)`` from the span of
     the rows before them, each? (Cholesky of their Gram matrix in ``G``; ``rows_buf``
@@ -146,7 +146,7 @@ def _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
-def _dot(a, b, length):
+def dot(a, b, length):
     """sum_{p < length} a[p] * b[p]."""
     total = 0.0
     for p in range(length):
@@ -216,11 +216,11 @@ def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
             if use_gram:
                 acc = gram[i, kept[j]]
             else:
-                acc = _dot(unit_rows[i], unit_rows[kept[j]], dim)
+                acc = dot(unit_rows[i], unit_rows[kept[j]], dim)
             for p in range(j):
                 acc -= chol[j, p] * lvec[p]
             lvec[j] = acc * inv_diag[j]
-        dist2 = gram[i, i] if use_gram else _dot(unit_rows[i], unit_rows[i], dim)
+        dist2 = gram[i, i] if use_gram else dot(unit_rows[i], unit_rows[i], dim)
         for p in range(count):
             dist2 -= lvec[p] * lvec[p]
         if dist2 > rank_tol2:
@@ -258,10 +258,10 @@ def _gather_lanes(order_l, lane_ok, n, unit_rows, G, rows_buf, small):
 
 
 @kernel
-def _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, lane):
-    """The first ``n`` of the candidates in scan order (see :func:`_rank_first`) into
+def rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, lane):
+    """The first ``n`` of the candidates in scan order (see :func:`rank_first`) into
     ``order_l[lane]``."""
-    _rank_first(cand, cand_keys, size, n, order, order_keys)
+    rank_first(cand, cand_keys, size, n, order, order_keys)
     for j in range(n):
         order_l[lane, j] = order[j]
 
@@ -282,112 +282,21 @@ def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, r
 
 
 @kernel
-def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
-              use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
-              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf, order_l, G):
-    """Fold one tile of samples into the running minima ``alpha`` and ``counts``.
-
-    Parameters
-    ----------
-    U : (t, n) samples (directions for sphere-type domains, points for data).
-    C : (t, m) scratch, overwritten with ``U @ W^T``.
-    weight_t : (n, m) ``W^T`` (C-contiguous).
-    inv_norm : (m,) ``1 / |w_i|``.
-    data_kind : True for data (value ``<x, w_i>``); False for sphere-type domains, where
-        ``c = <u, w_i>`` for the unit direction ``u`` gives ``r_pos c`` (``c >= 0``) or
-        ``r_neg c``.
-    alpha, counts : (m,) running minima and basis counts, updated in place.
-    state : (2,) float64 threshold and slack, updated in place; they steer the speed of
-        the selection, never its result.
-    stats : (3,) int64, updated in place: samples whose basis stayed short of ``n`` rows,
-        samples that needed more than the first candidates, last candidate count.
-    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf,
-    order_l, G :
-        scratch of shapes (lanes, m), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,),
-        (n, n), (lanes, n), (n, n, lanes), ``lanes = SPANS_LANES``.
-
-    The samples go in groups of ``lanes``: each is ranked, then the first ``n``
-    candidates of all of them are certified by one lane-parallel Cholesky
-    factorisation (``fr_spans``), then each is folded in, in sample order.
-    """
-    n = U.shape[1]
-    lanes = G.shape[2]
-    norms = np.empty(lanes)
-    threshs = np.empty(lanes)
-    sizes = np.zeros(lanes, dtype=np.int64)
-    lowered = np.zeros(lanes, dtype=np.bool_)
-    ranked = np.zeros(lanes, dtype=np.bool_)
-    small = np.empty((n, n))
-    # C = U @ W^T
-    np.dot(U, weight_t, C)
-    for first in range(0, U.shape[0], lanes):
-        group = min(lanes, U.shape[0] - first)
-        for l in range(lanes):
-            ranked[l] = False
-            norms[l] = 0.0
-            if l >= group:
-                continue
-            x = U[first + l]
-            norm = np.sqrt(_dot(x, x, n))
-            norms[l] = norm
-            if norm == 0.0 and not data_kind:
-                continue  # a zero Gaussian draw has no direction (probability zero)
-            c_row = C[first + l]
-            lane_keys = keys[l]
-            for idx in range(rows.shape[0]):
-                i = rows[idx]
-                lane_keys[i] = c_row[i] * inv_norm[i]
-            thresh = state[0] * norm if norm > 0.0 else -np.inf
-            size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-            lowered[l] = False
-            if size < n and norm > 0.0:
-                # Too few candidates: lower this sample's threshold once, by a wide step.
-                thresh -= 4.0 * state[1] * norm
-                size = _collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-                lowered[l] = True
-            threshs[l] = thresh
-            sizes[l] = size
-            if size >= n:
-                _rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, l)
-                ranked[l] = True
-        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
-                               rows_buf, small)
-        for l in range(group):
-            norm = norms[l]
-            if norm == 0.0 and not data_kind:
-                continue
-            refills = stats[1]
-            if lowered[l]:
-                stats[1] += 1
-            c_row = C[first + l]
-            count = 0
-            if ranked[l] and (passed >> l) & 1:
-                for j in range(n):
-                    kept[j] = order_l[l, j]
-                count = n
-                stats[2] = sizes[l]
-            else:
-                count = select_basis(keys[l], threshs[l], rows, gram, unit_rows, use_gram,
-                                     rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
-                                     stats)
-            if count < n:
-                stats[0] += 1
-            inv = 1.0 / norm if norm > 0.0 else 0.0
-            for j in range(count):
-                i = kept[j]
-                if data_kind:
-                    value = c_row[i]
-                else:
-                    c = c_row[i] * inv
-                    value = r_pos * c if c >= 0.0 else r_neg * c
-                if value < alpha[i]:
-                    alpha[i] = value
-                counts[i] += 1
-            # Next threshold: a little below this sample's last normalised key; the slack
-            # doubles when the candidates ran short and shrinks when they were plenty.
-            if count > 0 and norm > 0.0:
-                if stats[1] > refills:
-                    state[1] *= 2.0
-                elif stats[2] > count + count // 4 + 8:
-                    state[1] *= 0.8
-                state[0] = keys[l, kept[count - 1]] * inv - state[1]
+def basis_of_active(keys, active, active_keys, size, n, gram, unit_rows, use_gram,
+                    rank_tol2, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
+                    stats):
+    """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
+    keys in ``active_keys``; ``keys`` holds every row's key) into ``kept``; returns its
+    size, at most ``n``. The first ``n`` active rows in scan order are certified by one
+    Cholesky factorisation; otherwise the incremental scan decides."""
+    if size >= n:
+        rank_first(active, active_keys, size, n, order, order_keys)
+        if first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2,
+                                         chol, rows_buf):
+            for j in range(n):
+                kept[j] = order[j]
+            return n
+    if size == 0:
+        return 0
+    return select_basis(keys, -np.inf, active[:size], gram, unit_rows, use_gram, rank_tol2,
+                        order, order_keys, kept, chol, inv_diag, lvec, stats)

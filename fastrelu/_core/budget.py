@@ -244,7 +244,9 @@ def probe(run, first, stop):
 
 # --------------------------------------------------------------------------- working sets
 
-_F = 8  # bytes of a float64 or an int64
+#: Bytes of a float64 or an int64.
+FLOAT_BYTES = 8
+_F = FLOAT_BYTES
 
 
 def frame_validation(m, n, *, svd=False):
@@ -259,138 +261,24 @@ def frame_validation(m, n, *, svd=False):
             ("scaled row chunk", _F * rows * n, "weight")]
 
 
-def _gram_rows(m):
-    from fastrelu._bias.mcbe import GRAM_MAX_ROWS
+def stores_gram(m):
+    """Is the Gram matrix of ``m`` unit rows stored (:func:`fastrelu._core.rows.normalised_rows`)?"""
+    from fastrelu._core import rows
 
-    return m <= GRAM_MAX_ROWS
+    return m <= rows.GRAM_MAX_ROWS
 
 
-def _basis_scratch(m, n, threads, lanes):
+def basis_scratch(m, n, threads, lanes):
     """Per-thread buffers of the most-correlated-basis and active-rank kernels."""
     tile = max(32, min(1024, 65536 // max(1, m)))
     per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + (2 + lanes) * n * n + 4096 * n)
     return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
 
 
-def _geometry(m, n):
+def row_geometry(m, n):
     """Copies of the weights shared by the workers: transposed and unit rows, and the
     Gram matrix of the unit rows up to ``GRAM_MAX_ROWS`` rows (else 1024-row blocks of
     it while repeated rows are looked for)."""
-    gram = m * m if _gram_rows(m) else 1024 * m
+    gram = m * m if stores_gram(m) else 1024 * m
     return [("weights, transposed and unit rows", 3 * _F * m * n, "weight"),
             ("Gram matrix of the unit rows", _F * gram, "weight")]
-
-
-def for_mcbe(m, n, total, jobs, *, data):
-    """The budget of :func:`fastrelu.mcbe` with ``total`` samples."""
-    from fastrelu._core.basis import SPANS_LANES
-    from fastrelu._bias.mcbe import BLOCK_SIZE
-
-    threads = threads_of(jobs)
-    memory = [*_geometry(m, n), _basis_scratch(m, n, threads, SPANS_LANES),
-              ("state (minima and counts per thread and merged)", 2 * _F * m * (threads + 3), "weight")]
-    return Budget("mcbe", "n_samples", total, "samples", BLOCK_SIZE, memory,
-                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n,
-                  advice="Use a smaller layer, or run on a machine (or Dask workers) with more memory.")
-
-
-def for_check(m, n, total, jobs, *, what, name, outputs):
-    """The budget of :func:`fastrelu.check_bias` (``outputs=False``: at most
-    ``MAX_FAILED_POINTS`` failing points are kept) or of
-    :func:`fastrelu.injectivity_summary` (``outputs``: 17 bytes per point)."""
-    from fastrelu._injectivity.kernels import SPANS_LANES
-    from fastrelu._bias.mcbe import BLOCK_SIZE
-    from fastrelu._injectivity.pointwise import MAX_FAILED_POINTS
-
-    threads = threads_of(jobs)
-    memory = [*_geometry(m, n), _basis_scratch(m, n, threads + 1, SPANS_LANES)]
-    if outputs:
-        memory.append(("per-point results (activity, rank, verdict)", 17 * total, "X"))
-    else:
-        memory.append(("failing points kept", 3 * _F * MAX_FAILED_POINTS * (n + 2), "n_points"))
-    return Budget(what, name, total, "points", BLOCK_SIZE, memory,
-                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if _gram_rows(m) else 0.0,
-                  advice="Use fewer points or a smaller layer.")
-
-
-def _ascent(m, n, rows):
-    """Buffers of one thread's ascent over ``rows`` starts at once."""
-    return _F * rows * (5 * m + 5 * n + 4)
-
-
-def for_power(m, n, n_starts, jobs, *, per_start, n_hist, max_iter):
-    """The budget of :func:`fastrelu.relu_power_iteration`."""
-    from fastrelu._spectral.power import POWER_BLOCK
-
-    threads = threads_of(jobs)
-    memory = [("weights and their transpose", 2 * _F * m * n, "weight"),
-              ("per-thread ascent buffers", threads * _ascent(m, n, POWER_BLOCK), "n_jobs"),
-              ("iteration history", 2 * _F * n_hist * (max_iter + 1), "history")]
-    if per_start:
-        memory.append(("per-start values, iterations and status (state and partial result)", 2 * 17 * n_starts, "n_starts"))
-    return Budget("relu_power_iteration", "n_starts", n_starts, "starts", POWER_BLOCK, memory,
-                  flops_per_unit=4.0 * m * n,
-                  advice="Use fewer starts, per_start=False (13 bytes per start less), or a smaller layer.")
-
-
-def for_width(kind, dim, m, n, n_points, n_draws, jobs, *, n_starts):
-    """The budget of :func:`fastrelu.gaussian_mean_width` (``kind`` as in its plan; ``dim``
-    the dimension of the draws, ``m x n`` the weights, ``n_points`` the finite set)."""
-    from fastrelu._spectral.width import SET_CHUNK, WIDTH_BLOCK
-
-    threads = threads_of(jobs)
-    if kind == "ball":
-        rows = WIDTH_BLOCK * n_starts
-        per_thread = _ascent(m, n, rows) + _F * (WIDTH_BLOCK * m + rows * n)
-        flops = 4.0 * m * n * n_starts
-    elif kind == "linear":
-        per_thread = _F * WIDTH_BLOCK * (dim + 2 * n)
-        flops = 2.0 * m * n
-    else:
-        chunk = min(SET_CHUNK, max(1, n_points))
-        per_thread = _F * (WIDTH_BLOCK * dim + WIDTH_BLOCK * chunk + (chunk * m if kind == "image" else 0))
-        flops = 2.0 * n_points * dim + (2.0 * n_points * m * n / WIDTH_BLOCK if kind == "image" else 0.0)
-    memory = [("weights and their transpose", 2 * _F * m * n, "obj"),
-              ("per-thread draws and products", threads * per_thread, "n_starts" if kind == "ball" else "n_jobs"),
-              ("state (moments of the finished blocks)", 4 * _F * (threads * 64 + 4), "n_draws")]
-    return Budget("gaussian_mean_width", "n_draws", n_draws, "draws", WIDTH_BLOCK, memory,
-                  flops_per_unit=flops, advice="Use fewer starts per draw or a smaller layer.")
-
-
-def for_local_metrics(m, n, N, jobs, *, return_all, outer):
-    """The budget of :func:`fastrelu.local_metrics` on ``N`` points."""
-    threads = threads_of(jobs)
-    chunk = int(max(1, min(4096, (1 << 21) // (n * n))))
-    memory = [("outer products of the rows", _F * m * n * n if outer else 0, "layer"),
-              ("per-thread Gram matrices and activity", threads * _F * chunk * (3 * n * n + 2 * m), "n_jobs"),
-              ("per-point results", _F * N * (6 + (n if return_all else 0)), "X")]
-    return Budget("local_metrics", "X", N, "points", chunk, memory,
-                  flops_per_unit=2.0 * m * n + n ** 3,
-                  advice="Use fewer points (in chunks of your own), return_all=False, or a smaller layer.")
-
-
-def for_fits(m, n, k, fit_starts, jobs, *, on_data, n_points):
-    """The low-rank fits of :func:`fastrelu.relu_singular_values` (``k - 1`` of them)."""
-    from fastrelu._spectral.power import FIT_ADD, FIT_DATA_POINTS, FIT_POINTS, FIT_ROUNDS, POWER_BLOCK
-
-    threads = threads_of(jobs)
-    if on_data:
-        points = min(n_points, FIT_DATA_POINTS) + FIT_ROUNDS * FIT_ADD
-        fits = 4 * _F * points * m
-    else:
-        points = FIT_POINTS + (FIT_ROUNDS + 1) * FIT_ADD
-        starts = fit_starts + FIT_ADD
-        fits = 4 * _F * points * m + 3 * _F * starts * n + threads * _ascent(2 * m, n, POWER_BLOCK)
-    memory = [("weights and the singular value decomposition", _F * (3 * m * n + 2 * n * n), "weight"),
-              ("low-rank fits (points, images, ascent buffers)", fits, "fit_starts")]
-    return Budget("relu_singular_values", "k", k, "values", 1, memory,
-                  advice="Use fewer fit_starts, k = 1, or a smaller layer.")
-
-
-def for_batch_weights(m, n, jobs):
-    """A batch job's random ``m x n`` weights (drawn, then scaled: two copies at once)
-    and the MCBE run on them."""
-    memory = [("random weights (drawn and scaled)", 2 * _F * m * n, "weights"),
-              *((label, size, "weights") for label, size, _ in for_mcbe(m, n, 1, jobs, data=False).memory)]
-    return Budget("the batch job", "weights", m * n, "entries", 1, memory,
-                  advice="Use smaller random weights (m, n), or run on a machine with more memory.")

@@ -731,7 +731,7 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
         For an unknown experiment, unknown or invalid parameters, or an ``out`` that is
         an existing file.
     """
-    from fastrelu import __version__
+    from fastrelu._core.version import __version__
 
     clock = Stopwatch()
     spec = _spec(name)

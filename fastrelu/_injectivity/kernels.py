@@ -8,36 +8,16 @@ most correlated basis of THEORY §3 restricted to the active rows, so a bias fro
 :func:`fastrelu.mcbe` makes every one of its samples injective here with the same
 ``rank_tol``. The common case is one Cholesky factorisation of the first ``n`` active
 rows' Gram matrix, as in the MCBE kernel: for ``SPANS_LANES`` points at once in SIMD
-lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in :func:`basis_of_active`.
+lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in
+:func:`fastrelu._core.basis.basis_of_active`.
 """
 
 import numpy as np
 
 from fastrelu._core.jit import kernel
-from fastrelu._core.basis import SPANS_LANES, _first_candidates_independent, _rank_first, _rank_into_lane, certify_lanes, select_basis
+from fastrelu._core.basis import SPANS_LANES, first_candidates_independent, rank_first, rank_into_lane, certify_lanes, select_basis
 
-__all__ = ["SPANS_LANES", "basis_of_active", "pointwise_tile"]
-
-
-@kernel
-def basis_of_active(keys, active, active_keys, size, n, gram, unit_rows, use_gram,
-                    rank_tol2, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
-                    stats):
-    """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
-    keys in ``active_keys``; ``keys`` holds every row's key) into ``kept``; returns its
-    size, at most ``n``. The first ``n`` active rows in scan order are certified by one
-    Cholesky factorisation; otherwise the incremental scan decides."""
-    if size >= n:
-        _rank_first(active, active_keys, size, n, order, order_keys)
-        if _first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2,
-                                         chol, rows_buf):
-            for j in range(n):
-                kept[j] = order[j]
-            return n
-    if size == 0:
-        return 0
-    return select_basis(keys, -np.inf, active[:size], gram, unit_rows, use_gram, rank_tol2,
-                        order, order_keys, kept, chol, inv_diag, lvec, stats)
+__all__ = ["SPANS_LANES", "pointwise_tile"]
 
 
 @kernel
@@ -85,7 +65,7 @@ def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, ra
                 size += C[s, i] - bias[i] >= 0.0
             n_active[s] = size
             if size >= n:
-                _rank_into_lane(active[l], active_keys, size, n, order, order_keys, order_l, l)
+                rank_into_lane(active[l], active_keys, size, n, order, order_keys, order_l, l)
                 ranked[l] = True
         passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
                                rows_buf, small)

@@ -11,16 +11,15 @@ from fastrelu._core.domains import Ball, Data, Sphere, check_domain
 from fastrelu._core.errors import FastReluError
 from fastrelu._injectivity import kernels
 from fastrelu._core.layer import ReLULayer
-from fastrelu._bias.mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL, normalised_rows
-from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
+from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.seeds import BLOCK_SIZE, CHECK_STREAM, block_generator
 from fastrelu._core.validation import as_matrix, n_jobs_value, positive_int, rank_tol_value, seed_value
 
 #: Default number of fresh points for :func:`check_bias`.
 DEFAULT_CHECK_POINTS = 100_000
 #: At most this many failing points are kept by :func:`check_bias`.
 MAX_FAILED_POINTS = 1000
-#: Stream of the seed that :func:`check_bias` draws from (see ``block_generator``).
-_CHECK_STREAM = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,46 +117,25 @@ class BiasCheck:
         return self.n_points - self.n_injective
 
 
-class _Geometry:
-    """Normalised rows and (when small enough) their Gram matrix, shared by the workers."""
+def _checker(geometry, rank_tol):
+    """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
+    tile, m, n = geometry.tile, geometry.m, geometry.n
+    C = np.empty((tile, m))
+    lanes = kernels.SPANS_LANES
+    scratch = (np.empty((lanes, m)), np.empty((lanes, m), dtype=np.int64),
+               *geometry.scratch()[2:], np.zeros((lanes, n), dtype=np.int64),
+               np.empty((n, n, lanes)))
+    rank_tol2 = float(rank_tol) ** 2
 
-    def __init__(self, W, bias):
-        m, n = W.shape
-        self.m, self.n = m, n
-        self.weight_t = np.ascontiguousarray(W.T)
-        self.bias = np.ascontiguousarray(bias)
-        _, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
-        self.tile = int(max(32, min(1024, 65536 // max(1, m))))
+    def check(X, n_active, rank):
+        for start in range(0, X.shape[0], tile):
+            stop = min(X.shape[0], start + tile)
+            kernels.pointwise_tile(X[start:stop], C[:stop - start], geometry.weight_t,
+                                   geometry.bias, geometry.inv_norm, geometry.gram, geometry.unit_rows,
+                                   geometry.use_gram, rank_tol2, n_active[start:stop],
+                                   rank[start:stop], *scratch)
 
-    def scratch(self):
-        """One thread's buffers for the basis-of-active-rows kernels: ``keys, active,
-        active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf, stats``."""
-        m, n = self.m, self.n
-        return (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
-                np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
-                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
-                np.zeros(3, dtype=np.int64))
-
-    def worker(self, rank_tol):
-        """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
-        tile = self.tile
-        C = np.empty((tile, self.m))
-        lanes = kernels.SPANS_LANES
-        m, n = self.m, self.n
-        scratch = (np.empty((lanes, m)), np.empty((lanes, m), dtype=np.int64),
-                   *self.scratch()[2:], np.zeros((lanes, n), dtype=np.int64),
-                   np.empty((n, n, lanes)))
-        rank_tol2 = float(rank_tol) ** 2
-
-        def check(X, n_active, rank):
-            for start in range(0, X.shape[0], tile):
-                stop = min(X.shape[0], start + tile)
-                kernels.pointwise_tile(X[start:stop], C[:stop - start], self.weight_t,
-                                       self.bias, self.inv_norm, self.gram, self.unit_rows,
-                                       self.use_gram, rank_tol2, n_active[start:stop],
-                                       rank[start:stop], *scratch)
-
-        return check
+    return check
 
 
 def _as_layer(layer):
@@ -201,14 +179,14 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     rank_tol = rank_tol_value(rank_tol)
     jobs = n_jobs_value(n_jobs)
     N = X.shape[0]
-    budget = _budget.for_check(layer.shape[0], n, N, jobs, what="injectivity_summary", name="X",
+    budget = check_budget(layer.shape[0], n, N, jobs, what="injectivity_summary", name="X",
                                outputs=True).check_memory().check_start(jobs)
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
-    geometry = _Geometry(layer.weight, layer.bias)
+    geometry = RowGeometry(layer.weight, layer.bias)
 
     def make_worker():
-        check = geometry.worker(rank_tol)
+        check = _checker(geometry, rank_tol)
 
         def process(b):
             part = slice(b * BLOCK_SIZE, min(N, (b + 1) * BLOCK_SIZE))
@@ -312,15 +290,15 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     else:
         total = DEFAULT_CHECK_POINTS if n_points is None else positive_int(n_points, "n_points")
         seed_used = seed_value(seed)
-    budget = _budget.for_check(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
+    budget = check_budget(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
                                outputs=False).check_memory().check_start(jobs)
-    geometry = _Geometry(layer.weight, layer.bias)
+    geometry = RowGeometry(layer.weight, layer.bias)
     n_blocks = -(-total // BLOCK_SIZE)
     failed = {}
     lock = threading.Lock()
 
     def make_worker():
-        check = geometry.worker(rank_tol)
+        check = _checker(geometry, rank_tol)
         buffer = np.empty((BLOCK_SIZE, n))
         n_active = np.empty(BLOCK_SIZE, dtype=np.int64)
         rank = np.empty(BLOCK_SIZE, dtype=np.int64)
@@ -332,7 +310,7 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
                 X = domain.points[b * BLOCK_SIZE:b * BLOCK_SIZE + size]
             else:
                 X = buffer[:size]
-                _draw(domain, block_generator(seed_used, b, _CHECK_STREAM), X)
+                _draw(domain, block_generator(seed_used, b, CHECK_STREAM), X)
             check(X, n_active[:size], rank[:size])
             bad = np.flatnonzero(rank[:size] < n)
             good[0] += size - bad.size
@@ -353,3 +331,21 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     return BiasCheck(n_points=total, n_injective=int(sum(partials)), failed_points=points,
                      failed_n_active=active, failed_rank=ranks, domain=domain,
                      seed=seed_used, rank_tol=rank_tol, elapsed=clock())
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def check_budget(m, n, total, jobs, *, what, name, outputs):
+    """The budget of :func:`fastrelu.check_bias` (``outputs=False``: at most
+    ``MAX_FAILED_POINTS`` failing points are kept) or of
+    :func:`fastrelu.injectivity_summary` (``outputs``: 17 bytes per point)."""
+    threads = _budget.threads_of(jobs)
+    memory = [*_budget.row_geometry(m, n), _budget.basis_scratch(m, n, threads + 1, kernels.SPANS_LANES)]
+    if outputs:
+        memory.append(("per-point results (activity, rank, verdict)", 17 * total, "X"))
+    else:
+        memory.append(("failing points kept", 3 * _budget.FLOAT_BYTES * MAX_FAILED_POINTS * (n + 2), "n_points"))
+    return _budget.Budget(what, name, total, "points", BLOCK_SIZE, memory,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if _budget.stores_gram(m) else 0.0,
+                  advice="Use fewer points or a smaller layer.")

@@ -10,7 +10,7 @@ import numpy as np
 
 from fastrelu._core.errors import FastReluError
 from fastrelu._injectivity import verify_kernels as kernels
-from fastrelu._bias.mcbe import row_exponents
+from fastrelu._core.rows import row_exponents
 from fastrelu._runtime.parallel import Stopwatch
 from fastrelu._injectivity.subsets import key as _key, scan
 from fastrelu._core.validation import as_frame, n_jobs_value, positive_int

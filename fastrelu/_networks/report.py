@@ -15,7 +15,8 @@ from fastrelu._core.io import jsonable
 from fastrelu._core.frames import frame_bounds, is_frame
 from fastrelu._core.layer import ReLULayer
 from fastrelu._bias.mcbe import mcbe
-from fastrelu._runtime.parallel import Stopwatch, block_generator
+from fastrelu._runtime.parallel import Stopwatch
+from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
 from fastrelu._bias.pbe import pbe
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._reconstruct.driver import invert, reconstruct
@@ -23,8 +24,6 @@ from fastrelu._spectral.power import relu_power_iteration
 from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
 from fastrelu._spectral.width import gaussian_mean_width, local_metrics
 
-#: Stream of the seed that chooses the split of the data into fitting and held-out points.
-SPLIT_STREAM = 6
 DEFAULT_SAMPLES = 100_000
 DEFAULT_WIDTH_DRAWS = 2_000
 DEFAULT_POWER_STARTS = 32
@@ -213,7 +212,7 @@ def _labels(y, N):
     return y
 
 
-def _listed(values, limit=10):
+def listed(values, limit=10):
     values = np.asarray(values).tolist()
     return f"{values[:limit]}{' ...' if len(values) > limit else ''}"
 
@@ -233,8 +232,8 @@ def _check_classes(y, network):
         return
     unknown = np.unique(y[~known])
     if not known.any():
-        raise FastReluError(f"The 'y' parameter must hold labels among the network's {kind} {_listed(classes)}. Got labels {_listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
-    warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in 'y' are not among the network's {kind} {_listed(classes)} (labels {_listed(unknown)}): those points count as incorrectly classified.", UserWarning, stacklevel=3)
+        raise FastReluError(f"The 'y' parameter must hold labels among the network's {kind} {listed(classes)}. Got labels {listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+    warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in 'y' are not among the network's {kind} {listed(classes)} (labels {listed(unknown)}): those points count as incorrectly classified.", UserWarning, stacklevel=3)
 
 
 def _reduced_layers(hidden):
@@ -477,7 +476,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
                 value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
                 if math.isfinite(value):
                     auc[key] = value
-    from fastrelu import __version__  # the package is fully imported by now
+    from fastrelu._core.version import __version__
 
     parameters = {"n_points": N, "n_fit": int(fit_inputs[0].shape[0]), "samples": samples,
                   "seed": seed, "enlarge": enlarge, "enlarge_points": enlarge_points,

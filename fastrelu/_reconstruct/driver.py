@@ -9,9 +9,9 @@ from fastrelu._core.errors import BuildError, FastReluError
 from fastrelu._core import _frame
 from fastrelu._reconstruct import kernels
 from fastrelu._core.layer import ReLULayer
-from fastrelu._bias.mcbe import BLOCK_SIZE, DEFAULT_RANK_TOL
+from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
+from fastrelu._runtime.seeds import BLOCK_SIZE
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
-from fastrelu._injectivity.pointwise import _Geometry
 from fastrelu._core.validation import as_frame, check_real, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 METHODS = ("dual", "basis", "frame")
@@ -403,7 +403,7 @@ def _basis(W, alpha, Y, mask, settings, x, ok, cond):
     n = W.shape[1]
     N = Y.shape[0]
     max_cond, exact, _, _, jobs = settings
-    geometry = _Geometry(W, alpha)
+    geometry = RowGeometry(W, alpha)
     rows = np.zeros((N, n), dtype=np.int64)
     count = np.zeros(N, dtype=np.int64)
     C = Y + alpha

@@ -8,7 +8,7 @@ unit rows).
 """
 
 from fastrelu._core.jit import kernel
-from fastrelu._injectivity.kernels import basis_of_active
+from fastrelu._core.basis import basis_of_active
 
 
 @kernel

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from fastrelu._core.errors import FastReluError
+from fastrelu._runtime.blockmap import BLOCK_FORMAT, BlockMap, json_normal
 from fastrelu._core.validation import seed_value
 
 FORMAT = 2
@@ -88,7 +89,7 @@ def machine():
     import numba
     from threadpoolctl import threadpool_info
 
-    from fastrelu import __version__
+    from fastrelu._core.version import __version__
 
     features = llvm.get_host_cpu_features().flatten()
     libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
@@ -132,8 +133,6 @@ class Saver:
     """Loads and saves the checkpoint of one plan."""
 
     def __init__(self, path, plan, interval):
-        from fastrelu._runtime.blocks import BLOCK_FORMAT, BlockMap, json_normal
-
         self.path = _path_value(path)
         self.plan = plan
         self._map = BlockMap

@@ -24,21 +24,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 
-def block_generator(seed, block, stream=0):
-    """The random generator of block ``block`` of a run seeded with ``seed``.
-
-    ``stream`` separates independent uses of one seed: stream 0 (spawn key ``(block,)``)
-    is the sampling of the bias estimators, stream 1 (spawn key ``(block, 1)``) the fresh
-    test points of :func:`fastrelu.check_bias`, so that checking a bias with the seed
-    that estimated it never reuses the estimator's samples. Stream 2 holds the starts of
-    :func:`fastrelu.relu_power_iteration`, stream 3 the Gaussian draws of
-    :func:`fastrelu.gaussian_mean_width`, stream 4 (block index ``j``) the points and
-    starts of the rank-``(j-1)`` fits of :func:`fastrelu.relu_singular_values`.
-    """
-    key = (block,) if stream == 0 else (block, stream)
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
-
-
 def _progress_bar(total, progress, desc):
     if progress is None:  # automatic: only for runs that turn out long, on a terminal
         return tqdm(total=total, desc=desc, unit="block", delay=2.0, file=sys.stderr,

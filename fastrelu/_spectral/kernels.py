@@ -120,7 +120,7 @@ def _set_point(mode, s1, z1, s2, z2, s3, z3, alpha, shift, g, m, z, r):
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
-def _dot(a, b):
+def dot(a, b):
     total = 0.0
     for k in range(a.shape[0]):
         total += a[k] * b[k]
@@ -430,15 +430,15 @@ def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha,
     the basis degenerates (then ``xr`` and ``coef`` mean nothing). ``zg`` and ``zp`` are
     the exact images of ``grad`` and ``p_prev``; ``Q`` (3, n) is scratch."""
     n = x.shape[0]
-    rho = math.sqrt(_dot(x, x))
+    rho = math.sqrt(dot(x, x))
     if not rho > 0.0:
         return False
     for k in range(n):
         Q[0, k] = x[k] / rho
-    g0 = _dot(grad, Q[0])
+    g0 = dot(grad, Q[0])
     for k in range(n):
         Q[1, k] = grad[k] - g0 * Q[0, k]
-    wn = math.sqrt(_dot(Q[1], Q[1]))
+    wn = math.sqrt(dot(Q[1], Q[1]))
     if not wn > 0.0:
         return False
     for k in range(n):
@@ -448,12 +448,12 @@ def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha,
     b = 0.0
     qn = math.inf
     if has_p:
-        pnorm = math.sqrt(_dot(p_prev, p_prev))
-        a = _dot(p_prev, Q[0])
-        b = _dot(p_prev, Q[1])
+        pnorm = math.sqrt(dot(p_prev, p_prev))
+        a = dot(p_prev, Q[0])
+        b = dot(p_prev, Q[1])
         for k in range(n):
             Q[2, k] = p_prev[k] - a * Q[0, k] - b * Q[1, k]
-        size = math.sqrt(_dot(Q[2], Q[2]))
+        size = math.sqrt(dot(Q[2], Q[2]))
         if size > KEEP_PREVIOUS * pnorm:
             qn = size
             for k in range(n):
@@ -470,7 +470,7 @@ def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha,
     c2 = c[2] if dim == 3 else 0.0
     for k in range(n):
         xr[k] = c[0] * Q[0, k] + c[1] * Q[1, k] + c2 * Q[2, k]
-    norm = math.sqrt(_dot(xr, xr))
+    norm = math.sqrt(dot(xr, xr))
     if not norm > 0.0:
         return False
     inv = 1.0 / norm
@@ -542,11 +542,11 @@ def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_i
         np.dot(R[:live], K, Grad[:live])
         j = 0
         while j < live:
-            gnorm = math.sqrt(_dot(Grad[j], Grad[j]))
+            gnorm = math.sqrt(dot(Grad[j], Grad[j]))
             code = -1
             if gnorm == 0.0:
                 code = ZERO_GRADIENT
-            elif gnorm - _dot(Grad[j], X[j]) <= tol * gnorm:
+            elif gnorm - dot(Grad[j], X[j]) <= tol * gnorm:
                 code = CONVERGED
             elif t_max[j] < T_MIN:
                 code = STALLED
@@ -570,7 +570,7 @@ def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_i
         for j in range(live):
             sid = ids[j]
             g = draws[sid // per_draw]
-            inv = 1.0 / math.sqrt(_dot(Grad[j], Grad[j]))
+            inv = 1.0 / math.sqrt(dot(Grad[j], Grad[j]))
             z3 = Zp[j] if with_previous else Zg[j]  # Zp holds nothing before the first step
             # candidates: image s0 Z + s1 Zg + s2 z3 (Zgp if bundled), point in xb, value best_q
             s0, s1, s2 = 0.0, 0.0, 0.0
@@ -578,8 +578,8 @@ def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_i
             best_q = -math.inf
             searched = step_rule == LINE_SEARCH or (step_rule == ACCELERATED and not power_safe)
             if searched:
-                xx = _dot(X[j], X[j])
-                gx = _dot(Grad[j], X[j])
+                xx = dot(X[j], X[j])
+                gx = dot(Grad[j], X[j])
                 # towards u = G / |G|
                 best_q, best_t, scale = _segment_search(mode, Z[j], Zg[j], inv, Zg[j], 0.0,
                                                         xx, gx * inv, t_max[j], alpha, shift,
@@ -592,7 +592,7 @@ def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_i
                 lam, dnorm = _bundle_direction(Grad[j], Gp[j])
                 if dnorm > 0.0:
                     c1, c2 = lam / dnorm, (1.0 - lam) / dnorm
-                    xu = c1 * gx + c2 * _dot(Gp[j], X[j])
+                    xu = c1 * gx + c2 * dot(Gp[j], X[j])
                     q, t, sc = _segment_search(mode, Z[j], Zg[j], c1, Zgp[j], c2, xx, xu, 1.0,
                                                alpha, shift, g, m)
                     if q > best_q:

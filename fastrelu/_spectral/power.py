@@ -11,16 +11,10 @@ from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
 from fastrelu._spectral import kernels
-from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
+from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.seeds import FIT_STREAM, POWER_BLOCK, POWER_STREAM, block_generator
 from fastrelu._core.validation import as_bias, as_matrix, n_jobs_value, positive_float, positive_int
 
-#: Starts per random stream. Part of the definition of a seeded run: never change it.
-POWER_BLOCK = 256
-#: Stream of the seed that the power-iteration starts come from (see ``block_generator``).
-POWER_STREAM = 2
-#: Stream of the seed of the points and starts of the low-rank fits (block index = j,
-#: the index of the bounded s_j).
-FIT_STREAM = 4
 DEFAULT_STARTS = 10_000
 DEFAULT_MAX_ITER = 1000
 #: Default relative Frank-Wolfe gap: on the sphere ``1 - cos`` of the angle between
@@ -287,7 +281,7 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
     found) are reported as stalled; they are nonsmooth local maxima as a rule.
 
     Starts are uniform on the unit sphere, drawn in blocks of 256 from stream 2 of
-    ``seed`` (``block_generator(seed, b, 2)``), and iterated in blocks (two dense
+    ``seed`` (``block_generator(seed, b, POWER_STREAM)``), and iterated in blocks (two dense
     products per iteration per block, each start stopping on its own). A start stops
     when ``|G| - <G, x> <= tol |G|`` (converged; on the sphere ``1 - cos`` of the angle
     between ``x`` and ``G``), when ``G = 0`` (zero bias: ``ReLU(W x) = 0``, the start is
@@ -353,7 +347,7 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
         rule = kernels.POWER if zero_bias else kernels.LINE_SEARCH
     method = ("accelerated " if accelerate else "") + ("power" if zero_bias
                                                        else "conditional gradient")
-    budget = _budget.for_power(m, n, n_starts, jobs, per_start=per_start, n_hist=n_hist,
+    budget = power_budget(m, n, n_starts, jobs, per_start=per_start, n_hist=n_hist,
                                max_iter=max_iter).check_memory()
     plan = _PowerPlan(W, alpha, rule, n_starts, max_iter, tol, seed_used, n_hist, per_start)
     state = execute(plan, n_jobs=jobs, client=client, checkpoint=checkpoint,
@@ -741,7 +735,7 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
         if points.shape[1] != n:
             raise FastReluError(f"The 'data' parameter must have {n} columns (the input dimension). Got data.shape={points.shape}.")
         domain = data if isinstance(data, Data) else Data(points)
-    _budget.for_fits(m, n, k, fit_starts, jobs, on_data=on_data,
+    fits_budget(m, n, k, fit_starts, jobs, on_data=on_data,
                      n_points=points.shape[0] if on_data else 0).check_memory()
     sigma = np.linalg.svd(W, compute_uv=False)[:k]
     values, kinds, upper, fits = np.empty(k), [], np.empty(k), []
@@ -779,3 +773,40 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     return ReLUSingularValues(values=values, kinds=tuple(kinds), upper=upper, sigma=sigma,
                               fits=tuple(fits), domain=domain if on_data else "ball",
                               power=power, argmax=argmax, seed=seed_used, elapsed=clock())
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def ascent_bytes(m, n, rows):
+    """Buffers of one thread's ascent over ``rows`` starts at once."""
+    return _budget.FLOAT_BYTES * rows * (5 * m + 5 * n + 4)
+
+
+def power_budget(m, n, n_starts, jobs, *, per_start, n_hist, max_iter):
+    """The budget of :func:`fastrelu.relu_power_iteration`."""
+    threads = _budget.threads_of(jobs)
+    memory = [("weights and their transpose", 2 * _budget.FLOAT_BYTES * m * n, "weight"),
+              ("per-thread ascent buffers", threads * ascent_bytes(m, n, POWER_BLOCK), "n_jobs"),
+              ("iteration history", 2 * _budget.FLOAT_BYTES * n_hist * (max_iter + 1), "history")]
+    if per_start:
+        memory.append(("per-start values, iterations and status (state and partial result)", 2 * 17 * n_starts, "n_starts"))
+    return _budget.Budget("relu_power_iteration", "n_starts", n_starts, "starts", POWER_BLOCK, memory,
+                  flops_per_unit=4.0 * m * n,
+                  advice="Use fewer starts, per_start=False (13 bytes per start less), or a smaller layer.")
+
+
+def fits_budget(m, n, k, fit_starts, jobs, *, on_data, n_points):
+    """The low-rank fits of :func:`fastrelu.relu_singular_values` (``k - 1`` of them)."""
+    threads = _budget.threads_of(jobs)
+    if on_data:
+        points = min(n_points, FIT_DATA_POINTS) + FIT_ROUNDS * FIT_ADD
+        fits = 4 * _budget.FLOAT_BYTES * points * m
+    else:
+        points = FIT_POINTS + (FIT_ROUNDS + 1) * FIT_ADD
+        starts = fit_starts + FIT_ADD
+        fits = 4 * _budget.FLOAT_BYTES * points * m + 3 * _budget.FLOAT_BYTES * starts * n + threads * ascent_bytes(2 * m, n, POWER_BLOCK)
+    memory = [("weights and the singular value decomposition", _budget.FLOAT_BYTES * (3 * m * n + 2 * n * n), "weight"),
+              ("low-rank fits (points, images, ascent buffers)", fits, "fit_starts")]
+    return _budget.Budget("relu_singular_values", "k", k, "values", 1, memory,
+                  advice="Use fewer fit_starts, k = 1, or a smaller layer.")

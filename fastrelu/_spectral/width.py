@@ -13,14 +13,11 @@ from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
 from fastrelu._spectral import kernels
 from fastrelu._core.layer import ReLULayer
-from fastrelu._runtime.parallel import Stopwatch, block_generator, run_blocks
-from fastrelu._spectral.power import DEFAULT_MAX_ITER, DEFAULT_TOL, _Ascent, _tol_value, _unit_rows
+from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.seeds import WIDTH_BLOCK, WIDTH_STREAM, block_generator
+from fastrelu._spectral.power import DEFAULT_MAX_ITER, DEFAULT_TOL, _Ascent, _tol_value, _unit_rows, ascent_bytes
 from fastrelu._core.validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
 
-#: Draws per random stream. Part of the definition of a seeded run: never change it.
-WIDTH_BLOCK = 256
-#: Stream of the seed that the Gaussian draws come from (see ``block_generator``).
-WIDTH_STREAM = 3
 DEFAULT_DRAWS = 10_000
 #: Ascent starts per draw for a layer on the unit ball.
 DEFAULT_STARTS_PER_DRAW = 8
@@ -390,7 +387,7 @@ def _width_budget(plan, jobs):
     n_points = 0 if plan.points is None else plan.points.shape[0]
     dim = {"set": 0 if plan.points is None else plan.points.shape[1], "image": m,
            "linear": m, "ball": m}[plan.kind]
-    return _budget.for_width(plan.kind, dim, m, n, n_points, plan.n_draws, jobs,
+    return width_budget(plan.kind, dim, m, n, n_points, plan.n_draws, jobs,
                              n_starts=plan.n_starts).check_memory()
 
 
@@ -434,7 +431,7 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
         raise FastReluError(f"The 'rtol' parameter must be a float in [{MIN_RANK_TOL:g}, 1) (singular values from Gram matrices are resolved only to about 1e-8 sigma_1). Got {rtol!r} instead.")
     jobs = n_jobs_value(n_jobs)
     N = X.shape[0]
-    budget = _budget.for_local_metrics(m, n, N, jobs, return_all=return_all,
+    budget = local_metrics_budget(m, n, N, jobs, return_all=return_all,
                                        outer=m * n * n <= OUTER_MAX_ENTRIES).check_memory().check_start(jobs)
     sigma1 = float(np.linalg.norm(W, 2))
     tol_abs = rtol * sigma1
@@ -483,3 +480,40 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
     return LocalMetrics(n_active=n_active, rank=rank, sigma_max=sigma_max, sigma_min=sigma_min,
                         sigma_min_nonzero=sigma_min_nonzero, width=width,
                         singular_values=singular, rtol=rtol, tol=tol_abs, elapsed=clock())
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def width_budget(kind, dim, m, n, n_points, n_draws, jobs, *, n_starts):
+    """The budget of :func:`fastrelu.gaussian_mean_width` (``kind`` as in its plan; ``dim``
+    the dimension of the draws, ``m x n`` the weights, ``n_points`` the finite set)."""
+    threads = _budget.threads_of(jobs)
+    if kind == "ball":
+        rows = WIDTH_BLOCK * n_starts
+        per_thread = ascent_bytes(m, n, rows) + _budget.FLOAT_BYTES * (WIDTH_BLOCK * m + rows * n)
+        flops = 4.0 * m * n * n_starts
+    elif kind == "linear":
+        per_thread = _budget.FLOAT_BYTES * WIDTH_BLOCK * (dim + 2 * n)
+        flops = 2.0 * m * n
+    else:
+        chunk = min(SET_CHUNK, max(1, n_points))
+        per_thread = _budget.FLOAT_BYTES * (WIDTH_BLOCK * dim + WIDTH_BLOCK * chunk + (chunk * m if kind == "image" else 0))
+        flops = 2.0 * n_points * dim + (2.0 * n_points * m * n / WIDTH_BLOCK if kind == "image" else 0.0)
+    memory = [("weights and their transpose", 2 * _budget.FLOAT_BYTES * m * n, "obj"),
+              ("per-thread draws and products", threads * per_thread, "n_starts" if kind == "ball" else "n_jobs"),
+              ("state (moments of the finished blocks)", 4 * _budget.FLOAT_BYTES * (threads * 64 + 4), "n_draws")]
+    return _budget.Budget("gaussian_mean_width", "n_draws", n_draws, "draws", WIDTH_BLOCK, memory,
+                  flops_per_unit=flops, advice="Use fewer starts per draw or a smaller layer.")
+
+
+def local_metrics_budget(m, n, N, jobs, *, return_all, outer):
+    """The budget of :func:`fastrelu.local_metrics` on ``N`` points."""
+    threads = _budget.threads_of(jobs)
+    chunk = int(max(1, min(4096, (1 << 21) // (n * n))))
+    memory = [("outer products of the rows", _budget.FLOAT_BYTES * m * n * n if outer else 0, "layer"),
+              ("per-thread Gram matrices and activity", threads * _budget.FLOAT_BYTES * chunk * (3 * n * n + 2 * m), "n_jobs"),
+              ("per-point results", _budget.FLOAT_BYTES * N * (6 + (n if return_all else 0)), "X")]
+    return _budget.Budget("local_metrics", "X", N, "points", chunk, memory,
+                  flops_per_unit=2.0 * m * n + n ** 3,
+                  advice="Use fewer points (in chunks of your own), return_all=False, or a smaller layer.")

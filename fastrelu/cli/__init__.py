@@ -479,7 +479,7 @@ def _labels_for(y, network, X):
     the errors and the warning name ``--labels``: one label per point of ``--data``, in a
     1-D array or in one column or row (a text file of a vector loads as one column),
     and labels among the network's classes (a warning when only some are)."""
-    from fastrelu._networks.report import _listed
+    from fastrelu._networks.report import listed
 
     if np.ndim(y) == 2 and 1 in np.shape(y):
         y = y.ravel()
@@ -498,9 +498,9 @@ def _labels_for(y, network, X):
         kind = "output unit indices (the network has no classes)"
     known = np.isin(y, classes)
     if not known.any():
-        raise FastReluError(f"The '--labels' file must hold labels among the network's {kind} {_listed(classes)}. Got labels {_listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+        raise FastReluError(f"The '--labels' file must hold labels among the network's {kind} {listed(classes)}. Got labels {listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
     if not known.all():
-        warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in --labels are not among the network's {kind} {_listed(classes)} (labels {_listed(np.unique(y[~known]))}): those points count as incorrectly classified.", UserWarning, stacklevel=2)
+        warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in --labels are not among the network's {kind} {listed(classes)} (labels {listed(np.unique(y[~known]))}): those points count as incorrectly classified.", UserWarning, stacklevel=2)
     return y
 
 

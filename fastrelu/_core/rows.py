@@ -1,0 +1,106 @@
+"""The row set-up every most-correlated-basis computation shares: scaling rows by
+powers of two, unit rows and their Gram matrix, repeated rows, the tile size, and the
+rank tolerance (THEORY §2, §3)."""
+
+import math
+
+import numpy as np
+
+#: Up to this many rows the Gram matrix of the unit rows is stored (64 MiB at most) and
+#: the candidates' entries are gathered from it; above, they are computed per sample by a
+#: small GEMM of the gathered rows (about 1.7 times slower at m = 1000).
+GRAM_MAX_ROWS = 2896
+#: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
+DEFAULT_RANK_TOL = 1e-6
+
+
+def repeated_rows(unit_rows, rank_tol, gram):
+    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's."""
+    m = unit_rows.shape[0]
+    # |u_i - u_j|^2 = 2 - 2 <u_i, u_j> <= rank_tol^2
+    limit = 1.0 - 0.5 * rank_tol**2
+    repeated = np.zeros(m, dtype=bool)
+    step = 1024
+    for start in range(0, m, step):
+        block = gram[start:start + step] if gram is not None else unit_rows[start:start + step] @ unit_rows.T
+        for local, row in enumerate(block):
+            i = start + local
+            if not repeated[i] and i + 1 < m:
+                close = np.flatnonzero(row[i + 1:] >= limit)
+                repeated[i + 1 + close] = True
+    return np.flatnonzero(repeated).astype(np.int64)
+
+
+def row_exponents(W):
+    """``(exponents, scaled)``: per row the binary exponent ``e_i`` of its entry of
+    largest magnitude and the rows ``W_i / 2^e_i``, whose largest entries lie in
+    ``[0.5, 1)`` (``e_i = 0`` for a zero row).
+
+    Scaling by a power of two is exact (barring entries that fall below the smallest
+    subnormal, which cannot matter beside the row's largest entry), so every quantity
+    that is invariant under positive row scaling -- unit rows, normalised correlations,
+    most correlated bases -- comes out bit for bit as from ``W`` itself, and for any
+    finite row: squares and inner products of the scaled rows neither overflow nor
+    underflow. A value of the row's scale is then ``2^e_i`` times the scaled row's value
+    (:func:`numpy.ldexp`, exact again).
+    """
+    largest = np.max(np.abs(W), axis=1) if W.shape[1] else np.zeros(W.shape[0])
+    exponents = np.frexp(largest)[1].astype(np.int64)
+    return exponents, np.ascontiguousarray(np.ldexp(W, -exponents[:, None]))
+
+
+def row_norms(W):
+    """The Euclidean norms of the rows of ``W`` without intermediate overflow or
+    underflow (``+inf`` only for a row whose norm exceeds the largest float)."""
+    exponents, scaled = row_exponents(W)
+    return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
+
+
+def normalised_rows(W):
+    """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
+    rows and, up to ``GRAM_MAX_ROWS`` rows, their Gram matrix (a ``(1, 1)`` placeholder
+    above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
+    independent. The norms and unit rows are computed from the rows scaled by powers of
+    two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
+    ``+inf`` only for rows shorter than about ``5.6e-309``."""
+    exponents, scaled = row_exponents(W)
+    scaled_norms = np.linalg.norm(scaled, axis=1)
+    norms = np.ldexp(scaled_norms, exponents)
+    nonzero = scaled_norms > 0
+    safe = np.where(nonzero, scaled_norms, 1.0)
+    inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
+    unit_rows = np.ascontiguousarray(scaled / safe[:, None])
+    use_gram = W.shape[0] <= GRAM_MAX_ROWS
+    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    return norms, inv_norm, unit_rows, use_gram, gram
+
+
+def tile_rows(m):
+    """Points per tile of the product ``X W^T`` for ``m`` rows: the ``(tile, m)`` block
+    stays in the core's cache. A power of two between 32 and 1024, a function of ``m``
+    only (so it never changes a seeded result)."""
+    return int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // max(1, m)))))))
+
+
+class RowGeometry:
+    """The rows of ``W`` as the most-correlated-basis kernels take them, shared by the
+    worker threads: ``weight_t`` (``W^T``), the bias (zero when None), ``inv_norm``,
+    ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`) and the tile of
+    points per product (:func:`tile_rows`)."""
+
+    def __init__(self, W, bias=None):
+        m, n = W.shape
+        self.m, self.n = m, n
+        self.weight_t = np.ascontiguousarray(W.T)
+        self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
+        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
+        self.tile = tile_rows(m)
+
+    def scratch(self):
+        """One thread's buffers for the basis-of-active-rows kernels: ``keys, active,
+        active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf, stats``."""
+        m, n = self.m, self.n
+        return (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
+                np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
+                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
+                np.zeros(3, dtype=np.int64))

@@ -1,0 +1,3 @@
+"""The version of fastrelu (also in ``pyproject.toml``), importable from every layer."""
+
+__version__ = "0.1.0"
