@@ -108,14 +108,14 @@ def _objects(array):
 TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_network():
     rng = np.random.default_rng(1)
     return fr.Network([fr.ReLULayer(rng.standard_normal((8, 3)), np.full(8, -0.5))],
                       fr.ReLULayer(rng.standard_normal((2, 8)), np.zeros(2)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_report():
     return fr.analyze(_tiny_network(), _X(20), samples=500, width_draws=20, power_starts=2,
                       enlarge=None, n_jobs=1)
@@ -486,7 +486,7 @@ def test_api_bad_input_raises_naming_the_argument(case, tmp_path, monkeypatch):
 # for years or exhaust memory. The child's address space is capped so that a failed
 # refusal cannot take the machine's memory.
 
-_CHILD = """
+_CHILD = f"""
 import json, sys
 import numpy as np
 import fastrelu as fr
@@ -494,17 +494,17 @@ rng = np.random.default_rng(0)
 case = sys.argv[1]
 try:
     if case == "mcbe":
-        fr.mcbe(rng.standard_normal((9, 3)), fr.Sphere(3), {huge}, seed=0, n_jobs=1)
+        fr.mcbe(rng.standard_normal((9, 3)), fr.Sphere(3), {HUGE}, seed=0, n_jobs=1)
     elif case == "check_bias":
-        fr.check_bias(fr.ReLULayer(rng.standard_normal((60, 30))), fr.Sphere(30), {huge}, seed=0, n_jobs=1)
+        fr.check_bias(fr.ReLULayer(rng.standard_normal((60, 30))), fr.Sphere(30), {HUGE}, seed=0, n_jobs=1)
     elif case == "power":
-        fr.relu_power_iteration(rng.standard_normal((9, 3)), n_starts={huge}, seed=0, n_jobs=1)
+        fr.relu_power_iteration(rng.standard_normal((9, 3)), n_starts={HUGE}, seed=0, n_jobs=1)
     elif case == "width":
-        fr.gaussian_mean_width(fr.ReLULayer(rng.standard_normal((9, 3))), n_draws={huge}, seed=0, n_jobs=1)
+        fr.gaussian_mean_width(fr.ReLULayer(rng.standard_normal((9, 3))), n_draws={HUGE}, seed=0, n_jobs=1)
     print(json.dumps({{"type": None, "message": "no error"}}))
 except BaseException as exc:
     print(json.dumps({{"type": type(exc).__name__, "fastrelu": isinstance(exc, fr.FastReluError), "message": str(exc)}}))
-""".format(huge=HUGE)
+"""
 
 
 def _child_env():

@@ -7,13 +7,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import interrupt_after
 
 import fastrelu as fr
 from fastrelu._batch.jobs import load_spec
 from fastrelu._bias.mcbe import _McbePlan
 from fastrelu.cli import main
-
-from conftest import interrupt_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3.0)

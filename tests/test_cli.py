@@ -466,7 +466,7 @@ def test_every_option_of_every_command_has_a_help_text():
 
 
 def test_applicability_rules_name_options_that_exist():
-    from fastrelu.cli import APPLICABILITY, _KEYS, _option_names
+    from fastrelu.cli import _KEYS, APPLICABILITY, _option_names
 
     _, commands = _subcommands()
     assert set(APPLICABILITY) == set(commands)
@@ -603,14 +603,14 @@ def test_numeric_strings_are_refused_by_the_cli_and_the_api_alike(tmp_path, caps
 
 
 def test_demo_mentions_compiling_only_when_it_compiled(capsys, monkeypatch):
-    import fastrelu.cli as cli
+    import fastrelu.cli.demo as demo
 
     assert main(["demo", "--samples", "2000"]) == 0  # compiles or loads the kernels
     capsys.readouterr()
     assert main(["demo", "--samples", "2000"]) == 0  # nothing left to compile
     assert "compil" not in capsys.readouterr().out
     counts = iter([5, 16])
-    monkeypatch.setattr(cli, "_compiled_kernels", lambda: next(counts))
+    monkeypatch.setattr(demo, "_compiled_kernels", lambda: next(counts))
     assert main(["demo", "--samples", "2000"]) == 0
     out = capsys.readouterr().out
     assert "the seconds above include compiling 11 Numba kernels" in out
@@ -712,13 +712,13 @@ def test_report_accepts_labels_in_one_row(labelled, capsys):
 def test_warnings_of_a_command_are_one_line(capsys, monkeypatch):
     import warnings
 
-    import fastrelu.cli as cli
+    import fastrelu.cli.demo as demo
 
     def noisy(args):
-        warnings.warn("first line\nsecond line", RuntimeWarning)
+        warnings.warn("first line\nsecond line", RuntimeWarning, stacklevel=2)
         return 0
 
-    monkeypatch.setattr(cli, "_cmd_demo", noisy)  # build_parser looks it up when called
+    monkeypatch.setattr(demo, "run", noisy)  # build_parser looks it up when called
     assert main(["demo"]) == 0
     assert capsys.readouterr().err == "fastrelu: warning: first line second line\n"
 

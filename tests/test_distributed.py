@@ -9,11 +9,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import interrupt_after
 
 import fastrelu as fr
 from fastrelu._runtime import distributed as _distributed
-
-from conftest import interrupt_after
 
 distributed = pytest.importorskip("distributed")
 
@@ -247,8 +246,9 @@ def test_task_sizes():
 
 
 def test_a_cluster_without_workers_is_refused_within_a_timeout(monkeypatch):
-    import fastrelu._runtime.distributed as distributed_module
     from distributed import Client, LocalCluster
+
+    import fastrelu._runtime.distributed as distributed_module
 
     monkeypatch.setattr(distributed_module, "WORKER_WAIT", 2.0)
     W = np.random.default_rng(0).standard_normal((20, 4))

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+import tomllib
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,8 +29,6 @@ from fastrelu._core import budget as _budget
 from fastrelu._core.domains import Ball, Data, Shell, Sphere
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import load_array
-
-import tomllib
 
 #: The keys of a job, with the types a value may have (for the messages: their names).
 JOB_KEYS = {
@@ -366,8 +365,8 @@ SUMMARY_COLUMNS = ("name", "status", "method", "domain", "shape", "n_samples", "
 def run_batch(spec_path, out, *, n_jobs=None, client=None, checkpoint_interval=None,
               progress=None):
     """Run the jobs of ``spec_path`` into the directory ``out``; returns the records."""
-    from fastrelu._runtime.blocks import interval_value
     from fastrelu._core.validation import n_jobs_value
+    from fastrelu._runtime.blocks import interval_value
 
     # options common to all jobs are checked once, before any job runs
     n_jobs = n_jobs_value(n_jobs)
@@ -408,7 +407,7 @@ def run_batch(spec_path, out, *, n_jobs=None, client=None, checkpoint_interval=N
                 text = str(exc) if isinstance(exc, FastReluError) else f"{type(exc).__name__}: {exc}"
                 record.update(status="failed", error=text, elapsed=time.perf_counter() - start)
             text = json.dumps(record, indent=1, default=str)
-            _atomic_write(record_path, lambda h: h.write(text.encode()))
+            _atomic_write(record_path, lambda h, text=text: h.write(text.encode()))
             if record["status"] == "ok" and os.path.exists(checkpoint):
                 os.remove(checkpoint)  # the result files now stand for the finished run
             records.append(record)
@@ -429,58 +428,6 @@ def _write_summary(out, records):
         writer.writerow(["x".join(map(str, record[c])) if c == "shape" and record.get(c) else
                          ("" if record.get(c) is None else record.get(c)) for c in SUMMARY_COLUMNS])
     _atomic_write(os.path.join(out, "summary.csv"), lambda h: h.write(table.getvalue().encode()))
-
-
-def format_table(records):
-    """The summary as aligned text."""
-    rows = [("job", "status", "method", "shape", "samples", "min alpha", "max alpha", "seconds")]
-    for r in records:
-        shape = "x".join(map(str, r["shape"])) if r.get("shape") else "-"
-
-        def number(key, spec):
-            return "-" if r.get(key) is None else format(r[key], spec)
-
-        rows.append((r["name"], r["status"], r.get("method") or "-", shape,
-                     "-" if r.get("method") == "pbe" else number("n_samples", "d"), number("alpha_min", ".6g"),
-                     number("alpha_max", ".6g"), number("elapsed", ".2f")))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def _cmd_batch(args):
-    records = run_batch(args.spec, args.out, n_jobs=args.jobs, client=args.client,
-                        checkpoint_interval=args.checkpoint_interval,
-                        progress=True if args.progress else (False if args.no_progress else None))
-    failed = [r for r in records if r["status"] == "failed"]
-    if args.json:
-        json.dump({"out": args.out, "jobs": records, "n_failed": len(failed)}, sys.stdout, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(format_table(records))
-        print(f"results in {args.out} (summary.csv, summary.json, NAME.npz and NAME.json per job)")
-    if failed:
-        print(f"fastrelu: {len(failed)} of {len(records)} jobs failed:", file=sys.stderr)
-        for record in failed:
-            print(f"  {record['name']}: {record['error']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def add_batch_parser(sub):
-    """The ``batch`` subcommand."""
-    from fastrelu._runtime.distributed import add_cluster_arguments
-
-    batch = sub.add_parser("batch", help="run a list or grid of bias estimations from a TOML spec (docs/batch.md)")
-    batch.add_argument("spec", help="the spec file (TOML)")
-    batch.add_argument("--out", required=True, help="directory for the results (created if needed)")
-    batch.add_argument("--jobs", type=int, default=None, help="worker threads per job (default: all cores)")
-    batch.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    bar = batch.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", help="always show the progress bar on stderr (default: when stderr is a terminal)")
-    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    add_cluster_arguments(batch, checkpoint_path=False)
-    batch.set_defaults(run=_cmd_batch)
-    return batch
 
 
 # --------------------------------------------------------------------------- budget

@@ -51,7 +51,9 @@ _blas_limiter = None
 _blas_controller = None
 
 
-def _import():
+def import_distributed():
+    """The ``distributed`` package (Dask's distributed scheduler), or a FastReluError
+    that names the optional extra to install."""
     try:
         import distributed
     except ImportError:
@@ -96,7 +98,7 @@ def connect(client, timeout=None):
     the scheduler at the address ``client`` or described by the scheduler file
     ``client`` (JSON, as written by ``dask-mpi`` or ``dask scheduler --scheduler-file``),
     closed on exit."""
-    distributed = _import()
+    distributed = import_distributed()
     if isinstance(client, str):
         seconds = CONNECT_TIMEOUT if timeout is None else timeout
         where = {"scheduler_file": client} if os.path.isfile(client) else {"address": client}
@@ -213,7 +215,7 @@ def _failures(distributed):
 def run(client, plan, todo, merger):
     """Run the block ranges ``todo`` of ``plan`` on the cluster of ``client``, passing
     each result to ``merger.merge(piece, first, stop)`` as it arrives."""
-    distributed = _import()
+    distributed = import_distributed()
     tasks = _Tasks(plan, todo)
     threads, looked = sum(client.nthreads().values()), time.monotonic()
     if threads == 0:  # a scheduler whose workers are gone would hold the tasks forever
@@ -257,47 +259,3 @@ def run(client, plan, todo, merger):
             except Exception:  # the cluster may be gone: nothing left to cancel
                 pass
         held.release()
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_cluster_arguments(parser, *, checkpoint_path=True):
-    """``--scheduler``, ``--local-cluster``, ``--checkpoint`` (unless not
-    ``checkpoint_path``) and their options."""
-    group = parser.add_argument_group("distributed runs and checkpoints")
-    where = group.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="run on the Dask cluster of this scheduler: an address "
-                            "(tcp://host:8786) or a scheduler file (needs fastrelu[dask])")
-    where.add_argument("--local-cluster", type=int, metavar="N",
-                       help="run on a Dask LocalCluster of N worker processes on this machine")
-    group.add_argument("--scheduler-timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                       help=f"seconds to wait for the scheduler (default {CONNECT_TIMEOUT:g})")
-    if checkpoint_path:
-        group.add_argument("--checkpoint", metavar="PATH",
-                           help="save progress to this file and resume from it when it exists")
-    group.add_argument("--checkpoint-interval", type=float, default=None, metavar="SECONDS",
-                       help="seconds between checkpoint writes (default 5)")
-
-
-@contextmanager
-def cluster_from_args(args):
-    """The Dask client that the command line options ask for (None: run locally)."""
-    scheduler = getattr(args, "scheduler", None)
-    workers = getattr(args, "local_cluster", None)
-    if workers is not None:
-        if workers < 1:
-            raise FastReluError(f"The '--local-cluster' option must be a number of worker processes >= 1. Got {workers} instead.")
-        distributed = _import()
-        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0") as cluster, \
-                distributed.Client(cluster, set_as_default=False) as client:
-            yield client
-    elif scheduler is not None:
-        if not args.scheduler_timeout > 0:
-            raise FastReluError(f"The '--scheduler-timeout' option must be a number of seconds > 0. Got {args.scheduler_timeout} instead.")
-        with connect(scheduler, args.scheduler_timeout) as client:
-            yield client
-    else:
-        yield None

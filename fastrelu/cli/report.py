@@ -1,0 +1,102 @@
+"""``fastrelu report``: the layer-by-layer report of a ReLU network on data."""
+
+import json
+import sys
+import warnings
+
+import numpy as np
+
+from fastrelu._core.errors import FastReluError
+from fastrelu._core.io import check_output_directory, jsonable, load_array, output_directory
+
+
+def add_parser(sub):
+    """The ``report`` subcommand."""
+    report = sub.add_parser("report", help="layer-by-layer injectivity, bias, reconstruction and spectral report of a ReLU network on data")
+    report.add_argument("model", help="network file (.npz, .safetensors, .pt/.pth, .joblib/.pkl) or 'digits' for the built-in digits MLP")
+    report.add_argument("--data", help="network inputs to analyse (N x n)")
+    report.add_argument("--data-key", help="array name inside an .npz data file")
+    report.add_argument("--labels", help="class labels of the data (N,): measure how metrics separate correct from incorrect predictions")
+    report.add_argument("--fit-data", help="points to fit the data-driven estimates on (default: half of --data)")
+    report.add_argument("--out", required=True, help="directory for report.json, samples.npz and the figures")
+    report.add_argument("--samples", type=int, default=100_000, help="MCBE samples on the ball per layer (default 100000)")
+    report.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    report.add_argument("--enlarge", choices=["kde", "blowup", "none"], default="kde", help="synthetic points near the data for the enlarged-data estimate (default kde)")
+    report.add_argument("--no-plots", action="store_true", help="write no figures")
+    report.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
+    report.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    report.set_defaults(run=run)
+    return report
+
+
+def run(args):
+    from fastrelu._networks.network import Network
+    from fastrelu._networks.report import analyze, save_report
+
+    check_output_directory(args.out, "--out", "option")  # created once the inputs are read
+    if args.model == "digits":
+        from fastrelu._networks.digits import digits_model
+
+        built = digits_model(seed=args.seed)
+        network, X, y, fit = built.network, built.X_test, built.y_test, built.X_train
+    else:
+        if args.data is None:
+            raise FastReluError("The 'report' command needs --data FILE (the network inputs to analyse, N x n).")
+        network = Network.load(args.model)
+        X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
+        y = None if args.labels is None else load_array(args.labels, "--labels", key_option=None, numeric=False)
+        fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data", key_option=None)
+        if y is not None:
+            y = _labels_for(y, network, X)
+    enlarge = None if args.enlarge == "none" else args.enlarge
+    with warnings.catch_warnings():
+        # _labels_for has said it naming --labels; analyze would say it again naming y
+        warnings.filterwarnings("ignore", message=r"\d+ of the \d+ labels in 'y' ", category=UserWarning)
+        report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
+                         enlarge=enlarge, n_jobs=args.jobs)
+    output_directory(args.out, "--out", "option")
+    paths, note = save_report(report, args.out, plots=not args.no_plots)
+    if note:
+        print(f"fastrelu: warning: {note}", file=sys.stderr)
+    if args.json:
+        # The per-neuron and per-point arrays stay in the files; stdout gets the summary
+        layers = [{k: v for k, v in layer.to_dict().items() if k not in ("bias", "estimates")}
+                  for layer in report.layers]
+        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy,
+                            "files": paths, "elapsed": report.elapsed}), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(report.summary())
+        print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
+    return 0
+
+
+
+def _labels_for(y, network, X):
+    """The ``--labels`` array as :func:`fastrelu.analyze` takes it, checked here so that
+    the errors and the warning name ``--labels``: one label per point of ``--data``, in a
+    1-D array or in one column or row (a text file of a vector loads as one column),
+    and labels among the network's classes (a warning when only some are)."""
+    from fastrelu._networks.report import listed
+
+    if np.ndim(y) == 2 and 1 in np.shape(y):
+        y = y.ravel()
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)  # a text file of integer labels loads as floats
+    n_points = np.shape(X)[0] if np.ndim(X) == 2 else None  # else analyze refuses --data
+    if np.ndim(y) != 1 or (n_points is not None and y.shape[0] != n_points):
+        expected = "one label per point of --data" + ("" if n_points is None else f" ({n_points})")
+        raise FastReluError(f"The '--labels' file must hold {expected}: a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+    if network.output is None:
+        raise FastReluError("The '--labels' option needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
+    classes, kind = network.classes, "classes"
+    if classes is None:  # the predictions are the output unit indices
+        units = network.output.shape[0]
+        classes = np.arange(2 if units == 1 else units)
+        kind = "output unit indices (the network has no classes)"
+    known = np.isin(y, classes)
+    if not known.any():
+        raise FastReluError(f"The '--labels' file must hold labels among the network's {kind} {listed(classes)}. Got labels {listed(np.unique(y))}, none of them a class: every prediction would count as wrong.")
+    if not known.all():
+        warnings.warn(f"{int((~known).sum())} of the {y.shape[0]} labels in --labels are not among the network's {kind} {listed(classes)} (labels {listed(np.unique(y[~known]))}): those points count as incorrectly classified.", UserWarning, stacklevel=2)
+    return y
