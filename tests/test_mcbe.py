@@ -2,11 +2,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import brute_force_mcbe, spans
 
 import fastrelu as fr
 from fastrelu._runtime.seeds import block_generator
-
-from conftest import brute_force_mcbe, spans
 
 
 def _exact_repeats(W):
@@ -422,7 +421,7 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
     # A row at distance rank_tol (+-3%) from the span of the rows before it: the one
     # Cholesky factorisation of the common case must never accept what the incremental
     # scan (the definition) rejects; it leaves such close cases to the scan.
-    from fastrelu._core.basis import first_candidates_independent, select_basis
+    from fastrelu._core.basis import Rows, first_candidates_independent, scan_scratch, select_basis
 
     rng = np.random.default_rng(0)
     n, m = 6, 8
@@ -435,15 +434,14 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
         U[n - 1] = inside * np.sqrt(1 - d * d) + d * normal
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         gram = U @ U.T
-        fast = first_candidates_independent(np.arange(m), n, gram, U, True, 1e-12,
-                                             np.zeros((n, n)), np.zeros((n, n)))
+        basis = Rows(unit_rows=U, gram=gram, use_gram=True, rank_tol2=1e-12)
+        fast = first_candidates_independent(np.arange(m), n, basis, np.zeros((n, n)),
+                                             np.zeros((n, n)))
         if fast:
-            kept = np.zeros(n, np.int64)
-            count = select_basis(np.arange(m, 0, -1.0), -np.inf, np.arange(m), gram, U, True,
-                                 1e-12, np.zeros(m, np.int64), np.zeros(m), kept,
-                                 np.zeros((n, n)), np.zeros(n), np.zeros(n),
+            scan = scan_scratch(m, n)
+            count = select_basis(np.arange(m, 0, -1.0), -np.inf, np.arange(m), basis, scan,
                                  np.zeros(3, np.int64))
-            assert count == n and (kept == np.arange(n)).all()
+            assert count == n and (scan.kept == np.arange(n)).all()
 
 
 def test_lane_certificate_matches_each_lanes_own_cholesky():
@@ -462,9 +460,9 @@ def test_lane_certificate_matches_each_lanes_own_cholesky():
     for n in (1, 2, 3, 5, 8, 13, 30):
         for trial in range(30):
             grams, expected = [], []
-            for l in range(lanes):
+            for lane in range(lanes):
                 B = rng.standard_normal((n, n))
-                kind = (trial + l) % 3
+                kind = (trial + lane) % 3
                 if kind == 1 and n > 1:
                     B[-1] = B[0] + 1e-9 * rng.standard_normal(n)  # nearly dependent
                 elif kind == 2 and n > 1:
@@ -480,11 +478,11 @@ def test_lane_certificate_matches_each_lanes_own_cholesky():
                     expected.append(False)
             G = np.ascontiguousarray(np.stack(grams, axis=-1))
             mask = certify(G, n, 1e-12, lanes)
-            assert [bool((mask >> l) & 1) for l in range(lanes)] == expected
+            assert [bool((mask >> lane) & 1) for lane in range(lanes)] == expected
             # a lane's verdict does not depend on its neighbours
-            for l in range(lanes):
-                alone = np.ascontiguousarray(np.stack([grams[l]] * lanes, axis=-1))
-                assert bool(certify(alone, n, 1e-12, lanes) & 1) == expected[l]
+            for lane in range(lanes):
+                alone = np.ascontiguousarray(np.stack([grams[lane]] * lanes, axis=-1))
+                assert bool(certify(alone, n, 1e-12, lanes) & 1) == expected[lane]
     assert certify(np.zeros((2, 2, lanes + 1)), 2, 1e-12, lanes + 1) == -1  # not this kernel
 
 
@@ -518,7 +516,15 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
     # accept where the scan keeps the first n rows.
     from numba import njit
 
-    from fastrelu._core.basis import SPANS_LANES, first_candidates_independent, _spans, pivot_margin, select_basis
+    from fastrelu._core.basis import (
+        SPANS_LANES,
+        Rows,
+        _spans,
+        first_candidates_independent,
+        pivot_margin,
+        scan_scratch,
+        select_basis,
+    )
 
     @njit
     def certify(G, n, lanes):
@@ -526,11 +532,11 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
 
     def scan(gram, U, use_gram):
         n = U.shape[0]
-        kept = np.zeros(n, np.int64)
-        count = select_basis(np.arange(n, 0, -1.0), -np.inf, np.arange(n), gram, U, use_gram,
-                             1e-12, np.zeros(n, np.int64), np.zeros(n), kept, np.zeros((n, n)),
-                             np.zeros(n), np.zeros(n), np.zeros(3, np.int64))
-        return count == n and (kept == np.arange(n)).all()
+        scan_ws = scan_scratch(n, n)
+        basis = Rows(unit_rows=U, gram=gram, use_gram=use_gram, rank_tol2=1e-12)
+        count = select_basis(np.arange(n, 0, -1.0), -np.inf, np.arange(n), basis, scan_ws,
+                             np.zeros(3, np.int64))
+        return count == n and (scan_ws.kept == np.arange(n)).all()
 
     rng = np.random.default_rng(11)
     accepted = 0
@@ -543,7 +549,8 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
             accepted += 1
             assert scan(gram, U, True)
         for stored in (True, False):
-            if first_candidates_independent(np.arange(n), n, gram, U, stored, 1e-12,
-                                             np.zeros((n, n)), np.zeros((n, n))):
+            basis = Rows(unit_rows=U, gram=gram, use_gram=stored, rank_tol2=1e-12)
+            if first_candidates_independent(np.arange(n), n, basis, np.zeros((n, n)),
+                                             np.zeros((n, n))):
                 assert scan(gram, U, stored)
     assert accepted > 20  # the certificates still settle the clear cases

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
+from conftest import spans
 
 import fastrelu as fr
-
-from conftest import spans
 
 METHODS = ["dual", "basis", "frame"]
 
@@ -484,7 +483,7 @@ def test_a_build_for_another_kind_of_cpu_is_refused_with_a_clear_error(tmp_path,
     from fastrelu.cli import main
 
     monkeypatch.setattr(_frame, "simd_build_runs_here", lambda: (True, False))
-    monkeypatch.setattr(driver, "_core", None)
+    monkeypatch.setattr(driver, "_solvers", None)
     W = np.random.default_rng(8).standard_normal((5, 2))
     layer = fr.ReLULayer(W, np.full(5, -10.0))  # every row active
     Y = layer(np.ones((3, 2)))

@@ -6,103 +6,140 @@ decides the rest. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product
 time.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from fastrelu._core.basis import SPANS_LANES, certify_lanes, collect_candidates, dot, rank_into_lane, select_basis
+from fastrelu._core.basis import (
+    SPANS_LANES,
+    certify_lanes,
+    collect_candidates,
+    dot,
+    rank_into_lane,
+    select_basis,
+)
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "mcbe_tile"]
+__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_tile"]
+
+
+class McbeRows(NamedTuple):
+    """The layer as :func:`mcbe_tile` reads it."""
+
+    #: (n, m) ``W^T`` (C-contiguous; rows scaled by powers of two).
+    weight_t: np.ndarray
+    #: (m,) ``1 / |w_i|``.
+    inv_norm: np.ndarray
+    #: (k,) int64: the rows that may enter a basis (repeated directions removed).
+    rows: np.ndarray
+    #: True for data (value ``<x, w_i>``); False for sphere-type domains, where
+    #: ``c = <u, w_i>`` for the unit direction ``u`` gives ``r_pos c`` (``c >= 0``) or
+    #: ``r_neg c``.
+    data_kind: bool
+    #: Radius for ``c >= 0``.
+    r_pos: float
+    #: Radius for ``c < 0``.
+    r_neg: float
+
+
+class Minima(NamedTuple):
+    """One thread's running result, updated in place by :func:`mcbe_tile`."""
+
+    #: (m,) running minima.
+    alpha: np.ndarray
+    #: (m,) int64: how often each row was in a basis.
+    counts: np.ndarray
+    #: (2,) threshold and slack: they steer the speed of the selection, never its result.
+    state: np.ndarray
+    #: (3,) int64: samples whose basis stayed short of ``n`` rows, samples that needed
+    #: more than the first candidates, last candidate count.
+    stats: np.ndarray
 
 
 @kernel
-def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, unit_rows,
-              use_gram, rank_tol2, alpha, counts, state, stats, keys, order, order_keys,
-              kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf, order_l, G):
-    """Fold one tile of samples into the running minima ``alpha`` and ``counts``.
+def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
+    """Fold one tile of samples into the running minima.
 
     Parameters
     ----------
     U : (t, n) samples (directions for sphere-type domains, points for data).
     C : (t, m) scratch, overwritten with ``U @ W^T``.
-    weight_t : (n, m) ``W^T`` (C-contiguous).
-    inv_norm : (m,) ``1 / |w_i|``.
-    data_kind : True for data (value ``<x, w_i>``); False for sphere-type domains, where
-        ``c = <u, w_i>`` for the unit direction ``u`` gives ``r_pos c`` (``c >= 0``) or
-        ``r_neg c``.
-    alpha, counts : (m,) running minima and basis counts, updated in place.
-    state : (2,) float64 threshold and slack, updated in place; they steer the speed of
-        the selection, never its result.
-    stats : (3,) int64, updated in place: samples whose basis stayed short of ``n`` rows,
-        samples that needed more than the first candidates, last candidate count.
-    keys, order, order_keys, kept, chol, inv_diag, lvec, cand, cand_keys, rows_buf,
-    order_l, G :
-        scratch of shapes (lanes, m), (m,), (m,), (n,), (n, n), (n,), (n,), (m,), (m,),
-        (n, n), (lanes, n), (n, n, lanes), ``lanes = SPANS_LANES``.
+    layer : McbeRows
+    basis : fastrelu._core.basis.Rows
+    minima : Minima
+        Updated in place.
+    cands : fastrelu._core.basis.Candidates
+        Scratch: ``keys`` (lanes, m), ``index`` (m,) int64, ``index_keys`` (m,).
+    scan : fastrelu._core.basis.Scan
+    lanes_ws : fastrelu._core.basis.Lanes
+        Scratch of ``lanes = SPANS_LANES`` samples.
 
     The samples go in groups of ``lanes``: each is ranked, then the first ``n``
     candidates of all of them are certified by one lane-parallel Cholesky
     factorisation (``fr_spans``), then each is folded in, in sample order.
     """
+    weight_t, inv_norm, rows = layer.weight_t, layer.inv_norm, layer.rows
+    data_kind, r_pos, r_neg = layer.data_kind, layer.r_pos, layer.r_neg
+    alpha, counts, state, stats = minima.alpha, minima.counts, minima.state, minima.stats
+    keys, cand, cand_keys = cands.keys, cands.index, cands.index_keys
+    order, order_keys, kept = scan.order, scan.order_keys, scan.kept
+    order_l = lanes_ws.order_l
     n = U.shape[1]
-    lanes = G.shape[2]
+    lanes = lanes_ws.G.shape[2]
     norms = np.empty(lanes)
     threshs = np.empty(lanes)
     sizes = np.zeros(lanes, dtype=np.int64)
     lowered = np.zeros(lanes, dtype=np.bool_)
     ranked = np.zeros(lanes, dtype=np.bool_)
-    small = np.empty((n, n))
     # C = U @ W^T
     np.dot(U, weight_t, C)
     for first in range(0, U.shape[0], lanes):
         group = min(lanes, U.shape[0] - first)
-        for l in range(lanes):
-            ranked[l] = False
-            norms[l] = 0.0
-            if l >= group:
+        for li in range(lanes):
+            ranked[li] = False
+            norms[li] = 0.0
+            if li >= group:
                 continue
-            x = U[first + l]
+            x = U[first + li]
             norm = np.sqrt(dot(x, x, n))
-            norms[l] = norm
+            norms[li] = norm
             if norm == 0.0 and not data_kind:
                 continue  # a zero Gaussian draw has no direction (probability zero)
-            c_row = C[first + l]
-            lane_keys = keys[l]
+            c_row = C[first + li]
+            lane_keys = keys[li]
             for idx in range(rows.shape[0]):
                 i = rows[idx]
                 lane_keys[i] = c_row[i] * inv_norm[i]
             thresh = state[0] * norm if norm > 0.0 else -np.inf
             size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-            lowered[l] = False
+            lowered[li] = False
             if size < n and norm > 0.0:
                 # Too few candidates: lower this sample's threshold once, by a wide step.
                 thresh -= 4.0 * state[1] * norm
                 size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-                lowered[l] = True
-            threshs[l] = thresh
-            sizes[l] = size
+                lowered[li] = True
+            threshs[li] = thresh
+            sizes[li] = size
             if size >= n:
-                rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, l)
-                ranked[l] = True
-        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
-                               rows_buf, small)
-        for l in range(group):
-            norm = norms[l]
+                rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, li)
+                ranked[li] = True
+        passed = certify_lanes(lanes_ws, ranked, n, basis, scan.rows_buf)
+        for li in range(group):
+            norm = norms[li]
             if norm == 0.0 and not data_kind:
                 continue
             refills = stats[1]
-            if lowered[l]:
+            if lowered[li]:
                 stats[1] += 1
-            c_row = C[first + l]
+            c_row = C[first + li]
             count = 0
-            if ranked[l] and (passed >> l) & 1:
+            if ranked[li] and (passed >> li) & 1:
                 for j in range(n):
-                    kept[j] = order_l[l, j]
+                    kept[j] = order_l[li, j]
                 count = n
-                stats[2] = sizes[l]
+                stats[2] = sizes[li]
             else:
-                count = select_basis(keys[l], threshs[l], rows, gram, unit_rows, use_gram,
-                                     rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
-                                     stats)
+                count = select_basis(keys[li], threshs[li], rows, basis, scan, stats)
             if count < n:
                 stats[0] += 1
             inv = 1.0 / norm if norm > 0.0 else 0.0
@@ -123,4 +160,4 @@ def mcbe_tile(U, C, weight_t, inv_norm, data_kind, r_pos, r_neg, rows, gram, uni
                     state[1] *= 2.0
                 elif stats[2] > count + count // 4 + 8:
                     state[1] *= 0.8
-                state[0] = keys[l, kept[count - 1]] * inv - state[1]
+                state[0] = keys[li, kept[count - 1]] * inv - state[1]

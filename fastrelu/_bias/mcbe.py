@@ -5,16 +5,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastrelu._bias import kernels
 from fastrelu._core import budget as _budget
-from fastrelu._runtime import checkpoint as _checkpoint
-from fastrelu._runtime.blocks import BlockPlan, digest, execute
-from fastrelu._core.domains import Data, check_domain, domain_reduction
+from fastrelu._core.basis import Candidates, Rows, lanes_scratch, scan_scratch
+from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry, repeated_rows, row_exponents
-from fastrelu._bias import kernels
+from fastrelu._core.validation import (
+    as_frame,
+    n_jobs_value,
+    positive_float,
+    positive_int,
+    rank_tol_value,
+)
+from fastrelu._runtime import checkpoint as _checkpoint
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, SAMPLING_STREAM, block_generator
-from fastrelu._core.validation import as_frame, n_jobs_value, positive_float, positive_int, rank_tol_value
 
 #: Default number of samples for sphere, ball and shell domains.
 DEFAULT_SAMPLES = 1_000_000
@@ -77,16 +84,16 @@ class BiasEstimate:
     alpha: np.ndarray
     counts: np.ndarray
     n_samples: int
-    seed: object
-    margin: object
+    seed: int | None
+    margin: float | None
     elapsed: float
     method: str
-    domain: object
+    domain: Sphere | Ball | Shell | Data
     alpha_sampled: np.ndarray = field(repr=False)
     rank_tol: float = DEFAULT_RANK_TOL
     repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     n_incomplete: int = 0
-    facets: object = field(default=None, repr=False)
+    facets: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def unconstrained(self):
@@ -110,12 +117,13 @@ def _cap_fraction(eps, d):
 
 
 def covering_radius(n_samples, dim, *, nonnegative=False):
-    """Estimated covering radius of ``n_samples`` uniform random points on ``S^{dim-1}``
-    (or on its nonnegative part): the Euclidean distance within which every point of
-    the domain has a sample, as :attr:`BiasEstimate.margin` uses it.
+    """Estimated covering radius of ``n_samples`` uniform random points on a sphere.
+
+    The Euclidean distance within which every point of ``S^{dim-1}`` (or of its
+    nonnegative part) has a sample, as :attr:`BiasEstimate.margin` uses it.
 
     With ``d = dim - 1`` and ``p(eps)`` the fraction of the sphere's area in a cap of
-    Euclidean radius ``eps`` (exact, by the incomplete beta function), ``eps`` solves
+    Euclidean radius ``eps`` (exact, by the incomplete beta function), ``eps`` solves::
 
         N share p(eps) = log N + (d - 1) log log N + u,      u = 4.6,
 
@@ -136,6 +144,36 @@ def covering_radius(n_samples, dim, *, nonnegative=False):
     has the table). For ``dim = 2`` the exact covering radius of 300 sample sets of
     each size exceeded the estimate in 0.7-1.7% of them on the whole circle, never on
     its nonnegative quarter.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of sample points ``N`` (at least 1).
+    dim : int
+        Dimension of the space; the points lie on ``S^{dim-1}`` (at least 1).
+    nonnegative : bool, default=False
+        The nonnegative part of the sphere instead of the whole sphere.
+
+    Returns
+    -------
+    float
+        The estimate ``eps``, in ``[0, 2]``: 0 for ``dim = 1`` (the sphere ``S^0`` is two
+        points) and 2 for a single sample.
+
+    Raises
+    ------
+    FastReluError
+        For an ``n_samples`` or ``dim`` that is not a positive integer.
+
+    Examples
+    --------
+    >>> import fastrelu as fr
+    >>> round(fr.covering_radius(1000, 3), 3)
+    0.232
+    >>> fr.covering_radius(1, 3)
+    2.0
+    >>> fr.covering_radius(4000, 3) < fr.covering_radius(1000, 3)
+    True
     """
     n_samples = positive_int(n_samples, "n_samples")
     dim = positive_int(dim, "dim")
@@ -187,33 +225,22 @@ class _Problem:
     def worker(self):
         """Per-thread buffers and partial minima; returns ``(fold, result)``."""
         m, n, tile = self.m, self.n, self.tile
-        alpha = np.full(m, np.inf)
-        counts = np.zeros(m, dtype=np.int64)
-        state = np.array([-np.inf, 0.05])
-        stats = np.zeros(3, dtype=np.int64)
+        minima = kernels.Minima(alpha=np.full(m, np.inf), counts=np.zeros(m, dtype=np.int64),
+                                state=np.array([-np.inf, 0.05]), stats=np.zeros(3, dtype=np.int64))
         C = np.empty((tile, m))
-        lanes = kernels.SPANS_LANES
-        keys = np.empty((lanes, m))
-        order = np.empty(m, dtype=np.int64)
-        order_keys = np.empty(m)
-        kept = np.empty(n, dtype=np.int64)
-        chol = np.zeros((n, n))
-        inv_diag = np.empty(n)
-        lvec = np.empty(n)
-        cand = np.empty(m, dtype=np.int64)
-        cand_keys = np.empty(m)
-        rows_buf = np.empty((n, n))
-        order_l = np.zeros((lanes, n), dtype=np.int64)
-        G = np.empty((n, n, lanes))
+        cands = Candidates(keys=np.empty((kernels.SPANS_LANES, m)), index=np.empty(m, dtype=np.int64),
+                           index_keys=np.empty(m))
+        scan, lanes = scan_scratch(m, n), lanes_scratch(n)
+        layer = kernels.McbeRows(weight_t=self.weight_t, inv_norm=self.inv_norm, rows=self.rows,
+                                 data_kind=self.data_kind, r_pos=self.r_pos, r_neg=self.r_neg)
+        basis = Rows(unit_rows=self.unit_rows, gram=self.gram, use_gram=self.use_gram,
+                     rank_tol2=self.rank_tol2)
+        alpha, counts, stats = minima.alpha, minima.counts, minima.stats
 
         def fold(U):
             for start in range(0, U.shape[0], tile):
                 part = U[start:start + tile]
-                kernels.mcbe_tile(part, C[:part.shape[0]], self.weight_t, self.inv_norm,
-                                  self.data_kind, self.r_pos, self.r_neg, self.rows, self.gram,
-                                  self.unit_rows, self.use_gram, self.rank_tol2, alpha, counts,
-                                  state, stats, keys, order, order_keys, kept, chol, inv_diag,
-                                  lvec, cand, cand_keys, rows_buf, order_l, G)
+                kernels.mcbe_tile(part, C[:part.shape[0]], layer, basis, minima, cands, scan, lanes)
 
         def result():
             return np.ldexp(alpha, self.exponents), counts, int(stats[0])
@@ -297,7 +324,7 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
     For each sample ``x`` of the domain the rows are scanned by decreasing normalised
     correlation ``<x, w_i> / |w_i|`` (ties: smaller index first) and an index is kept when
     its row is linearly independent of those kept, until ``n`` are kept: the most
-    correlated basis ``B(x)``. The estimate is
+    correlated basis ``B(x)``. The estimate is::
 
         alpha_i = min { <x, w_i> : x sampled, i in B(x) }      (+inf if never in a B(x)),
 
@@ -318,41 +345,43 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         Rows ``w_i`` forming a frame for R^n (no zero rows, rank ``n``).
     domain : Sphere, Ball, Shell or Data
         Where injectivity is asked; its dimension must be ``n``.
-    n_samples : int, optional
-        Number of sampled directions (default 1,000,000). Must be omitted for ``Data``.
-        With the same seed a larger ``n_samples`` extends the smaller run's samples.
-    seed : int, optional
-        Seed of the run (fresh entropy when omitted; the result reports it). A seeded
+    n_samples : int or None, default=None
+        Number of sampled directions; ``None`` means 1,000,000. Must be omitted for
+        ``Data``. With the same seed a larger ``n_samples`` extends the smaller run's
+        samples.
+    seed : int or None, default=None
+        Seed of the run (``None``: fresh entropy; the result reports it). A seeded
         run gives bit-identical results for any ``n_jobs``, on any cluster, and after a
         resume. Without a seed, a run with a ``checkpoint`` records the fresh seed in
         the file and a rerun resumes with it.
-    margin : None, "covering" or float, optional
+    margin : None, "covering" or float, default=None
         Covering-radius correction for sphere-type domains: ``"covering"`` uses the
         asymptotic estimate :func:`covering_radius` of the sample count, a float is the
         covering radius ``eps`` to assume. ``alpha_i`` is lowered by ``r_out eps |w_i|``.
-        An estimate, never a certificate.
-    n_jobs : int, optional
-        Worker threads (default: all cores).
-    progress : bool or None, optional
-        Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` only
-        when the run lasts more than two seconds and stderr is a terminal.
-    rank_tol : float, optional
+        An estimate, never a certificate. ``None``: no correction.
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores).
+    progress : bool or None, default=False
+        Progress bar on stderr: ``True`` always, ``False`` never, ``None`` only when the
+        run lasts more than two seconds and stderr is a terminal.
+    rank_tol : float, default=1e-6
         A unit row whose distance to the span of the kept unit rows is at most
-        ``rank_tol`` counts as dependent (default 1e-6; at least 1e-7, the resolution of
-        distances computed from Gram matrices).
-    client : distributed.Client or str, optional
+        ``rank_tol`` counts as dependent (at least 1e-7, the resolution of distances
+        computed from Gram matrices).
+    client : distributed.Client, str or None, default=None
         Run the blocks on this Dask cluster (a client, or a scheduler address such as
         ``"tcp://host:8786"`` to connect to), ``n_jobs`` aside. Needs the extra
         ``fastrelu[dask]``; see docs/distributed.md. The result is the same bits as
-        the local one.
-    checkpoint : str or path-like, optional
+        the local one. ``None``: run locally.
+    checkpoint : str, path-like or None, default=None
         Save the partial result to this file (atomically, every ``checkpoint_interval``
         seconds, on interruption and at the end) and resume from it when it exists: a
         resumed run gives exactly the result of an uninterrupted one. A file written
         for other parameters (weights, domain, ``n_samples``, seed, ``rank_tol``) is
-        refused. ``margin`` is applied after the run and may differ.
-    checkpoint_interval : float, optional
-        Seconds between checkpoint writes (default 5).
+        refused. ``margin`` is applied after the run and may differ. ``None``: no
+        checkpoint.
+    checkpoint_interval : float or None, default=None
+        Seconds between checkpoint writes (``None``: 5).
 
     Returns
     -------
@@ -364,6 +393,22 @@ def mcbe(weight, domain, n_samples=None, *, seed=None, margin=None, n_jobs=None,
         For weights that are not a frame, a domain of the wrong dimension, invalid
         parameters, an unreachable scheduler, or a checkpoint that cannot be read or
         was written for other parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> est = fr.mcbe(W, fr.Sphere(3), 500, seed=0, n_jobs=1)
+    >>> est.alpha.shape, est.n_samples, int(est.counts.sum())
+    ((8,), 500, 1500)
+
+    Every sample's basis has ``n = 3`` rows, hence the 1500. The estimate makes the
+    layer injective at fresh points of the sphere too, as a rule:
+
+    >>> check = fr.check_bias(fr.ReLULayer(W, est.alpha), fr.Sphere(3), 300, seed=1, n_jobs=1)
+    >>> check.fraction > 0.9
+    True
     """
     clock = Stopwatch()
     W = as_frame(weight)

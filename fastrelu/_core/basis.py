@@ -21,6 +21,8 @@ scan :func:`select_basis`, the definition, decides, going below the threshold wh
 must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
+from typing import NamedTuple
+
 import llvmlite.binding as llvm
 import numpy as np
 from numba import types
@@ -48,6 +50,77 @@ _spans_gram = types.ExternalFunction(
     "fastrelu_spans_gram", types.intp(types.CPointer(types.float64), types.intp, types.voidptr,
                                       types.voidptr, types.intp, types.CPointer(types.float64),
                                       types.float64, types.float64, types.intp))
+
+
+class Rows(NamedTuple):
+    """The unit rows as the basis kernels read them (from
+    :class:`fastrelu._core.rows.RowGeometry`)."""
+
+    #: (m, n) unit rows (zero for a zero row, which never counts as independent).
+    unit_rows: np.ndarray
+    #: (m, m) their Gram matrix when ``use_gram``, else a (1, 1) placeholder.
+    gram: np.ndarray
+    #: Whether ``gram`` is stored (else inner products come from ``unit_rows``).
+    use_gram: bool
+    #: The squared rank tolerance: a unit row this close to the span of the kept ones
+    #: is dependent.
+    rank_tol2: float
+
+
+class Candidates(NamedTuple):
+    """One thread's candidate rows of the samples it ranks."""
+
+    #: (lanes, m) or (m,): every row's normalised correlation with the sample.
+    keys: np.ndarray
+    #: (m,) int64 or (lanes, m): the rows that may enter, by increasing index.
+    index: np.ndarray
+    #: (m,): their keys.
+    index_keys: np.ndarray
+
+
+class Scan(NamedTuple):
+    """One thread's scratch of the incremental scan (:func:`select_basis`) and of the
+    one-sample certificate (:func:`first_candidates_independent`)."""
+
+    #: (m,) int64: rows in scan order.
+    order: np.ndarray
+    #: (m,): their keys.
+    order_keys: np.ndarray
+    #: (n,) int64: the basis found, in scan order.
+    kept: np.ndarray
+    #: (n, n): Cholesky factor of the Gram matrix of the kept unit rows.
+    chol: np.ndarray
+    #: (n,): the inverse of its diagonal.
+    inv_diag: np.ndarray
+    #: (n,): one triangular solve.
+    lvec: np.ndarray
+    #: (n, n): gathered unit rows when the Gram matrix is not stored.
+    rows_buf: np.ndarray
+
+
+class Lanes(NamedTuple):
+    """One thread's scratch of the lane-parallel certificate (:func:`certify_lanes`)."""
+
+    #: (lanes, n) int64: the first ``n`` candidates of each lane in scan order.
+    order_l: np.ndarray
+    #: (n, n, lanes): their Gram matrices, one per lane.
+    G: np.ndarray
+    #: (n, n): one Gram matrix computed from gathered rows.
+    small: np.ndarray
+
+
+def scan_scratch(m, n):
+    """Fresh :class:`Scan` buffers for ``m`` rows in dimension ``n``."""
+    return Scan(np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
+                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)))
+
+
+def lanes_scratch(n, lanes=None):
+    """Fresh :class:`Lanes` buffers for ``lanes`` samples at once (default ``SPANS_LANES``)."""
+    lanes = SPANS_LANES if lanes is None else lanes
+    return Lanes(np.zeros((lanes, n), dtype=np.int64), np.empty((n, n, lanes)), np.empty((n, n)))
+
+
 EPS = float(np.finfo(np.float64).eps)
 #: A pivot d_j counts as clear of rank_tol^2 only above
 #: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, d_0, .., d_{j-1}); closer ones are left to
@@ -112,11 +185,13 @@ def rank_first(cand, cand_keys, size, n, order, order_keys):
 
 
 @kernel
-def first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2, G,
-                                  rows_buf):
+def first_candidates_independent(order, n, basis, G, rows_buf):
     """Are the unit rows ``order[:n]`` farther than ``sqrt(rank_tol2)`` from the span of
-    the rows before them, each? (Cholesky of their Gram matrix in ``G``; ``rows_buf``
-    (n, n) scratch for the rows when the Gram matrix is not stored.)"""
+    the rows before them, each? (``basis``: :class:`Rows`; Cholesky of their Gram matrix
+    in ``G``; ``rows_buf`` (n, n) scratch for the rows when the Gram matrix is not
+    stored.)"""
+    unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
+    rank_tol2 = basis.rank_tol2
     if use_gram:
         for j in range(n):
             a = order[j]
@@ -179,17 +254,21 @@ def _collect_sorted(keys, rows, thresh, above, order, order_keys):
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
-def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
-                 order, order_keys, kept, chol, inv_diag, lvec, stats):
+def select_basis(keys, thresh, rows, basis, scan, stats):
     """Most correlated basis of one sample; returns the number of kept rows.
 
     ``keys[i]`` is the sample's normalised correlation with row ``i``; ``rows`` lists the
     rows that may enter a basis (repeated directions removed); rows with
-    ``keys >= thresh`` are tried first. ``gram`` is the Gram matrix of the unit rows
-    (``use_gram``) or the unit rows' inner products are computed from ``unit_rows``. On
-    return ``kept[:count]`` holds the basis in scan order, ``stats[2]`` the number of
-    first candidates, and ``stats[1]`` is increased when the other rows were needed.
+    ``keys >= thresh`` are tried first. ``basis`` (:class:`Rows`): the Gram matrix of
+    the unit rows (``use_gram``) or the unit rows whose inner products are computed.
+    ``scan`` (:class:`Scan`): scratch; on return ``scan.kept[:count]`` holds the basis
+    in scan order. ``stats[2]`` is set to the number of first candidates, and
+    ``stats[1]`` is increased when the other rows were needed.
     """
+    unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
+    rank_tol2 = basis.rank_tol2
+    order, order_keys, kept = scan.order, scan.order_keys, scan.kept
+    chol, inv_diag, lvec = scan.chol, scan.inv_diag, scan.lvec
     n = kept.shape[0]
     dim = unit_rows.shape[1]
     size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
@@ -236,25 +315,25 @@ def select_basis(keys, thresh, rows, gram, unit_rows, use_gram, rank_tol2,
 
 @kernel
 def _gather_lanes(order_l, lane_ok, n, unit_rows, G, rows_buf, small):
-    """The Gram matrices of the unit rows ``order_l[l, :n]``, computed from the rows (no
+    """The Gram matrices of the unit rows ``order_l[li, :n]``, computed from the rows (no
     stored Gram matrix; with one, ``fr_spans_gram`` gathers them), into the lanes of
-    ``G`` (``(n, n, lanes)``, upper triangle) where ``lane_ok[l]``; the identity
+    ``G`` (``(n, n, lanes)``, upper triangle) where ``lane_ok[li]``; the identity
     elsewhere."""
     lanes = G.shape[2]
-    for l in range(lanes):
-        if not lane_ok[l]:
+    for li in range(lanes):
+        if not lane_ok[li]:
             for j in range(n):
                 for k in range(j, n):
-                    G[j, k, l] = 1.0 if j == k else 0.0
+                    G[j, k, li] = 1.0 if j == k else 0.0
             continue
         for j in range(n):
-            a = order_l[l, j]
+            a = order_l[li, j]
             for p in range(n):
                 rows_buf[j, p] = unit_rows[a, p]
         np.dot(rows_buf, rows_buf.T, small)
         for j in range(n):
             for k in range(j, n):
-                G[j, k, l] = small[j, k]
+                G[j, k, li] = small[j, k]
 
 
 @kernel
@@ -267,11 +346,14 @@ def rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, lane):
 
 
 @kernel
-def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, rows_buf,
-                  small):
-    """Bit ``l`` set where ``ranked[l]`` and the rows ``order_l[l, :n]`` certainly enter
-    the basis in this order (pivots clear of ``rank_tol2``, ``PIVOT_MARGIN``): one
-    lane-parallel Cholesky factorisation of their Gram matrices (``fr_spans``)."""
+def certify_lanes(lanes, ranked, n, basis, rows_buf):
+    """Bit ``l`` set where ``ranked[l]`` and the rows ``lanes.order_l[l, :n]`` certainly
+    enter the basis in this order (pivots clear of ``rank_tol2``, ``PIVOT_MARGIN``): one
+    lane-parallel Cholesky factorisation of their Gram matrices (``fr_spans``).
+    ``lanes``: :class:`Lanes`; ``basis``: :class:`Rows`; ``rows_buf``: (n, n) scratch."""
+    order_l, G, small = lanes.order_l, lanes.G, lanes.small
+    unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
+    rank_tol2 = basis.rank_tol2
     if use_gram:
         passed = _spans_gram(gram.ctypes, gram.shape[1], order_l.ctypes, ranked.ctypes, n,
                              G.ctypes, rank_tol2, pivot_margin(n), G.shape[2])
@@ -282,21 +364,17 @@ def certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G, r
 
 
 @kernel
-def basis_of_active(keys, active, active_keys, size, n, gram, unit_rows, use_gram,
-                    rank_tol2, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
-                    stats):
+def basis_of_active(keys, active, active_keys, size, n, basis, scan, stats):
     """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
-    keys in ``active_keys``; ``keys`` holds every row's key) into ``kept``; returns its
-    size, at most ``n``. The first ``n`` active rows in scan order are certified by one
-    Cholesky factorisation; otherwise the incremental scan decides."""
+    keys in ``active_keys``; ``keys`` holds every row's key) into ``scan.kept``; returns
+    its size, at most ``n``. The first ``n`` active rows in scan order are certified by
+    one Cholesky factorisation; otherwise the incremental scan decides."""
     if size >= n:
-        rank_first(active, active_keys, size, n, order, order_keys)
-        if first_candidates_independent(order, n, gram, unit_rows, use_gram, rank_tol2,
-                                         chol, rows_buf):
+        rank_first(active, active_keys, size, n, scan.order, scan.order_keys)
+        if first_candidates_independent(scan.order, n, basis, scan.chol, scan.rows_buf):
             for j in range(n):
-                kept[j] = order[j]
+                scan.kept[j] = scan.order[j]
             return n
     if size == 0:
         return 0
-    return select_basis(keys, -np.inf, active[:size], gram, unit_rows, use_gram, rank_tol2,
-                        order, order_keys, kept, chol, inv_diag, lvec, stats)
+    return select_basis(keys, -np.inf, active[:size], basis, scan, stats)

@@ -96,11 +96,23 @@ class RowGeometry:
         self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
         self.tile = tile_rows(m)
 
-    def scratch(self):
-        """One thread's buffers for the basis-of-active-rows kernels: ``keys, active,
-        active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf, stats``."""
+    def basis(self, rank_tol2):
+        """The rows as the basis kernels read them, with the squared rank tolerance
+        (:class:`fastrelu._core.basis.Rows`)."""
+        from fastrelu._core.basis import Rows
+
+        return Rows(unit_rows=self.unit_rows, gram=self.gram, use_gram=self.use_gram,
+                    rank_tol2=float(rank_tol2))
+
+    def scratch(self, lanes=None):
+        """One thread's buffers for the basis kernels: ``(cands, scan, stats)``, the
+        :class:`~fastrelu._core.basis.Candidates` of one sample (or of ``lanes`` at once:
+        ``keys`` and ``index`` of shape (lanes, m)), a :class:`~fastrelu._core.basis.Scan`
+        and the (3,) int64 statistics of the scan."""
+        from fastrelu._core.basis import Candidates, scan_scratch
+
         m, n = self.m, self.n
-        return (np.empty(m), np.empty(m, dtype=np.int64), np.empty(m),
-                np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
-                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)),
-                np.zeros(3, dtype=np.int64))
+        shape = (m,) if lanes is None else (lanes, m)
+        cands = Candidates(keys=np.empty(shape), index=np.empty(shape, dtype=np.int64),
+                           index_keys=np.empty(m))
+        return cands, scan_scratch(m, n), np.zeros(3, dtype=np.int64)

@@ -12,71 +12,87 @@ lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in
 :func:`fastrelu._core.basis.basis_of_active`.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
+from fastrelu._core.basis import (
+    SPANS_LANES,
+    certify_lanes,
+    rank_into_lane,
+    select_basis,
+)
 from fastrelu._core.jit import kernel
-from fastrelu._core.basis import SPANS_LANES, first_candidates_independent, rank_first, rank_into_lane, certify_lanes, select_basis
 
-__all__ = ["SPANS_LANES", "pointwise_tile"]
+__all__ = ["SPANS_LANES", "ActiveRows", "pointwise_tile"]
+
+
+class ActiveRows(NamedTuple):
+    """The layer as :func:`pointwise_tile` reads it."""
+
+    #: (n, m) ``W^T``.
+    weight_t: np.ndarray
+    #: (m,) the subtracted bias ``alpha``.
+    bias: np.ndarray
+    #: (m,) ``1 / |w_i|`` (0 for a zero row, which never counts).
+    inv_norm: np.ndarray
 
 
 @kernel
-def pointwise_tile(X, C, weight_t, bias, inv_norm, gram, unit_rows, use_gram, rank_tol2,
-                   n_active, rank, keys, active, active_keys, order, order_keys, kept,
-                   chol, inv_diag, lvec, rows_buf, stats, order_l, G):
+def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats):
     """Active-set sizes and ranks (capped at ``n``) of the points of one tile.
 
     Parameters
     ----------
     X : (t, n) points.
     C : (t, m) scratch, overwritten with ``X @ W^T``.
-    weight_t : (n, m) ``W^T``; bias : (m,) the subtracted bias ``alpha``.
-    inv_norm : (m,) ``1 / |w_i|`` (0 for a zero row, which never counts).
-    gram, unit_rows, use_gram, rank_tol2 : as for :func:`fastrelu._core.basis.mcbe_tile`.
+    layer : ActiveRows
+    basis : fastrelu._core.basis.Rows
     n_active, rank : (t,) int64 outputs.
-    keys, active, active_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
-    stats, order_l, G : scratch of shapes (lanes, m), (lanes, m), (m,), (m,), (m,), (n,),
-        (n, n), (n,), (n,), (n, n), (3,), (lanes, n), (n, n, lanes),
-        ``lanes = SPANS_LANES``.
+    cands : fastrelu._core.basis.Candidates
+        Scratch: ``keys`` (lanes, m), ``index`` (lanes, m) int64, ``index_keys`` (m,).
+    scan : fastrelu._core.basis.Scan
+    lanes_ws : fastrelu._core.basis.Lanes
+        Scratch of ``lanes = SPANS_LANES`` points.
+    stats : (3,) int64 scratch of the incremental scan.
 
     The points go in groups of ``lanes``: the first ``n`` active rows of each (in scan
     order) are certified by one lane-parallel Cholesky factorisation; a point that it
     does not settle goes to the incremental scan.
     """
+    weight_t, bias, inv_norm = layer.weight_t, layer.bias, layer.inv_norm
+    keys, active, active_keys = cands.keys, cands.index, cands.index_keys
+    order, order_keys, order_l = scan.order, scan.order_keys, lanes_ws.order_l
     n = X.shape[1]
     m = weight_t.shape[1]
-    lanes = G.shape[2]
+    lanes = lanes_ws.G.shape[2]
     ranked = np.zeros(lanes, dtype=np.bool_)
-    small = np.empty((n, n))
     np.dot(X, weight_t, C)
     for first in range(0, X.shape[0], lanes):
         group = min(lanes, X.shape[0] - first)
-        for l in range(lanes):
-            ranked[l] = False
-            if l >= group:
+        for li in range(lanes):
+            ranked[li] = False
+            if li >= group:
                 continue
-            s = first + l
+            s = first + li
             size = 0
             for i in range(m):
                 key = C[s, i] * inv_norm[i]
-                keys[l, i] = key
-                active[l, size] = i
+                keys[li, i] = key
+                active[li, size] = i
                 active_keys[size] = key
                 size += C[s, i] - bias[i] >= 0.0
             n_active[s] = size
             if size >= n:
-                rank_into_lane(active[l], active_keys, size, n, order, order_keys, order_l, l)
-                ranked[l] = True
-        passed = certify_lanes(order_l, ranked, n, gram, unit_rows, use_gram, rank_tol2, G,
-                               rows_buf, small)
-        for l in range(group):
-            s = first + l
+                rank_into_lane(active[li], active_keys, size, n, order, order_keys, order_l, li)
+                ranked[li] = True
+        passed = certify_lanes(lanes_ws, ranked, n, basis, scan.rows_buf)
+        for li in range(group):
+            s = first + li
             size = n_active[s]
-            if ranked[l] and (passed >> l) & 1:
+            if ranked[li] and (passed >> li) & 1:
                 rank[s] = n
             elif size == 0:
                 rank[s] = 0
             else:
-                rank[s] = select_basis(keys[l], -np.inf, active[l, :size], gram, unit_rows,
-                                       use_gram, rank_tol2, order, order_keys, kept, chol,
-                                       inv_diag, lvec, stats)
+                rank[s] = select_basis(keys[li], -np.inf, active[li, :size], basis, scan, stats)

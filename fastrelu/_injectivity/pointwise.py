@@ -7,14 +7,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastrelu._core import budget as _budget
-from fastrelu._core.domains import Ball, Data, Sphere, check_domain
+from fastrelu._core.basis import lanes_scratch
+from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain
 from fastrelu._core.errors import FastReluError
-from fastrelu._injectivity import kernels
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
+from fastrelu._core.validation import (
+    as_matrix,
+    n_jobs_value,
+    positive_int,
+    rank_tol_value,
+    seed_value,
+)
+from fastrelu._injectivity import kernels
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, CHECK_STREAM, block_generator
-from fastrelu._core.validation import as_matrix, n_jobs_value, positive_int, rank_tol_value, seed_value
 
 #: Default number of fresh points for :func:`check_bias`.
 DEFAULT_CHECK_POINTS = 100_000
@@ -63,7 +70,18 @@ class PointwiseInjectivity:
         return np.flatnonzero(~self.injective)
 
     def summary(self, limit=10):
-        """A short human-readable report: the fraction and the first failing points."""
+        """A short human-readable report: the fraction and the first failing points.
+
+        Parameters
+        ----------
+        limit : int, default=10
+            At most this many failing points are listed.
+
+        Returns
+        -------
+        str
+            One line for the fraction, then one per failing point listed.
+        """
         failed = self.failures
         lines = [f"{self.n_points - failed.size} of {self.n_points} points injective "
                  f"({100 * self.fraction:.2f}%), rank tolerance {self.rank_tol:g}"]
@@ -101,8 +119,8 @@ class BiasCheck:
     failed_points: np.ndarray = field(repr=False)
     failed_n_active: np.ndarray = field(repr=False)
     failed_rank: np.ndarray = field(repr=False)
-    domain: object
-    seed: object
+    domain: Sphere | Ball | Shell | Data
+    seed: int | None
     rank_tol: float
     elapsed: float = field(repr=False)
 
@@ -119,21 +137,20 @@ class BiasCheck:
 
 def _checker(geometry, rank_tol):
     """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
-    tile, m, n = geometry.tile, geometry.m, geometry.n
-    C = np.empty((tile, m))
-    lanes = kernels.SPANS_LANES
-    scratch = (np.empty((lanes, m)), np.empty((lanes, m), dtype=np.int64),
-               *geometry.scratch()[2:], np.zeros((lanes, n), dtype=np.int64),
-               np.empty((n, n, lanes)))
-    rank_tol2 = float(rank_tol) ** 2
+    tile = geometry.tile
+    C = np.empty((tile, geometry.m))
+    layer = kernels.ActiveRows(weight_t=geometry.weight_t, bias=geometry.bias,
+                               inv_norm=geometry.inv_norm)
+    basis = geometry.basis(float(rank_tol) ** 2)
+    cands, scan, stats = geometry.scratch(lanes=kernels.SPANS_LANES)
+    lanes = lanes_scratch(geometry.n)
 
     def check(X, n_active, rank):
         for start in range(0, X.shape[0], tile):
             stop = min(X.shape[0], start + tile)
-            kernels.pointwise_tile(X[start:stop], C[:stop - start], geometry.weight_t,
-                                   geometry.bias, geometry.inv_norm, geometry.gram, geometry.unit_rows,
-                                   geometry.use_gram, rank_tol2, n_active[start:stop],
-                                   rank[start:stop], *scratch)
+            kernels.pointwise_tile(X[start:stop], C[:stop - start], layer, basis,
+                                   n_active[start:stop], rank[start:stop], cands, scan, lanes,
+                                   stats)
 
     return check
 
@@ -161,16 +178,38 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
         The layer ``ReLU(W x - alpha)``; any shape (a layer that is not a frame is
         injective nowhere). Neurons with ``alpha_i = +inf`` are never active.
     X : array_like, shape (N, n)
-        The points.
-    rank_tol : float, optional
-        Distance below which a unit row counts as dependent (default 1e-6; at least 1e-7,
-        the resolution of distances computed from Gram matrices).
-    n_jobs : int, optional
-        Worker threads (default: all cores). The result does not depend on it.
+        The points (``N = 0`` is allowed).
+    rank_tol : float, default=1e-6
+        Distance below which a unit row counts as dependent (at least 1e-7, the
+        resolution of distances computed from Gram matrices).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
 
     Returns
     -------
     PointwiseInjectivity
+
+    Raises
+    ------
+    FastReluError
+        For a ``layer`` that is not a :class:`ReLULayer`, points that are not a finite
+        2-D array with ``n`` columns, an invalid ``rank_tol`` or ``n_jobs``, or more
+        points than fit in memory.
+
+    Examples
+    --------
+    The tetrahedron with zero bias: at ``(1, 1, 1)`` only one row is active, at
+    ``-(1, 1, 1)`` three rows are, and they span R^3.
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> X = np.array([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+    >>> result = fr.injectivity_summary(fr.ReLULayer(T), X, n_jobs=1)
+    >>> result.n_active, result.rank, result.injective
+    (array([1, 3]), array([1, 3]), array([False,  True]))
+    >>> result.fraction, result.failures
+    (0.5, array([0]))
     """
     clock = Stopwatch()
     layer = _as_layer(layer)
@@ -203,9 +242,42 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
 def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     """Does the active subframe of ``layer`` at each row of ``X`` span R^n?
 
-    Returns a boolean array of shape ``(N,)``; :func:`injectivity_summary` gives the same
-    answer with the active-set sizes, ranks and failing points. See there for the rank
-    tolerance.
+    :func:`injectivity_summary` gives the same answer with the active-set sizes, ranks
+    and failing points; see there for the criterion and the rank tolerance.
+
+    Parameters
+    ----------
+    layer : ReLULayer
+        The layer ``ReLU(W x - alpha)``; neurons with ``alpha_i = +inf`` are never
+        active.
+    X : array_like, shape (N, n)
+        The points (``N = 0`` is allowed).
+    rank_tol : float, default=1e-6
+        Distance below which a unit row counts as dependent (at least 1e-7).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        ``True`` where the active rows span R^n within ``rank_tol``.
+
+    Raises
+    ------
+    FastReluError
+        For a ``layer`` that is not a :class:`ReLULayer`, points that are not a finite
+        2-D array with ``n`` columns, or an invalid ``rank_tol`` or ``n_jobs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> X = np.array([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+    >>> fr.pointwise_injectivity(fr.ReLULayer(T), X, n_jobs=1)
+    array([False,  True])
+    >>> fr.pointwise_injectivity(fr.ReLULayer(T, bias=-0.6), X, n_jobs=1)
+    array([ True,  True])
     """
     return injectivity_summary(layer, X, rank_tol=rank_tol, n_jobs=n_jobs).injective
 
@@ -261,21 +333,43 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
         entries (the rows an estimator left unconstrained) are never active.
     domain : Sphere, Ball, Shell or Data
         Where to draw the points; its dimension must be ``n``.
-    n_points : int, optional
-        Number of points (default 100,000); must be omitted for ``Data``.
-    seed : int, optional
-        Seed of the points (fresh entropy when omitted; reported). The points come from
-        a stream of the seed that the estimators never draw from.
-    rank_tol : float, optional
-        Rank tolerance (default 1e-6).
-    n_jobs : int, optional
-        Worker threads (default: all cores). The result does not depend on it.
-    progress : bool or None, optional
+    n_points : int or None, default=None
+        Number of points (``None``: 100,000); must be omitted for ``Data``.
+    seed : int or None, default=None
+        Seed of the points (``None``: fresh entropy; reported). The points come from a
+        stream of the seed that the estimators never draw from.
+    rank_tol : float, default=1e-6
+        Rank tolerance (as in :func:`injectivity_summary`).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
+    progress : bool or None, default=False
         Progress bar on stderr (as for :func:`mcbe`).
 
     Returns
     -------
     BiasCheck
+
+    Raises
+    ------
+    FastReluError
+        For a ``layer`` that is not a :class:`ReLULayer`, a domain of the wrong type or
+        dimension, an ``n_points`` given for a ``Data`` domain or not a positive
+        integer, invalid ``seed``, ``rank_tol`` or ``n_jobs``, or a run that does not fit
+        in memory.
+
+    Examples
+    --------
+    With the bias ``-0.6`` (below PBE's ``-1/sqrt(3)``) the tetrahedron is injective on
+    the whole sphere; with zero bias it fails at most points:
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> check = fr.check_bias(fr.ReLULayer(T, bias=-0.6), fr.Sphere(3), 300, seed=1, n_jobs=1)
+    >>> check.n_points, check.n_injective, check.failed_points.shape
+    (300, 300, (0, 3))
+    >>> fr.check_bias(fr.ReLULayer(T), fr.Sphere(3), 300, seed=1, n_jobs=1).n_failed > 0
+    True
     """
     clock = Stopwatch()
     layer = _as_layer(layer)

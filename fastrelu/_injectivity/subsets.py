@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._injectivity import verify_kernels as kernels
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._runtime.parallel import run_blocks
 
 
@@ -69,21 +69,14 @@ class ScanPlan(BlockPlan):
         p, n = arr.p, arr.n
         k = n - 1
         binom = self.cached("binom", lambda: _binomial_table(p, k))
-        cap, sweep_min, delta, radius_min = self.cap, self.sweep_min, self.delta, self.radius_min
+        cap = self.cap
+        planes = kernels.Hyperplanes(U=arr.unit, npos=arr.npos, nneg=arr.nneg, hasneg=arr.hasneg,
+                                     cheaper=arr.cheaper, binom=binom)
+        settings = kernels.ScanSettings(delta=float(self.delta), sweep_min=int(self.sweep_min),
+                                        radius_min=float(self.radius_min))
 
         def make_worker():
-            scratch = dict(
-                comb=np.zeros(k, dtype=np.int64), in_prefix=np.zeros(p, dtype=np.bool_),
-                work=np.zeros((n, n)), refl=np.zeros((n, n)), beta=np.zeros(n), alpha=np.zeros(n),
-                basis=np.zeros((2, n)), local=np.zeros(p, dtype=np.int64),
-                zx=np.zeros(p), zy=np.zeros(p), npos_q=np.zeros(p, dtype=np.int64),
-                nneg_q=np.zeros(p, dtype=np.int64), hasneg_q=np.zeros(p, dtype=np.int64),
-                diff_q=np.zeros(p, dtype=np.int64), keys=np.zeros(p),
-                order=np.zeros(p, dtype=np.int64), keys_tmp=np.zeros(p),
-                order_tmp=np.zeros(p, dtype=np.int64), histogram=np.zeros(256, dtype=np.int64),
-                radius2=np.zeros(p), bad=np.zeros(p, dtype=np.bool_), pos_plus=np.zeros(p, dtype=np.int64),
-                uncertain=np.zeros(p, dtype=np.bool_), short=np.zeros(p, dtype=np.int64),
-                sum_weight=np.zeros(4 * p + 1, dtype=np.int64), sum_rank=np.zeros(4 * p + 1, dtype=np.int64))
+            prefix_ws, sweep = kernels.scan_scratch(p, n)
             flagged = np.zeros(cap, dtype=np.int64)
             result = np.zeros(kernels.RESULT_SIZE, dtype=np.int64)
             state = {"count": (kernels.NONE, -1), "rank": (kernels.NONE, -1), "flagged": [],
@@ -92,9 +85,8 @@ class ScanPlan(BlockPlan):
             def process(b):
                 start = b * per_block
                 end = min(n_prefixes, start + per_block)
-                kernels.scan_prefixes(arr.unit, arr.npos, arr.nneg, arr.hasneg, arr.cheaper, binom,
-                                      start, end, delta, sweep_min, radius_min, flagged=flagged,
-                                      result=result, **scratch)
+                kernels.scan_prefixes(planes, settings, start, end, prefix_ws, sweep, flagged,
+                                      result)
                 if result[kernels.BEST_COUNT_INDEX] >= 0:
                     state["count"] = min(state["count"], key(result[kernels.BEST_COUNT], result[kernels.BEST_COUNT_INDEX]))
                     state["rank"] = min(state["rank"], key(result[kernels.BEST_RANK], result[kernels.BEST_RANK_INDEX]))

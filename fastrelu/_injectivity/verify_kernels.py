@@ -33,6 +33,8 @@ Kernels assume validated input, never raise and allocate nothing: the caller pas
 per-thread scratch.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastrelu._core.jit import kernel
@@ -42,6 +44,89 @@ BEST_COUNT, BEST_COUNT_INDEX, BEST_RANK, BEST_RANK_INDEX, N_FLAGGED, N_SUBSETS, 
 RESULT_SIZE = 8
 #: "No value yet" for the minima (larger than any count).
 NONE = np.iinfo(np.int64).max
+
+
+class Hyperplanes(NamedTuple):
+    """The distinct hyperplanes of a layer as :func:`scan_prefixes` reads them."""
+
+    #: (p, n) unit normals.
+    U: np.ndarray
+    #: (p,) int64: rows parallel to ``U[g]`` (``npos >= 1``).
+    npos: np.ndarray
+    #: (p,) int64: rows opposite to ``U[g]``.
+    nneg: np.ndarray
+    #: (p,) int64: ``nneg > 0``.
+    hasneg: np.ndarray
+    #: (p,) int64: ``min(npos, nneg)``.
+    cheaper: np.ndarray
+    #: (p + 1, n) int64: binomial coefficients ``C(a, b)``.
+    binom: np.ndarray
+
+
+class ScanSettings(NamedTuple):
+    """The thresholds of :func:`scan_prefixes`."""
+
+    #: Filter threshold on ``|D|``: subsets with ``|D| <= delta`` are flagged.
+    delta: float
+    #: The angular sweep is used for prefixes with at least this many subsets and
+    #: hyperplanes outside the prefix (it pays off only for both large).
+    sweep_min: int
+    #: Points ``z_g`` shorter than this are not sorted but evaluated directly.
+    radius_min: float
+
+
+class PrefixScratch(NamedTuple):
+    """One thread's scratch of the prefix factorisations (``p`` hyperplanes in R^n)."""
+
+    comb: np.ndarray  #: (n-1,) int64 the current subset
+    in_prefix: np.ndarray  #: (p,) bool, all False between calls
+    work: np.ndarray  #: (n, n)
+    refl: np.ndarray  #: (n, n)
+    beta: np.ndarray  #: (n,)
+    alpha: np.ndarray  #: (n,)
+    basis: np.ndarray  #: (2, n) orthonormal basis of the prefix's complement
+    local: np.ndarray  #: (p,) int64 hyperplanes outside the prefix
+    zx: np.ndarray  #: (p,) their coordinates in ``basis``
+    zy: np.ndarray  #: (p,)
+    npos_q: np.ndarray  #: (p,) int64 their row counts
+    nneg_q: np.ndarray  #: (p,) int64
+    hasneg_q: np.ndarray  #: (p,) int64
+    diff_q: np.ndarray  #: (p,) int64
+
+
+class SweepScratch(NamedTuple):
+    """One thread's scratch of the angular sweep (:func:`sweep_setup`)."""
+
+    keys: np.ndarray  #: (p,) pseudo-angles
+    order: np.ndarray  #: (p,) int64 their order
+    keys_tmp: np.ndarray  #: (p,) radix-sort scratch
+    order_tmp: np.ndarray  #: (p,) int64
+    histogram: np.ndarray  #: (256,) int64
+    radius2: np.ndarray  #: (p,) squared lengths
+    bad: np.ndarray  #: (p,) bool bad neighbours
+    pos_plus: np.ndarray  #: (p,) int64 position of ``+z_j`` in the cyclic order
+    uncertain: np.ndarray  #: (p,) bool points the sweep does not decide
+    short: np.ndarray  #: (p,) int64 points too short to sort
+    sum_weight: np.ndarray  #: (4p + 1,) int64 prefix sums of row counts
+    sum_rank: np.ndarray  #: (4p + 1,) int64 prefix sums of nonempty indicators
+
+
+def scan_scratch(p, n):
+    """Fresh ``(PrefixScratch, SweepScratch)`` for ``p`` hyperplanes in R^n."""
+    k = n - 1
+    prefix = PrefixScratch(
+        comb=np.zeros(k, dtype=np.int64), in_prefix=np.zeros(p, dtype=np.bool_),
+        work=np.zeros((n, n)), refl=np.zeros((n, n)), beta=np.zeros(n), alpha=np.zeros(n),
+        basis=np.zeros((2, n)), local=np.zeros(p, dtype=np.int64), zx=np.zeros(p),
+        zy=np.zeros(p), npos_q=np.zeros(p, dtype=np.int64), nneg_q=np.zeros(p, dtype=np.int64),
+        hasneg_q=np.zeros(p, dtype=np.int64), diff_q=np.zeros(p, dtype=np.int64))
+    sweep = SweepScratch(
+        keys=np.zeros(p), order=np.zeros(p, dtype=np.int64), keys_tmp=np.zeros(p),
+        order_tmp=np.zeros(p, dtype=np.int64), histogram=np.zeros(256, dtype=np.int64),
+        radius2=np.zeros(p), bad=np.zeros(p, dtype=np.bool_), pos_plus=np.zeros(p, dtype=np.int64),
+        uncertain=np.zeros(p, dtype=np.bool_), short=np.zeros(p, dtype=np.int64),
+        sum_weight=np.zeros(4 * p + 1, dtype=np.int64), sum_rank=np.zeros(4 * p + 1, dtype=np.int64))
+    return prefix, sweep
 
 
 @kernel
@@ -210,9 +295,7 @@ def radix_sort_pairs(bits, items, count, bits_tmp, items_tmp, histogram):
 
 
 @kernel
-def sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold, radius_min, keys, order,
-                keys_tmp, order_tmp, histogram, radius2, bad, pos_plus, uncertain, short,
-                sum_weight, sum_rank):
+def sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold, radius_min, sweep):
     """Angular order of the points ``+z_j`` (weight ``npos_q[j]``) and ``-z_j`` (weight
     ``nneg_q[j]``), ``j < q``, and prefix sums of their row counts and of their
     nonempty indicators along it.
@@ -232,8 +315,14 @@ def sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold, radius_min, keys
     cross products with the other sorted points exceed ``threshold`` (they are at least
     ``r^2`` times the sine of the angle to the nearest line ``+-z_b``). ``uncertain[j]``
     marks the points with a bad neighbour and the short ones: the sweep is not used for
-    them. Returns ``(number sorted, number short)``. ``radius2``, ``bad`` (p,) are scratch.
+    them. Returns ``(number sorted, number short)``. ``sweep`` (:class:`SweepScratch`)
+    holds ``keys``, ``order``, ``pos_plus``, ``uncertain``, ``short``, ``sum_weight``,
+    ``sum_rank`` and the scratch.
     """
+    keys, order, keys_tmp, order_tmp = sweep.keys, sweep.order, sweep.keys_tmp, sweep.order_tmp
+    histogram, radius2, bad, pos_plus = sweep.histogram, sweep.radius2, sweep.bad, sweep.pos_plus
+    uncertain, short = sweep.uncertain, sweep.short
+    sum_weight, sum_rank = sweep.sum_weight, sweep.sum_rank
     sorted_count = 0
     short_count = 0
     r2min = radius_min * radius_min
@@ -311,11 +400,8 @@ def sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold, radius_min, keys
 
 
 @kernel
-def scan_prefixes(U, npos, nneg, hasneg, cheaper, binom, first_prefix, stop_prefix,
-                  delta, sweep_min, radius_min, comb, in_prefix, work, refl, beta, alpha,
-                  basis, local, zx, zy, npos_q, nneg_q, hasneg_q, diff_q, keys, order,
-                  keys_tmp, order_tmp, histogram, radius2, bad, pos_plus, uncertain,
-                  short, sum_weight, sum_rank, flagged, result):
+def scan_prefixes(planes, settings, first_prefix, stop_prefix, prefix_ws, sweep, flagged,
+                  result):
     """Scan the (n-1)-subsets whose prefixes have lexicographic ranks
     ``first_prefix .. stop_prefix - 1`` among the (n-2)-subsets (n >= 2).
 
@@ -332,27 +418,30 @@ def scan_prefixes(U, npos, nneg, hasneg, cheaper, binom, first_prefix, stop_pref
 
     Parameters
     ----------
-    U : (p, n) unit normals of the distinct hyperplanes.
-    npos, nneg : (p,) int64 rows parallel / opposite to ``U[g]`` (``npos >= 1``).
-    hasneg : (p,) int64 ``nneg > 0``. cheaper : (p,) int64 ``min(npos, nneg)``.
-    binom : (p + 1, n) int64 binomial coefficients ``C(a, b)``.
-    delta : float, filter threshold on ``|D|``.
-    sweep_min : int, the angular sweep is used for prefixes with at least this many
-        subsets and hyperplanes outside the prefix (it pays off only for both large).
-    radius_min : float, points ``z_g`` shorter than this are not sorted but evaluated
-        directly (see :func:`sweep_setup`).
-    comb : (n-1,) int64; in_prefix : (p,) bool, all False on entry and on return;
-    work, refl : (n, n); beta, alpha : (n,); basis : (2, n); local : (p,) int64;
-    zx, zy, keys, keys_tmp, radius2 : (p,) float64; npos_q, nneg_q, hasneg_q, diff_q, order,
-    order_tmp, pos_plus, short : (p,) int64; bad, uncertain : (p,) bool;
-    histogram : (256,) int64;
-    sum_weight, sum_rank : (4p + 1,) int64 -- scratch.
+    planes : Hyperplanes
+        The distinct hyperplanes and their row counts.
+    settings : ScanSettings
+        The filter threshold and the sweep's thresholds.
+    first_prefix, stop_prefix : int
+        The range of prefix ranks.
+    prefix_ws : PrefixScratch
+    sweep : SweepScratch
+        Scratch (``prefix_ws.in_prefix`` all False on entry and on return).
     flagged : (cap,) int64, receives the ranks of the first ``cap`` flagged subsets
         (some ``|D| <= delta``), in increasing order.
     result : (8,) int64, overwritten: least count and its first index, least rank and
         its first index (flagged subsets excluded), number of flagged subsets, number
         of subsets scanned, prefixes swept, prefixes evaluated directly.
     """
+    U, npos, nneg, hasneg = planes.U, planes.npos, planes.nneg, planes.hasneg
+    cheaper, binom = planes.cheaper, planes.binom
+    delta, sweep_min, radius_min = settings.delta, settings.sweep_min, settings.radius_min
+    comb, in_prefix, work, refl = prefix_ws.comb, prefix_ws.in_prefix, prefix_ws.work, prefix_ws.refl
+    beta, alpha, basis, local = prefix_ws.beta, prefix_ws.alpha, prefix_ws.basis, prefix_ws.local
+    zx, zy, npos_q, nneg_q = prefix_ws.zx, prefix_ws.zy, prefix_ws.npos_q, prefix_ws.nneg_q
+    hasneg_q, diff_q = prefix_ws.hasneg_q, prefix_ws.diff_q
+    pos_plus, uncertain, short = sweep.pos_plus, sweep.uncertain, sweep.short
+    sum_weight, sum_rank = sweep.sum_weight, sweep.sum_rank
     p, n = U.shape
     k = n - 1
     kp = n - 2
@@ -427,16 +516,14 @@ def scan_prefixes(U, npos, nneg, hasneg, cheaper, binom, first_prefix, stop_pref
         if p - first_last >= sweep_min and q >= sweep_min:
             swept = True
             n_sorted, n_short = sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold,
-                                            radius_min, keys, order, keys_tmp, order_tmp,
-                                            histogram, radius2, bad, pos_plus, uncertain,
-                                            short, sum_weight, sum_rank)
+                                            radius_min, sweep)
             n_swept += 1
         else:
             n_direct += 1
-        for l in range(first_last, p):
-            jl = local[l]
-            rows_out = total_rows - npos[l] - nneg[l]
-            rank_out = total_rank - 1 - hasneg[l]
+        for li in range(first_last, p):
+            jl = local[li]
+            rows_out = total_rows - npos[li] - nneg[li]
+            rank_out = total_rank - 1 - hasneg[li]
             small = 0
             if swept and not uncertain[jl]:
                 # the sorted points strictly between +z_l and -z_l: the open half-plane
@@ -476,8 +563,8 @@ def scan_prefixes(U, npos, nneg, hasneg, cheaper, binom, first_prefix, stop_pref
             else:
                 count_neg = rows_out - count_pos
                 rank_neg = rank_out - rank_pos
-                extra = base + cheaper[l]
-                lift = both + hasneg[l]
+                extra = base + cheaper[li]
+                lift = both + hasneg[li]
                 count_pos += extra
                 count_neg += extra
                 rank_pos = min(n, rank_pos + lift)

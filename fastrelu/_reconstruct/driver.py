@@ -6,31 +6,38 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastrelu._core.errors import BuildError, FastReluError
-from fastrelu._core import _frame
-from fastrelu._reconstruct import kernels
+from fastrelu._core.frames import simd_build_runs_here
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
-from fastrelu._runtime.seeds import BLOCK_SIZE
+from fastrelu._core.validation import (
+    as_frame,
+    check_real,
+    n_jobs_value,
+    positive_float,
+    positive_int,
+    rank_tol_value,
+)
+from fastrelu._reconstruct import kernels
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
-from fastrelu._core.validation import as_frame, check_real, n_jobs_value, positive_float, positive_int, rank_tol_value
+from fastrelu._runtime.seeds import BLOCK_SIZE
 
 METHODS = ("dual", "basis", "frame")
-_core = None
+_solvers = None
 
 
 def _extension():
     """The compiled reconstruction module, imported on first use: it may have been
     built for CPUs with AVX2 and FMA (see setup.py), and on a CPU without them its
     first instruction would kill the process."""
-    global _core
-    if _core is None:
-        simd, runs = _frame.simd_build_runs_here()
+    global _solvers
+    if _solvers is None:
+        simd, runs = simd_build_runs_here()
         if simd and not runs:
             raise BuildError("fastrelu's reconstruction extension was compiled for CPUs with AVX2 and FMA (those of the machine that built it), and this CPU lacks them. Reinstall fastrelu on this machine, or build it with FASTRELU_PORTABLE=1 to run on any x86-64 CPU.")
-        from fastrelu._reconstruct import solvers as _reconstruct
+        from fastrelu._reconstruct import solvers
 
-        _core = _reconstruct
-    return _core
+        _solvers = solvers
+    return _solvers
 #: Default relative tolerance of the frame algorithm's residual.
 DEFAULT_TOL = 1e-12
 #: Default iteration cap of the frame algorithm.
@@ -81,8 +88,8 @@ class Reconstruction:
         factorisation positive.
     method : str
         ``"dual"``, ``"basis"`` or ``"frame"``.
-    iterations : ndarray of int64 or None
-        Frame-algorithm steps per sample (``"frame"`` only).
+    iterations : ndarray of int64, int or None
+        Frame-algorithm steps per sample (``"frame"`` only; an int for a single output).
     residual : ndarray, shape (N,) (or a float)
         ``|S_I x - W_I^T (y_I + alpha_I)| / |W_I^T (y_I + alpha_I)|``: the relative
         residual of the normal equations of the active rows (for every method).
@@ -105,7 +112,7 @@ class Reconstruction:
     ok: np.ndarray
     cond: np.ndarray
     method: str
-    iterations: object = field(repr=False)
+    iterations: np.ndarray | int | None = field(repr=False)
     residual: np.ndarray = field(repr=False)
     spans: np.ndarray = field(repr=False)
     residual_bound: np.ndarray = field(repr=False)
@@ -129,9 +136,15 @@ class Reconstruction:
         return int(np.size(self.ok) - np.count_nonzero(self.ok))
 
     def summary(self):
-        """One line: how many inputs were recovered (``ok``), how many are not
-        determined by their outputs (not ``spans``), how many are determined but were
-        not solved to ``residual_bound``, and the conditioning of the recovered ones."""
+        """One line on how many inputs were recovered and how well.
+
+        Returns
+        -------
+        str
+            How many inputs were recovered (``ok``), how many are not determined by
+            their outputs (not ``spans``), how many are determined but were not solved
+            to ``residual_bound``, and the conditioning of the recovered ones.
+        """
         ok = np.atleast_1d(self.ok)
         spans = np.atleast_1d(self.spans)
         cond = np.atleast_1d(self.cond)[ok]
@@ -257,35 +270,64 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
         The layer; its weights must be a frame.
     Y : array_like, shape (N, m) or (m,)
         Outputs (nonnegative). A single output gives single-sample results.
-    method : {"dual", "basis", "frame"}
-    active : array_like of bool, shape of ``Y``, optional
-        The active rows to use (default ``Y > 0``). An exact zero output whose
+    method : {"dual", "basis", "frame"}, default="dual"
+        The solver (see above).
+    active : array_like of bool, shape of ``Y``, or None, default=None
+        The active rows to use (``None``: ``Y > 0``). An exact zero output whose
         pre-activation was exactly 0 is active too; pass the mask when you know it. It
         must not mark a neuron with ``alpha_i = +inf``.
-    cond : {"estimate", "exact"}
+    cond : {"estimate", "exact"}, default="estimate"
         How ``Reconstruction.cond`` is computed for ``"dual"`` and ``"basis"``:
-        ``"estimate"`` (default) is the condition estimate of LAPACK's method (Hager's)
+        ``"estimate"`` is the condition estimate of LAPACK's method (Hager's)
         from the factorisation already made (``sqrt`` of the 1-norm estimate for
         ``S_I``, the infinity-norm estimate for ``W_B``; cheap, usually within a small
         factor of the 2-norm value);
         ``"exact"`` computes the 2-norm condition number from eigen- or singular values
         (several times slower at ``n = 50``). ``"frame"`` always computes the exact
         frame bounds, which its step needs.
-    tol, max_iter : float, int
-        Stopping rule of ``"frame"`` (defaults 1e-12 and 10,000). ``tol`` is also the
-        least ``residual_bound`` of the direct methods.
-    span_tol : float
+    tol : float, default=1e-12
+        Relative residual at which ``"frame"`` stops; also the least
+        ``residual_bound`` of the direct methods.
+    max_iter : int, default=10000
+        Steps of ``"frame"`` at most.
+    span_tol : float, default=1e-6
         The active rows count as spanning when the condition number of ``W_I`` (of
-        ``W_B`` for ``"basis"``) is below ``1 / span_tol`` (default 1e-6, at least 1e-7:
+        ``W_B`` for ``"basis"``) is below ``1 / span_tol`` (at least 1e-7:
         ``cond(S_I) = cond(W_I)^2`` must stay clear of the ``1e16`` that round-off alone
         produces for a singular ``S_I``); fewer than ``n`` active rows never span.
-    n_jobs : int, optional
-        OpenMP threads (default: all cores). Results do not depend on it, and a
+    n_jobs : int or None, default=None
+        OpenMP threads (``None``: all cores). Results do not depend on it, and a
         sample's result does not depend on the other samples of ``Y``.
 
     Returns
     -------
     Reconstruction
+
+    Raises
+    ------
+    FastReluError
+        For a ``layer`` that is not a :class:`ReLULayer` or whose weights are not a
+        frame, outputs of the wrong shape, negative or not finite, an ``active`` mask
+        that is not boolean or not of the shape of ``Y``, an unknown ``method`` or
+        ``cond``, or invalid ``tol``, ``max_iter``, ``span_tol`` or ``n_jobs``.
+
+    Examples
+    --------
+    The double layer ``[W; -W]`` keeps every input (:func:`double_layer`):
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> layer = fr.double_layer(np.random.default_rng(0).standard_normal((8, 3)))
+    >>> X = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]])
+    >>> result = fr.reconstruct(layer, layer(X), n_jobs=1)
+    >>> result.ok, bool(np.allclose(result.x, X))
+    (array([ True,  True]), True)
+
+    A single output gives single-sample results:
+
+    >>> single = fr.reconstruct(layer, layer(X[0]), method="basis", n_jobs=1)
+    >>> single.x.shape, single.ok
+    ((3,), True)
     """
     clock = Stopwatch()
     if not isinstance(layer, ReLULayer):
@@ -407,16 +449,15 @@ def _basis(W, alpha, Y, mask, settings, x, ok, cond):
     rows = np.zeros((N, n), dtype=np.int64)
     count = np.zeros(N, dtype=np.int64)
     C = Y + alpha
-    rank_tol2 = DEFAULT_RANK_TOL**2
+    basis = geometry.basis(DEFAULT_RANK_TOL**2)
 
     def make_worker():
-        scratch = geometry.scratch()
+        cands, scan, stats = geometry.scratch()
 
         def process(b):
             part = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
-            kernels.basis_rows(C[part], mask[part], geometry.inv_norm, geometry.gram,
-                               geometry.unit_rows, geometry.use_gram, rank_tol2, rows[part],
-                               count[part], *scratch)
+            kernels.basis_rows(C[part], mask[part], geometry.inv_norm, basis, rows[part],
+                               count[part], cands, scan, stats)
 
         return process, lambda: None
 
@@ -453,14 +494,14 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
         ``layers[k - 1].weight.shape[0]``.
     Y : array_like, shape (N, m_last) or (m_last,)
         Outputs of the last layer.
-    method : {"dual", "basis", "frame"}
-    zero_tol : float
+    method : {"dual", "basis", "frame"}, default="dual"
+        The solver of every layer (see :func:`reconstruct`).
+    zero_tol : float, default=1e-9
         Relative threshold for activity of reconstructed intermediate outputs: an entry
         counts as active when it exceeds ``max(zero_tol, 16 eps cond^2)`` (``16 eps
         cond`` for ``"basis"``; for ``"frame"`` also ``r cond^2`` with ``r`` the final
         relative residual) times the norm of its reconstructed output, ``cond`` the
-        condition number of the rows that produced it (default 1e-9). Below
-        that, round-off could make an inactive neuron look active, which would add a
+        condition number of the rows that produced it. Below that, round-off could make an inactive neuron look active, which would add a
         false equation; treating a small true output as zero only drops an equation.
     **options
         Passed to :func:`reconstruct`.
@@ -468,6 +509,25 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
     Returns
     -------
     Inversion
+
+    Raises
+    ------
+    FastReluError
+        For ``layers`` that are not a non-empty sequence of :class:`ReLULayer` or whose
+        shapes do not chain, a negative ``zero_tol``, outputs that do not fit the last
+        layer, and whatever :func:`reconstruct` refuses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> rng = np.random.default_rng(0)
+    >>> layers = [fr.double_layer(rng.standard_normal((4, 3))),
+    ...           fr.double_layer(rng.standard_normal((8, 8)))]
+    >>> X = rng.standard_normal((5, 3))
+    >>> result = fr.invert(layers, layers[1](layers[0](X)), n_jobs=1)
+    >>> bool(result.ok.all()), bool(np.allclose(result.x, X)), result.failed_at
+    (True, True, array([-1, -1, -1, -1, -1]))
     """
     clock = Stopwatch()
     layers = list(layers) if not isinstance(layers, ReLULayer) else [layers]

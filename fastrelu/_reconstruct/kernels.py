@@ -7,19 +7,21 @@ rows (greedy by decreasing normalised correlation, ties by index, ``rank_tol`` o
 unit rows).
 """
 
-from fastrelu._core.jit import kernel
 from fastrelu._core.basis import basis_of_active
+from fastrelu._core.jit import kernel
 
 
 @kernel
-def basis_rows(C, active, inv_norm, gram, unit_rows, use_gram, rank_tol2, rows_out, count_out,
-               keys, cand, cand_keys, order, order_keys, kept, chol, inv_diag, lvec, rows_buf,
-               stats):
+def basis_rows(C, active, inv_norm, basis, rows_out, count_out, cands, scan, stats):
     """Basis rows ``rows_out[s, :count_out[s]]`` for each sample ``s`` of a tile.
 
-    ``C`` (t, m): ``y + alpha``; ``active`` (t, m) bool. Scratch as for
-    :func:`fastrelu._injectivity.kernels.pointwise_tile`.
+    ``C`` (t, m): ``y + alpha``; ``active`` (t, m) bool; ``inv_norm`` (m,) ``1 / |w_i|``;
+    ``basis``: :class:`fastrelu._core.basis.Rows`; ``cands``:
+    :class:`fastrelu._core.basis.Candidates` of one sample (``keys``, ``index`` and
+    ``index_keys`` of shape (m,)); ``scan``: :class:`fastrelu._core.basis.Scan`;
+    ``stats`` (3,) int64 scratch.
     """
+    keys, cand, cand_keys = cands.keys, cands.index, cands.index_keys
     n = rows_out.shape[1]
     m = C.shape[1]
     for s in range(C.shape[0]):
@@ -30,9 +32,7 @@ def basis_rows(C, active, inv_norm, gram, unit_rows, use_gram, rank_tol2, rows_o
             cand[size] = i
             cand_keys[size] = key
             size += active[s, i]
-        count = basis_of_active(keys, cand, cand_keys, size, n, gram, unit_rows, use_gram,
-                                rank_tol2, order, order_keys, kept, chol, inv_diag, lvec,
-                                rows_buf, stats)
+        count = basis_of_active(keys, cand, cand_keys, size, n, basis, scan, stats)
         for j in range(count):
-            rows_out[s, j] = kept[j]
+            rows_out[s, j] = scan.kept[j]
         count_out[s] = count

@@ -45,6 +45,7 @@ iterations. Starts leave the block's products as soon as they stop.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,6 +74,72 @@ RESYNC = 16
 #: ``x`` and ``G`` keeps this fraction of its length (else the basis is ill-conditioned
 #: and the images of the basis vectors lose accuracy by cancellation).
 KEEP_PREVIOUS = 1e-3
+
+
+class Objective(NamedTuple):
+    """What :func:`ascend_block` maximises and how."""
+
+    #: MODE_RELU, MODE_FIT or MODE_LINEAR (see the module docstring).
+    mode: int
+    #: POWER, ACCELERATED (not for MODE_LINEAR) or LINE_SEARCH.
+    step_rule: int
+    #: (p, n), C-contiguous: ``W`` or ``[W; L]``.
+    K: np.ndarray
+    #: (n, p), C-contiguous: its transpose.
+    KT: np.ndarray
+    #: (m,) the subtracted bias.
+    alpha: np.ndarray
+    #: (m,) ``ReLU(-alpha)`` (MODE_RELU).
+    shift: np.ndarray
+    #: Iteration limit.
+    max_iter: int
+    #: Relative Frank-Wolfe gap at which a start has converged.
+    tol: float
+
+
+class Starts(NamedTuple):
+    """The outputs of the ``b`` starts of one block."""
+
+    #: (b, n): the final point of each start.
+    out_x: np.ndarray
+    #: (b,): exact ``q`` at ``out_x``.
+    values: np.ndarray
+    #: (b,) int64: iterations made.
+    n_iter: np.ndarray
+    #: (b,) int64: CONVERGED, MAX_ITER, ZERO_GRADIENT or STALLED.
+    status: np.ndarray
+    #: (h, max_iter + 1) for starts ``0 .. h-1`` (``h`` may be 0): ``q`` after each
+    #: iteration, from the images carried along; entries after a start stopped are left
+    #: untouched.
+    history: np.ndarray
+
+
+class StartRows(NamedTuple):
+    """Per-start scratch of one block (``b`` rows each; ``p`` the rows of ``K``)."""
+
+    Z: np.ndarray  #: (b, p) images ``X K^T``
+    R: np.ndarray  #: (b, p) the ReLU part whose product with ``K`` is the gradient
+    Grad: np.ndarray  #: (b, n) gradients
+    Zg: np.ndarray  #: (b, p) images of the gradients
+    P: np.ndarray  #: (b, n) previous steps
+    Zp: np.ndarray  #: (b, p) their images
+    Gp: np.ndarray  #: (b, n) previous directions
+    Zgp: np.ndarray  #: (b, p) their images
+    t_max: np.ndarray  #: (b,) largest step of the line search
+    ids: np.ndarray  #: (b,) int64 start of each live row
+
+
+class RitzScratch(NamedTuple):
+    """Scratch of the locally optimal (Rayleigh-Ritz) step of one start."""
+
+    Q: np.ndarray  #: (3, n) orthonormal basis of the search space
+    H: np.ndarray  #: (3, 3) the quadratic on it
+    V: np.ndarray  #: (3, 3) Newton scratch
+    h: np.ndarray  #: (3,) its linear part
+    c: np.ndarray  #: (3,) the maximiser's coefficients
+    coef: np.ndarray  #: (3,) coefficients of the maximiser's image
+    xr: np.ndarray  #: (n,) the candidate point
+    xb: np.ndarray  #: (n,) the best point so far
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
@@ -220,7 +287,7 @@ def sphere_newton(H, h, dim, c, T):
     for k in range(dim):
         c[k] = 0.0
     c[0] = 1.0
-    for step in range(16):
+    for _step in range(16):
         # the half gradient g = H c - h and the multiplier
         g0 = H[0, 0] * c[0] + H[0, 1] * c[1] + (H[0, 2] * c[2] if dim == 3 else 0.0) - h[0]
         g1 = H[1, 0] * c[0] + H[1, 1] * c[1] + (H[1, 2] * c[2] if dim == 3 else 0.0) - h[1]
@@ -297,7 +364,7 @@ def _segment_search(mode, z, z1, c1, z2, c2, xx, xu, t_start, alpha, shift, g, m
     best_t = 0.0
     best_scale = 1.0
     t = t_start
-    for s in range(LINE_STEPS):
+    for _s in range(LINE_STEPS):
         a = 1.0 - t
         q = _objective(mode, a, z, t * c1, z1, t * c2, z2, alpha, shift, g, m)
         if q > best_q:
@@ -421,14 +488,15 @@ def _ritz_gram(mode, z, zg, zp, rho, g0, wn, a, b, qn, alpha, m, H, h):
 
 
 @kernel
-def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha, m, Q, H,
-                    h, V, c, xr, coef):
+def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha, m, ritz):
     """The locally optimal candidate: the maximiser on the unit sphere of
     ``span{x, G, previous step}`` of the quadratic that ``q`` is on the activation
     pattern at ``x``. Writes the unit point into ``xr`` and into ``coef`` (3,) the
     coefficients of its image ``coef[0] z + coef[1] zg + coef[2] zp``; returns False when
     the basis degenerates (then ``xr`` and ``coef`` mean nothing). ``zg`` and ``zp`` are
-    the exact images of ``grad`` and ``p_prev``; ``Q`` (3, n) is scratch."""
+    the exact images of ``grad`` and ``p_prev``; ``ritz`` (:class:`RitzScratch`) holds
+    ``xr``, ``coef`` and the scratch."""
+    Q, H, V, h, c, coef, xr = ritz.Q, ritz.H, ritz.V, ritz.h, ritz.c, ritz.coef, ritz.xr
     n = x.shape[0]
     rho = math.sqrt(dot(x, x))
     if not rho > 0.0:
@@ -485,30 +553,31 @@ def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha,
 
 
 @kernel
-def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_iter, tol,
-                 out_x, values, n_iter, status, history,
-                 Z, R, Grad, Zg, P, Zp, Gp, Zgp, t_max, ids, Q, H, V, h, c, coef, xr, xb):
+def ascend_block(objective, X, draws, per_draw, starts, rows, ritz):
     """Ascend ``q`` from every start of one block.
 
     Parameters
     ----------
-    mode : MODE_RELU, MODE_FIT or MODE_LINEAR (see the module docstring).
-    step_rule : POWER, ACCELERATED (not for MODE_LINEAR) or LINE_SEARCH.
+    objective : Objective
+        What is maximised, by which step rule, until when.
     X : (b, n) starting points in the unit ball; overwritten (scratch).
-    K : (p, n) and KT : (n, p), both C-contiguous: ``W`` or ``[W; L]`` and transpose.
-    alpha : (m,) the subtracted bias; shift : (m,) ``ReLU(-alpha)`` (MODE_RELU).
     draws : (d, m) the Gaussian vectors ``g`` (MODE_LINEAR): start ``s`` uses
         ``draws[s // per_draw]``; any (1, m) array otherwise, with ``per_draw >= b``.
-    max_iter, tol : iteration limit and relative Frank-Wolfe gap.
-    out_x : (b, n) output, the final point of each start.
-    values : (b,) output, exact ``q`` at ``out_x``.
-    n_iter : (b,) int64 output, iterations made; status : (b,) int64 output.
-    history : (h, max_iter + 1) output for starts ``0 .. h-1`` (``h`` may be 0): ``q``
-        after each iteration, from the images carried along; entries after a start
-        stopped are left untouched.
-    Z, R, Zg, Zp, Zgp : (b, p); Grad, P, Gp : (b, n); t_max : (b,); ids : (b,) int64;
-    Q : (3, n); H, V : (3, 3); h, c, coef : (3,); xr, xb : (n,) -- scratch.
+    starts : Starts
+        The outputs of the ``b`` starts.
+    rows : StartRows
+        Per-start scratch of ``b`` rows.
+    ritz : RitzScratch
+        Scratch of the locally optimal step.
     """
+    mode, step_rule, K, KT = objective.mode, objective.step_rule, objective.K, objective.KT
+    alpha, shift = objective.alpha, objective.shift
+    max_iter, tol = objective.max_iter, objective.tol
+    out_x, values, n_iter = starts.out_x, starts.values, starts.n_iter
+    status, history = starts.status, starts.history
+    Z, R, Grad, Zg, P = rows.Z, rows.R, rows.Grad, rows.Zg, rows.P
+    Zp, Gp, Zgp, t_max, ids = rows.Zp, rows.Gp, rows.Zgp, rows.t_max, rows.ids
+    coef, xr, xb = ritz.coef, ritz.xr, ritz.xb
     b, n = X.shape
     m = alpha.shape[0]
     n_hist = history.shape[0]
@@ -609,7 +678,7 @@ def ascend_block(mode, step_rule, X, K, KT, alpha, shift, draws, per_draw, max_i
                     xb[k] = Grad[j, k] * inv
             if step_rule == ACCELERATED:
                 if _ritz_candidate(mode, homogeneous, X[j], Grad[j], Z[j], Zg[j], P[j], z3,
-                                   with_previous, alpha, m, Q, H, h, V, c, xr, coef):
+                                   with_previous, alpha, m, ritz):
                     q = _objective(mode, coef[0], Z[j], coef[1], Zg[j], coef[2], z3, alpha,
                                    shift, g, m)
                     if q > best_q:

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastrelu._core import budget as _budget
-from fastrelu._runtime import checkpoint as _checkpoint
-from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
-from fastrelu._spectral import kernels
+from fastrelu._core.validation import as_bias, as_matrix, n_jobs_value, positive_float, positive_int
+from fastrelu._runtime import checkpoint as _checkpoint
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import FIT_STREAM, POWER_BLOCK, POWER_STREAM, block_generator
-from fastrelu._core.validation import as_bias, as_matrix, n_jobs_value, positive_float, positive_int
+from fastrelu._spectral import kernels
 
 DEFAULT_STARTS = 10_000
 DEFAULT_MAX_ITER = 1000
@@ -89,20 +89,20 @@ class PowerIterationResult:
     n_zero: int
     n_stalled: int
     mean_iter: float
-    values: object = field(repr=False)
-    n_iter: object = field(repr=False)
-    status: object = field(repr=False)
-    history: object = field(repr=False)
+    values: np.ndarray | None = field(repr=False)
+    n_iter: np.ndarray | None = field(repr=False)
+    status: np.ndarray | None = field(repr=False)
+    history: np.ndarray | None = field(repr=False)
     method: str = "accelerated power"
     max_iter: int = DEFAULT_MAX_ITER
     tol: float = DEFAULT_TOL
-    seed: object = None
+    seed: int | None = None
     elapsed: float = field(default=0.0, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
 class ReLUSingularValues:
-    """ReLU singular values ``s_1 .. s_k`` of a layer on the unit ball or on data, with
+    """ReLU singular values ``s_1, ..., s_k`` of a layer on the unit ball or on data, with
     what each number is.
 
     ``s_j = min_{rank L <= j-1} sup_{x in X} |ReLU(W x - alpha) - ReLU(L x - alpha)|``
@@ -148,10 +148,10 @@ class ReLUSingularValues:
     upper: np.ndarray
     sigma: np.ndarray
     fits: tuple = field(repr=False)
-    domain: object = "ball"
-    power: object = field(default=None, repr=False)
-    argmax: object = None
-    seed: object = None
+    domain: str | Data = "ball"
+    power: PowerIterationResult | None = field(default=None, repr=False)
+    argmax: int | None = None
+    seed: int | None = None
     elapsed: float = field(default=0.0, repr=False)
 
     @property
@@ -174,36 +174,35 @@ class _Ascent:
         self.max_iter, self.tol = int(max_iter), float(tol)
         self.no_draws = np.zeros((1, self.alpha.shape[0]))
         self.no_history = np.zeros((0, self.max_iter + 1))
+        self.objective = kernels.Objective(mode=int(mode), step_rule=int(step_rule), K=self.K,
+                                           KT=self.KT, alpha=self.alpha, shift=self.shift,
+                                           max_iter=self.max_iter, tol=self.tol)
 
     def worker(self, rows):
         """A function ``run(X, draws=None, per_draw=None, history=None)`` with scratch for
         up to ``rows`` starts; returns views ``(out_x, values, n_iter, status)``."""
         p, n = self.K.shape
-        out_x = np.empty((rows, n))
-        values = np.empty(rows)
-        n_iter = np.empty(rows, dtype=np.int64)
-        status = np.empty(rows, dtype=np.int64)
-        Z, R, Zg, Zp, Zgp = (np.empty((rows, p)) for _ in range(5))
-        Grad, P, Gp = np.empty((rows, n)), np.empty((rows, n)), np.empty((rows, n))
-        t_max = np.empty(rows)
-        ids = np.empty(rows, dtype=np.int64)
-        Q, H, V = np.zeros((3, n)), np.zeros((3, 3)), np.zeros((3, 3))
-        h, c, coef = np.zeros(3), np.zeros(3), np.zeros(3)
-        xr, xb = np.empty(n), np.empty(n)
+        out = kernels.Starts(out_x=np.empty((rows, n)), values=np.empty(rows),
+                             n_iter=np.empty(rows, dtype=np.int64),
+                             status=np.empty(rows, dtype=np.int64), history=self.no_history)
+        scratch = kernels.StartRows(
+            Z=np.empty((rows, p)), R=np.empty((rows, p)), Grad=np.empty((rows, n)),
+            Zg=np.empty((rows, p)), P=np.empty((rows, n)), Zp=np.empty((rows, p)),
+            Gp=np.empty((rows, n)), Zgp=np.empty((rows, p)), t_max=np.empty(rows),
+            ids=np.empty(rows, dtype=np.int64))
+        ritz = kernels.RitzScratch(Q=np.zeros((3, n)), H=np.zeros((3, 3)), V=np.zeros((3, 3)),
+                                   h=np.zeros(3), c=np.zeros(3), coef=np.zeros(3),
+                                   xr=np.empty(n), xb=np.empty(n))
 
         def run(X, draws=None, per_draw=None, history=None):
             size = X.shape[0]
             if draws is None:
                 draws, per_draw = self.no_draws, size
-            kernels.ascend_block(self.mode, self.step_rule, X, self.K, self.KT, self.alpha,
-                                 self.shift, draws, per_draw, self.max_iter, self.tol,
-                                 out_x[:size], values[:size], n_iter[:size], status[:size],
-                                 self.no_history if history is None else history,
-                                 Z[:size], R[:size], Grad[:size], Zg[:size], P[:size],
-                                 Zp[:size], Gp[:size], Zgp[:size], t_max[:size], ids[:size],
-                                 Q, H, V, h, c, coef,
-                                 xr, xb)
-            return out_x[:size], values[:size], n_iter[:size], status[:size]
+            starts = kernels.Starts(*(a[:size] for a in out[:4]),
+                                    history=self.no_history if history is None else history)
+            kernels.ascend_block(self.objective, X, draws, per_draw, starts,
+                                 kernels.StartRows(*(a[:size] for a in scratch)), ritz)
+            return starts.out_x, starts.values, starts.n_iter, starts.status
 
         return run
 
@@ -256,7 +255,7 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
                          client=None, checkpoint=None, checkpoint_interval=None):
     """Maximise ``|ReLU(W x - alpha) - ReLU(-alpha)|`` over the unit ball from many starts.
 
-    Zero bias: the ReLU power iteration of THEORY §7 on the unit sphere,
+    Zero bias: the ReLU power iteration of THEORY §7 on the unit sphere::
 
         x <- W^T ReLU(W x) / |W^T ReLU(W x)|,
 
@@ -291,43 +290,66 @@ def relu_power_iteration(weight, *, bias=None, n_starts=DEFAULT_STARTS,
     Parameters
     ----------
     weight : array_like, shape (m, n)
-    bias : array_like, shape (m,) or scalar, optional
-        The subtracted bias ``alpha`` (zero by default). ``+inf`` marks a neuron that is
+        The layer's weights ``W`` (finite).
+    bias : array_like, shape (m,), scalar or None, default=None
+        The subtracted bias ``alpha`` (``None``: zero). ``+inf`` marks a neuron that is
         never active; it contributes nothing, so the result is that of the layer
         without it (a layer with no neuron that can be active is constant: ``s = 0``).
-    n_starts : int, optional
-        Number of random starts (default 10,000).
-    max_iter : int, optional
-        Iterations per start at most (default 1000).
-    tol : float in [0, 1), optional
-        Relative Frank-Wolfe gap at which a start has converged (default 1e-10).
-    seed : int, optional
-        Seed of the starts (fresh entropy when omitted; reported).
-    n_jobs : int, optional
-        Worker threads (default: all cores).
-    accelerate : bool, optional
+    n_starts : int, default=10000
+        Number of random starts.
+    max_iter : int, default=1000
+        Iterations per start at most.
+    tol : float in [0, 1), default=1e-10
+        Relative Frank-Wolfe gap at which a start has converged.
+    seed : int or None, default=None
+        Seed of the starts (``None``: fresh entropy; reported).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores).
+    accelerate : bool, default=True
         The locally optimal step beside the power step (zero bias) or the line search
-        (nonzero bias); default True. ``False`` with zero bias runs the plain power
-        iteration.
-    history : int, optional
+        (nonzero bias). ``False`` with zero bias runs the plain power iteration.
+    history : int, default=0
         Record the objective after every iteration for the first ``history`` starts (at
         most 256).
-    per_start : bool, optional
+    per_start : bool, default=True
         Keep every start's final value, iteration count and status (13 bytes per
-        start; default True).
-    progress : bool or None, optional
+        start).
+    progress : bool or None, default=False
         Progress bar on stderr (as for :func:`mcbe`).
-    client : distributed.Client or str, optional
+    client : distributed.Client, str or None, default=None
         Run the blocks of starts on this Dask cluster (see :func:`mcbe`); the result is
-        the same bits as the local one.
-    checkpoint : str or path-like, optional
+        the same bits as the local one. ``None``: run locally.
+    checkpoint : str, path-like or None, default=None
         Save the partial result to this file and resume from it (see :func:`mcbe`).
-    checkpoint_interval : float, optional
-        Seconds between checkpoint writes (default 5).
+        ``None``: no checkpoint.
+    checkpoint_interval : float or None, default=None
+        Seconds between checkpoint writes (``None``: 5).
 
     Returns
     -------
     PowerIterationResult
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, a bias of the wrong shape or with
+        NaN or ``-inf``, invalid ``n_starts``, ``max_iter``, ``tol``, ``history``,
+        ``seed`` or ``n_jobs``, a run that does not fit in memory, an unreachable
+        scheduler, or a checkpoint that cannot be read or was written for other
+        parameters.
+
+    Examples
+    --------
+    With zero bias the double layer ``[W; -W]`` has ``s_1 = sigma_1(W)``:
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> result = fr.relu_power_iteration(np.vstack([W, -W]), n_starts=64, seed=0, n_jobs=1)
+    >>> result.n_starts, result.method, bool(np.isclose(result.s1, np.linalg.norm(W, 2)))
+    (64, 'accelerated power', True)
+    >>> result.x.shape, result.values.shape
+    ((3,), (64,))
     """
     clock = Stopwatch()
     W, alpha, _ = _weight_and_bias(weight, bias)
@@ -652,7 +674,9 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
                          fit_starts=FIT_STARTS, fit_steps=DEFAULT_FIT_STEPS,
                          max_iter=DEFAULT_MAX_ITER, tol=DEFAULT_TOL, seed=None, n_jobs=None,
                          client=None, checkpoint=None, checkpoint_interval=None):
-    """ReLU singular values ``s_1 .. s_k`` of ``ReLU(W x - alpha)`` [DKM] (THEORY §7).
+    """ReLU singular values ``s_1, ..., s_k`` of ``ReLU(W x - alpha)`` [DKM] (THEORY §7).
+
+    ::
 
         s_j = min_{rank L <= j-1} sup_{x in X} |ReLU(W x - alpha) - ReLU(L x - alpha)|
 
@@ -678,35 +702,70 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     Parameters
     ----------
     weight : array_like, shape (m, n)
+        The layer's weights ``W`` (finite).
     k : int
         How many ReLU singular values, ``1 <= k <= min(m, n)``.
-    bias : array_like, shape (m,) or scalar, optional
-        The subtracted bias ``alpha`` (zero by default). ``+inf`` marks a neuron that is
+    bias : array_like, shape (m,), scalar or None, default=None
+        The subtracted bias ``alpha`` (``None``: zero). ``+inf`` marks a neuron that is
         never active; it contributes nothing, so the result is that of the layer
         without it (a layer with no neuron that can be active is constant: ``s = 0``).
-    data : Data or array_like of shape (N, n), optional
-        The finite domain; the unit ball when omitted.
-    n_starts : int, optional
-        Starts of the power iteration for ``s_1`` on the ball (default 10,000).
-    fit_starts : int, optional
+    data : Data, array_like of shape (N, n), or None, default=None
+        The finite domain (``None``: the unit ball).
+    n_starts : int, default=10000
+        Starts of the power iteration for ``s_1`` on the ball.
+    fit_starts : int, default=1000
         Ball only: random starts of each ascent that estimates the supremum of a fitted
-        ``L`` (default 1000; the worst points found so far are added to them).
-    fit_steps : int, optional
-        Adam steps per fitting round (default 200; 0 keeps the initial candidates).
-    max_iter, tol : optional
-        Of every ascent (see :func:`relu_power_iteration`).
-    seed : int, optional
-        Seed of all random starts and points (fresh entropy when omitted; reported).
-    n_jobs : int, optional
-        Worker threads (default: all cores). The result does not depend on it.
-    client, checkpoint, checkpoint_interval : optional
-        For the power iteration behind ``s_1`` on the ball (the part that grows with
-        ``n_starts``): run it on a Dask cluster, and checkpoint and resume it (see
-        :func:`relu_power_iteration`). The low-rank fits run locally. Not with ``data``.
+        ``L`` (the worst points found so far are added to them).
+    fit_steps : int, default=200
+        Adam steps per fitting round (0 keeps the initial candidates).
+    max_iter : int, default=1000
+        Iterations of every ascent at most (see :func:`relu_power_iteration`).
+    tol : float in [0, 1), default=1e-10
+        Relative Frank-Wolfe gap at which an ascent has converged.
+    seed : int or None, default=None
+        Seed of all random starts and points (``None``: fresh entropy; reported).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
+    client : distributed.Client, str or None, default=None
+        Run the power iteration behind ``s_1`` on the ball (the part that grows with
+        ``n_starts``) on this Dask cluster (see :func:`relu_power_iteration`); the
+        low-rank fits run locally. Not with ``data``.
+    checkpoint : str, path-like or None, default=None
+        Checkpoint and resume that power iteration (see :func:`relu_power_iteration`).
+        Not with ``data``.
+    checkpoint_interval : float or None, default=None
+        Seconds between checkpoint writes (``None``: 5).
 
     Returns
     -------
     ReLUSingularValues
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, a ``k`` outside ``[1, min(m, n)]``,
+        a bias of the wrong shape or with NaN or ``-inf``, data that are not a finite
+        2-D array with ``n`` columns, ``client`` or ``checkpoint`` given with ``data``,
+        invalid counts, ``tol``, ``seed`` or ``n_jobs``, or a run that does not fit in
+        memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> svals = fr.relu_singular_values(W, 2, n_starts=64, fit_starts=32, fit_steps=20,
+    ...                                 seed=0, n_jobs=1)
+    >>> svals.k, svals.kinds
+    (2, ('lower bound', 'upper bound estimate'))
+    >>> bool(np.all(svals.values <= svals.upper)), bool(np.allclose(svals.sigma, svals.upper))
+    (True, True)
+
+    On data ``s_1`` is exact:
+
+    >>> X = np.random.default_rng(1).standard_normal((50, 3))
+    >>> fr.relu_singular_values(W, 2, data=X, fit_steps=20, seed=0, n_jobs=1).kinds
+    ('exact', 'upper bound')
     """
     clock = Stopwatch()
     W, alpha, can_fire = _weight_and_bias(weight, bias)
