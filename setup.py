@@ -4,9 +4,6 @@ import os
 import subprocess
 import sys
 import tempfile
-
-# setuptools first: on Python >= 3.12 it provides the distutils modules used below.
-from setuptools import Extension, setup
 from distutils.ccompiler import new_compiler
 from distutils.errors import CompileError, LinkError
 from distutils.sysconfig import customize_compiler
@@ -14,6 +11,8 @@ from distutils.sysconfig import customize_compiler
 import numpy
 from Cython.Build import cythonize
 
+# setuptools first: on Python >= 3.12 it provides the distutils modules used below.
+from setuptools import Extension, setup
 
 
 def _compiler():

@@ -17,10 +17,9 @@ import pytest
 
 import fastrelu as fr
 from fastrelu._bias.mcbe import _Problem
-from fastrelu._runtime.seeds import BLOCK_SIZE
-from fastrelu._runtime.parallel import run_blocks
-from fastrelu._runtime.seeds import block_generator
 from fastrelu._core.validation import n_jobs_value
+from fastrelu._runtime.parallel import run_blocks
+from fastrelu._runtime.seeds import BLOCK_SIZE, block_generator
 
 CASES = {"30x270": (30, 270, 200_000, 100), "100x1000": (100, 1000, 20_000, 5)}
 RESULTS = {}

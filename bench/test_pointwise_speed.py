@@ -16,9 +16,9 @@ import pytest
 import scipy.stats
 
 import fastrelu as fr
-from fastrelu._runtime.seeds import BLOCK_SIZE
-from fastrelu._runtime.parallel import run_blocks
 from fastrelu._core.validation import n_jobs_value
+from fastrelu._runtime.parallel import run_blocks
+from fastrelu._runtime.seeds import BLOCK_SIZE
 
 CASES = {"30x270": (30, 270, 200_000, 2000), "100x1000": (100, 1000, 20_000, 200)}
 RESULTS = {}

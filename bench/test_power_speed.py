@@ -29,10 +29,10 @@ import pytest
 import scipy.optimize
 
 import fastrelu as fr
+from fastrelu._core.validation import n_jobs_value
 from fastrelu._runtime.parallel import run_blocks
 from fastrelu._runtime.seeds import block_generator
 from fastrelu._spectral.power import POWER_BLOCK, POWER_STREAM
-from fastrelu._core.validation import n_jobs_value
 
 M, N = 270, 30
 STARTS = 1_000_000

@@ -5,27 +5,38 @@ reconstruction and spectral measures of ReLU layers. See ``docs/theory.md`` for 
 every number means.
 """
 
-from fastrelu._networks.digits import DigitsModel, digits_model
-from fastrelu._core.domains import Ball, Data, Shell, Sphere
 from fastrelu._bias.enlarge import enlarge_data
+from fastrelu._bias.estimate import estimate_bias
+from fastrelu._bias.mcbe import BiasEstimate, covering_radius, mcbe
+from fastrelu._bias.pbe import is_omnidirectional, pbe
+from fastrelu._core.domains import Ball, Data, Shell, Sphere
 from fastrelu._core.errors import BuildError, FastReluError
 from fastrelu._core.frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from fastrelu._core.layer import ReLULayer
-from fastrelu._bias.estimate import estimate_bias
+from fastrelu._core.version import __version__ as __version__
 from fastrelu._experiments.experiments import EXPERIMENTS, run_experiment
-from fastrelu._bias.mcbe import BiasEstimate, covering_radius, mcbe
+from fastrelu._injectivity.pointwise import (
+    BiasCheck,
+    PointwiseInjectivity,
+    check_bias,
+    injectivity_summary,
+    pointwise_injectivity,
+)
+from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
+from fastrelu._networks.digits import DigitsModel, digits_model
 from fastrelu._networks.network import Network
 from fastrelu._networks.plots import plot_report
-from fastrelu._injectivity.pointwise import BiasCheck, PointwiseInjectivity, check_bias, injectivity_summary, pointwise_injectivity
-from fastrelu._bias.pbe import is_omnidirectional, pbe
-from fastrelu._spectral.pruning import HarmonicPruning, double_layer, harmonic_prune
-from fastrelu._networks.report import LayerReport, NetworkReport, analyze, save_report
+from fastrelu._networks.report import analyze, save_report
+from fastrelu._networks.results import LayerReport, NetworkReport
 from fastrelu._reconstruct.driver import Inversion, Reconstruction, invert, reconstruct
-from fastrelu._spectral.power import PowerIterationResult, ReLUSingularValues, relu_power_iteration, relu_singular_values
-from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
+from fastrelu._spectral.power import (
+    PowerIterationResult,
+    ReLUSingularValues,
+    relu_power_iteration,
+    relu_singular_values,
+)
+from fastrelu._spectral.pruning import HarmonicPruning, double_layer, harmonic_prune
 from fastrelu._spectral.width import Estimate, LocalMetrics, gaussian_mean_width, local_metrics
-
-from fastrelu._core.version import __version__
 
 __all__ = [
     "Ball",

@@ -91,11 +91,10 @@ def compute():
 
 def fingerprint():
     """What decides the last bit of the outputs on a machine."""
+    import llvmlite.binding as llvm
     import numba
     import scipy
     from threadpoolctl import threadpool_info
-
-    import llvmlite.binding as llvm
 
     blas = sorted({(i.get("internal_api"), i.get("version"), i.get("architecture"))
                    for i in threadpool_info() if i.get("user_api") == "blas"}, key=str)

@@ -2,18 +2,17 @@
 limit is refused up front with the estimate; the frame check of large weights costs one
 Gram product and decides exactly as the SVD rank rule."""
 
-import json
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastrelu as fr
-from fastrelu._core import budget as _budget
-from fastrelu._injectivity import pointwise as _pointwise
-from fastrelu._core import validation as _validation
 from fastrelu._batch.jobs import batch_weights_budget
 from fastrelu._bias.mcbe import _McbePlan, mcbe_budget
+from fastrelu._core import budget as _budget
+from fastrelu._core import validation as _validation
+from fastrelu._injectivity import pointwise as _pointwise
 from fastrelu._injectivity.pointwise import check_budget
 from fastrelu._spectral.power import _PowerPlan
 from fastrelu._spectral.width import _WidthPlan

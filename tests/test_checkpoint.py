@@ -10,18 +10,18 @@ import time
 
 import numpy as np
 import pytest
+from conftest import interrupt_after
 
 import fastrelu as fr
+from fastrelu._bias.mcbe import _McbePlan
+from fastrelu._injectivity.subsets import ScanPlan
 from fastrelu._runtime.blockmap import BLOCK_FORMAT, BlockMap
 from fastrelu._runtime.blocks import BlockPlan
 from fastrelu._runtime.checkpoint import FORMAT
-from fastrelu._bias.mcbe import _McbePlan
 from fastrelu._runtime.seeds import BLOCK_SIZE
 from fastrelu._spectral.power import _PowerPlan
-from fastrelu._injectivity.subsets import ScanPlan
 from fastrelu._spectral.width import _WidthPlan
 
-from conftest import interrupt_after
 
 def _weight(seed=0, m=40, n=6):
     return np.random.default_rng(seed).standard_normal((m, n))
@@ -326,8 +326,8 @@ def test_checkpoint_size_does_not_grow_with_the_number_of_blocks(tmp_path):
     map held one bit per block and the mean width one entry per block)."""
     sizes = {}
     for n_draws in (256 * 10, 256 * 4000):
-        for name, run in (("width", lambda p: fr.gaussian_mean_width(_weight(), n_draws=n_draws, seed=1, checkpoint=p)),
-                          ("power", lambda p: fr.relu_power_iteration(_weight(), n_starts=n_draws, seed=1, max_iter=2, per_start=False, checkpoint=p))):
+        for name, run in (("width", lambda p, n_draws=n_draws: fr.gaussian_mean_width(_weight(), n_draws=n_draws, seed=1, checkpoint=p)),
+                          ("power", lambda p, n_draws=n_draws: fr.relu_power_iteration(_weight(), n_starts=n_draws, seed=1, max_iter=2, per_start=False, checkpoint=p))):
             path = tmp_path / f"{name}{n_draws}.npz"
             run(path)
             with np.load(path) as archive:

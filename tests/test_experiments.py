@@ -10,8 +10,8 @@ from scipy.special import ndtr
 
 import fastrelu as fr
 from fastrelu import FastReluError
-from fastrelu._experiments import experiments as ex
 from fastrelu._core.io import jsonable
+from fastrelu._experiments import experiments as ex
 from fastrelu.cli import main
 
 SQRT3 = math.sqrt(3.0)

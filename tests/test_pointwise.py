@@ -3,10 +3,9 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import spans
 
 import fastrelu as fr
-
-from conftest import spans
 
 
 def _brute_force_injective(layer, X):

@@ -8,7 +8,25 @@ import os
 import numpy as np
 import pytest
 
-from fastrelu import Ball, Data, FastReluError, Network, ReLULayer, analyze, digits_model, frame_bounds, gaussian_mean_width, injectivity_summary, invert, local_metrics, mcbe, pbe, reconstruct, relu_power_iteration, save_report
+from fastrelu import (
+    Ball,
+    Data,
+    FastReluError,
+    Network,
+    ReLULayer,
+    analyze,
+    digits_model,
+    frame_bounds,
+    gaussian_mean_width,
+    injectivity_summary,
+    invert,
+    local_metrics,
+    mcbe,
+    pbe,
+    reconstruct,
+    relu_power_iteration,
+    save_report,
+)
 from fastrelu.cli import main
 
 pytest.importorskip("sklearn")

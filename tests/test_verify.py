@@ -6,7 +6,13 @@ import pytest
 
 import fastrelu as fr
 from fastrelu._injectivity import verify_kernels as kernels
-from fastrelu._injectivity.verify import _Arrangement, _no_witness_error, _verified, _verify, filter_threshold
+from fastrelu._injectivity.verify import (
+    _Arrangement,
+    _no_witness_error,
+    _verified,
+    _verify,
+    filter_threshold,
+)
 
 
 def spanning(W, X):
@@ -148,7 +154,7 @@ def test_plus_minus_W_is_injective_iff_rank_n(n, k):
     assert verdict.n_hyperplanes == (k if n > 1 else 1) and verdict.n_exact == 0
     if n > 1:
         W[:, -1] = W[:, :-1] @ rng.standard_normal(n - 1)  # rank n - 1
-        with pytest.raises(fr.FastReluError, match=r"must be a frame for R\^%d" % n):
+        with pytest.raises(fr.FastReluError, match=rf"must be a frame for R\^{n}"):
             fr.verify_injective(np.vstack([W, -W]))
 
 
@@ -375,7 +381,7 @@ def test_filter_bounds_the_rounding_of_the_determinants():
     rng = np.random.default_rng(2)
     n = 5
     worst = 0.0
-    for trial in range(200):
+    for _trial in range(200):
         U = rng.standard_normal((n + 3, n))
         scale = 10.0 ** -rng.uniform(0, 8)
         U[1] = U[0] + scale * U[1]  # nearly dependent prefix rows
@@ -384,9 +390,9 @@ def test_filter_bounds_the_rounding_of_the_determinants():
         basis = np.zeros((2, n))
         volume = kernels.prefix_frame(U, comb, n - 2, 0, np.zeros((n, n)), np.zeros((n, n)), np.zeros(n), np.zeros(n), basis)
         z = U @ basis.T
-        l = n - 2
+        last = n - 2
         for g in range(n - 1, n + 3):
-            D = volume * (z[l, 0] * z[g, 1] - z[l, 1] * z[g, 0])
+            D = volume * (z[last, 0] * z[g, 1] - z[last, 1] * z[g, 0])
             M = [[Fraction(float(x)) for x in U[i]] for i in list(range(n - 1)) + [g]]
             worst = max(worst, abs(D - float(_fraction_det(M))))
     assert worst < filter_threshold(n) / 8

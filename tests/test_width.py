@@ -7,8 +7,8 @@ from scipy.special import gammaln
 
 import fastrelu as fr
 from fastrelu import FastReluError
-from fastrelu._spectral.kernels import local_width
 from fastrelu._runtime.seeds import block_generator
+from fastrelu._spectral.kernels import local_width
 from fastrelu._spectral.width import _NODES, _WEIGHTS, WIDTH_BLOCK, WIDTH_STREAM
 
 

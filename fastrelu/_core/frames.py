@@ -11,14 +11,22 @@ value decomposition of ``W`` instead, whose error grows like ``cond(W) eps``.
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError
 from fastrelu._core import _frame
+from fastrelu._core.errors import FastReluError
 from fastrelu._core.validation import as_matrix, not_a_frame_error
 
 #: Largest ``cond(S) = (sigma_max / sigma_min)^2`` for which the frame operator is
 #: factorised by Cholesky (relative error about ``1e8 eps = 2e-8``); above it the SVD of
 #: ``W`` answers.
 CHOLESKY_MAX_CONDITION = 1e8
+
+
+def simd_build_runs_here():
+    """``(simd, runs)``: was the reconstruction extension compiled with AVX2 and FMA
+    (``setup.py`` records it), and does this CPU have them? Asked before that extension
+    is first imported, since on a CPU without them its first instruction would kill the
+    process."""
+    return _frame.simd_build_runs_here()
 
 
 def _singular_values(W):
@@ -45,8 +53,33 @@ def _well_conditioned(s):
 
 
 def is_frame(weight):
-    """True iff the rows of ``weight`` span R^n (``rank(W) = n``, so ``m >= n``; the rank
-    as ``numpy.linalg.matrix_rank`` decides it)."""
+    """Whether the rows of ``weight`` are a frame for R^n.
+
+    True iff the rows span R^n (``rank(W) = n``, so ``m >= n``; the rank as
+    ``numpy.linalg.matrix_rank`` decides it).
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        The rows ``w_i``; finite.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite, non-empty 2-D array of real numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> fr.is_frame(T), fr.is_frame(T[:2])
+    (True, False)
+    """
     W = as_matrix(weight, "weight")
     return W.shape[0] >= W.shape[1] and _singular_values(W)[1] == W.shape[1]
 
@@ -54,11 +87,38 @@ def is_frame(weight):
 def frame_bounds(weight):
     """Optimal frame bounds ``(A, B) = (lambda_min(S), lambda_max(S))`` of ``S = W^T W``.
 
-    The eigenvalues of ``S`` come from LAPACK's ``dsyev`` in the compiled core when
-    ``cond(S) <= CHOLESKY_MAX_CONDITION``; otherwise they are the squared singular values
-    of ``W``, which keep ``A`` accurate to about ``cond(W) eps`` where ``S`` would lose it.
-    Raises :class:`FastReluError` when the rows of ``weight`` are not a frame (then ``A``
-    would be 0).
+    ``A |x|^2 <= sum_i <x, w_i>^2 <= B |x|^2`` for every ``x``, with the largest ``A``
+    and the smallest ``B``. The eigenvalues of ``S`` come from LAPACK's ``dsyev`` in the
+    compiled core when ``cond(S) <= CHOLESKY_MAX_CONDITION``; otherwise they are the
+    squared singular values of ``W``, which keep ``A`` accurate to about
+    ``cond(W) eps`` where ``S`` would lose it.
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        Rows ``w_i`` forming a frame for R^n (finite, rank ``n``).
+
+    Returns
+    -------
+    A, B : float
+        The lower and the upper frame bound, ``0 < A <= B``.
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, or whose rows are not a frame (then
+        ``A`` would be 0); the message names the rank.
+
+    Examples
+    --------
+    The regular tetrahedron is a tight frame for R^3 (``S = 4/3 I``):
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> A, B = fr.frame_bounds(T)
+    >>> round(A, 3), round(B, 3)
+    (1.333, 1.333)
     """
     W, s = _checked_frame(weight)
     if not _well_conditioned(s):
@@ -87,15 +147,64 @@ def canonical_dual(weight):
     ``S = W^T W`` is factorised by Cholesky in the compiled core (for
     ``cond(S) <= CHOLESKY_MAX_CONDITION``; beyond it the dual is ``U diag(1/s) V^T`` from
     the SVD ``W = U diag(s) V^T``). The dual satisfies ``dual.T @ W = I`` (perfect
-    reconstruction ``x = sum_i <x, w_i> S^{-1} w_i``). Raises :class:`FastReluError` when
-    the rows of ``weight`` are not a frame.
+    reconstruction ``x = sum_i <x, w_i> S^{-1} w_i``).
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        Rows ``w_i`` forming a frame for R^n (finite, rank ``n``).
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+        Row ``i`` is ``S^{-1} w_i``.
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, or whose rows are not a frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> dual = fr.canonical_dual(W)
+    >>> dual.shape, bool(np.allclose(dual.T @ W, np.eye(3)))
+    ((8, 3), True)
     """
     return _frame_routine(weight, _frame.canonical_dual, lambda U, s, Vt: (U / s) @ Vt)
 
 
 def frame_operator_inverse(weight):
-    """``S^{-1}`` for the frame operator ``S = W^T W`` (Cholesky in the compiled core for
-    ``cond(S) <= CHOLESKY_MAX_CONDITION``, else ``V diag(1/s^2) V^T`` from the SVD of
-    ``W``). Raises :class:`FastReluError` when the rows of ``weight`` are not a frame."""
+    """The inverse ``S^{-1}`` of the frame operator ``S = W^T W``.
+
+    Cholesky in the compiled core for ``cond(S) <= CHOLESKY_MAX_CONDITION``, else
+    ``V diag(1/s^2) V^T`` from the SVD ``W = U diag(s) V^T``.
+
+    Parameters
+    ----------
+    weight : array_like, shape (m, n)
+        Rows ``w_i`` forming a frame for R^n (finite, rank ``n``).
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        ``S^{-1}``, symmetric positive definite.
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, or whose rows are not a frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> S_inv = fr.frame_operator_inverse(W)
+    >>> S_inv.shape, bool(np.allclose(S_inv @ (W.T @ W), np.eye(3)))
+    ((3, 3), True)
+    """
     return _frame_routine(weight, _frame.frame_operator_inverse,
                           lambda U, s, Vt: (Vt.T / s**2) @ Vt)

@@ -30,15 +30,15 @@ import numpy as np
 from scipy.special import ndtr
 from tqdm.auto import tqdm
 
+from fastrelu._bias.mcbe import covering_radius, mcbe
 from fastrelu._core.domains import Sphere
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import jsonable, output_directory
 from fastrelu._core.layer import ReLULayer
-from fastrelu._bias.mcbe import covering_radius, mcbe
-from fastrelu._runtime.parallel import Stopwatch
-from fastrelu._injectivity.pointwise import check_bias
 from fastrelu._core.validation import n_jobs_value, positive_float, positive_int, seed_value
+from fastrelu._injectivity.pointwise import check_bias
 from fastrelu._injectivity.verify import verify_injective
+from fastrelu._runtime.parallel import Stopwatch
 
 #: The regular tetrahedron: four unit rows in R^3 with pairwise inner products -1/3.
 TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float) / np.sqrt(3.0)
@@ -553,7 +553,7 @@ def _plot_redundancy(results, plt_figure, path):
     for row, key in enumerate(("with_margin", "without_margin")):
         for col, (label, pick) in enumerate(columns):
             ax = axes[row, col]
-            Z = _grid(results, lambda cell: pick(cell[key]))
+            Z = _grid(results, lambda cell, pick=pick, key=key: pick(cell[key]))
             mesh = _heatmap(ax, dims, widths, Z, f"{label}, {key.replace('_', ' ')}", fontsize)
             if col == 0:
                 ax.set_ylabel("neurons m")
@@ -654,7 +654,7 @@ def experiment_parameters(name, *, quick=False, **overrides):
     ----------
     name : str
         One of :data:`EXPERIMENTS`.
-    quick : bool, optional
+    quick : bool, default=False
         Start from the reduced size used by the tests instead of the defaults.
     **overrides
         Parameters to change (see docs/experiments.md for each experiment's list).
@@ -697,20 +697,20 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
     name : str
         ``"tetrahedron"``, ``"evolution"`` or ``"redundancy"`` (see :data:`EXPERIMENTS`
         and docs/experiments.md for what each computes).
-    out : str or os.PathLike, optional
+    out : str, os.PathLike or None, default=None
         Directory to write ``NAME.json`` (the record) and the figures ``NAME_*.png``
-        to; created if missing. Nothing is written when omitted.
-    seed : int or None, optional
-        Seed of every random draw (default 0; ``None`` draws fresh entropy, reported).
-        The results are identical for a seed whatever ``n_jobs``.
-    quick : bool, optional
+        to; created if missing. ``None``: nothing is written.
+    seed : int or None, default=0
+        Seed of every random draw (``None`` draws fresh entropy, reported). The results
+        are identical for a seed whatever ``n_jobs``.
+    quick : bool, default=False
         The reduced size used by the tests (seconds instead of minutes).
-    n_jobs : int, optional
-        Worker threads of the library calls (default: all cores).
-    progress : bool or None, optional
-        Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` on a
-        terminal for runs longer than two seconds.
-    figures : bool, optional
+    n_jobs : int or None, default=None
+        Worker threads of the library calls (``None``: all cores).
+    progress : bool or None, default=False
+        Progress bar on stderr: ``True`` always, ``False`` never, ``None`` on a terminal
+        for runs longer than two seconds.
+    figures : bool, default=True
         Write the figures (needs matplotlib, the ``plot`` extra; without it the JSON is
         still written and stderr says that the figures were skipped).
     **overrides

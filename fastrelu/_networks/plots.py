@@ -176,6 +176,8 @@ def check_report(report, kind):
 def plot_report(report, out_dir):
     """Write the figures of a network report as PNG files into ``out_dir``.
 
+    Needs matplotlib (the ``plot`` extra). The figures are:
+
     - ``injectivity.png``: per hidden layer, bars of the fraction of points at which the
       layer is injective (data with the learned bias; held-out points with the learned
       bias and with each estimated bias) and of the points whose input is recovered
@@ -190,10 +192,27 @@ def plot_report(report, out_dir):
       the panel's title. A metric that takes one value at every point is written out
       instead of drawn.
 
-    Returns the list of paths written.
+    Parameters
+    ----------
+    report : NetworkReport
+        The report, from :func:`fastrelu.analyze`.
+    out_dir : str or path-like
+        The directory; created if missing.
+
+    Returns
+    -------
+    list of str
+        The paths written, in the order above.
+
+    Raises
+    ------
+    FastReluError
+        For a ``report`` that is not a :class:`NetworkReport`, an ``out_dir`` that is an
+        existing file or a directory that cannot be created or written to, or when
+        matplotlib is not installed.
     """
     from fastrelu._core.io import output_directory
-    from fastrelu._networks.report import NetworkReport
+    from fastrelu._networks.results import NetworkReport
 
     check_report(report, NetworkReport)
     output_directory(out_dir, "out_dir")

@@ -3,25 +3,25 @@ spectral measures and per-sample local metrics."""
 
 import math
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
+from fastrelu._bias.enlarge import METHODS as ENLARGE_METHODS
+from fastrelu._bias.enlarge import bandwidth_value, enlarge_data
+from fastrelu._bias.mcbe import mcbe
+from fastrelu._bias.pbe import pbe
 from fastrelu._core.domains import Ball, Data
-from fastrelu._bias.enlarge import METHODS as ENLARGE_METHODS, bandwidth_value, enlarge_data
 from fastrelu._core.errors import FastReluError
-from fastrelu._core.io import jsonable
 from fastrelu._core.frames import frame_bounds, is_frame
 from fastrelu._core.layer import ReLULayer
-from fastrelu._bias.mcbe import mcbe
+from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
+from fastrelu._injectivity.pointwise import injectivity_summary
+from fastrelu._networks.results import LayerReport, NetworkReport
+from fastrelu._reconstruct.driver import invert, reconstruct
 from fastrelu._runtime.parallel import Stopwatch
 from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
-from fastrelu._bias.pbe import pbe
-from fastrelu._injectivity.pointwise import injectivity_summary
-from fastrelu._reconstruct.driver import invert, reconstruct
 from fastrelu._spectral.power import relu_power_iteration
-from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
 from fastrelu._spectral.width import gaussian_mean_width, local_metrics
 
 DEFAULT_SAMPLES = 100_000
@@ -31,160 +31,6 @@ DEFAULT_POWER_STARTS = 32
 DEFAULT_PBE_DIM = 6
 #: Per-sample metrics whose separation of correct from incorrect predictions is measured.
 AUC_METRICS = ("n_active", "rank", "sigma_min", "sigma_max", "width", "cond")
-
-
-@dataclass(frozen=True, eq=False)
-class LayerReport:
-    """What :func:`analyze` found for one hidden layer ``ReLU(W x - alpha)``.
-
-    Attributes
-    ----------
-    index : int
-        Position among the hidden layers (0: the one that sees the network input).
-    shape : tuple of int
-        ``(m, n)``: neurons, input dimension.
-    redundancy : float
-        ``m / n``.
-    frame_bounds : tuple of float or None
-        Optimal frame bounds ``(A, B)`` of the rows; ``None`` when they are not a frame
-        (then the layer is injective nowhere, whatever the bias).
-    bias : ndarray, shape (m,)
-        The layer's own (learned) bias ``alpha`` (subtracted convention).
-    dead : int
-        Neurons active at none of the data points.
-    estimates : dict of str to ndarray
-        Maximal-bias estimates ``alpha^K`` of THEORY §3–4, by domain: ``"data"`` (MCBE
-        on the fitting points as they reach this layer), ``"data_enlarged"`` (the same
-        set enlarged by synthetic points, :func:`fastrelu.enlarge_data`), ``"ball"``
-        (MCBE on the ball of the largest fitting input's radius, nonnegative part when
-        every input is nonnegative) and ``"pbe"`` (PBE on the full ball of that radius,
-        for small ``n``). ``+inf`` marks neurons no sample constrained.
-    skipped : dict of str to str
-        Estimates not computed, with the reason.
-    fraction_above : dict of str to float
-        Per estimate, the fraction of neurons whose learned bias exceeds the estimate
-        (``alpha_i > alpha^K_i``): the neurons that make the layer leave the estimate's
-        guarantee.
-    injective_fraction : float
-        Fraction of the data points at which the layer with its learned bias is
-        injective (its active rows span R^n, :func:`fastrelu.injectivity_summary`).
-    stable_fraction : float
-        Fraction of the data points whose input to this layer is recovered from its
-        output stably: the active rows span with a condition number below ``1 /
-        span_tol = 1e6`` (:func:`fastrelu.reconstruct`). Below ``injective_fraction``
-        when the active rows span only barely (for example when weight decay has shrunk
-        the weights of inputs that never vary).
-    heldout_fraction : dict of str to float
-        Fraction of the held-out points (as they reach this layer) at which the layer is
-        injective with, in turn, the learned bias (``"learned"``) and each estimate used
-        as the bias (``+inf`` entries: the neuron is never active).
-    reconstructed_fraction : float
-        Fraction of the data points whose network input is recovered from this layer's
-        output through every layer below (:func:`fastrelu.invert`, method ``"dual"``).
-    reconstruction_error : float
-        Largest relative error ``|x_rec - x| / |x|`` among the recovered points (NaN when
-        none is).
-    s1 : float
-        ``s_1``: the largest value of ``|ReLU(W x - alpha) - ReLU(-alpha)|`` found on the
-        unit ball by :func:`fastrelu.relu_power_iteration` (a lower bound and an
-        estimate), next to ``spectral_norm = |W|_2`` (its value without the ReLU).
-    spectral_norm : float
-    width_in, width_out : float
-        Gaussian mean width of the data as they enter and as they leave the layer
-        (exact per draw; standard errors in ``width_stderr``). The draws for the set
-        leaving layer ``k`` come from ``seed + k + 1`` and are the same estimate as the
-        next layer's ``width_in``; layer 0's ``width_in`` uses ``seed``.
-    width_stderr : tuple of float
-    elapsed : float
-        Seconds spent on this layer.
-    """
-
-    index: int
-    shape: tuple
-    redundancy: float
-    frame_bounds: object
-    bias: np.ndarray = field(repr=False)
-    dead: int
-    estimates: dict = field(repr=False)
-    skipped: dict
-    fraction_above: dict
-    injective_fraction: float
-    stable_fraction: float
-    heldout_fraction: dict
-    reconstructed_fraction: float
-    reconstruction_error: float
-    s1: float
-    spectral_norm: float
-    width_in: float
-    width_out: float
-    width_stderr: tuple = field(repr=False)
-    elapsed: float = field(repr=False)
-
-    def to_dict(self):
-        """JSON-ready fields (arrays as lists, ``inf``/NaN as ``None``)."""
-        return jsonable({name: getattr(self, name) for name in self.__dataclass_fields__})
-
-
-@dataclass(frozen=True, eq=False)
-class NetworkReport:
-    """The result of :func:`analyze`.
-
-    Attributes
-    ----------
-    layers : tuple of LayerReport
-        One per hidden layer, input side first.
-    samples : dict of str to ndarray
-        Per data point (shape ``(N,)`` each), keyed ``"layer<k>.<metric>"``: ``injective``,
-        ``n_active``, ``rank``, ``sigma_min``, ``sigma_max``, ``width`` (the local
-        metrics of THEORY §8 for ``D_x W`` at the point's input to layer ``k``),
-        ``cond`` and ``stable`` (the condition number of the active rows and whether the
-        layer's input is recovered stably from its output, :func:`fastrelu.reconstruct`),
-        ``reconstructed`` and ``reconstruction_error`` (recovering the network input from
-        layer ``k``'s output); plus ``"heldout"`` (bool: the point was held out of the
-        fitting of the data-driven estimates) and, with labels, ``"prediction"`` and
-        ``"correct"``.
-    auc : dict of str to float
-        With labels: for each ``"layer<k>.<metric>"`` of ``AUC_METRICS``, the area under
-        the ROC curve of the metric as a score separating correctly from incorrectly
-        classified points, ``P(metric(correct) > metric(incorrect))`` with ties counted
-        half (Mann–Whitney ``U / (n_1 n_0)``): 0.5 is no separation, values far below
-        0.5 separate too (the metric is then lower on correct points). Empty without
-        labels or when one class is empty.
-    accuracy : float or None
-        Fraction of correctly classified points (with labels).
-    parameters : dict
-        Everything that reproduces the report (seed, sample counts, enlargement, ...).
-    elapsed : float
-    """
-
-    layers: tuple
-    samples: dict = field(repr=False)
-    auc: dict = field(repr=False)
-    accuracy: object
-    parameters: dict
-    elapsed: float = field(repr=False)
-
-    def to_dict(self):
-        """The report as plain JSON-ready data: ``layers`` (a list of dicts), ``samples``
-        (per-sample lists), ``auc``, ``accuracy``, ``parameters``, ``elapsed``."""
-        return jsonable({"layers": [layer.to_dict() for layer in self.layers],
-                          "samples": self.samples, "auc": self.auc, "accuracy": self.accuracy,
-                          "parameters": self.parameters, "elapsed": self.elapsed})
-
-    def summary(self):
-        """A short table, one line per hidden layer."""
-        lines = ["layer  shape        injective  stable  held-out: learned  data+  ball   rec.   s1      width in->out"]
-        for layer in self.layers:
-            held = layer.heldout_fraction
-            lines.append(
-                f"{layer.index:>5}  {layer.shape[0]:>4}x{layer.shape[1]:<6} {layer.injective_fraction:>9.3f}"
-                f"  {layer.stable_fraction:>6.3f}"
-                f"  {held.get('learned', float('nan')):>17.3f}  {held.get('data_enlarged', float('nan')):>5.3f}"
-                f"  {held.get('ball', float('nan')):>5.3f}  {layer.reconstructed_fraction:>5.3f}"
-                f"  {layer.s1:>6.3g}  {layer.width_in:.3g} -> {layer.width_out:.3g}")
-        if self.accuracy is not None:
-            lines.append(f"accuracy {self.accuracy:.4f}")
-        return "\n".join(lines)
 
 
 def _network(network):
@@ -310,9 +156,10 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     Parameters
     ----------
     network : Network
+        The network; its hidden layers are analysed.
     X : array_like, shape (N, n)
         The data (network inputs). Per-point metrics are computed for all of them.
-    y : array_like, shape (N,), optional
+    y : array_like, shape (N,), or None, default=None
         Class labels (needs an output layer). The prediction is the output unit with the
         largest value, or for a single output unit whether its value is positive
         (unit 1) or not (unit 0), mapped through ``network.classes`` when the network
@@ -320,33 +167,58 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         indices ``0 .. k-1``, ``0`` or ``1`` for a single unit). Labels none of which is
         a class are refused (no prediction could be correct); when only some are not
         classes, a ``UserWarning`` names them and their points count as incorrect.
-    fit_data : array_like, shape (N_fit, n), optional
+    fit_data : array_like, shape (N_fit, n), or None, default=None
         The points the data-driven estimates are fitted on (for example the training
-        set); then every point of ``X`` is held out. By default half of ``X``, chosen by
+        set); then every point of ``X`` is held out. ``None``: half of ``X``, chosen by
         ``seed``, fits and the other half is held out.
-    samples : int, optional
-        MCBE samples on the ball, per layer (default 100,000).
-    seed : int, optional
-        Seed of every random choice (default 0).
-    enlarge : {"kde", "blowup"} or None, optional
+    samples : int, default=100000
+        MCBE samples on the ball, per layer.
+    seed : int or None, default=0
+        Seed of every random choice (``None``: fresh entropy, recorded in the report's
+        ``parameters``).
+    enlarge : {"kde", "blowup"} or None, default="kde"
         How the fitting data are enlarged for the ``"data_enlarged"`` estimate
         (:func:`fastrelu.enlarge_data`); ``None`` skips it.
-    enlarge_points : int, optional
-        Synthetic points per layer (default: 10 times the fitting points).
-    bandwidth, noise : optional
+    enlarge_points : int or None, default=None
+        Synthetic points per layer (``None``: 10 times the fitting points).
+    bandwidth : "scott", "silverman" or float, default="scott"
         Passed to :func:`fastrelu.enlarge_data`.
-    width_draws : int, optional
-        Gaussian draws for the mean widths (default 2,000).
-    power_starts : int, optional
-        Starts of the ReLU power iteration for ``s_1`` (default 32).
-    pbe_dim : int, optional
-        PBE is computed for layers with input dimension up to this (default 6).
-    n_jobs : int, optional
-        Worker threads (default: all cores). The report does not depend on it.
+    noise : float, default=0.1
+        Passed to :func:`fastrelu.enlarge_data`.
+    width_draws : int, default=2000
+        Gaussian draws for the mean widths.
+    power_starts : int, default=32
+        Starts of the ReLU power iteration for ``s_1``.
+    pbe_dim : int, default=6
+        PBE is computed for layers with input dimension up to this.
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The report does not depend on it.
 
     Returns
     -------
     NetworkReport
+
+    Raises
+    ------
+    FastReluError
+        For a ``network`` that is not a :class:`Network`, data or ``fit_data`` that are
+        not finite 2-D arrays with ``n`` columns, labels of the wrong shape, labels
+        without an output layer or none of them a class, or invalid counts,
+        ``seed``, ``enlarge``, ``bandwidth``, ``noise`` or ``n_jobs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> rng = np.random.default_rng(0)
+    >>> net = fr.Network([fr.ReLULayer(rng.standard_normal((6, 3))),
+    ...                   fr.ReLULayer(rng.standard_normal((12, 6)))])
+    >>> report = fr.analyze(net, rng.standard_normal((40, 3)), samples=500, width_draws=20,
+    ...                     power_starts=2, n_jobs=1)
+    >>> [layer.shape for layer in report.layers], report.accuracy
+    ([(6, 3), (12, 6)], None)
+    >>> sorted(report.layers[0].estimates)
+    ['ball', 'data', 'data_enlarged', 'pbe']
     """
     clock = Stopwatch()
     network = _network(network)
@@ -489,12 +361,47 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
 
 
 def save_report(report, out_dir, *, plots=True):
-    """Write ``report.json`` (:meth:`NetworkReport.to_dict`), ``samples.npz`` (the
-    per-point arrays) and, with ``plots`` and matplotlib installed, the figures of
-    :func:`fastrelu.plot_report` into ``out_dir``.
+    """Write a network report and its per-point arrays into a directory.
 
-    Returns ``(paths, note)``: the files written and, when figures were asked for but
-    matplotlib is missing, a note saying so (else ``None``).
+    The files are ``report.json`` (:meth:`NetworkReport.to_dict`), ``samples.npz`` (the
+    per-point arrays of :attr:`NetworkReport.samples`) and, with ``plots`` and
+    matplotlib installed, the figures of :func:`fastrelu.plot_report`.
+
+    Parameters
+    ----------
+    report : NetworkReport
+        The report, from :func:`fastrelu.analyze`.
+    out_dir : str or path-like
+        The directory; created if missing.
+    plots : bool, default=True
+        Also write the figures (skipped, with a note, when matplotlib is missing).
+
+    Returns
+    -------
+    paths : list of str
+        The files written.
+    note : str or None
+        When figures were asked for but could not be made (matplotlib missing), a note
+        saying so; else ``None``.
+
+    Raises
+    ------
+    FastReluError
+        For a ``report`` that is not a :class:`NetworkReport`, or an ``out_dir`` that is
+        an existing file or a directory that cannot be created or written to.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> net = fr.Network([fr.ReLULayer(np.random.default_rng(0).standard_normal((6, 3)))])
+    >>> report = fr.analyze(net, np.random.default_rng(1).standard_normal((40, 3)),
+    ...                     samples=500, width_draws=20, power_starts=2, n_jobs=1)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths, note = fr.save_report(report, folder, plots=False)
+    ...     [os.path.basename(path) for path in paths], note
+    (['report.json', 'samples.npz'], None)
     """
     import json
     import os

@@ -23,11 +23,11 @@ from contextlib import nullcontext
 import numpy as np
 
 from fastrelu._core import budget as _budget
-from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._core.errors import FastReluError
+from fastrelu._core.validation import positive_float
+from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blockmap import BlockMap
 from fastrelu._runtime.parallel import _progress_bar
-from fastrelu._core.validation import positive_float
 
 #: Default seconds between two checkpoint writes.
 DEFAULT_CHECKPOINT_INTERVAL = 5.0

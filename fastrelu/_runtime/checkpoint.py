@@ -24,8 +24,8 @@ import warnings
 import numpy as np
 
 from fastrelu._core.errors import FastReluError
-from fastrelu._runtime.blockmap import BLOCK_FORMAT, BlockMap, json_normal
 from fastrelu._core.validation import seed_value
+from fastrelu._runtime.blockmap import BLOCK_FORMAT, BlockMap, json_normal
 
 FORMAT = 2
 

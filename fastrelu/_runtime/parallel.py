@@ -19,7 +19,6 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
