@@ -11,8 +11,8 @@ from scipy import stats
 
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
-from fastrelu._runtime.seeds import ENLARGE_STREAM, block_generator
 from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
+from fastrelu._runtime.seeds import ENLARGE_STREAM, block_generator
 
 METHODS = ("kde", "blowup")
 #: Principal directions of the data whose variance is below this fraction of the largest
@@ -70,34 +70,50 @@ def enlarge_data(data, n_points, *, method="kde", bandwidth="scott", noise=0.1, 
         The data points.
     n_points : int
         Number of synthetic points to draw.
-    method : {"kde", "blowup"}, optional
-        ``"kde"`` (default): draws from a Gaussian kernel density estimate of the data
+    method : {"kde", "blowup"}, default="kde"
+        ``"kde"``: draws from a Gaussian kernel density estimate of the data
         (``scipy.stats.gaussian_kde``: a data point plus Gaussian noise with covariance
         ``factor^2 Sigma``, ``Sigma`` the data covariance), fitted in the affine span of
         the data so that degenerate data (constant coordinates) are allowed; the points
         stay in that span. ``"blowup"``: noisy copies ``x_j + sigma z`` of data points
         chosen uniformly, ``z ~ N(0, I_n)``, in all ``n`` directions.
-    bandwidth : "scott", "silverman" or float, optional
-        For ``"kde"``: SciPy's bandwidth rule or the factor itself (default Scott's rule,
+    bandwidth : "scott", "silverman" or float, default="scott"
+        For ``"kde"``: SciPy's bandwidth rule or the factor itself (Scott's rule is
         ``N^(-1/(r+4))`` with ``r`` the dimension of the data's span).
-    noise : float, optional
+    noise : float, default=0.1
         For ``"blowup"``: ``sigma`` relative to the data's spread, ``sigma = noise *
-        sqrt(mean_j |x_j - mean|^2 / n)`` (the root-mean-square deviation per coordinate;
-        default 0.1).
-    seed : int, optional
-        Seed of the draws (stream 5 of the seed; fresh entropy when omitted).
-    include_data : bool, optional
-        Put the data points themselves first (default ``True``); otherwise only the
-        synthetic points are returned.
-    nonnegative : bool, optional
-        Clip synthetic points to the nonnegative orthant. By default this is done when
-        every data coordinate is nonnegative (outputs of a ReLU layer, pixel intensities),
+        sqrt(mean_j |x_j - mean|^2 / n)`` (the root-mean-square deviation per
+        coordinate).
+    seed : int or None, default=None
+        Seed of the draws (stream 5 of the seed; ``None``: fresh entropy).
+    include_data : bool, default=True
+        Put the data points themselves first; otherwise only the synthetic points are
+        returned.
+    nonnegative : bool or None, default=None
+        Clip synthetic points to the nonnegative orthant. ``None`` does so when every
+        data coordinate is nonnegative (outputs of a ReLU layer, pixel intensities),
         so that no synthetic point lies where no input can be.
 
     Returns
     -------
     Data
         ``N + n_points`` points (or ``n_points``), data first.
+
+    Raises
+    ------
+    FastReluError
+        For data that are not a finite 2-D array, an ``n_points`` that is not a positive
+        integer, an unknown ``method`` or ``bandwidth`` rule, a negative ``noise`` or an
+        invalid ``seed``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> X = np.random.default_rng(0).standard_normal((20, 3))
+    >>> enlarged = fr.enlarge_data(X, 30, seed=0)
+    >>> len(enlarged), enlarged.dim, bool(np.array_equal(enlarged.points[:20], X))
+    (50, 3, True)
     """
     X = _points_of(data)
     n_points = positive_int(n_points, "n_points")

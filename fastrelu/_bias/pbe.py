@@ -6,12 +6,18 @@ import numpy as np
 from scipy.optimize import linprog, nnls
 from scipy.spatial import ConvexHull, QhullError
 
+from fastrelu._bias.mcbe import BiasEstimate
 from fastrelu._core.domains import Data, Sphere, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
-from fastrelu._bias.mcbe import BiasEstimate
 from fastrelu._core.rows import DEFAULT_RANK_TOL, repeated_rows, row_exponents
+from fastrelu._core.validation import (
+    as_frame,
+    as_matrix,
+    positive_float,
+    positive_int,
+    rank_tol_value,
+)
 from fastrelu._runtime.parallel import Stopwatch
-from fastrelu._core.validation import rank_tol_value, as_frame, as_matrix, positive_float, positive_int
 
 #: Largest input dimension PBE accepts by default: the hull of m points in R^n can have
 #: of the order of m^(n/2) facets.
@@ -79,13 +85,12 @@ def _spread(unit_rows):
 
 
 def is_omnidirectional(weight, *, tol=DEFAULT_OMNI_TOL):
-    """True iff the convex hull of the unit rows ``u_i = w_i / |w_i|`` contains 0 in its
-    interior.
+    """Whether the convex hull of the unit rows contains 0 in its interior.
 
-    Equivalently, every direction ``x != 0`` has ``<x, w_i> > 0`` for some row: no open
+    True iff 0 is interior to the hull of ``u_i = w_i / |w_i|``. Equivalently, every direction ``x != 0`` has ``<x, w_i> > 0`` for some row: no open
     half-space misses all rows. fastrelu decides it by a linear program (HiGHS through
     :func:`scipy.optimize.linprog`): 0 is interior iff ``rank(W) = n`` and 0 is a strictly
-    positive convex combination of the unit rows, i.e. the optimum of
+    positive convex combination of the unit rows, i.e. the optimum of ::
 
         max t   subject to   sum_i lambda_i u_i = 0,   sum_i lambda_i = 1,   lambda_i >= t
 
@@ -101,8 +106,8 @@ def is_omnidirectional(weight, *, tol=DEFAULT_OMNI_TOL):
     weight : array_like, shape (m, n)
         The rows ``w_i``; no zero rows. Weights that are not a frame (rank below ``n``,
         including ``m < n``) are valid input and are not omnidirectional.
-    tol : float, optional
-        Threshold on the spread ``s`` (default 1e-9).
+    tol : float, default=1e-9
+        Threshold on the spread ``s``.
 
     Returns
     -------
@@ -112,6 +117,14 @@ def is_omnidirectional(weight, *, tol=DEFAULT_OMNI_TOL):
     ------
     FastReluError
         For a weight that is not a finite 2-D array or that has a zero row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> fr.is_omnidirectional(T), fr.is_omnidirectional(np.eye(3))
+    (True, False)
     """
     W, unit_rows = _nonzero_rows(weight)
     tol = positive_float(tol, "tol")
@@ -312,7 +325,7 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     Let ``u_i = w_i / |w_i|`` and let ``P`` be the convex hull of the unit rows. When 0 is
     interior to ``P`` (:func:`is_omnidirectional`), every direction lies in the cone of
     some facet ``F`` of ``P``, and the ``n`` rows of a facet are a basis. If every row of
-    ``F`` is active on the whole cone of ``F``, the layer is injective there. With
+    ``F`` is active on the whole cone of ``F``, the layer is injective there. With ::
 
         a_F(i) = min_{j in F} <u_i, u_j>              if that minimum is >= 0
                = -| Proj_{cone(F)}(-u_i) |            otherwise
@@ -320,7 +333,7 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     (the minimum of ``<x, u_i>`` over unit ``x`` in ``cone(F)``: a vertex in the first
     case, by Moreau's decomposition the projection of ``-u_i`` onto the cone, a
     nonnegative least-squares problem, in the second), the unit-sphere value is
-    ``alpha^S_i = min_{F containing i} a_F(i)`` and the bias is
+    ``alpha^S_i = min_{F containing i} a_F(i)`` and the bias is::
 
         alpha_i = |w_i| * reduce(alpha^S_i)
 
@@ -348,18 +361,17 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
     weight : array_like, shape (m, n)
         Rows ``w_i`` forming an omnidirectional frame for R^n (no zero rows), ``n <=
         max_dim``.
-    domain : Sphere, Ball or Shell, optional
-        Where injectivity is asked (default ``Sphere(n)``); dimension ``n``. ``Data``
+    domain : Sphere, Ball, Shell or None, default=None
+        Where injectivity is asked (``None``: ``Sphere(n)``); dimension ``n``. ``Data``
         domains and ``nonnegative=True`` domains are refused: use :func:`mcbe`.
-    max_dim : int, optional
-        Largest accepted input dimension ``n`` (default 8).
-    max_facets : int, optional
-        Largest accepted number of hull facets (default 500,000). Checked after Qhull
-        has built the hull.
-    rank_tol : float, optional
+    max_dim : int, default=8
+        Largest accepted input dimension ``n``.
+    max_facets : int, default=500000
+        Largest accepted number of hull facets. Checked after Qhull has built the hull.
+    rank_tol : float, default=1e-6
         Rows whose unit direction is within ``rank_tol`` of an earlier row's are repeats
         (as in :func:`mcbe`), and a facet whose unit rows have a singular value at most
-        ``rank_tol`` is degenerate (default 1e-6).
+        ``rank_tol`` is degenerate.
 
     Returns
     -------
@@ -380,6 +392,20 @@ def pbe(weight, domain=None, *, max_dim=DEFAULT_MAX_DIM, max_facets=DEFAULT_MAX_
         For weights that are not a frame or not omnidirectional, ``n > max_dim``, more
         than ``max_facets`` facets, a Qhull failure, a domain of the wrong type or
         dimension, a nonnegative or ``Data`` domain, or invalid parameters.
+
+    Examples
+    --------
+    The regular tetrahedron: every row gets ``alpha_i = -1/sqrt(3)`` from the four
+    triangles of its hull, and twice that on the sphere of radius 2:
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> est = fr.pbe(T)
+    >>> est.method, est.facets.shape, np.round(est.alpha, 3)
+    ('pbe', (4, 3), array([-0.577, -0.577, -0.577, -0.577]))
+    >>> np.round(fr.pbe(T, fr.Sphere(3, radius=2.0)).alpha, 3)
+    array([-1.155, -1.155, -1.155, -1.155])
     """
     clock = Stopwatch()
     W = as_frame(weight)

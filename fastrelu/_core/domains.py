@@ -30,19 +30,91 @@ class Sphere(_RoundDomain):
 
     With ``nonnegative=True`` only its part in the nonnegative orthant (inputs that come
     out of an earlier ReLU layer).
+
+    Parameters
+    ----------
+    dim : int
+        Dimension ``n`` of the space (at least 1).
+    radius : float, default=1.0
+        The radius ``r > 0``.
+    nonnegative : bool, default=False
+        Only the part in the nonnegative orthant.
+
+    Raises
+    ------
+    FastReluError
+        For a ``dim`` that is not a positive integer or a ``radius`` that is not a
+        positive float.
+
+    Examples
+    --------
+    >>> import fastrelu as fr
+    >>> fr.Sphere(3)
+    Sphere(dim=3, radius=1.0, nonnegative=False)
+    >>> fr.Sphere(3, radius=2.0).outer_radius
+    2.0
     """
 
 
 @dataclass(frozen=True)
 class Ball(_RoundDomain):
-    """The closed ball ``B_r = {x in R^dim : |x| <= radius}`` (optionally its
-    nonnegative part)."""
+    """The closed ball ``B_r = {x in R^dim : |x| <= radius}``.
+
+    With ``nonnegative=True`` only its part in the nonnegative orthant.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension ``n`` of the space (at least 1).
+    radius : float, default=1.0
+        The radius ``r > 0``.
+    nonnegative : bool, default=False
+        Only the part in the nonnegative orthant.
+
+    Raises
+    ------
+    FastReluError
+        For a ``dim`` that is not a positive integer or a ``radius`` that is not a
+        positive float.
+
+    Examples
+    --------
+    >>> import fastrelu as fr
+    >>> fr.Ball(4, radius=3.0, nonnegative=True)
+    Ball(dim=4, radius=3.0, nonnegative=True)
+    """
 
 
 @dataclass(frozen=True)
 class Shell:
-    """The spherical shell ``{x in R^dim : inner <= |x| <= outer}`` (optionally its
-    nonnegative part). ``inner = 0`` is the ball of radius ``outer``."""
+    """The spherical shell ``{x in R^dim : inner <= |x| <= outer}``.
+
+    With ``nonnegative=True`` only its part in the nonnegative orthant. ``inner = 0`` is
+    the ball of radius ``outer``.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension ``n`` of the space (at least 1).
+    inner : float
+        The inner radius, ``0 <= inner <= outer``.
+    outer : float
+        The outer radius, positive.
+    nonnegative : bool, default=False
+        Only the part in the nonnegative orthant.
+
+    Raises
+    ------
+    FastReluError
+        For a ``dim`` that is not a positive integer, a negative ``inner``, a
+        non-positive ``outer``, or ``inner > outer``.
+
+    Examples
+    --------
+    >>> import fastrelu as fr
+    >>> fr.Shell(3, 0.5, 2.0).outer_radius
+    2.0
+    """
 
     dim: int
     inner: float
@@ -70,6 +142,24 @@ class Data:
 
     ``points`` is kept as a private read-only copy: changing the caller's array later
     does not change the domain.
+
+    Parameters
+    ----------
+    points : array_like, shape (N, dim)
+        The points, one per row; finite, at least one.
+
+    Raises
+    ------
+    FastReluError
+        For points that are not a finite, non-empty 2-D array of real numbers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> data = fr.Data(np.zeros((5, 3)))
+    >>> data, len(data), data.dim
+    (Data(points=<5 x 3>), 5, 3)
     """
 
     points: np.ndarray = field(repr=False)

@@ -34,11 +34,29 @@ class ReLULayer:
     weight : array_like, shape (m, n)
         The rows ``w_i`` are the frame vectors (``m`` neurons, input dimension ``n``).
         Finite.
-    bias : array_like, shape (m,) or scalar, optional
-        The subtracted bias ``alpha``; zero by default. ``alpha_i = +inf`` is a neuron
+    bias : array_like, shape (m,), scalar or None, default=None
+        The subtracted bias ``alpha`` (``None``: zero). ``alpha_i = +inf`` is a neuron
         that is never active (its pre-activation is ``-inf`` and its output 0 for every
         input), as :func:`mcbe` reports for the rows no sample constrained. NaN and
         ``-inf`` (always active with an infinite output) are refused.
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite, non-empty 2-D array of real numbers, or a
+        bias of the wrong shape or with NaN or ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> layer = fr.ReLULayer([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], bias=0.5)
+    >>> layer
+    ReLULayer(m=3, n=2)
+    >>> layer(np.array([2.0, 1.0]))
+    array([1.5, 0.5, 0. ])
+    >>> layer.active_mask(np.array([2.0, 1.0]))
+    array([ True,  True, False])
     """
 
     def __init__(self, weight, bias=None):
@@ -55,6 +73,30 @@ class ReLULayer:
         """Layer ``ReLU(W x + b)`` of the deep-learning convention (``alpha = -b``).
 
         ``b_i = -inf`` is a neuron that is never active; NaN and ``+inf`` are refused.
+
+        Parameters
+        ----------
+        weight : array_like, shape (m, n)
+            The weight ``W``; finite.
+        b : array_like, shape (m,) or scalar
+            The added bias ``b``.
+
+        Returns
+        -------
+        ReLULayer
+            The layer with ``alpha = -b``.
+
+        Raises
+        ------
+        FastReluError
+            For a weight that is not a finite 2-D array, or a ``b`` of the wrong shape
+            or with NaN or ``+inf``.
+
+        Examples
+        --------
+        >>> import fastrelu as fr
+        >>> fr.ReLULayer.from_affine([[1.0, 2.0]], [0.5]).bias
+        array([-0.5])
         """
         W = as_matrix(weight, "weight")
         return cls(weight, -as_bias(b, "b", length=W.shape[0], never_active=-np.inf))
@@ -76,21 +118,68 @@ class ReLULayer:
         return self._weight.shape
 
     def pre_activation(self, X):
-        """``W x - alpha`` for each row ``x`` of ``X`` (shape ``(N, n)`` -> ``(N, m)``);
-        ``-inf`` for the neurons with ``alpha_i = +inf``."""
+        """The pre-activations ``W x - alpha`` for each row ``x`` of ``X``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n)
+            The inputs, one per row; finite.
+
+        Returns
+        -------
+        ndarray, shape (N, m)
+            ``W x - alpha`` per input; ``-inf`` for the neurons with ``alpha_i = +inf``.
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not a finite, non-empty 2-D array with ``n`` columns.
+        """
         X = as_matrix(X, "X", ncols=self._weight.shape[1])
         return X @ self._weight.T - self._bias
 
     def __call__(self, X):
-        """``ReLU(W x - alpha)`` for each row of ``X``; a 1-D ``x`` gives a 1-D output."""
+        """``ReLU(W x - alpha)`` for each row of ``X``; a 1-D ``x`` gives a 1-D output.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n) or (n,)
+            The inputs; finite.
+
+        Returns
+        -------
+        ndarray, shape (N, m) or (m,)
+            The outputs, nonnegative.
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite real numbers with ``n`` entries per input.
+        """
         single = np.ndim(X) == 1
         X2 = np.atleast_2d(X) if single else X
         out = np.maximum(self.pre_activation(X2), 0.0)
         return out[0] if single else out
 
     def active_mask(self, X):
-        """Active sets ``I(x) = {i : <x, w_i> >= alpha_i}`` as a boolean ``(N, m)`` mask
-        (never containing a neuron with ``alpha_i = +inf``)."""
+        """The active sets ``I(x) = {i : <x, w_i> >= alpha_i}`` as a boolean mask.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n) or (n,)
+            The inputs; finite.
+
+        Returns
+        -------
+        ndarray of bool, shape (N, m) or (m,)
+            ``True`` where a neuron is active (never for a neuron with
+            ``alpha_i = +inf``).
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite real numbers with ``n`` entries per input.
+        """
         single = np.ndim(X) == 1
         X2 = np.atleast_2d(X) if single else X
         mask = self.pre_activation(X2) >= 0.0

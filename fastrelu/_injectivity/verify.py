@@ -9,11 +9,12 @@ from fractions import Fraction
 import numpy as np
 
 from fastrelu._core.errors import FastReluError
-from fastrelu._injectivity import verify_kernels as kernels
 from fastrelu._core.rows import row_exponents
-from fastrelu._runtime.parallel import Stopwatch
-from fastrelu._injectivity.subsets import key as _key, scan
 from fastrelu._core.validation import as_frame, n_jobs_value, positive_int
+from fastrelu._injectivity import verify_kernels as kernels
+from fastrelu._injectivity.subsets import key as _key
+from fastrelu._injectivity.subsets import scan
+from fastrelu._runtime.parallel import Stopwatch
 
 #: Default budget for n <= 10: inputs with more (n-1)-subsets of distinct hyperplanes
 #: are refused. Above n = 10 it shrinks like n^-5, as the cost of a subset grows (see
@@ -126,7 +127,7 @@ class InjectivityVerdict:
     """
 
     injective: bool
-    witness: object
+    witness: np.ndarray | None
     min_active: int
     subsets_checked: int
     n_subsets: int
@@ -134,11 +135,11 @@ class InjectivityVerdict:
     subset: np.ndarray
     sign: int
     vertex: np.ndarray
-    witness_active: object = field(default=None, repr=False)
+    witness_active: np.ndarray | None = field(default=None, repr=False)
     n_exact: int = 0
     n_hyperplanes: int = 0
     general_position: bool = True
-    witness_margin: object = None
+    witness_margin: float | None = None
     closed_form: bool = False
 
 
@@ -802,7 +803,7 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False, c
     on their boundaries, and every cell is a pointed cone with an extreme ray ``s v``:
     ``v`` spans the intersection of the hyperplanes of ``n-1`` rows ``T`` and
     ``s = +-1``. For rows in general position the cells next to ``s v`` are the sign
-    patterns of ``T``; the smallest has the rows of ``T`` negative and
+    patterns of ``T``; the smallest has the rows of ``T`` negative and ::
 
         #{ i not in T : <w_i, s v> > 0 }
 
@@ -833,24 +834,24 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False, c
     ----------
     weight : array_like, shape (m, n)
         Rows ``w_i`` forming a frame for R^n (finite, no zero rows, rank ``n``).
-    max_subsets : int, optional
+    max_subsets : int or None, default=None
         Refuse inputs with more than this many (n-1)-subsets of distinct hyperplanes,
-        before any work. Default: :func:`default_max_subsets`, ``10^8`` for
+        before any work. ``None``: :func:`default_max_subsets`, ``10^8`` for
         ``n <= 10`` and ``10^8 (10 / n)^5`` above, so that the slowest accepted inputs
         take about 13 s on two cores (measured: 85-140 ns per subset for n <= 10).
-    n_jobs : int, optional
-        Worker threads (default: all cores). The result does not depend on it.
-    progress : bool or None, optional
-        Progress bar on stderr: ``True`` always, ``False`` never (default), ``None`` only
-        for runs longer than two seconds on a terminal.
-    client : distributed.Client or str, optional
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
+    progress : bool or None, default=False
+        Progress bar on stderr: ``True`` always, ``False`` never, ``None`` only for runs
+        longer than two seconds on a terminal.
+    client : distributed.Client, str or None, default=None
         Scan the subsets on this Dask cluster (see :func:`mcbe`); the verdict is the
-        same.
-    checkpoint : str or path-like, optional
+        same. ``None``: run locally.
+    checkpoint : str, path-like or None, default=None
         Save the scan's partial result to this file and resume from it (see
-        :func:`mcbe`).
-    checkpoint_interval : float, optional
-        Seconds between checkpoint writes (default 5).
+        :func:`mcbe`). ``None``: no checkpoint.
+    checkpoint_interval : float or None, default=None
+        Seconds between checkpoint writes (``None``: 5).
 
     Returns
     -------
@@ -883,8 +884,25 @@ def verify_injective(weight, *, max_subsets=None, n_jobs=None, progress=False, c
     largest :attr:`InjectivityVerdict.witness_margin` (distance to the nearest
     hyperplane) is returned, so that a floating-point check ``W @ witness >= 0``
     agrees with the exact one unless every failing cell is thinner than rounding.
-    Weights of any finite scale work (rows are scaled by powers of two internally). Deciding injectivity is coNP-complete in general and fixed-parameter
-    tractable in ``n`` (Froese, Grillo, Skutella 2024): the cost grows like ``m^(n-1)``.
+    Weights of any finite scale work (rows are scaled by powers of two internally).
+    Deciding injectivity is coNP-complete in general and fixed-parameter tractable in
+    ``n`` (Froese, Grillo, Skutella 2024): the cost grows like ``m^(n-1)``.
+
+    Examples
+    --------
+    ``[I; -I]`` is injective (it keeps both signs of every coordinate); the tetrahedron
+    has ``m = 4 < 2n`` rows and is not, and the witness shows where it fails:
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> fr.verify_injective(np.vstack([np.eye(3), -np.eye(3)]), n_jobs=1).injective
+    True
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> verdict = fr.verify_injective(T, n_jobs=1)
+    >>> verdict.injective, verdict.min_active, verdict.witness.shape
+    (False, 1, (3,))
+    >>> int(np.linalg.matrix_rank(T[verdict.witness_active])) < 3
+    True
     """
     return _verify(weight, max_subsets=max_subsets, n_jobs=n_jobs, progress=progress,
                    client=client, checkpoint=checkpoint, checkpoint_interval=checkpoint_interval)

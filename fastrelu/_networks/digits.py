@@ -6,10 +6,16 @@ images ship with scikit-learn.
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastrelu._core.errors import FastReluError
+
+if TYPE_CHECKING:  # for the annotations only: scikit-learn is imported when a model is trained
+    from sklearn.neural_network import MLPClassifier
+
+    from fastrelu._networks.network import Network
 
 DEFAULT_HIDDEN = (128, 256)
 
@@ -30,8 +36,8 @@ class DigitsModel:
         Test accuracy.
     """
 
-    network: object
-    model: object = field(repr=False)
+    network: "Network"
+    model: "MLPClassifier" = field(repr=False)
     X_train: np.ndarray = field(repr=False)
     X_test: np.ndarray = field(repr=False)
     y_train: np.ndarray = field(repr=False)
@@ -46,15 +52,16 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
 
     Parameters
     ----------
-    hidden : tuple of int, optional
-        Hidden layer widths (default (128, 256): redundancies 2 and 2).
-    seed : int, optional
-    test_fraction : float, optional
-        Fraction of the 1,797 images held out for testing (default 0.3).
-    max_iter : int, optional
+    hidden : tuple of int, default=(128, 256)
+        Hidden layer widths (the default's redundancies are 2 and 2).
+    seed : int, default=0
+        Seed of the split and of the training (``random_state``).
+    test_fraction : float, default=0.3
+        Fraction of the 1,797 images held out for testing.
+    max_iter : int, default=300
         Training epochs (Adam) at most.
-    l2 : float, optional
-        The L2 penalty (scikit-learn's ``alpha``; default 1e-4, scikit-learn's default).
+    l2 : float, default=1e-4
+        The L2 penalty (scikit-learn's ``alpha``, at scikit-learn's default).
         With Adam it drives the weights of inputs that never vary (blank border pixels,
         neurons dead on all training data) towards zero, so the layers stay injective
         but barely: see ``LayerReport.stable_fraction``. ``l2=0`` leaves them as
@@ -63,6 +70,11 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
     Returns
     -------
     DigitsModel
+
+    Raises
+    ------
+    FastReluError
+        When scikit-learn is not installed.
     """
     try:
         from sklearn.datasets import load_digits

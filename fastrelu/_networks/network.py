@@ -38,7 +38,7 @@ _EXTENSIONS = (".npz", ".safetensors", ".pt", ".pth", ".joblib", ".pkl")
 class Network:
     """A stack of dense ReLU layers, optionally followed by one affine output layer.
 
-    The network maps an input ``x`` in R^n through the hidden layers
+    The network maps an input ``x`` in R^n through the hidden layers ::
 
         h_0 = x,    h_k = ReLU(W_k h_{k-1} - alpha_k)    (k = 1, ..., L)
 
@@ -51,14 +51,23 @@ class Network:
     hidden : sequence of ReLULayer
         The hidden layers, input side first (at least one). Their shapes chain:
         ``hidden[k].shape[0] == hidden[k + 1].shape[1]``.
-    output : ReLULayer or None
+    output : ReLULayer or None, default=None
         The output layer, of which only the affine map ``V h - beta`` is applied; its
-        input dimension equals the last hidden layer's number of neurons.
-    classes : array_like, shape (k,), optional
+        input dimension equals the last hidden layer's number of neurons (its bias is
+        finite). ``None``: the network ends with the last hidden layer.
+    classes : array_like, shape (k,), or None, default=None
         For a classifier: the label of each output unit (of the two classes for a
         single output unit, which predicts ``classes[1]`` where its value is positive),
         as scikit-learn's ``classes_``. Labels of :func:`fastrelu.analyze` are compared
         with them.
+
+    Raises
+    ------
+    FastReluError
+        For hidden layers that are not a non-empty sequence of :class:`ReLULayer` or do
+        not chain, an output layer of another type, input dimension or with an infinite
+        bias, or ``classes`` without an output layer or not one integer or string label
+        per output unit.
 
     Notes
     -----
@@ -67,6 +76,19 @@ class Network:
     converted to float64; a network trained in float32 is then reproduced to float32
     accuracy only (the conversion is exact, the framework's own float32 arithmetic is
     not). See ``docs/networks.md``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> net = fr.Network([fr.ReLULayer(np.eye(2)), fr.ReLULayer([[1.0, -1.0]])])
+    >>> net
+    Network(widths=(2, 2, 1), linear_output=False)
+    >>> net.depth, net.forward(np.array([3.0, 1.0]))
+    (2, array([2.]))
+    >>> net.hidden_outputs(np.array([[3.0, 1.0], [-1.0, 2.0]]))[0]
+    array([[3., 1.],
+           [0., 2.]])
     """
 
     def __init__(self, hidden, output=None, *, classes=None):
@@ -166,12 +188,18 @@ class Network:
         Parameters
         ----------
         X : array_like, shape (N, n) or (n,)
+            Network inputs (a 1-D ``X`` is one input).
 
         Returns
         -------
         list of ndarray
             ``[h_1, ..., h_L]`` with ``h_k = ReLU(W_k h_{k-1} - alpha_k)`` of shape
             ``(N, m_k)`` (``(m_k,)`` for a 1-D ``X``).
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite real numbers of shape ``(N, n)`` or ``(n,)``.
         """
         X, single = self._inputs(X)
         outputs = self._propagate(X, len(self._hidden))
@@ -183,12 +211,18 @@ class Network:
         Parameters
         ----------
         X : array_like, shape (N, n) or (n,)
+            Network inputs (a 1-D ``X`` is one input).
 
         Returns
         -------
         list of ndarray
             ``L`` arrays; the ``k``-th (0-based) has shape ``(N, hidden[k].shape[1])``
             (1-D for a 1-D ``X``). The first is ``X`` as float64.
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite real numbers of shape ``(N, n)`` or ``(n,)``.
         """
         X, single = self._inputs(X)
         inputs = [X] + self._propagate(X, len(self._hidden) - 1)
@@ -200,12 +234,18 @@ class Network:
         Parameters
         ----------
         X : array_like, shape (N, n) or (n,)
+            Network inputs (a 1-D ``X`` is one input).
 
         Returns
         -------
         ndarray, shape (N, k_out) or (N, m_L) (1-D for a 1-D ``X``)
             ``V h_L - beta`` when there is an output layer -- the pre-activation: a
             classifier's logits, before its softmax or logistic function -- else ``h_L``.
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite real numbers of shape ``(N, n)`` or ``(n,)``.
         """
         X, single = self._inputs(X)
         h = self._propagate(X, len(self._hidden))[-1]
@@ -242,6 +282,12 @@ class Network:
         Returns
         -------
         Network
+
+        Raises
+        ------
+        FastReluError
+            For a model that is not a fitted scikit-learn MLP, has another activation or
+            no hidden layer.
         """
         name = type(model).__name__
         if not hasattr(model, "hidden_layer_sizes") or not hasattr(model, "activation"):
@@ -281,12 +327,20 @@ class Network:
         Parameters
         ----------
         path : str or path-like
-        last_linear : bool or None
-            Overrides the file's ``linear_output`` when given.
+            The ``.npz`` file.
+        last_linear : bool or None, default=None
+            Overrides the file's ``linear_output`` when given (``None``: the file
+            decides).
 
         Returns
         -------
         Network
+
+        Raises
+        ------
+        FastReluError
+            For a missing or unreadable file, keys or arrays that do not follow the
+            layout, or shapes that do not chain.
         """
         path = _existing_file(path)
         try:
@@ -319,14 +373,21 @@ class Network:
         Parameters
         ----------
         path : str or path-like
-        last_linear : bool or None
+            The ``.safetensors`` file.
+        last_linear : bool or None, default=None
             Whether the last layer is the affine output layer. ``None``: True for
-            PyTorch names, the file's ``linear_output`` (default False) for the
+            PyTorch names, the file's ``linear_output`` (absent: False) for the
             ``.npz`` layout.
 
         Returns
         -------
         Network
+
+        Raises
+        ------
+        FastReluError
+            Without the ``safetensors`` package, for a missing or unreadable file, or
+            for names, arrays or shapes that do not make a network.
         """
         path = _existing_file(path)
         last_linear = _last_linear_value(last_linear)
@@ -364,13 +425,20 @@ class Network:
               Linear layers, in the order of the model (as ``model.state_dict()``
               returns them). A state_dict does not record activations: a ReLU is
               assumed after every Linear, except after the last when ``last_linear``.
-        last_linear : bool or None
+        last_linear : bool or None, default=None
             For a state_dict: whether the last Linear is the affine output layer
             (``None`` means True). Must be None for a ``Sequential``, whose modules say it.
 
         Returns
         -------
         Network
+
+        Raises
+        ------
+        FastReluError
+            Without torch (for a ``Sequential``), for another kind of model or module,
+            a ``last_linear`` given for a ``Sequential``, or tensors that do not make a
+            network.
         """
         if isinstance(model, Mapping):
             last_linear = _last_linear_value(last_linear)
@@ -405,13 +473,19 @@ class Network:
         Parameters
         ----------
         path : str or path-like
-        last_linear : bool or None
+            The file; its extension chooses the loader.
+        last_linear : bool or None, default=None
             Passed to the loader (see each); must be None for scikit-learn models,
             whose last layer is always the output layer.
 
         Returns
         -------
         Network
+
+        Raises
+        ------
+        FastReluError
+            For a missing file, an unknown extension, and whatever the loader refuses.
         """
         path = _existing_file(path)
         ext = os.path.splitext(path)[1].lower()
@@ -448,6 +522,24 @@ class Network:
         Parameters
         ----------
         path : str or path-like
+            Where to write.
+
+        Raises
+        ------
+        FastReluError
+            When the file cannot be written.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import fastrelu as fr
+        >>> net = fr.Network([fr.ReLULayer(np.eye(2))], fr.ReLULayer([[1.0, 1.0]]))
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = os.path.join(folder, "net.npz")
+        ...     net.save_npz(path)
+        ...     fr.Network.load(path)
+        Network(widths=(2, 2, 1), linear_output=True)
         """
         arrays = {}
         for k, layer in enumerate(self._layers()):

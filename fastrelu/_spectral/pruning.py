@@ -10,8 +10,9 @@ from fastrelu._core.validation import as_bias, as_matrix, check_real, positive_f
 
 
 def double_layer(layer, bias2=None):
-    """The double layer of ``ReLU(W x - alpha)``: weights ``[W; -W]``, biases
-    ``[alpha; alpha']`` (THEORY §9).
+    """The double layer of ``ReLU(W x - alpha)``, with weights ``[W; -W]``.
+
+    Its biases are ``[alpha; alpha']`` (THEORY §9).
 
     fastrelu fixes the default ``alpha' = -alpha``: the second half is then
     ``ReLU(-(W x - alpha))``, the negative part of the first half's pre-activation
@@ -26,14 +27,33 @@ def double_layer(layer, bias2=None):
         The layer (an array is a weight with zero bias). For the default ``bias2`` its
         bias must be finite: the mirror of a never-active neuron (``alpha_i = +inf``)
         would be always active with an infinite output.
-    bias2 : array_like of shape (m,) or scalar, optional
-        The bias ``alpha'`` of the second half (default ``-alpha``); ``+inf`` entries
+    bias2 : array_like of shape (m,), scalar or None, default=None
+        The bias ``alpha'`` of the second half (``None``: ``-alpha``); ``+inf`` entries
         are neurons that are never active.
 
     Returns
     -------
     ReLULayer
         Shape ``(2m, n)``.
+
+    Raises
+    ------
+    FastReluError
+        For a weight that is not a finite 2-D array, a ``bias2`` of the wrong shape or
+        with NaN or ``-inf``, or the default ``bias2`` for a layer with a bias ``+inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> double = fr.double_layer(fr.ReLULayer([[1.0, 2.0]], bias=0.5))
+    >>> double.weight, double.bias
+    (array([[ 1.,  2.],
+           [-1., -2.]]), array([ 0.5, -0.5]))
+    >>> x = np.array([1.0, 1.0])
+    >>> y = double(x)
+    >>> y, float(y[0] - y[1])
+    (array([2.5, 0. ]), 2.5)
     """
     if not isinstance(layer, ReLULayer):
         layer = ReLULayer(as_matrix(layer, "layer"))
@@ -90,7 +110,7 @@ class HarmonicPruning:
     error: float
     threshold: float
     kind: str
-    input_shape: object = None
+    input_shape: tuple[int, int] | None = None
 
 
 def _selection(keep, threshold):
@@ -126,8 +146,9 @@ def _choose(values, weights, fraction, threshold):
 
 
 def harmonic_prune(operator, *, keep=None, threshold=None, input_shape=None):
-    """Drop the smallest singular components of a dense layer or of a 2-D circular
-    multi-channel convolution (THEORY §9).
+    """Drop the smallest singular components of a dense layer or of a convolution.
+
+    The convolution is a 2-D circular multi-channel one (THEORY §9).
 
     Dense weight ``W`` (m, n): the truncated SVD ``sum_{kept} sigma_j u_j v_j^T``.
 
@@ -148,18 +169,39 @@ def harmonic_prune(operator, *, keep=None, threshold=None, input_shape=None):
     Parameters
     ----------
     operator : array_like, 2-D (dense weight) or 4-D (convolution kernel)
-    keep : float in (0, 1], optional
+        A weight of shape ``(m, n)`` or a kernel of shape ``(c_out, c_in, h, w)``;
+        finite.
+    keep : float in (0, 1] or None, default=None
         Keep the largest singular values until this fraction of all of them is kept (a
         conjugate pair may take it one above).
-    threshold : float >= 0, optional
+    threshold : float >= 0 or None, default=None
         Keep the singular values ``> threshold``. Give exactly one of ``keep`` and
         ``threshold``.
-    input_shape : (int, int), optional
-        ``(N1, N2)``, required for a convolution.
+    input_shape : (int, int) or None, default=None
+        ``(N1, N2)``, required for a convolution (and refused for a dense weight).
 
     Returns
     -------
     HarmonicPruning
+
+    Raises
+    ------
+    FastReluError
+        For an operator that is not a finite, non-empty 2-D or 4-D array of real
+        numbers, both or neither of ``keep`` and ``threshold``, a ``keep`` outside
+        ``(0, 1]``, a negative ``threshold``, or a missing, invalid or misplaced
+        ``input_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> pruned = fr.harmonic_prune(W, threshold=1.5)
+    >>> pruned.kind, pruned.kept, int(np.linalg.matrix_rank(pruned.operator))
+    ('dense', array([ True,  True, False]), 2)
+    >>> bool(np.isclose(pruned.error, np.linalg.svd(W, compute_uv=False)[2]))
+    True
     """
     fraction, threshold = _selection(keep, threshold)
     check_real(operator, "operator")

@@ -7,16 +7,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastrelu._core import budget as _budget
-from fastrelu._runtime import checkpoint as _checkpoint
-from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
-from fastrelu._spectral import kernels
 from fastrelu._core.layer import ReLULayer
+from fastrelu._core.validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
+from fastrelu._runtime import checkpoint as _checkpoint
+from fastrelu._runtime.blocks import BlockPlan, digest, execute
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import WIDTH_BLOCK, WIDTH_STREAM, block_generator
-from fastrelu._spectral.power import DEFAULT_MAX_ITER, DEFAULT_TOL, _Ascent, _tol_value, _unit_rows, ascent_bytes
-from fastrelu._core.validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
+from fastrelu._spectral import kernels
+from fastrelu._spectral.power import (
+    DEFAULT_MAX_ITER,
+    DEFAULT_TOL,
+    _Ascent,
+    _tol_value,
+    _unit_rows,
+    ascent_bytes,
+)
 
 DEFAULT_DRAWS = 10_000
 #: Ascent starts per draw for a layer on the unit ball.
@@ -65,7 +72,7 @@ class Estimate:
     n_draws: int
     per_draw: str = "exact"
     method: str = ""
-    seed: object = None
+    seed: int | None = None
     elapsed: float = field(default=0.0, repr=False)
 
 
@@ -112,7 +119,7 @@ class LocalMetrics:
     sigma_min: np.ndarray
     sigma_min_nonzero: np.ndarray
     width: np.ndarray
-    singular_values: object = field(repr=False)
+    singular_values: np.ndarray | None = field(repr=False)
     rtol: float = DEFAULT_RTOL
     tol: float = 0.0
     elapsed: float = field(default=0.0, repr=False)
@@ -314,31 +321,63 @@ def gaussian_mean_width(obj, *, data=None, n_draws=DEFAULT_DRAWS,
     obj : Data, array_like of shape (m, n), or ReLULayer
         What is measured (see above). A 2-D array is a weight matrix; errors about it
         name it ``'weight'``, as those of :func:`mcbe` and the other functions do.
-    data : Data or array_like of shape (N, n), optional
-        With a layer only: the inputs whose image is measured.
-    n_draws : int, optional
-        Number of Gaussian draws (default 10,000).
-    n_starts : int, optional
-        Ascent starts per draw (layer on the ball only; default 8).
-    seed : int, optional
-        Seed of the draws (fresh entropy when omitted; reported).
-    n_jobs : int, optional
-        Worker threads (default: all cores).
-    max_iter, tol : optional
-        Of the ascent (layer on the ball only; see :func:`relu_power_iteration`).
-    progress : bool or None, optional
-        Progress bar on stderr.
-    client : distributed.Client or str, optional
+    data : Data, array_like of shape (N, n), or None, default=None
+        With a layer only: the inputs whose image is measured (``None``: the unit
+        ball).
+    n_draws : int, default=10000
+        Number of Gaussian draws.
+    n_starts : int, default=8
+        Ascent starts per draw (layer on the ball only).
+    seed : int or None, default=None
+        Seed of the draws (``None``: fresh entropy; reported).
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores).
+    max_iter : int, default=1000
+        Iterations of each ascent at most (layer on the ball only; see
+        :func:`relu_power_iteration`).
+    tol : float in [0, 1), default=1e-10
+        Relative Frank-Wolfe gap at which an ascent has converged (layer on the ball
+        only).
+    progress : bool or None, default=False
+        Progress bar on stderr (as for :func:`mcbe`).
+    client : distributed.Client, str or None, default=None
         Run the blocks of draws on this Dask cluster (see :func:`mcbe`); the result is
-        the same bits as the local one.
-    checkpoint : str or path-like, optional
+        the same bits as the local one. ``None``: run locally.
+    checkpoint : str, path-like or None, default=None
         Save the partial result to this file and resume from it (see :func:`mcbe`).
-    checkpoint_interval : float, optional
-        Seconds between checkpoint writes (default 5).
+        ``None``: no checkpoint.
+    checkpoint_interval : float or None, default=None
+        Seconds between checkpoint writes (``None``: 5).
 
     Returns
     -------
     Estimate
+
+    Raises
+    ------
+    FastReluError
+        For an ``obj`` of another type, a weight or data that are not finite 2-D arrays
+        (data with ``n`` columns), ``data`` given without a layer, invalid counts,
+        ``tol``, ``seed`` or ``n_jobs``, a run that does not fit in memory, an
+        unreachable scheduler, or a checkpoint that cannot be read or was written for
+        other parameters.
+
+    Examples
+    --------
+    The identity maps the unit ball of R^3 to itself, whose width is
+    ``2 sqrt(2 / pi) = 1.596``:
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> est = fr.gaussian_mean_width(np.eye(3), n_draws=2000, seed=0, n_jobs=1)
+    >>> est.n_draws, est.per_draw, bool(abs(est.value - 2 * np.sqrt(2 / np.pi)) < 3 * est.stderr)
+    (2000, 'exact', True)
+
+    A layer on the unit ball is measured by ascent, from below:
+
+    >>> W = np.random.default_rng(0).standard_normal((8, 3))
+    >>> fr.gaussian_mean_width(fr.ReLULayer(W), n_draws=100, seed=0, n_jobs=1).per_draw
+    'lower estimate'
     """
     clock = Stopwatch()
     n_draws = positive_int(n_draws, "n_draws")
@@ -404,18 +443,42 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
     Parameters
     ----------
     layer : ReLULayer
+        The layer ``ReLU(W x - alpha)``.
     X : array_like, shape (N, n)
-    rtol : float, optional
-        Singular values at or below ``rtol * sigma_1(W)`` count as zero (default 1e-6; at
-        least 1e-7, the resolution of singular values from Gram matrices).
-    return_all : bool, optional
+        The points (``N = 0`` is allowed).
+    rtol : float, default=1e-6
+        Singular values at or below ``rtol * sigma_1(W)`` count as zero (at least 1e-7,
+        the resolution of singular values from Gram matrices; below 1).
+    return_all : bool, default=False
         Also return all ``n`` singular values per point.
-    n_jobs : int, optional
-        Worker threads (default: all cores). The result does not depend on it.
+    n_jobs : int or None, default=None
+        Worker threads (``None``: all cores). The result does not depend on it.
 
     Returns
     -------
     LocalMetrics
+
+    Raises
+    ------
+    FastReluError
+        For a ``layer`` that is not a :class:`ReLULayer`, points that are not a finite
+        2-D array with ``n`` columns, an ``rtol`` outside ``[1e-7, 1)``, an invalid
+        ``n_jobs``, or more points than fit in memory.
+
+    Examples
+    --------
+    The tetrahedron with zero bias: one active row at ``(1, 1, 1)``, three at
+    ``-(1, 1, 1)`` (singular values ``sqrt(4/3)``, ``sqrt(4/3)`` and ``sqrt(1/3)``):
+
+    >>> import numpy as np
+    >>> import fastrelu as fr
+    >>> T = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    >>> X = np.array([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+    >>> metrics = fr.local_metrics(fr.ReLULayer(T), X, n_jobs=1)
+    >>> metrics.n_active, metrics.rank
+    (array([1, 3]), array([1, 3]))
+    >>> np.round(metrics.sigma_max, 3), np.round(metrics.sigma_min, 3)
+    (array([1.   , 1.155]), array([0.   , 0.577]))
     """
     clock = Stopwatch()
     if not isinstance(layer, ReLULayer):
