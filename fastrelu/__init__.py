@@ -10,7 +10,7 @@ from fastrelu._bias.estimate import estimate_bias
 from fastrelu._bias.mcbe import BiasEstimate, covering_radius, mcbe
 from fastrelu._bias.pbe import is_omnidirectional, pbe
 from fastrelu._core.domains import Ball, Data, Shell, Sphere
-from fastrelu._core.errors import BuildError, FastReluError
+from fastrelu._core.errors import BuildError, FastReluError, MissingDependencyError
 from fastrelu._core.frames import canonical_dual, frame_bounds, frame_operator_inverse, is_frame
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.version import __version__ as __version__
@@ -53,6 +53,7 @@ __all__ = [
     "Inversion",
     "LayerReport",
     "LocalMetrics",
+    "MissingDependencyError",
     "Network",
     "NetworkReport",
     "PointwiseInjectivity",

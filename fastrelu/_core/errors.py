@@ -1,10 +1,18 @@
-"""The exception types of fastrelu: FastReluError for bad input, BuildError for an
-installation that cannot run on this machine."""
+"""The exception types of fastrelu: FastReluError for bad input, MissingDependencyError
+for an optional package that is not installed, BuildError for an installation that
+cannot run on this machine."""
 
 
 class FastReluError(ValueError):
     """Invalid input to fastrelu: the message names the argument, what was expected
     and what came."""
+
+
+class MissingDependencyError(FastReluError, ImportError):
+    """An optional dependency of the asked-for feature is not installed; the message
+    gives the ``pip install`` command. An ``ImportError`` (``except ImportError``
+    catches it) and a :class:`FastReluError` (the command line reports it in one line,
+    exit code 2)."""
 
 
 class BuildError(RuntimeError):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import MissingDependencyError
 
 if TYPE_CHECKING:  # for the annotations only: scikit-learn is imported when a model is trained
     from sklearn.neural_network import MLPClassifier
@@ -82,7 +82,7 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
         from sklearn.model_selection import train_test_split
         from sklearn.neural_network import MLPClassifier
     except ImportError:
-        raise FastReluError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).') from None
+        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).') from None
     from fastrelu._networks.network import Network
 
     digits = load_digits()

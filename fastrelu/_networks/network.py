@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import FastReluError, MissingDependencyError
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import as_bias, as_matrix, as_vector, check_real
 
@@ -394,7 +394,7 @@ class Network:
         try:
             from safetensors.numpy import load_file
         except ImportError:
-            raise FastReluError('Reading .safetensors files needs the safetensors package: install it with pip install "fastrelu[safetensors]".') from None
+            raise MissingDependencyError('Reading .safetensors files needs the safetensors package: install it with pip install "fastrelu[safetensors]".') from None
         try:
             arrays = load_file(path)
         except Exception as exc:  # safetensors raises its own error types
@@ -715,7 +715,7 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        raise FastReluError('Reading PyTorch models needs torch: install it with pip install "fastrelu[torch]".') from None
+        raise MissingDependencyError('Reading PyTorch models needs torch: install it with pip install "fastrelu[torch]".') from None
     return torch
 
 
@@ -769,7 +769,7 @@ def _unpickle(path, ext):
             try:
                 import joblib
             except ImportError:
-                raise FastReluError("Reading .joblib files needs joblib (installed with scikit-learn): pip install scikit-learn.") from None
+                raise MissingDependencyError("Reading .joblib files needs joblib (installed with scikit-learn): pip install scikit-learn.") from None
             return joblib.load(path)
         with open(path, "rb") as stream:
             return pickle.load(stream)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import FastReluError, MissingDependencyError
 
 #: Bars of the injectivity figure: (label, how to read it off a LayerReport).
 _BARS = (
@@ -32,7 +32,7 @@ def _figure_class():
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise FastReluError('Plots need matplotlib: pip install "fastrelu[plot]".') from None
+        raise MissingDependencyError('Plots need matplotlib: pip install "fastrelu[plot]".') from None
     return Figure
 
 

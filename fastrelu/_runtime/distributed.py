@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import FastReluError, MissingDependencyError
 
 #: Seconds to wait for a scheduler given by its address.
 CONNECT_TIMEOUT = 10.0
@@ -52,12 +52,12 @@ _blas_controller = None
 
 
 def import_distributed():
-    """The ``distributed`` package (Dask's distributed scheduler), or a FastReluError
-    that names the optional extra to install."""
+    """The ``distributed`` package (Dask's distributed scheduler), or a
+    MissingDependencyError that names the optional extra to install."""
     try:
         import distributed
     except ImportError:
-        raise FastReluError("The 'client' parameter needs the optional extra fastrelu[dask] (Dask's distributed scheduler). Got a client, but the 'distributed' package is not installed: pip install \"fastrelu[dask]\"") from None
+        raise MissingDependencyError("The 'client' parameter needs the optional extra fastrelu[dask] (Dask's distributed scheduler). Got a client, but the 'distributed' package is not installed: pip install \"fastrelu[dask]\"") from None
     return distributed
 
 
