@@ -240,19 +240,12 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         if network.output is None:
             raise FastReluError("The 'y' parameter needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
         _check_classes(y, network)
-    if fit_data is None:
-        order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
-        heldout = np.zeros(N, dtype=bool)
-        heldout[order[N // 2:]] = True
-        fit_inputs = network.layer_inputs(X[~heldout])
-    else:
-        fit = as_matrix(fit_data, "fit_data", ncols=network.input_dim)
-        heldout = np.ones(N, dtype=bool)
-        fit_inputs = network.layer_inputs(fit)
+    heldout, fit_inputs = _split(network, X, fit_data, seed)
     inputs = network.layer_inputs(X)
     outputs = network.hidden_outputs(X)
+    enlarging = {"method": enlarge, "points": enlarge_points, "bandwidth": bandwidth, "noise": noise}
 
-    layers, per_sample, auc = [], {"heldout": heldout}, {}
+    layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
     all_framed = True  # every layer so far is a frame: the input can be recovered at all
     width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs)
@@ -260,49 +253,15 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         layer_clock = Stopwatch()
         W, alpha = layer.weight, layer.bias
         m, n = W.shape
-        Xk, fit_k = inputs[k], fit_inputs[k]
-        enlarged = None
-        if enlarge is not None and fit_k.shape[0]:
-            count = 10 * fit_k.shape[0] if enlarge_points is None else enlarge_points
-            enlarged = enlarge_data(fit_k, count, method=enlarge, bandwidth=bandwidth,
-                                    noise=noise, seed=seed + k)
-        found, skipped = _estimates(W[kept[k]], fit_k, enlarged, seed + k, samples, pbe_dim, n_jobs)
-        estimates = {}
-        for name, value in found.items():  # zero rows are never constrained: +inf
-            estimates[name] = np.full(m, np.inf)
-            estimates[name][kept[k]] = value
-        if kept[k].size < m:
-            skipped["zero rows"] = f"rows {np.setdiff1d(np.arange(m), kept[k])[:10].tolist()} are zero: never constrained (+inf), left out of the reconstruction"
-        if enlarge is None:
-            skipped.setdefault("data_enlarged", "enlarge=None")
-        elif enlarged is None:
-            skipped.setdefault("data_enlarged", "no fitting points")
-
-        summary = injectivity_summary(layer, Xk, n_jobs=n_jobs)
-        held_points = Xk[heldout]
-        heldout_fraction = {"learned": float(summary.injective[heldout].mean()) if held_points.shape[0] else float("nan")}
-        for name, estimate in estimates.items():
-            heldout_fraction[name] = (injectivity_summary(ReLULayer(W, estimate), held_points, n_jobs=n_jobs).fraction
-                                      if held_points.shape[0] else float("nan"))
-        fraction_above = {name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()}
-
+        Xk = inputs[k]
+        estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
+                                              samples, pbe_dim, n_jobs)
+        summary, heldout_fraction = _injectivity(layer, Xk, heldout, estimates, n_jobs)
         framed = is_frame(W)
         all_framed = all_framed and framed
-        if framed:
-            own = reconstruct(reduced[k], outputs[k][:, kept[k]], n_jobs=n_jobs)
-            own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
-        else:  # nothing to solve: the rows span nowhere
-            own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
-        if all_framed:
-            inversion = invert(reduced[:k + 1], outputs[k][:, kept[k]], n_jobs=n_jobs)
-            norms = np.linalg.norm(X, axis=1)
-            error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
-            recovered = inversion.ok
-            error = np.where(recovered, error, np.nan)
-        else:
-            recovered, error = np.zeros(N, dtype=bool), np.full(N, np.nan)
+        own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
+                                                       framed, all_framed, n_jobs)
         local = local_metrics(layer, Xk, n_jobs=n_jobs)
-
         power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
                                      n_jobs=n_jobs, per_start=False)
         width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
@@ -320,7 +279,8 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
             index=k, shape=(m, n), redundancy=m / n,
             frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
             dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
-            skipped=skipped, fraction_above=fraction_above,
+            skipped=skipped,
+            fraction_above={name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()},
             injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
             heldout_fraction=heldout_fraction,
             reconstructed_fraction=float(np.mean(recovered)),
@@ -330,24 +290,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
             width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
         width_in = width_out  # the same point set enters the next layer: one estimate
 
-    accuracy = None
-    if y is not None:
-        scores = network.forward(X)
-        # One output unit: a binary classifier whose positive class is the score > 0
-        prediction = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else np.argmax(scores, axis=1)
-        classes = getattr(network, "classes", None)
-        if classes is not None:
-            prediction = np.asarray(classes)[prediction]
-        correct = prediction == y
-        per_sample["prediction"] = prediction
-        per_sample["correct"] = correct
-        accuracy = float(correct.mean())
-        for k in range(len(layers)):
-            for metric in AUC_METRICS:
-                key = f"layer{k}.{metric}"
-                value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
-                if math.isfinite(value):
-                    auc[key] = value
+    accuracy, auc = (None, {}) if y is None else _accuracy(network, X, y, per_sample, len(layers))
     from fastrelu._core.version import __version__
 
     parameters = {"n_points": N, "n_fit": int(fit_inputs[0].shape[0]), "samples": samples,
@@ -358,6 +301,102 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
                   "widths": list(network.widths), "version": __version__}
     return NetworkReport(layers=tuple(layers), samples=per_sample, auc=auc, accuracy=accuracy,
                          parameters=parameters, elapsed=clock())
+
+
+def _split(network, X, fit_data, seed):
+    """``(heldout, fit_inputs)``: which points of ``X`` are held out from fitting (half
+    of them, drawn from the seed's split stream, without ``fit_data``; all with it) and
+    the fitting points' inputs to every layer."""
+    N = X.shape[0]
+    if fit_data is None:
+        order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
+        heldout = np.zeros(N, dtype=bool)
+        heldout[order[N // 2:]] = True
+        return heldout, network.layer_inputs(X[~heldout])
+    fit = as_matrix(fit_data, "fit_data", ncols=network.input_dim)
+    return np.ones(N, dtype=bool), network.layer_inputs(fit)
+
+
+def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs):
+    """``(estimates, skipped)``: the layer's bias estimates by name (``+inf`` on zero
+    rows, which nothing constrains) and why the others were not computed."""
+    m = W.shape[0]
+    enlarged = None
+    method = enlarging["method"]
+    if method is not None and fit.shape[0]:
+        count = 10 * fit.shape[0] if enlarging["points"] is None else enlarging["points"]
+        enlarged = enlarge_data(fit, count, method=method, bandwidth=enlarging["bandwidth"],
+                                noise=enlarging["noise"], seed=seed)
+    found, skipped = _estimates(W[kept], fit, enlarged, seed, samples, pbe_dim, jobs)
+    estimates = {}
+    for name, value in found.items():  # zero rows are never constrained: +inf
+        estimates[name] = np.full(m, np.inf)
+        estimates[name][kept] = value
+    if kept.size < m:
+        skipped["zero rows"] = f"rows {np.setdiff1d(np.arange(m), kept)[:10].tolist()} are zero: never constrained (+inf), left out of the reconstruction"
+    if method is None:
+        skipped.setdefault("data_enlarged", "enlarge=None")
+    elif enlarged is None:
+        skipped.setdefault("data_enlarged", "no fitting points")
+    return estimates, skipped
+
+
+def _injectivity(layer, Xk, heldout, estimates, jobs):
+    """``(summary, heldout_fraction)``: pointwise injectivity of the layer at its inputs
+    ``Xk``, and the injective fraction of the held-out points under the learned bias and
+    under each estimate."""
+    summary = injectivity_summary(layer, Xk, n_jobs=jobs)
+    held_points = Xk[heldout]
+    held = held_points.shape[0] > 0
+    heldout_fraction = {"learned": float(summary.injective[heldout].mean()) if held else float("nan")}
+    for name, estimate in estimates.items():
+        heldout_fraction[name] = (injectivity_summary(ReLULayer(layer.weight, estimate), held_points,
+                                                      n_jobs=jobs).fraction
+                                  if held else float("nan"))
+    return summary, heldout_fraction
+
+
+def _recovery(X, reduced, outputs, framed, all_framed, jobs):
+    """``(own_ok, own_cond, recovered, error)`` of the last layer of ``reduced`` (its
+    zero rows removed): whether each output of the layer determines its input stably,
+    the condition number, and whether the network's input is recovered through all the
+    layers so far, with its relative error (NaN where not recovered)."""
+    N = X.shape[0]
+    if framed:
+        own = reconstruct(reduced[-1], outputs, n_jobs=jobs)
+        own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
+    else:  # nothing to solve: the rows span nowhere
+        own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
+    if not all_framed:
+        return own_ok, own_cond, np.zeros(N, dtype=bool), np.full(N, np.nan)
+    inversion = invert(reduced, outputs, n_jobs=jobs)
+    norms = np.linalg.norm(X, axis=1)
+    error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
+    recovered = inversion.ok
+    return own_ok, own_cond, recovered, np.where(recovered, error, np.nan)
+
+
+def _accuracy(network, X, y, per_sample, n_layers):
+    """``(accuracy, auc)``: the network's accuracy on the labels ``y`` (the predictions
+    and their correctness go into ``per_sample``) and, for each layer's per-point metric,
+    the area under the ROC curve of separating correct from incorrect predictions."""
+    scores = network.forward(X)
+    # One output unit: a binary classifier whose positive class is the score > 0
+    prediction = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else np.argmax(scores, axis=1)
+    classes = getattr(network, "classes", None)
+    if classes is not None:
+        prediction = np.asarray(classes)[prediction]
+    correct = prediction == y
+    per_sample["prediction"] = prediction
+    per_sample["correct"] = correct
+    auc = {}
+    for k in range(n_layers):
+        for metric in AUC_METRICS:
+            key = f"layer{k}.{metric}"
+            value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
+            if math.isfinite(value):
+                auc[key] = value
+    return float(correct.mean()), auc
 
 
 def save_report(report, out_dir, *, plots=True):
