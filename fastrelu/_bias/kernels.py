@@ -56,6 +56,53 @@ class Minima(NamedTuple):
     stats: np.ndarray
 
 
+@kernel(inline="always")
+def _rank_lane(c_row, norm, li, n, layer, state, cands, scan, lanes_ws):
+    """Rank the candidates of one sample (its products ``c_row = W u``, ``norm = |u|``)
+    into lane ``li``: its normalised correlations into ``cands.keys[li]``, the rows above
+    the running threshold (lowered once, by a wide step, when fewer than ``n`` pass) and,
+    when there are ``n`` of them, their first ``n`` in scan order into
+    ``lanes_ws.order_l[li]``. Returns ``(threshold, candidates, lowered, ranked)``."""
+    rows, inv_norm = layer.rows, layer.inv_norm
+    cand, cand_keys = cands.index, cands.index_keys
+    lane_keys = cands.keys[li]
+    for idx in range(rows.shape[0]):
+        i = rows[idx]
+        lane_keys[i] = c_row[i] * inv_norm[i]
+    thresh = state[0] * norm if norm > 0.0 else -np.inf
+    size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+    lowered = False
+    if size < n and norm > 0.0:
+        # Too few candidates: lower this sample's threshold once, by a wide step.
+        thresh -= 4.0 * state[1] * norm
+        size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+        lowered = True
+    ranked = False
+    if size >= n:
+        rank_into_lane(cand, cand_keys, size, n, scan.order, scan.order_keys, lanes_ws.order_l, li)
+        ranked = True
+    return thresh, size, lowered, ranked
+
+
+@kernel(inline="always")
+def _lower_minima(c_row, kept, count, inv, layer, minima):
+    """Fold one sample's basis ``kept[:count]`` into the running minima: each row's
+    constraint value (``<x, w_i>`` on data; ``r_pos c`` or ``r_neg c`` for ``c = <u, w_i>``,
+    ``inv = 1 / |u|``, on sphere-type domains) lowers its ``alpha``, and its count rises."""
+    alpha, counts = minima.alpha, minima.counts
+    data_kind, r_pos, r_neg = layer.data_kind, layer.r_pos, layer.r_neg
+    for j in range(count):
+        i = kept[j]
+        if data_kind:
+            value = c_row[i]
+        else:
+            c = c_row[i] * inv
+            value = r_pos * c if c >= 0.0 else r_neg * c
+        if value < alpha[i]:
+            alpha[i] = value
+        counts[i] += 1
+
+
 @kernel
 def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
     """Fold one tile of samples into the running minima.
@@ -78,12 +125,9 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
     candidates of all of them are certified by one lane-parallel Cholesky
     factorisation (``fr_spans``), then each is folded in, in sample order.
     """
-    weight_t, inv_norm, rows = layer.weight_t, layer.inv_norm, layer.rows
-    data_kind, r_pos, r_neg = layer.data_kind, layer.r_pos, layer.r_neg
-    alpha, counts, state, stats = minima.alpha, minima.counts, minima.state, minima.stats
-    keys, cand, cand_keys = cands.keys, cands.index, cands.index_keys
-    order, order_keys, kept = scan.order, scan.order_keys, scan.kept
-    order_l = lanes_ws.order_l
+    weight_t, rows, data_kind = layer.weight_t, layer.rows, layer.data_kind
+    state, stats = minima.state, minima.stats
+    keys, kept, order_l = cands.keys, scan.kept, lanes_ws.order_l
     n = U.shape[1]
     lanes = lanes_ws.G.shape[2]
     norms = np.empty(lanes)
@@ -105,24 +149,8 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
             norms[li] = norm
             if norm == 0.0 and not data_kind:
                 continue  # a zero Gaussian draw has no direction (probability zero)
-            c_row = C[first + li]
-            lane_keys = keys[li]
-            for idx in range(rows.shape[0]):
-                i = rows[idx]
-                lane_keys[i] = c_row[i] * inv_norm[i]
-            thresh = state[0] * norm if norm > 0.0 else -np.inf
-            size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-            lowered[li] = False
-            if size < n and norm > 0.0:
-                # Too few candidates: lower this sample's threshold once, by a wide step.
-                thresh -= 4.0 * state[1] * norm
-                size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-                lowered[li] = True
-            threshs[li] = thresh
-            sizes[li] = size
-            if size >= n:
-                rank_into_lane(cand, cand_keys, size, n, order, order_keys, order_l, li)
-                ranked[li] = True
+            threshs[li], sizes[li], lowered[li], ranked[li] = _rank_lane(
+                C[first + li], norm, li, n, layer, state, cands, scan, lanes_ws)
         passed = certify_lanes(lanes_ws, ranked, n, basis, scan.rows_buf)
         for li in range(group):
             norm = norms[li]
@@ -143,16 +171,7 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
             if count < n:
                 stats[0] += 1
             inv = 1.0 / norm if norm > 0.0 else 0.0
-            for j in range(count):
-                i = kept[j]
-                if data_kind:
-                    value = c_row[i]
-                else:
-                    c = c_row[i] * inv
-                    value = r_pos * c if c >= 0.0 else r_neg * c
-                if value < alpha[i]:
-                    alpha[i] = value
-                counts[i] += 1
+            _lower_minima(c_row, kept, count, inv, layer, minima)
             # Next threshold: a little below this sample's last normalised key; the slack
             # doubles when the candidates ran short and shrinks when they were plenty.
             if count > 0 and norm > 0.0:

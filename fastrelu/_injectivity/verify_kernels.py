@@ -399,6 +399,91 @@ def sweep_setup(q, zx, zy, npos_q, nneg_q, hasneg_q, threshold, radius_min, swee
     return total, short_count
 
 
+@kernel(inline="always")
+def _project_outside(planes, prefix_ws, flip):
+    """The hyperplanes outside the prefix (``prefix_ws.in_prefix`` False), as points
+    ``z_g`` of the plane orthogonal to the prefix (``prefix_ws.basis``; the second
+    coordinate times ``flip``) with their row counts, in local order; returns their
+    number, their total row count and their total count of nonempty sides."""
+    U, npos, nneg, hasneg = planes.U, planes.npos, planes.nneg, planes.hasneg
+    a = prefix_ws.basis[0]
+    b = prefix_ws.basis[1]
+    p, n = U.shape
+    q = 0
+    total_rows = 0
+    total_rank = 0
+    for g in range(p):
+        if prefix_ws.in_prefix[g]:
+            continue
+        sa = 0.0
+        sb = 0.0
+        for i in range(n):
+            sa += U[g, i] * a[i]
+            sb += U[g, i] * b[i]
+        prefix_ws.zx[q] = sa
+        prefix_ws.zy[q] = flip * sb
+        prefix_ws.npos_q[q] = npos[g]
+        prefix_ws.nneg_q[q] = nneg[g]
+        prefix_ws.hasneg_q[q] = hasneg[g]
+        prefix_ws.diff_q[q] = npos[g] - nneg[g]
+        total_rows += npos[g] + nneg[g]
+        total_rank += 1 + hasneg[g]
+        prefix_ws.local[g] = q
+        q += 1
+    return q, total_rows, total_rank
+
+
+@kernel(inline="always")
+def _left_of_direct(jl, q, threshold, prefix_ws):
+    """For the local point ``z_jl``: the rows and nonempty sides of the points left of it
+    (cross product ``z_jl x z_j > 0``: their ``+`` side, else their ``-`` side), counted
+    over all ``q`` points, and how many cross products are within ``threshold``
+    (``z_jl`` itself excluded). Returns ``(rows, sides, small)``."""
+    zx, zy, nneg_q = prefix_ws.zx, prefix_ws.zy, prefix_ws.nneg_q
+    hasneg_q, diff_q = prefix_ws.hasneg_q, prefix_ws.diff_q
+    xl = zx[jl]
+    yl = zy[jl]
+    count_pos = 0
+    rank_pos = 0
+    small = 0
+    for j in range(q):
+        d = xl * zy[j] - yl * zx[j]
+        up = 1 if d > 0.0 else 0
+        count_pos += nneg_q[j] + up * diff_q[j]
+        rank_pos += hasneg_q[j] + up * (1 - hasneg_q[j])
+        small += 0 if abs(d) > threshold else 1
+    # the term j = jl has d = 0 exactly: remove it
+    count_pos -= nneg_q[jl]
+    rank_pos -= hasneg_q[jl]
+    small -= 1
+    return count_pos, rank_pos, small
+
+
+@kernel(inline="always")
+def _left_of_swept(jl, n_sorted, n_short, threshold, prefix_ws, sweep):
+    """As :func:`_left_of_direct`, from the angular sweep: the sorted points strictly
+    between ``+z_jl`` and ``-z_jl`` by prefix sums, the short points directly."""
+    zx, zy, nneg_q = prefix_ws.zx, prefix_ws.zy, prefix_ws.nneg_q
+    hasneg_q, diff_q = prefix_ws.hasneg_q, prefix_ws.diff_q
+    # the sorted points strictly between +z_l and -z_l: the open half-plane left of z_l
+    # (its order relative to z_l is certain) ...
+    start = sweep.pos_plus[jl] + 1
+    count_pos = sweep.sum_weight[start + n_sorted - 1] - sweep.sum_weight[start]
+    rank_pos = sweep.sum_rank[start + n_sorted - 1] - sweep.sum_rank[start]
+    # ... and the short points, directly
+    xl = zx[jl]
+    yl = zy[jl]
+    small = 0
+    for t in range(n_short):
+        j = sweep.short[t]
+        d = xl * zy[j] - yl * zx[j]
+        up = 1 if d > 0.0 else 0
+        count_pos += nneg_q[j] + up * diff_q[j]
+        rank_pos += hasneg_q[j] + up * (1 - hasneg_q[j])
+        small += 0 if abs(d) > threshold else 1
+    return count_pos, rank_pos, small
+
+
 @kernel
 def scan_prefixes(planes, settings, first_prefix, stop_prefix, prefix_ws, sweep, flagged,
                   result):
@@ -439,9 +524,7 @@ def scan_prefixes(planes, settings, first_prefix, stop_prefix, prefix_ws, sweep,
     comb, in_prefix, work, refl = prefix_ws.comb, prefix_ws.in_prefix, prefix_ws.work, prefix_ws.refl
     beta, alpha, basis, local = prefix_ws.beta, prefix_ws.alpha, prefix_ws.basis, prefix_ws.local
     zx, zy, npos_q, nneg_q = prefix_ws.zx, prefix_ws.zy, prefix_ws.npos_q, prefix_ws.nneg_q
-    hasneg_q, diff_q = prefix_ws.hasneg_q, prefix_ws.diff_q
-    pos_plus, uncertain, short = sweep.pos_plus, sweep.uncertain, sweep.short
-    sum_weight, sum_rank = sweep.sum_weight, sweep.sum_rank
+    hasneg_q, uncertain = prefix_ws.hasneg_q, sweep.uncertain
     p, n = U.shape
     k = n - 1
     kp = n - 2
@@ -487,29 +570,7 @@ def scan_prefixes(planes, settings, first_prefix, stop_prefix, prefix_ws, sweep,
         # sign of the cross product z_l x z_g; |D| > delta iff |cross| > threshold.
         flip = -1.0 if signed_volume < 0.0 else 1.0
         threshold = delta / abs(signed_volume) if signed_volume != 0.0 else np.inf
-        a = basis[0]
-        b = basis[1]
-        q = 0
-        total_rows = 0
-        total_rank = 0
-        for g in range(p):
-            if in_prefix[g]:
-                continue
-            sa = 0.0
-            sb = 0.0
-            for i in range(n):
-                sa += U[g, i] * a[i]
-                sb += U[g, i] * b[i]
-            zx[q] = sa
-            zy[q] = flip * sb
-            npos_q[q] = npos[g]
-            nneg_q[q] = nneg[g]
-            hasneg_q[q] = hasneg[g]
-            diff_q[q] = npos[g] - nneg[g]
-            total_rows += npos[g] + nneg[g]
-            total_rank += 1 + hasneg[g]
-            local[g] = q
-            q += 1
+        q, total_rows, total_rank = _project_outside(planes, prefix_ws, flip)
         swept = False
         n_sorted = 0
         n_short = 0
@@ -524,38 +585,11 @@ def scan_prefixes(planes, settings, first_prefix, stop_prefix, prefix_ws, sweep,
             jl = local[li]
             rows_out = total_rows - npos[li] - nneg[li]
             rank_out = total_rank - 1 - hasneg[li]
-            small = 0
             if swept and not uncertain[jl]:
-                # the sorted points strictly between +z_l and -z_l: the open half-plane
-                # left of z_l (its order relative to z_l is certain) ...
-                start = pos_plus[jl] + 1
-                count_pos = sum_weight[start + n_sorted - 1] - sum_weight[start]
-                rank_pos = sum_rank[start + n_sorted - 1] - sum_rank[start]
-                # ... and the short points, directly
-                xl = zx[jl]
-                yl = zy[jl]
-                for t in range(n_short):
-                    j = short[t]
-                    d = xl * zy[j] - yl * zx[j]
-                    up = 1 if d > 0.0 else 0
-                    count_pos += nneg_q[j] + up * diff_q[j]
-                    rank_pos += hasneg_q[j] + up * (1 - hasneg_q[j])
-                    small += 0 if abs(d) > threshold else 1
+                count_pos, rank_pos, small = _left_of_swept(jl, n_sorted, n_short, threshold,
+                                                            prefix_ws, sweep)
             else:
-                xl = zx[jl]
-                yl = zy[jl]
-                count_pos = 0
-                rank_pos = 0
-                for j in range(q):
-                    d = xl * zy[j] - yl * zx[j]
-                    up = 1 if d > 0.0 else 0
-                    count_pos += nneg_q[j] + up * diff_q[j]
-                    rank_pos += hasneg_q[j] + up * (1 - hasneg_q[j])
-                    small += 0 if abs(d) > threshold else 1
-                # the term j = jl has d = 0 exactly: remove it
-                count_pos -= nneg_q[jl]
-                rank_pos -= hasneg_q[jl]
-                small -= 1
+                count_pos, rank_pos, small = _left_of_direct(jl, q, threshold, prefix_ws)
             if small > 0:
                 if n_flagged < cap:
                     flagged[n_flagged] = rank

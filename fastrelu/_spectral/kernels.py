@@ -552,6 +552,73 @@ def _ritz_candidate(mode, homogeneous, x, grad, z, zg, p_prev, zp, has_p, alpha,
     return True
 
 
+@kernel(inline="always")
+def _retire_stopped(X, live, it, tol, starts, rows):
+    """Record the starts among the ``live`` rows that stopped at iteration ``it``
+    (zero gradient, Frank-Wolfe gap within ``tol``, or a step too small) in ``starts``
+    and move the last live row into each freed one; returns the number still live."""
+    Grad, t_max, ids = rows.Grad, rows.t_max, rows.ids
+    j = 0
+    while j < live:
+        gnorm = math.sqrt(dot(Grad[j], Grad[j]))
+        code = -1
+        if gnorm == 0.0:
+            code = ZERO_GRADIENT
+        elif gnorm - dot(Grad[j], X[j]) <= tol * gnorm:
+            code = CONVERGED
+        elif t_max[j] < T_MIN:
+            code = STALLED
+        if code < 0:
+            j += 1
+            continue
+        sid = ids[j]
+        starts.status[sid] = code
+        starts.n_iter[sid] = it
+        starts.out_x[sid] = X[j]
+        live -= 1
+        if j < live:
+            _move_row(live, j, X, rows.Z, rows.R, Grad, rows.P, rows.Gp, rows.Zgp, t_max, ids)
+    return live
+
+
+@kernel(inline="always")
+def _search_step(objective, X, rows, j, inv, g, xb):
+    """The line-search candidates of start ``j`` (``inv = 1 / |G|``, ``g`` its Gaussian
+    vector): along the segment towards ``G / |G|`` and, across a ridge, along the
+    least-norm point of the previous and the current direction. Writes the better point
+    into ``xb``; returns ``(q, s0, s1, s2, bundled, t)``: its value, the coefficients of
+    its image ``s0 Z + s1 Zg + s2 Zgp`` (``s2`` only when ``bundled``) and the step
+    along the first segment."""
+    mode, alpha, shift = objective.mode, objective.alpha, objective.shift
+    Z, Zg, Zgp, Grad, Gp = rows.Z, rows.Zg, rows.Zgp, rows.Grad, rows.Gp
+    m = alpha.shape[0]
+    n = X.shape[1]
+    s2 = 0.0
+    bundled = False
+    xx = dot(X[j], X[j])
+    gx = dot(Grad[j], X[j])
+    # towards u = G / |G|
+    best_q, best_t, scale = _segment_search(mode, Z[j], Zg[j], inv, Zg[j], 0.0, xx, gx * inv,
+                                            rows.t_max[j], alpha, shift, g, m)
+    s0, s1 = scale * (1.0 - best_t), scale * best_t * inv
+    # across a ridge (a kink where q is a minimum of two pieces) the directions
+    # alternate: the least-norm point d of the segment between the previous direction
+    # and this one points along the ridge
+    lam, dnorm = _bundle_direction(Grad[j], Gp[j])
+    if dnorm > 0.0:
+        c1, c2 = lam / dnorm, (1.0 - lam) / dnorm
+        xu = c1 * gx + c2 * dot(Gp[j], X[j])
+        q, t, sc = _segment_search(mode, Z[j], Zg[j], c1, Zgp[j], c2, xx, xu, 1.0, alpha,
+                                   shift, g, m)
+        if q > best_q:
+            best_q = q
+            s0, s1, s2 = sc * (1.0 - t), sc * t * c1, sc * t * c2
+            bundled = True
+    for k in range(n):
+        xb[k] = s0 * X[j, k] + s1 * Grad[j, k] + (s2 * Gp[j, k] if bundled else 0.0)
+    return best_q, s0, s1, s2, bundled, best_t
+
+
 @kernel
 def ascend_block(objective, X, draws, per_draw, starts, rows, ritz):
     """Ascend ``q`` from every start of one block.
@@ -609,26 +676,7 @@ def ascend_block(objective, X, draws, per_draw, starts, rows, ritz):
                     history[sid, 0] = values[sid]
         # Grad = R K
         np.dot(R[:live], K, Grad[:live])
-        j = 0
-        while j < live:
-            gnorm = math.sqrt(dot(Grad[j], Grad[j]))
-            code = -1
-            if gnorm == 0.0:
-                code = ZERO_GRADIENT
-            elif gnorm - dot(Grad[j], X[j]) <= tol * gnorm:
-                code = CONVERGED
-            elif t_max[j] < T_MIN:
-                code = STALLED
-            if code < 0:
-                j += 1
-                continue
-            sid = ids[j]
-            status[sid] = code
-            n_iter[sid] = it
-            out_x[sid] = X[j]
-            live -= 1
-            if j < live:
-                _move_row(live, j, X, Z, R, Grad, P, Gp, Zgp, t_max, ids)
+        live = _retire_stopped(X, live, it, tol, starts, rows)
         if live == 0:
             break
         # Zg = G K^T: the images of the directions (and of the previous steps)
@@ -647,29 +695,8 @@ def ascend_block(objective, X, draws, per_draw, starts, rows, ritz):
             best_q = -math.inf
             searched = step_rule == LINE_SEARCH or (step_rule == ACCELERATED and not power_safe)
             if searched:
-                xx = dot(X[j], X[j])
-                gx = dot(Grad[j], X[j])
-                # towards u = G / |G|
-                best_q, best_t, scale = _segment_search(mode, Z[j], Zg[j], inv, Zg[j], 0.0,
-                                                        xx, gx * inv, t_max[j], alpha, shift,
-                                                        g, m)
-                s0, s1 = scale * (1.0 - best_t), scale * best_t * inv
-                fw_t = best_t
-                # across a ridge (a kink where q is a minimum of two pieces) the
-                # directions alternate: the least-norm point d of the segment between the
-                # previous direction and this one points along the ridge
-                lam, dnorm = _bundle_direction(Grad[j], Gp[j])
-                if dnorm > 0.0:
-                    c1, c2 = lam / dnorm, (1.0 - lam) / dnorm
-                    xu = c1 * gx + c2 * dot(Gp[j], X[j])
-                    q, t, sc = _segment_search(mode, Z[j], Zg[j], c1, Zgp[j], c2, xx, xu, 1.0,
-                                               alpha, shift, g, m)
-                    if q > best_q:
-                        best_q = q
-                        s0, s1, s2 = sc * (1.0 - t), sc * t * c1, sc * t * c2
-                        bundled = True
-                for k in range(n):
-                    xb[k] = s0 * X[j, k] + s1 * Grad[j, k] + (s2 * Gp[j, k] if bundled else 0.0)
+                best_q, s0, s1, s2, bundled, fw_t = _search_step(objective, X, rows, j, inv, g,
+                                                                 xb)
             else:
                 # the power step x <- G / |G|
                 best_q = _objective(mode, 0.0, Z[j], inv, Zg[j], 0.0, Zg[j], alpha, shift, g, m)
