@@ -52,6 +52,7 @@ def test_a_missing_extra_is_an_import_error_naming_the_pip_command(name, tmp_pat
         call(tmp_path, report)
     assert isinstance(caught.value, MissingDependencyError)
     assert isinstance(caught.value, fr.FastReluError)
+    assert caught.value.name == hidden[0]  # ImportError.name: the missing module
 
 
 def test_the_command_line_reports_a_missing_extra_in_one_line(tmp_path, monkeypatch, capsys):

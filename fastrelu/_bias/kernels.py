@@ -20,7 +20,7 @@ from fastrelu._core.basis import (
 )
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_tile"]
+__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_block", "mcbe_tile"]
 
 
 class McbeRows(NamedTuple):
@@ -180,3 +180,14 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
                 elif stats[2] > count + count // 4 + 8:
                     state[1] *= 0.8
                 state[0] = keys[li, kept[count - 1]] * inv - state[1]
+
+
+@kernel
+def mcbe_block(U, C, layer, basis, minima, cands, scan, lanes_ws):
+    """:func:`mcbe_tile` on the tiles of ``C.shape[0]`` samples of the block ``U``, in
+    order: one call per block, so that the named tuples are passed in once (Numba types
+    a tuple argument at every call, at a cost of microseconds)."""
+    tile = C.shape[0]
+    for start in range(0, U.shape[0], tile):
+        stop = min(U.shape[0], start + tile)
+        mcbe_tile(U[start:stop], C[:stop - start], layer, basis, minima, cands, scan, lanes_ws)

@@ -238,9 +238,7 @@ class _Problem:
         alpha, counts, stats = minima.alpha, minima.counts, minima.stats
 
         def fold(U):
-            for start in range(0, U.shape[0], tile):
-                part = U[start:start + tile]
-                kernels.mcbe_tile(part, C[:part.shape[0]], layer, basis, minima, cands, scan, lanes)
+            kernels.mcbe_block(U, C, layer, basis, minima, cands, scan, lanes)
 
         def result():
             return np.ldexp(alpha, self.exponents), counts, int(stats[0])

@@ -13,9 +13,11 @@ Cholesky factorisation of the Gram matrix of the first ``n`` candidates in scan 
 its pivots are the squared distances the greedy scan compares with ``rank_tol^2`` (of
 each unit row to the span of the rows before it), so when all of them exceed it by more
 than rounding can move them (``PIVOT_MARGIN``), the greedy keeps the first ``n``
-candidates. In :func:`fastrelu._bias.kernels.mcbe_tile` the factorisations of ``SPANS_LANES`` samples run at
-once in SIMD lanes (the C kernel ``fr_spans``); :func:`first_candidates_independent`
-is the one-sample form (LAPACK ``dpotrf``) used by the pointwise kernels. Otherwise (a
+candidates. In :func:`fastrelu._bias.kernels.mcbe_tile` and
+:func:`fastrelu._injectivity.kernels.pointwise_tile` the factorisations of
+``SPANS_LANES`` samples run at once in SIMD lanes (the C kernel ``fr_spans``);
+:func:`first_candidates_independent` is the one-sample form (LAPACK ``dpotrf``) used by
+:func:`basis_of_active` for reconstruction. Otherwise (a
 dependent row, a pivot close to the threshold, or too few candidates) the incremental
 scan :func:`select_basis`, the definition, decides, going below the threshold when it
 must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
@@ -111,14 +113,16 @@ class Lanes(NamedTuple):
 
 def scan_scratch(m, n):
     """Fresh :class:`Scan` buffers for ``m`` rows in dimension ``n``."""
-    return Scan(np.empty(m, dtype=np.int64), np.empty(m), np.empty(n, dtype=np.int64),
-                np.zeros((n, n)), np.empty(n), np.empty(n), np.empty((n, n)))
+    return Scan(order=np.empty(m, dtype=np.int64), order_keys=np.empty(m),
+                kept=np.empty(n, dtype=np.int64), chol=np.zeros((n, n)), inv_diag=np.empty(n),
+                lvec=np.empty(n), rows_buf=np.empty((n, n)))
 
 
 def lanes_scratch(n, lanes=None):
     """Fresh :class:`Lanes` buffers for ``lanes`` samples at once (default ``SPANS_LANES``)."""
     lanes = SPANS_LANES if lanes is None else lanes
-    return Lanes(np.zeros((lanes, n), dtype=np.int64), np.empty((n, n, lanes)), np.empty((n, n)))
+    return Lanes(order_l=np.zeros((lanes, n), dtype=np.int64), G=np.empty((n, n, lanes)),
+                 small=np.empty((n, n)))
 
 
 EPS = float(np.finfo(np.float64).eps)

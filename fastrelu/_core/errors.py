@@ -12,7 +12,11 @@ class MissingDependencyError(FastReluError, ImportError):
     """An optional dependency of the asked-for feature is not installed; the message
     gives the ``pip install`` command. An ``ImportError`` (``except ImportError``
     catches it) and a :class:`FastReluError` (the command line reports it in one line,
-    exit code 2)."""
+    exit code 2). ``name`` is the missing module, as ``ImportError.name``."""
+
+    def __init__(self, message, *, name=None):
+        super().__init__(message)
+        self.name = name  # the ImportError attribute, which ValueError's __init__ leaves unset
 
 
 class BuildError(RuntimeError):

@@ -8,8 +8,8 @@ most correlated basis of THEORY §3 restricted to the active rows, so a bias fro
 :func:`fastrelu.mcbe` makes every one of its samples injective here with the same
 ``rank_tol``. The common case is one Cholesky factorisation of the first ``n`` active
 rows' Gram matrix, as in the MCBE kernel: for ``SPANS_LANES`` points at once in SIMD
-lanes in :func:`pointwise_tile`, one point at a time (LAPACK) in
-:func:`fastrelu._core.basis.basis_of_active`.
+lanes in :func:`pointwise_tile`; a point it does not settle goes to the incremental scan
+:func:`fastrelu._core.basis.select_basis`.
 """
 
 from typing import NamedTuple
@@ -24,7 +24,7 @@ from fastrelu._core.basis import (
 )
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "ActiveRows", "pointwise_tile"]
+__all__ = ["SPANS_LANES", "ActiveRows", "pointwise_block", "pointwise_tile"]
 
 
 class ActiveRows(NamedTuple):
@@ -96,3 +96,14 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
                 rank[s] = 0
             else:
                 rank[s] = select_basis(keys[li], -np.inf, active[li, :size], basis, scan, stats)
+
+
+@kernel
+def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats):
+    """:func:`pointwise_tile` on the tiles of ``C.shape[0]`` points of ``X``, in order:
+    one call per block, so that the named tuples are passed in once."""
+    tile = C.shape[0]
+    for start in range(0, X.shape[0], tile):
+        stop = min(X.shape[0], start + tile)
+        pointwise_tile(X[start:stop], C[:stop - start], layer, basis, n_active[start:stop],
+                       rank[start:stop], cands, scan, lanes_ws, stats)

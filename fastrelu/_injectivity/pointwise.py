@@ -146,11 +146,7 @@ def _checker(geometry, rank_tol):
     lanes = lanes_scratch(geometry.n)
 
     def check(X, n_active, rank):
-        for start in range(0, X.shape[0], tile):
-            stop = min(X.shape[0], start + tile)
-            kernels.pointwise_tile(X[start:stop], C[:stop - start], layer, basis,
-                                   n_active[start:stop], rank[start:stop], cands, scan, lanes,
-                                   stats)
+        kernels.pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes, stats)
 
     return check
 

@@ -73,7 +73,7 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
 
     Raises
     ------
-    FastReluError
+    MissingDependencyError
         When scikit-learn is not installed.
     """
     try:
@@ -82,7 +82,7 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
         from sklearn.model_selection import train_test_split
         from sklearn.neural_network import MLPClassifier
     except ImportError:
-        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).') from None
+        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).', name="sklearn") from None
     from fastrelu._networks.network import Network
 
     digits = load_digits()

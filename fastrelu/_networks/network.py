@@ -386,15 +386,17 @@ class Network:
         Raises
         ------
         FastReluError
-            Without the ``safetensors`` package, for a missing or unreadable file, or
-            for names, arrays or shapes that do not make a network.
+            For a missing or unreadable file, or for names, arrays or shapes that do
+            not make a network.
+        MissingDependencyError
+            Without the ``safetensors`` package.
         """
         path = _existing_file(path)
         last_linear = _last_linear_value(last_linear)
         try:
             from safetensors.numpy import load_file
         except ImportError:
-            raise MissingDependencyError('Reading .safetensors files needs the safetensors package: install it with pip install "fastrelu[safetensors]".') from None
+            raise MissingDependencyError('Reading .safetensors files needs the safetensors package: install it with pip install "fastrelu[safetensors]".', name="safetensors") from None
         try:
             arrays = load_file(path)
         except Exception as exc:  # safetensors raises its own error types
@@ -436,9 +438,10 @@ class Network:
         Raises
         ------
         FastReluError
-            Without torch (for a ``Sequential``), for another kind of model or module,
-            a ``last_linear`` given for a ``Sequential``, or tensors that do not make a
-            network.
+            For another kind of model or module, a ``last_linear`` given for a
+            ``Sequential``, or tensors that do not make a network.
+        MissingDependencyError
+            Without torch (for a ``Sequential``).
         """
         if isinstance(model, Mapping):
             last_linear = _last_linear_value(last_linear)
@@ -715,7 +718,7 @@ def _import_torch():
     try:
         import torch
     except ImportError:
-        raise MissingDependencyError('Reading PyTorch models needs torch: install it with pip install "fastrelu[torch]".') from None
+        raise MissingDependencyError('Reading PyTorch models needs torch: install it with pip install "fastrelu[torch]".', name="torch") from None
     return torch
 
 
@@ -769,7 +772,7 @@ def _unpickle(path, ext):
             try:
                 import joblib
             except ImportError:
-                raise MissingDependencyError("Reading .joblib files needs joblib (installed with scikit-learn): pip install scikit-learn.") from None
+                raise MissingDependencyError("Reading .joblib files needs joblib (installed with scikit-learn): pip install scikit-learn.", name="joblib") from None
             return joblib.load(path)
         with open(path, "rb") as stream:
             return pickle.load(stream)

@@ -32,7 +32,7 @@ def _figure_class():
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise MissingDependencyError('Plots need matplotlib: pip install "fastrelu[plot]".') from None
+        raise MissingDependencyError('Plots need matplotlib: pip install "fastrelu[plot]".', name="matplotlib") from None
     return Figure
 
 
@@ -207,9 +207,10 @@ def plot_report(report, out_dir):
     Raises
     ------
     FastReluError
-        For a ``report`` that is not a :class:`NetworkReport`, an ``out_dir`` that is an
-        existing file or a directory that cannot be created or written to, or when
-        matplotlib is not installed.
+        For a ``report`` that is not a :class:`NetworkReport`, or an ``out_dir`` that
+        is an existing file or a directory that cannot be created or written to.
+    MissingDependencyError
+        When matplotlib is not installed.
     """
     from fastrelu._core.io import output_directory
     from fastrelu._networks.results import NetworkReport

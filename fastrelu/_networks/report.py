@@ -256,7 +256,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         Xk = inputs[k]
         estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
                                               samples, pbe_dim, n_jobs)
-        summary, heldout_fraction = _injectivity(layer, Xk, heldout, estimates, n_jobs)
+        summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs)
         framed = is_frame(W)
         all_framed = all_framed and framed
         own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
@@ -341,7 +341,7 @@ def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs):
     return estimates, skipped
 
 
-def _injectivity(layer, Xk, heldout, estimates, jobs):
+def _layer_injectivity(layer, Xk, heldout, estimates, jobs):
     """``(summary, heldout_fraction)``: pointwise injectivity of the layer at its inputs
     ``Xk``, and the injective fraction of the held-out points under the learned bias and
     under each estimate."""

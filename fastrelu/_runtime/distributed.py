@@ -57,7 +57,7 @@ def import_distributed():
     try:
         import distributed
     except ImportError:
-        raise MissingDependencyError("The 'client' parameter needs the optional extra fastrelu[dask] (Dask's distributed scheduler). Got a client, but the 'distributed' package is not installed: pip install \"fastrelu[dask]\"") from None
+        raise MissingDependencyError("The 'client' parameter needs the optional extra fastrelu[dask] (Dask's distributed scheduler). Got a client, but the 'distributed' package is not installed: pip install \"fastrelu[dask]\"", name="distributed") from None
     return distributed
 
 

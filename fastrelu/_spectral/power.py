@@ -198,10 +198,11 @@ class _Ascent:
             size = X.shape[0]
             if draws is None:
                 draws, per_draw = self.no_draws, size
-            starts = kernels.Starts(*(a[:size] for a in out[:4]),
+            starts = kernels.Starts(out_x=out.out_x[:size], values=out.values[:size],
+                                    n_iter=out.n_iter[:size], status=out.status[:size],
                                     history=self.no_history if history is None else history)
-            kernels.ascend_block(self.objective, X, draws, per_draw, starts,
-                                 kernels.StartRows(*(a[:size] for a in scratch)), ritz)
+            rows_ws = kernels.StartRows(**{name: array[:size] for name, array in scratch._asdict().items()})
+            kernels.ascend_block(self.objective, X, draws, per_draw, starts, rows_ws, ritz)
             return starts.out_x, starts.values, starts.n_iter, starts.status
 
         return run
