@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 import pytest
+from _recording import record
 
 import fastrelu as fr
 from fastrelu._runtime import distributed as _distributed
@@ -64,9 +65,8 @@ def _scale(cluster, n):
 
 
 def _record(benchmark, key, samples):
-    seconds = benchmark.stats.stats.min
-    benchmark.extra_info["us_per_sample"] = seconds / samples * 1e6
-    RESULTS[key] = seconds
+    record(benchmark, "distributed", "-".join(map(str, key)), samples, "sample")
+    RESULTS[key] = benchmark.stats.stats.min
 
 
 @pytest.mark.parametrize("jobs", [None, 1], ids=["all-cores", "one-thread"])

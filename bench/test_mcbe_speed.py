@@ -14,6 +14,7 @@ Times per sample go to ``extra_info["us_per_sample"]``; the last test prints the
 
 import numpy as np
 import pytest
+from _recording import record
 
 import fastrelu as fr
 from fastrelu._bias.mcbe import _Problem
@@ -22,6 +23,9 @@ from fastrelu._runtime.parallel import run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, block_generator
 
 CASES = {"30x270": (30, 270, 200_000, 100), "100x1000": (100, 1000, 20_000, 5)}
+#: The cases of ``pytest bench -m quick``.
+QUICK = {"30x270"}
+CASE_PARAMS = [pytest.param(case, marks=pytest.mark.quick) if case in QUICK else case for case in CASES]
 RESULTS = {}
 
 
@@ -73,12 +77,10 @@ def limit(W, n_samples, seed):
 
 
 def _record(benchmark, case, kind, n_samples):
-    per_sample = benchmark.stats.stats.min / n_samples * 1e6
-    benchmark.extra_info["us_per_sample"] = per_sample
-    RESULTS[(case, kind)] = per_sample
+    RESULTS[(case, kind)] = record(benchmark, f"mcbe {case}", kind, n_samples, "sample")
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_fastrelu(benchmark, case):
     n, m, n_samples, _ = CASES[case]
     W = _weight(n, m)
@@ -87,7 +89,7 @@ def test_fastrelu(benchmark, case):
     _record(benchmark, case, "fastrelu", n_samples)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_numpy_loop(benchmark, case):
     n, m, _, loop_samples = CASES[case]
     W = _weight(n, m)
@@ -95,7 +97,7 @@ def test_numpy_loop(benchmark, case):
     _record(benchmark, case, "numpy_loop", loop_samples)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_limit(benchmark, case):
     n, m, n_samples, _ = CASES[case]
     W = _weight(n, m)

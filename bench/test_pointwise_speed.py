@@ -14,6 +14,7 @@ The bias leaves about ``2 n`` rows active per point, a regime where both outcome
 import numpy as np
 import pytest
 import scipy.stats
+from _recording import record
 
 import fastrelu as fr
 from fastrelu._core.validation import n_jobs_value
@@ -21,6 +22,9 @@ from fastrelu._runtime.parallel import run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE
 
 CASES = {"30x270": (30, 270, 200_000, 2000), "100x1000": (100, 1000, 20_000, 200)}
+#: The cases of ``pytest bench -m quick``.
+QUICK = {"30x270"}
+CASE_PARAMS = [pytest.param(case, marks=pytest.mark.quick) if case in QUICK else case for case in CASES]
 RESULTS = {}
 
 
@@ -62,12 +66,10 @@ def limit(layer, X):
 
 
 def _record(benchmark, case, kind, n_points):
-    per_point = benchmark.stats.stats.min / n_points * 1e6
-    benchmark.extra_info["us_per_point"] = per_point
-    RESULTS[(case, kind)] = per_point
+    RESULTS[(case, kind)] = record(benchmark, f"pointwise {case}", kind, n_points, "point")
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_fastrelu(benchmark, case):
     n, m, N, _ = CASES[case]
     layer, X = _layer(n, m), _points(n, N)
@@ -77,7 +79,7 @@ def test_fastrelu(benchmark, case):
     _record(benchmark, case, "fastrelu", N)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_numpy_loop(benchmark, case):
     n, m, _, N = CASES[case]
     layer, X = _layer(n, m), _points(n, N)
@@ -86,7 +88,7 @@ def test_numpy_loop(benchmark, case):
     _record(benchmark, case, "numpy_loop", N)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_limit(benchmark, case):
     n, m, N, _ = CASES[case]
     layer, X = _layer(n, m), _points(n, N)

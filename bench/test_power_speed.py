@@ -27,6 +27,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.optimize
+from _recording import record
 
 import fastrelu as fr
 from fastrelu._core.validation import n_jobs_value
@@ -143,8 +144,7 @@ def limit(W, n_iter, accelerated=True):
 
 
 def _record(benchmark, kind, n_starts, values=None, best=None):
-    per_start = benchmark.stats.stats.min / n_starts * 1e6
-    benchmark.extra_info["us_per_start"] = per_start
+    per_start = record(benchmark, "power", kind, n_starts, "start")
     entry = {"us": per_start, "starts": n_starts}
     if values is not None:
         entry["best"] = float(values.max())
