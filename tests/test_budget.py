@@ -244,7 +244,9 @@ def test_batch_job_with_random_weights_too_large_is_refused_before_drawing(tmp_p
 def test_batch_memory_check_counts_the_threads_the_jobs_run_with(tmp_path, monkeypatch):
     # one check, before any job runs, with the per-thread scratch of n_jobs threads
     from fastrelu._batch.jobs import load_spec, run_batch
+    from fastrelu._core import rows
 
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 0)  # the working set must not depend on the limit
     one = sum(part[1] for part in batch_weights_budget(2000, 200, 1).memory)
     two = sum(part[1] for part in batch_weights_budget(2000, 200, 2).memory)
     assert two > one
@@ -263,3 +265,23 @@ def test_batch_memory_check_counts_the_threads_the_jobs_run_with(tmp_path, monke
     with pytest.raises(fr.FastReluError, match="fits in memory"):
         run_batch(spec, tmp_path / "out", n_jobs=2, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_stored_gram_matrix_follows_the_memory_budget(monkeypatch, tmp_path):
+    from fastrelu._core import rows
+
+    monkeypatch.setenv(_budget.MEMORY_ENV, "1G")  # an eighth: 128 MiB, 4096 rows
+    assert rows.stores_gram(4096) and not rows.stores_gram(4097)
+    monkeypatch.setenv(_budget.MEMORY_ENV, "64G")
+    assert rows.stores_gram(30_000)  # no fixed row count
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 100)
+    assert not rows.stores_gram(101)
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", None)
+    # a run decides once and records it: a resume under another decision is refused
+    W = np.random.default_rng(3).standard_normal((40, 5))
+    path = tmp_path / "run.ckpt"
+    fr.mcbe(W, fr.Sphere(5), 5000, seed=1, checkpoint=path, n_jobs=1)
+    assert fr.mcbe(W, fr.Sphere(5), 5000, seed=1, checkpoint=path, n_jobs=1).counts.sum() > 0
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 10)
+    with pytest.raises(fr.FastReluError, match="stored_gram is true there and false here"):
+        fr.mcbe(W, fr.Sphere(5), 5000, seed=1, checkpoint=path, n_jobs=1)

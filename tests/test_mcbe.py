@@ -554,3 +554,49 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
                                              np.zeros((n, n))):
                 assert scan(gram, U, stored)
     assert accepted > 20  # the certificates still settle the clear cases
+
+
+# --------------------------------------------------------------------------- large n
+
+
+def _large_layer(rng, n, m):
+    """Gaussian rows with planted structure: rows 10-12 exact copies of rows 0-2 (exact
+    ties, so repeats by the definition too) and rows 20-21 sums of two other rows."""
+    W = rng.standard_normal((m, n))
+    W[10:13] = W[0:3]
+    W[20] = W[3] + W[4]
+    W[21] = W[5] - 2.0 * W[6]
+    return W
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_large_n_mcbe_on_data_equals_brute_force_with_either_certificate(monkeypatch, one_by_one):
+    # n = 160: by default the one-sample (LAPACK) certificate; the lanes forced as well
+    import fastrelu._core.basis as basis
+
+    monkeypatch.setattr(basis, "LANES_MAX_N", 0 if one_by_one else 10**9)
+    rng = np.random.default_rng(51)
+    n, m = 160, 400
+    W = _large_layer(rng, n, m)
+    X = rng.standard_normal((12, n))
+    result = fr.mcbe(W, fr.Data(X), n_jobs=2)
+    alpha, counts = brute_force_mcbe(W, X)
+    np.testing.assert_array_equal(result.counts, counts)
+    used = np.isfinite(alpha)
+    np.testing.assert_array_equal(np.isfinite(result.alpha), used)
+    np.testing.assert_allclose(result.alpha[used], alpha[used], rtol=1e-12, atol=1e-12)
+    assert not counts[10:13].any()  # exact copies never enter a basis
+
+
+@pytest.mark.parametrize("n, m", [(130, 300), (200, 500)])
+def test_large_n_certificates_agree_bit_for_bit_on_the_sphere(monkeypatch, n, m):
+    import fastrelu._core.basis as basis
+
+    rng = np.random.default_rng(n)
+    W = _large_layer(rng, n, m)
+    runs = []
+    for limit in (0, 10**9):  # one by one, lanes
+        monkeypatch.setattr(basis, "LANES_MAX_N", limit)
+        runs.append(fr.mcbe(W, fr.Sphere(n), 600, seed=3, n_jobs=2))
+    assert np.array_equal(runs[0].alpha, runs[1].alpha)
+    assert np.array_equal(runs[0].counts, runs[1].counts)

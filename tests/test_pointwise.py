@@ -264,3 +264,24 @@ def test_the_cli_checks_the_bias_it_estimated(tmp_path, capsys):
     expected = fr.check_bias(fr.ReLULayer(W, alpha), fr.Shell(6, 0.5, 2.0, nonnegative=True),
                              5000, seed=0)
     assert report["n_injective"] == expected.n_injective and report["n_points"] == 5000
+
+
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_large_n_ranks_agree_with_matrix_rank_with_either_certificate(monkeypatch, one_by_one):
+    import fastrelu._core.basis as basis
+
+    monkeypatch.setattr(basis, "LANES_MAX_N", 0 if one_by_one else 10**9)
+    rng = np.random.default_rng(52)
+    n, m = 150, 420
+    W = rng.standard_normal((m, n))
+    W[30:34] = W[0:4]  # repeated rows
+    W[40] = W[1] + W[2]  # a dependent row
+    level = np.sqrt(n) * scipy.stats.norm.ppf(1 - n / m)
+    layer = fr.ReLULayer(W, level + rng.normal(0, 0.1, m))
+    X = rng.standard_normal((40, n))
+    result = fr.injectivity_summary(layer, X, n_jobs=2)
+    mask = layer.active_mask(X)
+    ranks = [min(n, np.linalg.matrix_rank(W[row])) if row.any() else 0 for row in mask]
+    np.testing.assert_array_equal(result.rank, ranks)
+    np.testing.assert_array_equal(result.n_active, mask.sum(axis=1))
+    assert 0 < result.injective.sum() < 40  # both outcomes occur

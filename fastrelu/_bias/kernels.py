@@ -15,12 +15,14 @@ from fastrelu._core.basis import (
     certify_lanes,
     collect_candidates,
     dot,
+    first_candidates_independent,
+    rank_first,
     rank_into_lane,
     select_basis,
 )
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_block", "mcbe_tile"]
+__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_block", "mcbe_tile", "mcbe_tile_one_by_one"]
 
 
 class McbeRows(NamedTuple):
@@ -183,11 +185,72 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
 
 
 @kernel
-def mcbe_block(U, C, layer, basis, minima, cands, scan, lanes_ws):
-    """:func:`mcbe_tile` on the tiles of ``C.shape[0]`` samples of the block ``U``, in
-    order: one call per block, so that the named tuples are passed in once (Numba types
-    a tuple argument at every call, at a cost of microseconds)."""
+def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
+    """:func:`mcbe_tile` for large ``n``: one sample at a time, the first ``n``
+    candidates certified by LAPACK's blocked Cholesky (``dpotrf``) of their Gram
+    matrix instead of the lane kernel, whose ``lanes x n x n`` scratch no longer fits in
+    cache there. The certificate only decides whether the scan's first ``n`` rows are
+    taken without scanning, so the result is the same as :func:`mcbe_tile`'s. Uses
+    ``cands.keys[0]`` and ``scan.chol`` (as the Cholesky's scratch) only."""
+    weight_t, rows, data_kind = layer.weight_t, layer.rows, layer.data_kind
+    state, stats = minima.state, minima.stats
+    cand, cand_keys = cands.index, cands.index_keys
+    kept = scan.kept
+    n = U.shape[1]
+    np.dot(U, weight_t, C)
+    lane_keys = cands.keys[0]
+    for s in range(U.shape[0]):
+        x = U[s]
+        norm = np.sqrt(dot(x, x, n))
+        if norm == 0.0 and not data_kind:
+            continue  # a zero Gaussian draw has no direction (probability zero)
+        c_row = C[s]
+        inv_norm = layer.inv_norm
+        for idx in range(rows.shape[0]):
+            i = rows[idx]
+            lane_keys[i] = c_row[i] * inv_norm[i]
+        thresh = state[0] * norm if norm > 0.0 else -np.inf
+        size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+        refills = stats[1]
+        if size < n and norm > 0.0:
+            # Too few candidates: lower this sample's threshold once, by a wide step.
+            thresh -= 4.0 * state[1] * norm
+            size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+            stats[1] += 1
+        count = 0
+        if size >= n:
+            rank_first(cand, cand_keys, size, n, scan.order, scan.order_keys)
+            if first_candidates_independent(scan.order, n, basis, scan.chol, scan.rows_buf):
+                for j in range(n):
+                    kept[j] = scan.order[j]
+                count = n
+                stats[2] = size
+        if count == 0:
+            count = select_basis(lane_keys, thresh, rows, basis, scan, stats)
+        if count < n:
+            stats[0] += 1
+        inv = 1.0 / norm if norm > 0.0 else 0.0
+        _lower_minima(c_row, kept, count, inv, layer, minima)
+        if count > 0 and norm > 0.0:
+            if stats[1] > refills:
+                state[1] *= 2.0
+            elif stats[2] > count + count // 4 + 8:
+                state[1] *= 0.8
+            state[0] = lane_keys[kept[count - 1]] * inv - state[1]
+
+
+@kernel
+def mcbe_block(U, C, layer, basis, minima, cands, scan, lanes_ws, one_by_one):
+    """:func:`mcbe_tile` (or, with ``one_by_one``, :func:`mcbe_tile_one_by_one`) on the
+    tiles of ``C.shape[0]`` samples of the block ``U``, in order: one call per block, so
+    that the named tuples are passed in once (Numba types a tuple argument at every call,
+    at a cost of microseconds)."""
     tile = C.shape[0]
     for start in range(0, U.shape[0], tile):
         stop = min(U.shape[0], start + tile)
-        mcbe_tile(U[start:stop], C[:stop - start], layer, basis, minima, cands, scan, lanes_ws)
+        if one_by_one:
+            mcbe_tile_one_by_one(U[start:stop], C[:stop - start], layer, basis, minima, cands,
+                                 scan)
+        else:
+            mcbe_tile(U[start:stop], C[:stop - start], layer, basis, minima, cands, scan,
+                      lanes_ws)

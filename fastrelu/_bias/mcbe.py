@@ -7,10 +7,16 @@ import numpy as np
 
 from fastrelu._bias import kernels
 from fastrelu._core import budget as _budget
-from fastrelu._core.basis import Candidates, Rows, lanes_scratch, scan_scratch
+from fastrelu._core.basis import Candidates, Rows, certify_one_by_one, lanes_scratch, scan_scratch
 from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
-from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry, repeated_rows, row_exponents
+from fastrelu._core.rows import (
+    DEFAULT_RANK_TOL,
+    RowGeometry,
+    repeated_rows,
+    row_exponents,
+    stores_gram,
+)
 from fastrelu._core.validation import (
     as_frame,
     n_jobs_value,
@@ -201,13 +207,13 @@ def covering_radius(n_samples, dim, *, nonnegative=False):
 class _Problem:
     """The validated, precomputed inputs of one MCBE run, shared by the workers."""
 
-    def __init__(self, W, domain, rank_tol):
+    def __init__(self, W, domain, rank_tol, use_gram=None):
         m, n = W.shape
         self.m, self.n = m, n
         # The kernel works on the rows scaled by powers of two (row_exponents): the same
         # bases and bits for any finite scale, and alpha_i = 2^e_i times its result.
         self.exponents, scaled = row_exponents(W)
-        geometry = RowGeometry(scaled)
+        geometry = RowGeometry(scaled, use_gram=use_gram)
         self.weight_t, self.inv_norm = geometry.weight_t, geometry.inv_norm
         self.unit_rows, self.use_gram, self.gram = geometry.unit_rows, geometry.use_gram, geometry.gram
         self.scaled_norms = geometry.norms
@@ -228,9 +234,12 @@ class _Problem:
         minima = kernels.Minima(alpha=np.full(m, np.inf), counts=np.zeros(m, dtype=np.int64),
                                 state=np.array([-np.inf, 0.05]), stats=np.zeros(3, dtype=np.int64))
         C = np.empty((tile, m))
-        cands = Candidates(keys=np.empty((kernels.SPANS_LANES, m)), index=np.empty(m, dtype=np.int64),
+        one_by_one = certify_one_by_one(n)
+        lanes_count = 1 if one_by_one else kernels.SPANS_LANES
+        cands = Candidates(keys=np.empty((lanes_count, m)), index=np.empty(m, dtype=np.int64),
                            index_keys=np.empty(m))
-        scan, lanes = scan_scratch(m, n), lanes_scratch(n)
+        scan = scan_scratch(m, n)
+        lanes = lanes_scratch(1, 1) if one_by_one else lanes_scratch(n)  # unused one by one
         layer = kernels.McbeRows(weight_t=self.weight_t, inv_norm=self.inv_norm, rows=self.rows,
                                  data_kind=self.data_kind, r_pos=self.r_pos, r_neg=self.r_neg)
         basis = Rows(unit_rows=self.unit_rows, gram=self.gram, use_gram=self.use_gram,
@@ -238,7 +247,7 @@ class _Problem:
         alpha, counts, stats = minima.alpha, minima.counts, minima.stats
 
         def fold(U):
-            kernels.mcbe_block(U, C, layer, basis, minima, cands, scan, lanes)
+            kernels.mcbe_block(U, C, layer, basis, minima, cands, scan, lanes, one_by_one)
 
         def result():
             return np.ldexp(alpha, self.exponents), counts, int(stats[0])
@@ -259,19 +268,23 @@ class _McbePlan(BlockPlan):
     kernel = "mcbe"
     desc = "mcbe"
 
-    def __init__(self, W, domain, total, seed, rank_tol):
+    def __init__(self, W, domain, total, seed, rank_tol, use_gram=None):
         super().__init__(-(-total // BLOCK_SIZE))
         self.W, self.domain, self.total, self.seed, self.rank_tol = W, domain, total, seed, rank_tol
+        # decided once, where the run starts: every worker and a resume use the same path
+        self.use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
 
     def problem(self):
-        return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol))
+        return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol,
+                                                       self.use_gram))
 
     def fingerprint(self):
         domain = repr(self.domain)
         if isinstance(self.domain, Data):
             domain += f" sha256:{digest(self.domain.points)}"
         return {"weight": digest(self.W), "domain": domain, "n_samples": self.total,
-                "seed": self.seed, "rank_tol": self.rank_tol, "block_size": BLOCK_SIZE}
+                "seed": self.seed, "rank_tol": self.rank_tol, "block_size": BLOCK_SIZE,
+                "stored_gram": self.use_gram}
 
     def empty(self):
         m = self.W.shape[0]

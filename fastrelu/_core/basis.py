@@ -23,6 +23,7 @@ scan :func:`select_basis`, the definition, decides, going below the threshold wh
 must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
+import functools
 from typing import NamedTuple
 
 import llvmlite.binding as llvm
@@ -123,6 +124,37 @@ def lanes_scratch(n, lanes=None):
     lanes = SPANS_LANES if lanes is None else lanes
     return Lanes(order_l=np.zeros((lanes, n), dtype=np.int64), G=np.empty((n, n, lanes)),
                  small=np.empty((n, n)))
+
+
+#: The first ``n`` candidates of ``SPANS_LANES`` samples are certified at once in SIMD
+#: lanes while the lanes' ``SPANS_LANES x n x n`` Gram matrices take less than this share
+#: of the core's L2 cache; beyond, one sample at a time by LAPACK's blocked Cholesky,
+#: whose working set is one ``n x n`` matrix. The certificate only decides whether the
+#: scan's first ``n`` rows are taken without scanning, so the choice never changes a
+#: result. Measured crossover (L2 of 2 MiB, 4 lanes: n = 128): docs/performance.md.
+LANES_L2_SHARE = 0.25
+#: Override of the rule above: certify one by one above this ``n`` (None: by cache).
+LANES_MAX_N = None
+
+
+@functools.cache
+def _l2_bytes():
+    """The L2 cache of one core in bytes (1 MiB when the system does not say)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as handle:
+            text = handle.read().strip().upper()
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        return 1 << 20
+
+
+def certify_one_by_one(n):
+    """Does dimension ``n`` take the one-sample (LAPACK) certificate instead of the
+    lanes?"""
+    if LANES_MAX_N is not None:
+        return n > LANES_MAX_N
+    return SPANS_LANES * n * n * 8 >= LANES_L2_SHARE * _l2_bytes()
 
 
 EPS = float(np.finfo(np.float64).eps)

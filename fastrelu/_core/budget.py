@@ -28,18 +28,13 @@ import time
 from dataclasses import dataclass, field
 
 from fastrelu._core.errors import FastReluError
+from fastrelu._core.memory import MEMORY_ENV, MEMORY_SHARE, format_bytes, memory_limit  # noqa: F401 (part of the budget's interface)
 
-#: Environment variable: the memory a run may use, in bytes (suffixes K, M, G, T: powers
-#: of 1024).
-MEMORY_ENV = "FASTRELU_MEMORY_LIMIT"
 #: Environment variable: the longest run (wall-clock seconds) started without a
 #: checkpoint or a cluster; ``inf`` or ``0``: no limit.
 TIME_ENV = "FASTRELU_MAX_SECONDS"
 #: Default of ``FASTRELU_MAX_SECONDS``: one day.
 DEFAULT_MAX_SECONDS = 86400.0
-#: Share of the machine's available memory that one run may plan to use (the estimates
-#: leave out the interpreter and small temporaries).
-MEMORY_SHARE = 0.9
 #: Floating-point operations per second and thread assumed for the lower bound on the
 #: time: above what any current core does in float64 (so the bound never refuses a run
 #: that could finish in time).
@@ -50,42 +45,6 @@ ANNOUNCE_SECONDS = 60.0
 PROBE_SECONDS = 0.05
 #: ... and is made only in runs of at least this many blocks (shorter runs are run).
 PROBE_MIN_BLOCKS = 16
-
-_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def _parse_bytes(text):
-    value = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = value[-1:] if value[-1:] in _SUFFIXES else ""
-    number = float(value[:len(value) - len(unit)])
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(text)
-    return int(number * _SUFFIXES[unit])
-
-
-def memory_limit():
-    """``(bytes, source)``: the memory a run may use and where the figure comes from;
-    ``(None, None)`` when the machine does not say."""
-    text = os.environ.get(MEMORY_ENV)
-    if text is not None and text.strip():
-        try:
-            return _parse_bytes(text), f"{MEMORY_ENV}={text.strip()}"
-        except (ValueError, IndexError):
-            raise FastReluError(f"The '{MEMORY_ENV}' environment variable must be a number of bytes > 0 (optionally with a suffix K, M, G or T). Got {text!r} instead.") from None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    return int(MEMORY_SHARE * available), f"{MEMORY_SHARE:.0%} of MemAvailable {format_bytes(available)}"
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None, None
-    return int(MEMORY_SHARE * free), f"{MEMORY_SHARE:.0%} of the free memory {format_bytes(free)}"
-
 
 def time_limit():
     """The longest run (seconds) started without a checkpoint or a cluster."""
@@ -99,16 +58,6 @@ def time_limit():
     if not value >= 0:
         raise FastReluError(f"The '{TIME_ENV}' environment variable must be a number of seconds >= 0 (0 or inf: no limit). Got {text!r} instead.")
     return math.inf if value == 0 else value
-
-
-def format_bytes(count):
-    """``7.45 GiB`` and the like."""
-    count = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if count < 1024 or unit == "PiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.3g} {unit}"
-        count /= 1024
-    return f"{count:.3g} EiB"
 
 
 def format_seconds(seconds):
@@ -265,7 +214,7 @@ def stores_gram(m):
     """Is the Gram matrix of ``m`` unit rows stored (:func:`fastrelu._core.rows.normalised_rows`)?"""
     from fastrelu._core import rows
 
-    return m <= rows.GRAM_MAX_ROWS
+    return rows.stores_gram(m)
 
 
 def basis_scratch(m, n, threads, lanes):
@@ -277,7 +226,7 @@ def basis_scratch(m, n, threads, lanes):
 
 def row_geometry(m, n):
     """Copies of the weights shared by the workers: transposed and unit rows, and the
-    Gram matrix of the unit rows up to ``GRAM_MAX_ROWS`` rows (else 1024-row blocks of
+    Gram matrix of the unit rows when it fits its share of memory (else 1024-row blocks of
     it while repeated rows are looked for)."""
     gram = m * m if stores_gram(m) else 1024 * m
     return [("weights, transposed and unit rows", 3 * _F * m * n, "weight"),

@@ -6,10 +6,27 @@ import math
 
 import numpy as np
 
-#: Up to this many rows the Gram matrix of the unit rows is stored (64 MiB at most) and
-#: the candidates' entries are gathered from it; above, they are computed per sample by a
-#: small GEMM of the gathered rows (about 1.7 times slower at m = 1000).
-GRAM_MAX_ROWS = 2896
+from fastrelu._core.memory import memory_limit
+
+#: The Gram matrix of the unit rows is stored, and the candidates' entries are gathered
+#: from it, when its ``8 m^2`` bytes take at most this share of the memory fastrelu may
+#: use (:func:`fastrelu._core.memory.memory_limit`: ``FASTRELU_MEMORY_LIMIT``, else 90%
+#: of the available memory). Else they are computed per sample by a small GEMM of the
+#: gathered rows: ``n^3`` multiply-adds per sample, more than the certificate itself.
+GRAM_MEMORY_SHARE = 0.125
+#: A cap on the rows whose Gram matrix is stored, or None (by memory alone).
+GRAM_MAX_ROWS = None
+
+
+def stores_gram(m):
+    """Is the Gram matrix of ``m`` unit rows stored? When it fits ``GRAM_MEMORY_SHARE``
+    of the memory limit (and ``m <= GRAM_MAX_ROWS`` when that is set). A run decides it
+    once (MCBE records it with its checkpoints): it changes the speed, and at most the
+    last bit of an inner product, never the rule."""
+    if GRAM_MAX_ROWS is not None and m > GRAM_MAX_ROWS:
+        return False
+    limit, _ = memory_limit()
+    return limit is None or 8.0 * m * m <= GRAM_MEMORY_SHARE * limit
 #: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
 DEFAULT_RANK_TOL = 1e-6
 
@@ -56,9 +73,9 @@ def row_norms(W):
     return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
 
 
-def normalised_rows(W):
+def normalised_rows(W, use_gram=None):
     """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
-    rows and, up to ``GRAM_MAX_ROWS`` rows, their Gram matrix (a ``(1, 1)`` placeholder
+    rows and, when ``use_gram`` (None: :func:`stores_gram`), their Gram matrix (a ``(1, 1)`` placeholder
     above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
     independent. The norms and unit rows are computed from the rows scaled by powers of
     two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
@@ -70,7 +87,7 @@ def normalised_rows(W):
     safe = np.where(nonzero, scaled_norms, 1.0)
     inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
     unit_rows = np.ascontiguousarray(scaled / safe[:, None])
-    use_gram = W.shape[0] <= GRAM_MAX_ROWS
+    use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
     gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
     return norms, inv_norm, unit_rows, use_gram, gram
 
@@ -88,12 +105,12 @@ class RowGeometry:
     ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`) and the tile of
     points per product (:func:`tile_rows`)."""
 
-    def __init__(self, W, bias=None):
+    def __init__(self, W, bias=None, use_gram=None):
         m, n = W.shape
         self.m, self.n = m, n
         self.weight_t = np.ascontiguousarray(W.T)
         self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
-        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W)
+        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram)
         self.tile = tile_rows(m)
 
     def basis(self, rank_tol2):

@@ -18,13 +18,14 @@ import numpy as np
 
 from fastrelu._core.basis import (
     SPANS_LANES,
+    basis_of_active,
     certify_lanes,
     rank_into_lane,
     select_basis,
 )
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "ActiveRows", "pointwise_block", "pointwise_tile"]
+__all__ = ["SPANS_LANES", "ActiveRows", "pointwise_block", "pointwise_tile", "pointwise_tile_one_by_one"]
 
 
 class ActiveRows(NamedTuple):
@@ -99,11 +100,39 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
 
 
 @kernel
-def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats):
-    """:func:`pointwise_tile` on the tiles of ``C.shape[0]`` points of ``X``, in order:
-    one call per block, so that the named tuples are passed in once."""
+def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, stats):
+    """:func:`pointwise_tile` for large ``n``: one point at a time, the first ``n``
+    active rows certified by LAPACK's blocked Cholesky
+    (:func:`fastrelu._core.basis.basis_of_active`) rather than in SIMD lanes; the same
+    ranks. Uses ``cands.keys[0]`` and ``cands.index[0]`` only."""
+    weight_t, bias, inv_norm = layer.weight_t, layer.bias, layer.inv_norm
+    keys, active, active_keys = cands.keys[0], cands.index[0], cands.index_keys
+    n = X.shape[1]
+    m = weight_t.shape[1]
+    np.dot(X, weight_t, C)
+    for s in range(X.shape[0]):
+        size = 0
+        for i in range(m):
+            key = C[s, i] * inv_norm[i]
+            keys[i] = key
+            active[size] = i
+            active_keys[size] = key
+            size += C[s, i] - bias[i] >= 0.0
+        n_active[s] = size
+        rank[s] = basis_of_active(keys, active, active_keys, size, n, basis, scan, stats)
+
+
+@kernel
+def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, one_by_one):
+    """:func:`pointwise_tile` (or, with ``one_by_one``, :func:`pointwise_tile_one_by_one`)
+    on the tiles of ``C.shape[0]`` points of ``X``, in order: one call per block, so that
+    the named tuples are passed in once."""
     tile = C.shape[0]
     for start in range(0, X.shape[0], tile):
         stop = min(X.shape[0], start + tile)
-        pointwise_tile(X[start:stop], C[:stop - start], layer, basis, n_active[start:stop],
-                       rank[start:stop], cands, scan, lanes_ws, stats)
+        if one_by_one:
+            pointwise_tile_one_by_one(X[start:stop], C[:stop - start], layer, basis,
+                                      n_active[start:stop], rank[start:stop], cands, scan, stats)
+        else:
+            pointwise_tile(X[start:stop], C[:stop - start], layer, basis, n_active[start:stop],
+                           rank[start:stop], cands, scan, lanes_ws, stats)

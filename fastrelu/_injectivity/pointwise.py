@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastrelu._core import budget as _budget
-from fastrelu._core.basis import lanes_scratch
+from fastrelu._core.basis import certify_one_by_one, lanes_scratch
 from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.layer import ReLULayer
@@ -142,11 +142,13 @@ def _checker(geometry, rank_tol):
     layer = kernels.ActiveRows(weight_t=geometry.weight_t, bias=geometry.bias,
                                inv_norm=geometry.inv_norm)
     basis = geometry.basis(float(rank_tol) ** 2)
-    cands, scan, stats = geometry.scratch(lanes=kernels.SPANS_LANES)
-    lanes = lanes_scratch(geometry.n)
+    one_by_one = certify_one_by_one(geometry.n)
+    cands, scan, stats = geometry.scratch(lanes=1 if one_by_one else kernels.SPANS_LANES)
+    lanes = lanes_scratch(1, 1) if one_by_one else lanes_scratch(geometry.n)  # unused one by one
 
     def check(X, n_active, rank):
-        kernels.pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes, stats)
+        kernels.pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes, stats,
+                                one_by_one)
 
     return check
 
