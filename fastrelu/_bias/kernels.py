@@ -105,6 +105,25 @@ def _lower_minima(c_row, kept, count, inv, layer, minima):
         counts[i] += 1
 
 
+@kernel(inline="always")
+def _finish_sample(c_row, sample_keys, kept, count, n, norm, refills, layer, minima):
+    """Fold one sample's basis ``kept[:count]`` in (its products ``c_row``, normalised
+    keys ``sample_keys``, ``norm = |u|``) and steer the next threshold: a little below
+    this sample's last normalised key, with a slack that doubles when the candidates ran
+    short (``stats[1]`` rose above ``refills``) and shrinks when they were plenty."""
+    state, stats = minima.state, minima.stats
+    if count < n:
+        stats[0] += 1
+    inv = 1.0 / norm if norm > 0.0 else 0.0
+    _lower_minima(c_row, kept, count, inv, layer, minima)
+    if count > 0 and norm > 0.0:
+        if stats[1] > refills:
+            state[1] *= 2.0
+        elif stats[2] > count + count // 4 + 8:
+            state[1] *= 0.8
+        state[0] = sample_keys[kept[count - 1]] * inv - state[1]
+
+
 @kernel
 def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
     """Fold one tile of samples into the running minima.
@@ -170,18 +189,7 @@ def mcbe_tile(U, C, layer, basis, minima, cands, scan, lanes_ws):
                 stats[2] = sizes[li]
             else:
                 count = select_basis(keys[li], threshs[li], rows, basis, scan, stats)
-            if count < n:
-                stats[0] += 1
-            inv = 1.0 / norm if norm > 0.0 else 0.0
-            _lower_minima(c_row, kept, count, inv, layer, minima)
-            # Next threshold: a little below this sample's last normalised key; the slack
-            # doubles when the candidates ran short and shrinks when they were plenty.
-            if count > 0 and norm > 0.0:
-                if stats[1] > refills:
-                    state[1] *= 2.0
-                elif stats[2] > count + count // 4 + 8:
-                    state[1] *= 0.8
-                state[0] = keys[li, kept[count - 1]] * inv - state[1]
+            _finish_sample(c_row, keys[li], kept, count, n, norm, refills, layer, minima)
 
 
 @kernel
@@ -227,16 +235,7 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
                 stats[2] = size
         if count == 0:
             count = select_basis(lane_keys, thresh, rows, basis, scan, stats)
-        if count < n:
-            stats[0] += 1
-        inv = 1.0 / norm if norm > 0.0 else 0.0
-        _lower_minima(c_row, kept, count, inv, layer, minima)
-        if count > 0 and norm > 0.0:
-            if stats[1] > refills:
-                state[1] *= 2.0
-            elif stats[2] > count + count // 4 + 8:
-                state[1] *= 0.8
-            state[0] = lane_keys[kept[count - 1]] * inv - state[1]
+        _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 
 @kernel
