@@ -1,0 +1,120 @@
+"""Large layers: MCBE on data and the pointwise ranks at the shapes of real networks.
+
+Run with ``pytest bench/test_large_speed.py -s``. For each shape ``(n, m)`` (an MNIST
+MLP's first layer 784 -> 1024, a transformer feed-forward block 768 -> 3072, and 256 ->
+1024), in the same run:
+
+- ``fastrelu``: :func:`fastrelu.mcbe` on a ``Data`` domain and
+  :func:`fastrelu.injectivity_summary`, both cores;
+- ``plain_loop``: the per-point loop one would write with SciPy (the product, the top
+  ``n`` rows by normalised correlation, their Gram matrix gathered from the stored
+  ``W_u W_u^T`` and ``scipy.linalg.cholesky`` of it as the certificate), on fewer points;
+- ``limit``: the LAPACK/BLAS work any method must do per point, on both cores: the tiled
+  product ``X W^T`` and ``dpotrf`` of one ``n x n`` SPD matrix.
+
+``extra_info`` holds the time per point and the ratio to the limit (``_recording.py``).
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from _recording import record
+
+import fastrelu as fr
+from fastrelu._core.validation import n_jobs_value
+from fastrelu._runtime.parallel import run_blocks
+
+#: (n, m, points for fastrelu and the limit, points for the plain loop)
+CASES = {"256x1024": (256, 1024, 400, 100), "784x1024": (784, 1024, 60, 15),
+         "768x3072": (768, 3072, 40, 10)}
+RESULTS = {}
+
+
+def _problem(case):
+    n, m, N, N_loop = CASES[case]
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((m, n))
+    X = rng.standard_normal((N, n))
+    return W, X, N_loop
+
+
+def plain_loop(W, X, gram):
+    """The common path of MCBE per point, as one would write it with SciPy."""
+    n = W.shape[1]
+    inv_norms = 1.0 / np.linalg.norm(W, axis=1)
+    for x in X:
+        key = (W @ x) * inv_norms
+        top = np.argsort(-key, kind="stable")[:n]
+        scipy.linalg.cholesky(gram[np.ix_(top, top)], lower=True)
+
+
+def limit(W, X, spd):
+    """The product and one ``dpotrf`` of an ``n x n`` SPD matrix per point, both cores."""
+    W_t = np.ascontiguousarray(W.T)
+    N = X.shape[0]
+
+    def make_worker():
+        C = np.empty((1, W.shape[0]))
+        work = np.empty_like(spd, order="F")
+
+        def process(b):
+            np.matmul(X[b:b + 1], W_t, out=C)
+            work[...] = spd
+            scipy.linalg.lapack.dpotrf(work, lower=1, overwrite_a=1)
+
+        return process, lambda: None
+
+    return run_blocks(N, make_worker, n_jobs_value(None))
+
+
+def _record(benchmark, case, kind, points):
+    RESULTS[(case, kind)] = record(benchmark, f"large {case}", kind, points, "point")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fastrelu_mcbe(benchmark, case):
+    W, X, _ = _problem(case)
+    benchmark.pedantic(fr.mcbe, args=(W, fr.Data(X)), rounds=2, warmup_rounds=1, iterations=1)
+    _record(benchmark, case, "fastrelu", X.shape[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fastrelu_pointwise(benchmark, case):
+    W, X, _ = _problem(case)
+    layer = fr.ReLULayer(W, np.full(W.shape[0], -0.1))
+    benchmark.pedantic(fr.injectivity_summary, args=(layer, X), rounds=2, warmup_rounds=1,
+                       iterations=1)
+    _record(benchmark, case, "fastrelu_pointwise", X.shape[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_plain_loop(benchmark, case):
+    W, X, N_loop = _problem(case)
+    unit = W / np.linalg.norm(W, axis=1, keepdims=True)
+    gram = unit @ unit.T
+    # as a user runs it: one Python loop, BLAS and LAPACK on all cores
+    benchmark.pedantic(plain_loop, args=(W, X[:N_loop], gram), rounds=1, warmup_rounds=0,
+                       iterations=1)
+    _record(benchmark, case, "plain_loop", N_loop)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_limit(benchmark, case):
+    W, X, _ = _problem(case)
+    B = np.random.default_rng(2).standard_normal((W.shape[1], W.shape[1]))
+    spd = B @ B.T + W.shape[1] * np.eye(W.shape[1])
+    benchmark.pedantic(limit, args=(W, X, spd), rounds=2, warmup_rounds=1, iterations=1)
+    _record(benchmark, case, "limit", X.shape[0])
+
+
+def test_summary():
+    lines = [f"{'case':<10}{'mcbe ms':>9}{'pointwise ms':>14}{'loop ms':>9}{'limit ms':>10}"
+             f"{'loop/mcbe':>11}{'mcbe/limit':>12}"]
+    for case in CASES:
+        got = [RESULTS.get((case, kind)) for kind in ("fastrelu", "fastrelu_pointwise", "plain_loop", "limit")]
+        if None in got:
+            continue
+        fast, point, loop, floor = (value / 1e3 for value in got)
+        lines.append(f"{case:<10}{fast:>9.2f}{point:>14.2f}{loop:>9.2f}{floor:>10.2f}"
+                     f"{loop / fast:>11.2f}{fast / floor:>12.2f}")
+    print("\n" + "\n".join(lines))
