@@ -59,26 +59,35 @@ class Minima(NamedTuple):
 
 
 @kernel(inline="always")
+def _collect(c_row, norm, n, layer, state, sample_keys, cand, cand_keys):
+    """One sample's normalised correlations (its products ``c_row = W u``, ``norm = |u|``)
+    into ``sample_keys``, and the rows above the running threshold into ``cand``
+    (lowered once, by a wide step, when fewer than ``n`` pass). Returns
+    ``(threshold, candidates, lowered)``."""
+    rows, inv_norm = layer.rows, layer.inv_norm
+    for idx in range(rows.shape[0]):
+        i = rows[idx]
+        sample_keys[i] = c_row[i] * inv_norm[i]
+    thresh = state[0] * norm if norm > 0.0 else -np.inf
+    size = collect_candidates(sample_keys, rows, thresh, cand, cand_keys)
+    lowered = False
+    if size < n and norm > 0.0:
+        # Too few candidates: lower this sample's threshold once, by a wide step.
+        thresh -= 4.0 * state[1] * norm
+        size = collect_candidates(sample_keys, rows, thresh, cand, cand_keys)
+        lowered = True
+    return thresh, size, lowered
+
+
+@kernel(inline="always")
 def _rank_lane(c_row, norm, li, n, layer, state, cands, scan, lanes_ws):
     """Rank the candidates of one sample (its products ``c_row = W u``, ``norm = |u|``)
     into lane ``li``: its normalised correlations into ``cands.keys[li]``, the rows above
     the running threshold (lowered once, by a wide step, when fewer than ``n`` pass) and,
     when there are ``n`` of them, their first ``n`` in scan order into
     ``lanes_ws.order_l[li]``. Returns ``(threshold, candidates, lowered, ranked)``."""
-    rows, inv_norm = layer.rows, layer.inv_norm
     cand, cand_keys = cands.index, cands.index_keys
-    lane_keys = cands.keys[li]
-    for idx in range(rows.shape[0]):
-        i = rows[idx]
-        lane_keys[i] = c_row[i] * inv_norm[i]
-    thresh = state[0] * norm if norm > 0.0 else -np.inf
-    size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-    lowered = False
-    if size < n and norm > 0.0:
-        # Too few candidates: lower this sample's threshold once, by a wide step.
-        thresh -= 4.0 * state[1] * norm
-        size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-        lowered = True
+    thresh, size, lowered = _collect(c_row, norm, n, layer, state, cands.keys[li], cand, cand_keys)
     ranked = False
     if size >= n:
         rank_into_lane(cand, cand_keys, size, n, scan.order, scan.order_keys, lanes_ws.order_l, li)
@@ -213,17 +222,9 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
         if norm == 0.0 and not data_kind:
             continue  # a zero Gaussian draw has no direction (probability zero)
         c_row = C[s]
-        inv_norm = layer.inv_norm
-        for idx in range(rows.shape[0]):
-            i = rows[idx]
-            lane_keys[i] = c_row[i] * inv_norm[i]
-        thresh = state[0] * norm if norm > 0.0 else -np.inf
-        size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
         refills = stats[1]
-        if size < n and norm > 0.0:
-            # Too few candidates: lower this sample's threshold once, by a wide step.
-            thresh -= 4.0 * state[1] * norm
-            size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
+        thresh, size, lowered = _collect(c_row, norm, n, layer, state, lane_keys, cand, cand_keys)
+        if lowered:
             stats[1] += 1
         count = 0
         if size >= n:

@@ -7,7 +7,7 @@ import numpy as np
 
 from fastrelu._bias import kernels
 from fastrelu._core import budget as _budget
-from fastrelu._core.basis import Candidates, Rows, certify_one_by_one, lanes_scratch, scan_scratch
+from fastrelu._core.basis import Candidates, certify_one_by_one, lanes_scratch, scan_scratch
 from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain, domain_reduction
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.rows import (
@@ -213,7 +213,7 @@ class _Problem:
         # The kernel works on the rows scaled by powers of two (row_exponents): the same
         # bases and bits for any finite scale, and alpha_i = 2^e_i times its result.
         self.exponents, scaled = row_exponents(W)
-        geometry = RowGeometry(scaled, use_gram=use_gram)
+        self.geometry = geometry = RowGeometry(scaled, use_gram=use_gram)
         self.weight_t, self.inv_norm = geometry.weight_t, geometry.inv_norm
         self.unit_rows, self.use_gram, self.gram = geometry.unit_rows, geometry.use_gram, geometry.gram
         self.scaled_norms = geometry.norms
@@ -242,8 +242,7 @@ class _Problem:
         lanes = lanes_scratch(1, 1) if one_by_one else lanes_scratch(n)  # unused one by one
         layer = kernels.McbeRows(weight_t=self.weight_t, inv_norm=self.inv_norm, rows=self.rows,
                                  data_kind=self.data_kind, r_pos=self.r_pos, r_neg=self.r_neg)
-        basis = Rows(unit_rows=self.unit_rows, gram=self.gram, use_gram=self.use_gram,
-                     rank_tol2=self.rank_tol2)
+        basis = self.geometry.basis(self.rank_tol2)
         alpha, counts, stats = minima.alpha, minima.counts, minima.stats
 
         def fold(U):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.memory import MEMORY_ENV, MEMORY_SHARE, format_bytes, memory_limit  # noqa: F401 (part of the budget's interface)
+from fastrelu._core.rows import stores_gram
 
 #: Environment variable: the longest run (wall-clock seconds) started without a
 #: checkpoint or a cluster; ``inf`` or ``0``: no limit.
@@ -208,13 +209,6 @@ def frame_validation(m, n, *, svd=False):
     rows = max(1, min(m, (1 << 22) // max(1, n)))
     return [("Gram matrix W^T W and its Cholesky factor", 2 * _F * n * n, "weight"),
             ("scaled row chunk", _F * rows * n, "weight")]
-
-
-def stores_gram(m):
-    """Is the Gram matrix of ``m`` unit rows stored (:func:`fastrelu._core.rows.normalised_rows`)?"""
-    from fastrelu._core import rows
-
-    return rows.stores_gram(m)
 
 
 def basis_scratch(m, n, threads, lanes):

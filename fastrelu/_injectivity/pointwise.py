@@ -11,7 +11,7 @@ from fastrelu._core.basis import certify_one_by_one, lanes_scratch
 from fastrelu._core.domains import Ball, Data, Shell, Sphere, check_domain
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.layer import ReLULayer
-from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
+from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry, stores_gram
 from fastrelu._core.validation import (
     as_matrix,
     n_jobs_value,
@@ -439,5 +439,5 @@ def check_budget(m, n, total, jobs, *, what, name, outputs):
     else:
         memory.append(("failing points kept", 3 * _budget.FLOAT_BYTES * MAX_FAILED_POINTS * (n + 2), "n_points"))
     return _budget.Budget(what, name, total, "points", BLOCK_SIZE, memory,
-                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if _budget.stores_gram(m) else 0.0,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if stores_gram(m) else 0.0,
                   advice="Use fewer points or a smaller layer.")
