@@ -1,11 +1,11 @@
 """Large layers: MCBE on data and the pointwise ranks at the shapes of real networks.
 
 Run with ``pytest bench/test_large_speed.py -s``. For each shape ``(n, m)`` (an MNIST
-MLP's first layer 784 -> 1024, a transformer feed-forward block 768 -> 3072, and 256 ->
-1024), in the same run:
+MLP's first layer 784 -> 1024, transformer feed-forward blocks 768 -> 3072 and
+2048 -> 8192, and 256 -> 1024), in the same run:
 
-- ``fastrelu``: :func:`fastrelu.mcbe` on a ``Data`` domain and
-  :func:`fastrelu.injectivity_summary`, both cores;
+- ``fastrelu``: :func:`fastrelu.mcbe` on a ``Data`` domain and on the sphere (as many
+  samples as points), and :func:`fastrelu.injectivity_summary`, both cores;
 - ``plain_loop``: the per-point loop one would write with SciPy (the product, the top
   ``n`` rows by normalised correlation, their Gram matrix gathered from the stored
   ``W_u W_u^T`` and ``scipy.linalg.cholesky`` of it as the certificate), on fewer points;
@@ -26,7 +26,7 @@ from fastrelu._runtime.parallel import run_blocks
 
 #: (n, m, points for fastrelu and the limit, points for the plain loop)
 CASES = {"256x1024": (256, 1024, 400, 100), "784x1024": (784, 1024, 60, 15),
-         "768x3072": (768, 3072, 40, 10)}
+         "768x3072": (768, 3072, 40, 10), "2048x8192": (2048, 8192, 16, 4)}
 RESULTS = {}
 
 
@@ -79,6 +79,15 @@ def test_fastrelu_mcbe(benchmark, case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_fastrelu_mcbe_sphere(benchmark, case):
+    W, X, _ = _problem(case)
+    n = W.shape[1]
+    benchmark.pedantic(fr.mcbe, args=(W, fr.Sphere(n), X.shape[0]), kwargs={"seed": 1},
+                       rounds=2, warmup_rounds=1, iterations=1)
+    _record(benchmark, case, "fastrelu_sphere", X.shape[0])
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_fastrelu_pointwise(benchmark, case):
     W, X, _ = _problem(case)
     layer = fr.ReLULayer(W, np.full(W.shape[0], -0.1))
@@ -108,13 +117,16 @@ def test_limit(benchmark, case):
 
 
 def test_summary():
-    lines = [f"{'case':<10}{'mcbe ms':>9}{'pointwise ms':>14}{'loop ms':>9}{'limit ms':>10}"
-             f"{'loop/mcbe':>11}{'mcbe/limit':>12}"]
+    lines = [f"{'case':<10}{'mcbe ms':>9}{'sphere ms':>11}{'pointwise ms':>14}{'loop ms':>9}"
+             f"{'limit ms':>10}{'loop/mcbe':>11}{'mcbe/limit':>12}{'sphere/limit':>14}"
+             f"{'pointwise/limit':>17}"]
+    kinds = ("fastrelu", "fastrelu_sphere", "fastrelu_pointwise", "plain_loop", "limit")
     for case in CASES:
-        got = [RESULTS.get((case, kind)) for kind in ("fastrelu", "fastrelu_pointwise", "plain_loop", "limit")]
+        got = [RESULTS.get((case, kind)) for kind in kinds]
         if None in got:
             continue
-        fast, point, loop, floor = (value / 1e3 for value in got)
-        lines.append(f"{case:<10}{fast:>9.2f}{point:>14.2f}{loop:>9.2f}{floor:>10.2f}"
-                     f"{loop / fast:>11.2f}{fast / floor:>12.2f}")
+        fast, sphere, point, loop, floor = (value / 1e3 for value in got)
+        lines.append(f"{case:<10}{fast:>9.2f}{sphere:>11.2f}{point:>14.2f}{loop:>9.2f}"
+                     f"{floor:>10.2f}{loop / fast:>11.2f}{fast / floor:>12.2f}"
+                     f"{sphere / floor:>14.2f}{point / floor:>17.2f}")
     print("\n" + "\n".join(lines))

@@ -556,6 +556,56 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
     assert accepted > 20  # the certificates still settle the clear cases
 
 
+def test_the_scan_resumed_after_the_certified_rows_keeps_what_the_scan_keeps():
+    # After the one-sample certificate stops at its first unclear pivot, the scan goes on
+    # from there with LAPACK's factor of the rows before it. Planted: a row dependent on
+    # earlier ones (distance 0) and a row at a distance clearly below or above rank_tol
+    # (0.5-0.9 or 1.1-2 times it, far outside rounding); the resumed scan must keep
+    # exactly the rows the scan from the first row keeps.
+    from fastrelu._core.basis import (
+        Rows,
+        certified_prefix,
+        scan_scratch,
+        select_basis,
+        select_basis_from,
+    )
+
+    rng = np.random.default_rng(5)
+    resumed = 0
+    for trial in range(600):
+        n = int(rng.choice([6, 12, 25, 40]))
+        m = n + 6
+        U = rng.standard_normal((m, n))
+        dependent, close = sorted(rng.choice(np.arange(2, n + 3), 2, replace=False))
+        U[dependent] = rng.standard_normal(dependent) @ U[:dependent]
+        basis_q = np.linalg.qr(U[:close].T, mode="complete")[0]
+        inside = U[:close].T @ rng.standard_normal(close)
+        inside /= np.linalg.norm(inside)
+        d = 1e-6 * (rng.uniform(0.5, 0.9) if trial % 2 else rng.uniform(1.1, 2.0))
+        rank_before = np.linalg.matrix_rank(U[:close])
+        normal = basis_q[:, rank_before] if rank_before < n else None
+        if normal is None:
+            continue
+        U[close] = inside * np.sqrt(1 - d * d) + d * normal
+        U /= np.linalg.norm(U, axis=1, keepdims=True)
+        gram = U @ U.T
+        keys = np.arange(m, 0, -1.0)  # scan order = index order
+        for stored in (True, False):
+            basis = Rows(unit_rows=U, gram=gram, use_gram=stored, rank_tol2=1e-12)
+            reference = scan_scratch(m, n)
+            count = select_basis(keys, -np.inf, np.arange(m), basis, reference,
+                                 np.zeros(3, np.int64))
+            scan = scan_scratch(m, n)
+            start = certified_prefix(np.arange(m), n, basis, scan.chol, scan.rows_buf)
+            assert start <= min(dependent, close)  # never certifies past a planted row
+            resumed += start > 0
+            again = select_basis_from(keys, -np.inf, np.arange(m), basis, scan,
+                                      np.zeros(3, np.int64), start)
+            assert again == count
+            np.testing.assert_array_equal(scan.kept[:count], reference.kept[:count])
+    assert resumed > 100  # the resumed scan was exercised
+
+
 # --------------------------------------------------------------------------- large n
 
 

@@ -7,6 +7,17 @@ import fastrelu as fr
 METHODS = ["dual", "basis", "frame"]
 
 
+@pytest.fixture(autouse=True, params=["lanes", "blocked"])
+def solver_path(request, monkeypatch):
+    """Every test runs on both paths of the dual, frame and least-squares solves: the
+    SIMD lanes and, one sample at a time, BLAS dsyrk with LAPACK (the path of large n;
+    forced here at small n)."""
+    import fastrelu._reconstruct.driver as driver
+
+    monkeypatch.setattr(driver, "SOLVE_LANES_MAX_N", 10**9 if request.param == "lanes" else 0)
+    return request.param
+
+
 def _unit(rng, N, n):
     X = rng.standard_normal((N, n))
     return X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -533,3 +544,38 @@ def test_bad_input():
         fr.reconstruct(layer, Y, "frame", max_iter=0)
     with pytest.raises(fr.FastReluError, match="must chain"):
         fr.invert([layer, layer], Y)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_large_layers_agree_with_the_definition_and_take_the_blocked_path(method, solver_path,
+                                                                         monkeypatch):
+    # n = 160 is above the lanes' L2 rule on any machine with up to 4 MiB of L2 per
+    # core (on the lanes run, the lanes are forced); a sample mostly active (the
+    # down-date) and one with fewer active rows than dimensions (least squares)
+    import fastrelu._reconstruct.driver as driver
+
+    n, m = 160, 480
+    if solver_path == "blocked":
+        monkeypatch.setattr(driver, "SOLVE_LANES_MAX_N", None)
+        assert driver.solves_blocked(n)
+    rng = np.random.default_rng(160)
+    W = rng.standard_normal((m, n))
+    layer = fr.ReLULayer(W, -0.3 * np.linalg.norm(W, axis=1))  # about 62% active
+    X = rng.standard_normal((9, n))
+    X[7] *= 0.2  # about 93% active: S minus the inactive rows' Gram matrix
+    Y = layer(X)
+    assert 2 * np.count_nonzero(Y[7]) > m
+    Y[8, np.argsort(Y[8])[: m - n // 2]] = 0.0  # 80 active rows: no input is determined
+    result = fr.reconstruct(layer, Y, method, cond="exact")
+    for s in range(len(X)):
+        active = Y[s] > 0
+        W_I = W[active]
+        expected = np.linalg.lstsq(W_I, Y[s, active] + layer.bias[active], rcond=None)[0]
+        if method == "basis" and s < 8:
+            np.testing.assert_allclose(result.x[s], X[s], rtol=0, atol=1e-8)
+        else:
+            np.testing.assert_allclose(result.x[s], expected, rtol=0, atol=1e-8)
+        singular = np.linalg.svd(W_I, compute_uv=False)
+        if method != "basis" and s < 8:
+            np.testing.assert_allclose(result.cond[s], singular[0] / singular[-1], rtol=1e-8)
+    assert result.ok[:8].all() and not result.ok[8] and not result.spans[8]

@@ -12,13 +12,14 @@ import numpy as np
 
 from fastrelu._core.basis import (
     SPANS_LANES,
+    certified_prefix,
     certify_lanes,
     collect_candidates,
     dot,
-    first_candidates_independent,
     rank_first,
     rank_into_lane,
     select_basis,
+    select_basis_from,
 )
 from fastrelu._core.jit import kernel
 
@@ -227,15 +228,18 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
         if lowered:
             stats[1] += 1
         count = 0
+        start = 0
         if size >= n:
             rank_first(cand, cand_keys, size, n, scan.order, scan.order_keys)
-            if first_candidates_independent(scan.order, n, basis, scan.chol, scan.rows_buf):
+            start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf)
+            if start == n:
                 for j in range(n):
                     kept[j] = scan.order[j]
                 count = n
                 stats[2] = size
         if count == 0:
-            count = select_basis(lane_keys, thresh, rows, basis, scan, stats)
+            # the scan goes on from the first row the certificate left open
+            count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, start)
         _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 

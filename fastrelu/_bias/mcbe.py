@@ -1,6 +1,7 @@
 """Approach A: Monte Carlo most-correlated-basis bias estimation (THEORY §3)."""
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from fastrelu._core.validation import (
 )
 from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blocks import BlockPlan, digest, execute
-from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.parallel import Stopwatch, block_parts, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, SAMPLING_STREAM, block_generator
 
 #: Default number of samples for sphere, ball and shell domains.
@@ -290,32 +291,63 @@ class _McbePlan(BlockPlan):
         return {"alpha": np.full(m, np.inf), "counts": np.zeros(m, dtype=np.int64),
                 "n_incomplete": np.zeros((), dtype=np.int64)}
 
+    def _draws(self, b, out):
+        """The samples of block ``b`` (Gaussian directions) into ``out``."""
+        block_generator(self.seed, b, SAMPLING_STREAM).standard_normal(out=out)
+        if self.domain.nonnegative:
+            np.abs(out, out=out)
+        return out
+
     def compute(self, first, stop, n_jobs, *, bar=None, limit_blas=True):
         problem = self.problem()
-        domain, total, seed, n = self.domain, self.total, self.seed, problem.n
+        domain, total, n = self.domain, self.total, problem.n
+        # few blocks (large layers): the blocks' samples are shared out among the threads;
+        # the minima and counts merge exactly, so the result is the same
+        parts = block_parts(first, stop, lambda b: min(BLOCK_SIZE, total - b * BLOCK_SIZE),
+                            n_jobs)
+        whole = len(parts) == stop - first
+        if isinstance(domain, Data):
+            points = domain.points
+            samples = lambda b: points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]  # noqa: E731
+        elif whole:
+            samples = None
+        else:  # each block drawn once, by the first thread that needs it, kept while used
+            drawn, lock = {}, threading.Lock()
+            left = {}
+            for part in parts:
+                left[part[0]] = left.get(part[0], 0) + 1
+
+            def samples(b):
+                with lock:
+                    if b not in drawn:
+                        size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
+                        drawn[b] = self._draws(b, np.empty((size, n)))
+                    return drawn[b]
+
+            def done(b):
+                with lock:
+                    left[b] -= 1
+                    if not left[b]:
+                        del drawn[b]
 
         def make_worker():
             fold, result = problem.worker()
-            if isinstance(domain, Data):
-                points = domain.points
-
-                def process(b):
-                    fold(points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE])
-            else:
+            if samples is None:
                 buffer = np.empty((BLOCK_SIZE, n))
-                nonnegative = domain.nonnegative
 
-                def process(b):
-                    size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-                    U = buffer[:size]
-                    block_generator(seed, b, SAMPLING_STREAM).standard_normal(out=U)
-                    if nonnegative:
-                        np.abs(U, out=U)
-                    fold(U)
+                def process(part):
+                    b = part[0]
+                    fold(self._draws(b, buffer[:min(BLOCK_SIZE, total - b * BLOCK_SIZE)]))
+            else:
+                def process(part):
+                    b, lo, hi, _ = part
+                    fold(samples(b)[lo:hi])
+                    if not isinstance(domain, Data):
+                        done(b)
             return process, result
 
-        partials = run_blocks(range(first, stop), make_worker, n_jobs, bar=bar,
-                              limit_blas=limit_blas)
+        partials = run_blocks(parts, make_worker, n_jobs, bar=bar, limit_blas=limit_blas,
+                              advance=lambda part: part[3])
         return {"alpha": np.min([p[0] for p in partials], axis=0),
                 "counts": np.sum([p[1] for p in partials], axis=0).astype(np.int64),
                 "n_incomplete": np.array(sum(p[2] for p in partials), dtype=np.int64)}

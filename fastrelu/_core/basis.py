@@ -16,14 +16,14 @@ than rounding can move them (``PIVOT_MARGIN``), the greedy keeps the first ``n``
 candidates. In :func:`fastrelu._bias.kernels.mcbe_tile` and
 :func:`fastrelu._injectivity.kernels.pointwise_tile` the factorisations of
 ``SPANS_LANES`` samples run at once in SIMD lanes (the C kernel ``fr_spans``);
-:func:`first_candidates_independent` is the one-sample form (LAPACK ``dpotrf``) used by
-:func:`basis_of_active` for reconstruction. Otherwise (a
+:func:`certified_prefix` is the one-sample form (LAPACK ``dpotrf``) used at large ``n``
+and by :func:`basis_of_active` for reconstruction. Otherwise (a
 dependent row, a pivot close to the threshold, or too few candidates) the incremental
 scan :func:`select_basis`, the definition, decides, going below the threshold when it
-must. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
+must; after the one-sample certificate it goes on from the first row not certified
+(:func:`select_basis_from`), with the factor of the rows before it. Nothing of size ``N x m`` is stored: one ``(tile, m)`` product at a time.
 """
 
-import functools
 from typing import NamedTuple
 
 import llvmlite.binding as llvm
@@ -33,6 +33,7 @@ from numba.np.linalg import _LAPACK, ensure_lapack
 
 from fastrelu._core import _frame
 from fastrelu._core.jit import REDUCTION_FASTMATH, kernel
+from fastrelu._core.memory import l2_cache_bytes
 
 # Numba's own binding of LAPACK's ?potrf (SciPy's cython_lapack underneath), resolved by
 # symbol name at load time, so the kernels that call it stay cacheable.
@@ -83,7 +84,7 @@ class Candidates(NamedTuple):
 
 class Scan(NamedTuple):
     """One thread's scratch of the incremental scan (:func:`select_basis`) and of the
-    one-sample certificate (:func:`first_candidates_independent`)."""
+    one-sample certificate (:func:`certified_prefix`)."""
 
     #: (m,) int64: rows in scan order.
     order: np.ndarray
@@ -137,24 +138,12 @@ LANES_L2_SHARE = 0.25
 LANES_MAX_N = None
 
 
-@functools.cache
-def _l2_bytes():
-    """The L2 cache of one core in bytes (1 MiB when the system does not say)."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as handle:
-            text = handle.read().strip().upper()
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        return int(text.rstrip("KMG")) * scale
-    except (OSError, ValueError):
-        return 1 << 20
-
-
 def certify_one_by_one(n):
     """Does dimension ``n`` take the one-sample (LAPACK) certificate instead of the
     lanes?"""
     if LANES_MAX_N is not None:
         return n > LANES_MAX_N
-    return SPANS_LANES * n * n * 8 >= LANES_L2_SHARE * _l2_bytes()
+    return SPANS_LANES * n * n * 8 >= LANES_L2_SHARE * l2_cache_bytes()
 
 
 EPS = float(np.finfo(np.float64).eps)
@@ -221,11 +210,13 @@ def rank_first(cand, cand_keys, size, n, order, order_keys):
 
 
 @kernel
-def first_candidates_independent(order, n, basis, G, rows_buf):
-    """Are the unit rows ``order[:n]`` farther than ``sqrt(rank_tol2)`` from the span of
-    the rows before them, each? (``basis``: :class:`Rows`; Cholesky of their Gram matrix
-    in ``G``; ``rows_buf`` (n, n) scratch for the rows when the Gram matrix is not
-    stored.)"""
+def certified_prefix(order, n, basis, G, rows_buf):
+    """How many of the unit rows ``order[:n]``, from the first, are each certainly
+    farther than ``sqrt(rank_tol2)`` from the span of the rows before them (``n``: all
+    of them)? One Cholesky factorisation (LAPACK ``dpotrf``) of their Gram matrix in
+    ``G``, whose leading ``j x j`` block then holds the factor of the first ``j`` rows'
+    Gram matrix (``basis``: :class:`Rows`; ``rows_buf`` (n, n) scratch for the rows when
+    the Gram matrix is not stored)."""
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
     if use_gram:
@@ -240,20 +231,29 @@ def first_candidates_independent(order, n, basis, G, rows_buf):
             for p in range(n):
                 rows_buf[j, p] = unit_rows[a, p]
         np.dot(rows_buf, rows_buf.T, G)
-    if cholesky_lower(G, n) != 0:
-        return False
+    info = cholesky_lower(G, n)
+    # info > 0: the leading minor of order info is not positive definite, and only the
+    # first info - 1 columns of the factor are complete
+    size = n if info == 0 else max(info - 1, 0)
     # Only pivots clear of the threshold count (PIVOT_MARGIN): this factorisation and the
     # scan of select_basis compute each pivot (a squared distance of a unit row to a
     # span) from the same Gram entries in another order. Beyond the margin the scan keeps
-    # these n rows too; closer cases go to the scan, which is the definition.
+    # these rows too; closer cases go to the scan, which is the definition.
     margin = pivot_margin(n)
     low = 1.0
-    for j in range(n):
+    for j in range(size):
         pivot = G[j, j] * G[j, j]
         if not pivot > rank_tol2 + margin / low:
-            return False
+            return j
         low = min(low, pivot)
-    return True
+    return size
+
+
+@kernel
+def first_candidates_independent(order, n, basis, G, rows_buf):
+    """Are all the unit rows ``order[:n]`` certainly independent in scan order
+    (:func:`certified_prefix` is ``n``)?"""
+    return certified_prefix(order, n, basis, G, rows_buf) == n
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
@@ -289,8 +289,15 @@ def _collect_sorted(keys, rows, thresh, above, order, order_keys):
     return size
 
 
-@kernel(fastmath=REDUCTION_FASTMATH)
+@kernel
 def select_basis(keys, thresh, rows, basis, scan, stats):
+    """Most correlated basis of one sample; returns the number of kept rows
+    (:func:`select_basis_from` with nothing known in advance)."""
+    return select_basis_from(keys, thresh, rows, basis, scan, stats, 0)
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
     """Most correlated basis of one sample; returns the number of kept rows.
 
     ``keys[i]`` is the sample's normalised correlation with row ``i``; ``rows`` lists the
@@ -300,6 +307,13 @@ def select_basis(keys, thresh, rows, basis, scan, stats):
     ``scan`` (:class:`Scan`): scratch; on return ``scan.kept[:count]`` holds the basis
     in scan order. ``stats[2]`` is set to the number of first candidates, and
     ``stats[1]`` is increased when the other rows were needed.
+
+    ``start``: the first ``start`` rows in scan order are known to be kept
+    (:func:`certified_prefix`), and ``scan.chol[:start, :start]`` holds the Cholesky
+    factor of their Gram matrix; the scan goes on from there. The kept rows are then
+    those of the scan from the first row, except where a row's squared distance lies
+    within rounding (``PIVOT_MARGIN``) of ``rank_tol2``, where the two factors' rounding
+    may decide differently.
     """
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
@@ -310,8 +324,11 @@ def select_basis(keys, thresh, rows, basis, scan, stats):
     size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
     stats[2] = size
     refilled = size == rows.shape[0]
-    pos = 0
-    count = 0
+    for j in range(start):
+        kept[j] = order[j]
+        inv_diag[j] = 1.0 / chol[j, j]
+    pos = start
+    count = start
     while count < n:
         if pos == size:
             if refilled:
@@ -404,13 +421,16 @@ def basis_of_active(keys, active, active_keys, size, n, basis, scan, stats):
     """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
     keys in ``active_keys``; ``keys`` holds every row's key) into ``scan.kept``; returns
     its size, at most ``n``. The first ``n`` active rows in scan order are certified by
-    one Cholesky factorisation; otherwise the incremental scan decides."""
+    one Cholesky factorisation; otherwise the incremental scan decides, from the
+    first row whose pivot is not certified on."""
+    start = 0
     if size >= n:
         rank_first(active, active_keys, size, n, scan.order, scan.order_keys)
-        if first_candidates_independent(scan.order, n, basis, scan.chol, scan.rows_buf):
+        start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf)
+        if start == n:
             for j in range(n):
                 scan.kept[j] = scan.order[j]
             return n
     if size == 0:
         return 0
-    return select_basis(keys, -np.inf, active[:size], basis, scan, stats)
+    return select_basis_from(keys, -np.inf, active[:size], basis, scan, stats, start)

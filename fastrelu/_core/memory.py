@@ -2,6 +2,7 @@
 run (:mod:`fastrelu._core.budget`) and the stored Gram matrix of the unit rows
 (:mod:`fastrelu._core.rows`) are measured against."""
 
+import functools
 import math
 import os
 
@@ -24,6 +25,20 @@ def _parse_bytes(text):
     if not math.isfinite(number) or number <= 0:
         raise ValueError(text)
     return int(number * _SUFFIXES[unit])
+
+
+@functools.cache
+def l2_cache_bytes():
+    """The L2 cache of one core in bytes, as the system reports it (1 MiB when it does
+    not say): the kernels choose between their register-tiled and their blocked LAPACK
+    paths by it."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as handle:
+            text = handle.read().strip().upper()
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        return 1 << 20
 
 
 def memory_limit():

@@ -20,7 +20,7 @@ from fastrelu._core.validation import (
     seed_value,
 )
 from fastrelu._injectivity import kernels
-from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.parallel import Stopwatch, block_parts, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, CHECK_STREAM, block_generator
 
 #: Default number of fresh points for :func:`check_bias`.
@@ -159,7 +159,7 @@ def _as_layer(layer):
     return layer
 
 
-def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
+def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, progress=None):
     """Pointwise injectivity of ``layer`` at the rows of ``X``, with the facts behind it.
 
     A point ``x`` is injective when its active rows ``{i : <x, w_i> - alpha_i >= 0}``
@@ -182,6 +182,9 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
         resolution of distances computed from Gram matrices).
     n_jobs : int or None, default=None
         Worker threads (``None``: all cores). The result does not depend on it.
+    progress : bool or None, default=None
+        Progress bar on stderr: ``True`` always, ``False`` never, ``None`` only when the
+        run lasts more than two seconds and stderr is a terminal.
 
     Returns
     -------
@@ -225,19 +228,23 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     def make_worker():
         check = _checker(geometry, rank_tol)
 
-        def process(b):
-            part = slice(b * BLOCK_SIZE, min(N, (b + 1) * BLOCK_SIZE))
-            check(X[part], n_active[part], rank[part])
+        def process(part):
+            b, lo, hi, _ = part
+            rows = slice(b * BLOCK_SIZE + lo, b * BLOCK_SIZE + hi)
+            check(X[rows], n_active[rows], rank[rows])
 
         return process, lambda: None
 
-    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs, progress=None, desc="injectivity",
-               budget=budget)
+    # few blocks (large layers): the points are shared out among the threads
+    parts = block_parts(0, -(-N // BLOCK_SIZE), lambda b: min(BLOCK_SIZE, N - b * BLOCK_SIZE),
+                        jobs)
+    run_blocks(parts, make_worker, jobs, progress=progress, desc="injectivity", budget=budget,
+               advance=lambda part: part[2] - part[1], unit="point")
     return PointwiseInjectivity(injective=rank == n, n_active=n_active, rank=rank,
                                 rank_tol=rank_tol, elapsed=clock())
 
 
-def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
+def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, progress=None):
     """Does the active subframe of ``layer`` at each row of ``X`` span R^n?
 
     :func:`injectivity_summary` gives the same answer with the active-set sizes, ranks
@@ -254,6 +261,8 @@ def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
         Distance below which a unit row counts as dependent (at least 1e-7).
     n_jobs : int or None, default=None
         Worker threads (``None``: all cores). The result does not depend on it.
+    progress : bool or None, default=None
+        Progress bar on stderr (as for :func:`injectivity_summary`).
 
     Returns
     -------
@@ -277,7 +286,8 @@ def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None):
     >>> fr.pointwise_injectivity(fr.ReLULayer(T, bias=-0.6), X, n_jobs=1)
     array([ True,  True])
     """
-    return injectivity_summary(layer, X, rank_tol=rank_tol, n_jobs=n_jobs).injective
+    return injectivity_summary(layer, X, rank_tol=rank_tol, n_jobs=n_jobs,
+                               progress=progress).injective
 
 
 def _draw(domain, rng, out):

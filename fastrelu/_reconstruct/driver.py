@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 from fastrelu._core.errors import BuildError, FastReluError
 from fastrelu._core.frames import simd_build_runs_here
 from fastrelu._core.layer import ReLULayer
+from fastrelu._core.memory import l2_cache_bytes
 from fastrelu._core.rows import DEFAULT_RANK_TOL, RowGeometry
 from fastrelu._core.validation import (
     as_frame,
@@ -18,7 +19,7 @@ from fastrelu._core.validation import (
     rank_tol_value,
 )
 from fastrelu._reconstruct import kernels
-from fastrelu._runtime.parallel import Stopwatch, run_blocks
+from fastrelu._runtime.parallel import Stopwatch, block_parts, progress_bar, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE
 
 METHODS = ("dual", "basis", "frame")
@@ -50,13 +51,21 @@ EPS = float(np.finfo(np.float64).eps)
 #: Forward error of a Cholesky solve with S_I, in units of cond(S_I) eps (generous).
 ROUNDING_FACTOR = 16.0
 _MODES = {"dual": 0, "frame": 1, "pinv": 2}
-#: Samples per call of the compiled solver.
+#: Samples per call of the compiled solver, at most.
 CHUNK = 1 << 15
+#: Work per call of the compiled solver (multiply-adds, about a second on one core):
+#: fewer samples per call for large layers, so that progress and Ctrl-C are seen.
+CHUNK_MULTIPLY_ADDS = 10**10
 #: Form S_I as S minus the inactive rows' Gram matrix when those rows are fewer (half
 #: the work or less) and their squared norms sum to at most those of the active rows
 #: (so that the subtraction's rounding stays within a small factor of the direct sum's),
 #: instead of from the active rows.
 DOWNDATE = True
+#: The SIMD lanes of the dual solves while their frame operators and factors take at
+#: most this share of the core's L2 cache; beyond, the blocked path (``solves_blocked``).
+SOLVE_L2_SHARE = 0.5
+#: Override of the rule above: the blocked path above this ``n`` (None: by cache).
+SOLVE_LANES_MAX_N = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,7 +242,8 @@ def _as_active(active, shape, single):
 
 
 def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DEFAULT_TOL,
-                max_iter=DEFAULT_MAX_ITER, span_tol=DEFAULT_SPAN_TOL, n_jobs=None):
+                max_iter=DEFAULT_MAX_ITER, span_tol=DEFAULT_SPAN_TOL, n_jobs=None,
+                progress=None):
     """Recover the inputs ``x`` of a ReLU layer from its outputs ``y = ReLU(W x - alpha)``.
 
     On the active rows ``I = {i : y_i > 0}`` (or a given ``active`` mask) the outputs
@@ -298,6 +308,9 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     n_jobs : int or None, default=None
         OpenMP threads (``None``: all cores). Results do not depend on it, and a
         sample's result does not depend on the other samples of ``Y``.
+    progress : bool or None, default=None
+        Progress bar on stderr, counting outputs: ``True`` always, ``False`` never,
+        ``None`` only when the run lasts more than two seconds and stderr is a terminal.
 
     Returns
     -------
@@ -353,9 +366,10 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     iters = np.zeros(N, dtype=np.int64)
     resid = np.zeros(N)
     settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
-    with threadpool_limits(1):
+    bar = progress_bar(N, progress, f"reconstruct {method}", unit="output")
+    with threadpool_limits(1), bar:
         if method == "basis":
-            _basis(W, alpha, Y, mask, settings, x, ok, cond_values)
+            _basis(W, alpha, Y, mask, settings, x, ok, cond_values, bar)
             failed = np.flatnonzero(ok == 0)
             if failed.size:  # no (well-conditioned) basis among the active rows
                 failed_cond = cond_values[failed]
@@ -365,7 +379,7 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
             _basis_residual(W, alpha, Y, mask, x, ok, resid)
         else:
             _subframe(W, alpha, Y, mask, method, settings, np.arange(N), x, ok,
-                      cond_values, iters, resid)
+                      cond_values, iters, resid, bar)
     if (ok == 255).any():
         raise MemoryError("fastrelu.reconstruct could not allocate its per-thread scratch memory")
     spans = ok == 1  # the kernels' flag: the active rows (the basis) span within span_tol
@@ -413,35 +427,62 @@ def _residual_bound(method, spans, cond, n, tol):
     return np.where(spans, bound, np.inf)
 
 
-def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid):
-    """Dual, frame or least-squares solves for the samples ``index``, chunk by chunk."""
-    n = W.shape[1]
+def solves_blocked(n):
+    """Does dimension ``n`` take the blocked path (one sample at a time, BLAS ``dsyrk`` and
+    LAPACK) instead of the SIMD lanes? The lanes keep ``2 x lanes x n x n`` doubles (the
+    frame operators and their factors) per thread; they win while those stay in the
+    core's L2 cache (``SOLVE_L2_SHARE`` of it). The choice changes rounding only, never
+    what is claimed: both paths make the same solves and checks."""
+    if SOLVE_LANES_MAX_N is not None:
+        return n > SOLVE_LANES_MAX_N
+    return 2 * _extension().lanes() * n * n * 8 > SOLVE_L2_SHARE * l2_cache_bytes()
+
+
+def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid, bar=None):
+    """Dual, frame or least-squares solves for the samples ``index``, chunk by chunk
+    (``bar``: advanced by the samples of each chunk)."""
+    m, n = W.shape
     max_cond, exact, tol, max_iter, jobs = settings
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     active = np.ascontiguousarray(mask).view(np.uint8)
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
     core = _extension()
-    full = core.padded_frame_operator(W)
+    blocked = solves_blocked(n)
+    # the down-date base, only when some sample has more active rows than inactive ones
+    downdate = DOWNDATE and mode != "pinv" and bool((2 * np.count_nonzero(mask, axis=1) > m).any())
+    if not downdate:
+        full = np.zeros((1, 1))
+    elif blocked:
+        full = core.dense_frame_operator(W, jobs)
+    else:
+        full = core.padded_frame_operator(W)
     sq = np.einsum("ij,ij->i", W, W)
-    # chunks only bound the time between two checks for Ctrl-C
-    for start in range(0, Y.shape[0], CHUNK):
-        part = slice(start, start + CHUNK)
+    # chunks only bound the time between two checks for Ctrl-C and updates of the bar:
+    # about CHUNK_MULTIPLY_ADDS of work (S_I costs about m n^2 / 4 multiply-adds), at
+    # least two samples per thread
+    chunk = int(min(CHUNK, max(2 * jobs, CHUNK_MULTIPLY_ADDS // max(m * n * n // 4, 1))))
+    for start in range(0, Y.shape[0], chunk):
+        part = slice(start, start + chunk)
         size = active[part].shape[0]
         out_x = np.empty((size, n))
         out_ok = np.empty(size, dtype=np.uint8)
         out_cond = np.empty(size)
         out_iters = np.empty(size, dtype=np.int64)
         out_resid = np.empty(size)
-        core.active_subframe_solve(active[part], Y[part], alpha, W, sq, full, DOWNDATE,
-                                   max_cond, _MODES[mode], exact, tol, max_iter, jobs, out_x,
+        core.active_subframe_solve(active[part], Y[part], alpha, W, sq, full, downdate,
+                                   blocked, max_cond, _MODES[mode], exact, tol, max_iter,
+                                   jobs, out_x,
                                    out_ok, out_cond, out_iters, out_resid)
         target = index[part]
         x[target], ok[target], cond[target] = out_x, out_ok, out_cond
         iters[target], resid[target] = out_iters, out_resid
+        if bar is not None:
+            bar.update(size)
 
 
-def _basis(W, alpha, Y, mask, settings, x, ok, cond):
-    """Most correlated basis among the active rows (Numba), then one solve each (Cython)."""
+def _basis(W, alpha, Y, mask, settings, x, ok, cond, bar):
+    """Most correlated basis among the active rows (Numba; ``bar`` advanced by the samples
+    whose basis is found), then one solve each (Cython)."""
     n = W.shape[1]
     N = Y.shape[0]
     max_cond, exact, _, _, jobs = settings
@@ -454,14 +495,18 @@ def _basis(W, alpha, Y, mask, settings, x, ok, cond):
     def make_worker():
         cands, scan, stats = geometry.scratch()
 
-        def process(b):
-            part = slice(b * BLOCK_SIZE, (b + 1) * BLOCK_SIZE)
+        def process(piece):
+            b, lo, hi, _ = piece
+            part = slice(b * BLOCK_SIZE + lo, b * BLOCK_SIZE + hi)
             kernels.basis_rows(C[part], mask[part], geometry.inv_norm, basis, rows[part],
                                count[part], cands, scan, stats)
 
         return process, lambda: None
 
-    run_blocks(-(-N // BLOCK_SIZE), make_worker, jobs)
+    # few blocks (large layers): the samples are shared out among the threads
+    parts = block_parts(0, -(-N // BLOCK_SIZE), lambda b: min(BLOCK_SIZE, N - b * BLOCK_SIZE),
+                        jobs)
+    run_blocks(parts, make_worker, jobs, bar=bar, advance=lambda piece: piece[2] - piece[1])
     _extension().basis_solve(W, rows, count, C, exact, max_cond, jobs, x, ok, cond)
 
 

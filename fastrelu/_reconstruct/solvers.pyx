@@ -35,7 +35,11 @@ from libc.math cimport fabs, sqrt, INFINITY
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
-from scipy.linalg.cython_lapack cimport dgecon, dgesdd, dgetrf, dgetrs, dsyev
+from libc.string cimport memcpy, memset
+
+from scipy.linalg.cython_blas cimport dgemm, dsymv, dsyrk
+from scipy.linalg.cython_lapack cimport (dgecon, dgesdd, dgetrf, dgetrs, dlansy, dpocon,
+                                         dpotrf, dpotrs, dsyev)
 
 cdef extern from "_lanes.h" nogil:
     enum:
@@ -57,6 +61,11 @@ cdef extern from "_lanes.h" nogil:
 cdef enum:
     # Samples per sub-batch (one set of scratch buffers), a multiple of FR_LANES.
     SUB = 32
+    # Rows per dsyrk call of the blocked path (its gathered rows stay in the L2 cache
+    # for n up to about 512 and the call is long enough to run at BLAS-3 speed).
+    ROW_BLOCK = 128
+    # Columns per dgemm call of dense_frame_operator.
+    COLUMN_BLOCK = 128
 
 cdef enum:
     MODE_DUAL = 0
@@ -91,6 +100,17 @@ cdef void _residual(const double *S, const double *x, const double *b, double *r
         value = x[j]
         for k in range(size):
             r[k] = r[k] - row[k] * value
+
+
+cdef void _residual_symv(const double *S, const double *x, const double *b, double *r,
+                         int n) noexcept nogil:
+    """r = b - S x by BLAS ``dsymv`` on the upper triangle of the C-ordered S."""
+    cdef char uplo = b'L'
+    cdef int one = 1, k
+    cdef double minus = -1.0, plus = 1.0
+    for k in range(n):
+        r[k] = b[k]
+    dsymv(&uplo, &n, &minus, <double *> S, &n, <double *> x, &one, &plus, r, &one)
 
 
 cdef void _unpack_lane(const double *SL, int lane, int n, double *S) noexcept nogil:
@@ -146,10 +166,12 @@ cdef struct Layer:
     const double *W       # (m, n) weights
     const double *alpha   # (m,) bias
     const double *sq      # (m,) squared row norms
-    const double *full    # padded frame operator S (down-date base), or NULL: no down-date
+    const double *full    # frame operator S (down-date base), or NULL: no down-date;
+                          # padded (lanes) or the full (n, n) matrix (blocked)
     int m
     int n
     int stride            # row stride of the gathered rows (n rounded up to a tile)
+    bint blocked          # one sample at a time with BLAS-3 and LAPACK (large n)
 
 
 cdef int _form(const Layer *L, const unsigned char *active, const double *y, bint downdate,
@@ -165,16 +187,89 @@ cdef int _form(const Layer *L, const unsigned char *active, const double *y, bin
     return count
 
 
+cdef void _symmetrise(double *S, int n) noexcept nogil:
+    """Copy the upper triangle of the C-ordered (n, n) S to its lower triangle."""
+    cdef Py_ssize_t a, c, size = n
+    for a in range(size):
+        for c in range(a + 1, size):
+            S[c * size + a] = S[a * size + c]
+
+
+cdef void _flush_rows(const double *G, int held, int n, double sign,
+                      double *S) noexcept nogil:
+    """S += sign G^T G for the ``held`` gathered rows of G (C order, (held, n)): BLAS
+    ``dsyrk`` on the upper triangle of the C-ordered S (Fortran sees G^T and S^T)."""
+    cdef char uplo = b'L'
+    cdef char trans = b'N'
+    cdef double one = 1.0
+    if held > 0:
+        dsyrk(&uplo, &trans, <int *> &n, &held, &sign, <double *> G, <int *> &n, &one, S,
+              <int *> &n)
+
+
+cdef int _form_blocked(const Layer *L, const unsigned char *active, const double *y,
+                       bint downdate, double *G, double *b, double *S,
+                       int *downdated) noexcept nogil:
+    """S_I (upper triangle of the C-ordered (n, n) S) and b of one sample with BLAS-3: the active
+    rows (or, for the down-date, the inactive ones) gathered ``ROW_BLOCK`` at a time and
+    summed by ``dsyrk``; the down-date rule is ``fr_gather``'s. Returns the number of
+    active rows."""
+    cdef int m = L.m, n = L.n
+    cdef int count = 0, held = 0, a, k
+    cdef double on = 0.0, off = 0.0, value, sign
+    cdef bint use_inactive
+    cdef const double *w
+    for a in range(m):
+        if active[a]:
+            count = count + 1
+            on = on + L.sq[a]
+        else:
+            off = off + L.sq[a]
+    use_inactive = downdate and L.full != NULL and 2 * count > m and off <= on
+    downdated[0] = use_inactive
+    if use_inactive:
+        memcpy(S, L.full, <size_t> n * n * sizeof(double))
+        sign = -1.0
+    else:
+        memset(S, 0, <size_t> n * n * sizeof(double))
+        sign = 1.0
+    for k in range(n):
+        b[k] = 0.0
+    for a in range(m):
+        w = L.W + <Py_ssize_t> a * n
+        if active[a]:
+            value = y[a] + L.alpha[a]
+            for k in range(n):
+                b[k] = b[k] + value * w[k]
+        if (active[a] != 0) != use_inactive:
+            memcpy(G + <Py_ssize_t> held * n, w, n * sizeof(double))
+            held = held + 1
+            if held == ROW_BLOCK:
+                _flush_rows(G, held, n, sign, S)
+                held = 0
+    _flush_rows(G, held, n, sign, S)
+    return count
+
+
+cdef int _form_full(const Layer *L, const unsigned char *active, const double *y,
+                    bint downdate, double *G, double *b, double *S,
+                    int *downdated) noexcept nogil:
+    """The full symmetric (n, n) S_I and b of one sample, by the layer's path."""
+    cdef int count
+    if L.blocked:
+        count = _form_blocked(L, active, y, downdate, G, b, S, downdated)
+    else:
+        count = _form(L, active, y, downdate, G, b, S, L.n, 1, downdated)
+    _symmetrise(S, L.n)
+    return count
+
+
 cdef void _direct_full(const Layer *L, const unsigned char *active, const double *y,
                        double *G, double *b, double *S) noexcept nogil:
     """The full symmetric (n, n) S_I summed from the active rows (no down-date): the
     least-squares answers of samples that do not span are computed from it."""
-    cdef Py_ssize_t a, c, size = L.n
     cdef int downdated
-    _form(L, active, y, False, G, b, S, L.n, 1, &downdated)
-    for a in range(size):
-        for c in range(a + 1, size):
-            S[c * size + a] = S[a * size + c]
+    _form_full(L, active, y, False, G, b, S, &downdated)
 
 
 cdef struct Scratch:
@@ -192,17 +287,35 @@ cdef struct Scratch:
     double *RL      # (n, FR_LANES) residuals / column sums
     double *VL      # (n, FR_LANES) Hager's vectors
     double *WL      # (n, FR_LANES)
+    double *U       # (n, n) Cholesky factor of one sample (blocked path)
+    double *x       # (n,) solution of one sample (blocked path)
+    int *iwork      # (n,) LAPACK integer workspace (blocked path)
 
 
-cdef bint _allocate(Scratch *t, int m, int n, int stride, int lwork) noexcept nogil:
+cdef bint _allocate(Scratch *t, const Layer *L, int lwork) noexcept nogil:
+    """The scratch of one sub-batch: the lane buffers, or for the blocked path
+    ``ROW_BLOCK`` gathered rows and one factor (so a thread holds about ``4 n^2``
+    doubles, not ``2 FR_LANES n^2`` plus all ``m`` rows)."""
+    cdef int m = L.m, n = L.n
     cdef Py_ssize_t nn = <Py_ssize_t> n * n, nl = <Py_ssize_t> n * FR_LANES
-    t.G = <double *> malloc(<Py_ssize_t> m * stride * sizeof(double))
+    memset(t, 0, sizeof(Scratch))
+    if L.blocked:
+        t.G = <double *> malloc(<Py_ssize_t> ROW_BLOCK * n * sizeof(double))
+    else:
+        t.G = <double *> malloc(<Py_ssize_t> m * L.stride * sizeof(double))
     t.b = <double *> malloc(n * sizeof(double))
     t.S = <double *> malloc(nn * sizeof(double))
     t.E = <double *> malloc(nn * sizeof(double))
     t.ev = <double *> malloc(n * sizeof(double))
     t.r = <double *> malloc(n * sizeof(double))
     t.work = <double *> malloc(lwork * sizeof(double))
+    if L.blocked:
+        t.U = <double *> malloc(nn * sizeof(double))
+        t.x = <double *> malloc(n * sizeof(double))
+        t.iwork = <int *> malloc(n * sizeof(int))
+        return not (t.G == NULL or t.b == NULL or t.S == NULL or t.E == NULL
+                    or t.ev == NULL or t.r == NULL or t.work == NULL or t.U == NULL
+                    or t.x == NULL or t.iwork == NULL)
     t.SL = <double *> malloc(nn * FR_LANES * sizeof(double))
     t.UL = <double *> malloc(nn * FR_LANES * sizeof(double))
     t.XL = <double *> malloc(nl * sizeof(double))
@@ -217,6 +330,9 @@ cdef bint _allocate(Scratch *t, int m, int n, int stride, int lwork) noexcept no
 
 
 cdef void _release(Scratch *t) noexcept nogil:
+    free(t.U)
+    free(t.x)
+    free(t.iwork)
     free(t.G)
     free(t.b)
     free(t.S)
@@ -312,24 +428,65 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
         resid[s] = sqrt(rnorm) / sqrt(bnorm) if bnorm > 0.0 else sqrt(rnorm)
 
 
+cdef void _dual_one(const Layer *L, const unsigned char *A, const double *Y, Py_ssize_t s,
+                   int lwork, double max_cond, bint exact, Scratch *t, double *X,
+                   unsigned char *ok, double *cond, double *resid) noexcept nogil:
+    """Dual solve of sample ``s`` by LAPACK (the blocked path): ``dpotrf`` of S_I,
+    ``dpotrs``, and ``dpocon`` (Hager's estimate of ``|S_I^{-1}|_1``, the lanes' method)
+    or the eigenvalues for the condition number."""
+    cdef int m = L.m, n = L.n
+    cdef char uplo = b'L'
+    cdef char norm = b'1'
+    cdef int info = 0, nrhs = 1, rows, downdated, k
+    cdef double anorm, rcond = 0.0, bnorm
+    cdef double *x = &X[s * n]
+    cdef bint spans
+    # S_I in the upper triangle of the C-ordered S: Fortran's lower ('L') triangle
+    rows = _form_blocked(L, &A[s * m], &Y[s * m], True, t.G, t.b, t.S, &downdated)
+    cond[s] = INFINITY
+    if rows >= n:
+        memcpy(t.U, t.S, <size_t> n * n * sizeof(double))
+        dpotrf(&uplo, &n, t.U, &n, &info)
+        if info == 0:
+            for k in range(n):
+                x[k] = t.b[k]
+            dpotrs(&uplo, &n, &nrhs, t.U, &n, x, &n, &info)
+            if exact:
+                _symmetrise(t.S, n)
+                cond[s] = _exact_cond(t.S, t.E, t.ev, t.work, lwork, n)
+            else:
+                anorm = dlansy(&norm, &uplo, &n, t.S, &n, t.work)
+                dpocon(&uplo, &n, t.U, &n, &anorm, &rcond, t.work, t.iwork, &info)
+                cond[s] = sqrt(1.0 / rcond) if info == 0 and rcond > 0.0 else INFINITY
+    spans = cond[s] < max_cond
+    ok[s] = 1 if spans else 0
+    if spans:
+        _residual_symv(t.S, x, t.b, t.r, n)
+    else:
+        if downdated:  # the least-squares answer from S_I summed over the active rows
+            _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
+        else:
+            _symmetrise(t.S, n)
+        _pinv_solve(t.S, t.b, x, t.E, t.ev, t.work, lwork, n)
+        _residual(t.S, x, t.b, t.r, n)
+    bnorm = _norm(t.b, n)
+    resid[s] = _norm(t.r, n) / bnorm if bnorm > 0.0 else _norm(t.r, n)
+
+
 cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
                       Py_ssize_t s, int lwork, double max_cond, int mode, double tol,
                       int64_t max_iter, Scratch *t, double *X, unsigned char *ok,
                       double *cond, int64_t *iters, double *resid) noexcept nogil:
     """Frame algorithm (``mode`` 1) or least squares (2) for sample ``s``."""
     cdef int m = L.m, n = L.n
-    cdef Py_ssize_t size = n
-    cdef int rows, a, c, k
+    cdef int rows, k
     cdef int64_t it
     cdef double lam, bnorm, rnorm
     cdef double *x = &X[s * n]
     cdef bint spans = False
     cdef int downdated
-    rows = _form(L, &A[s * m], &Y[s * m], mode == MODE_FRAME, t.G, t.b, t.S, n, 1,
-                 &downdated)
-    for a in range(size):
-        for c in range(a + 1, size):
-            t.S[c * size + a] = t.S[a * size + c]
+    rows = _form_full(L, &A[s * m], &Y[s * m], mode == MODE_FRAME, t.G, t.b, t.S,
+                      &downdated)
     bnorm = _norm(t.b, n)
     iters[s] = 0
     cond[s] = INFINITY
@@ -343,7 +500,10 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
                 x[k] = 0.0
             it = 0
             while True:
-                _residual(t.S, x, t.b, t.r, n)
+                if L.blocked:  # BLAS dsymv: half the matrix read per step
+                    _residual_symv(t.S, x, t.b, t.r, n)
+                else:
+                    _residual(t.S, x, t.b, t.r, n)
                 rnorm = _norm(t.r, n)
                 if rnorm <= tol * bnorm or it >= max_iter:
                     break
@@ -369,9 +529,13 @@ cdef void _sub_batch(const Layer *L, const unsigned char *A, const double *Y,
     cdef int lwork = 66 * L.n + 16
     cdef Py_ssize_t s
     cdef Scratch t
-    if not _allocate(&t, L.m, L.n, L.stride, lwork):
+    if not _allocate(&t, L, lwork):
         for s in range(start, stop):
             ok[s] = 255  # out of memory: reported by the caller
+    elif mode == MODE_DUAL and L.blocked:
+        for s in range(start, stop):
+            _dual_one(L, A, Y, s, lwork, max_cond, exact, &t, X, ok, cond, resid)
+            iters[s] = 0
     elif mode == MODE_DUAL:
         s = start
         while s < stop:
@@ -385,6 +549,13 @@ cdef void _sub_batch(const Layer *L, const unsigned char *A, const double *Y,
             _one_sample(L, A, Y, s, lwork, max_cond, mode, tol, max_iter, &t, X, ok, cond,
                         iters, resid)
     _release(&t)
+
+
+cdef inline Py_ssize_t _sub_batch_size(Py_ssize_t N, int n_threads) noexcept nogil:
+    """Samples per sub-batch for one-sample-at-a-time work: ``SUB``, or fewer so that
+    every thread gets about four sub-batches (a few long samples must not all land in
+    one sub-batch, on one thread). A sample's result does not depend on it."""
+    return max(1, min(SUB, N // (4 * max(n_threads, 1))))
 
 
 def padded_frame_operator(const double[:, ::1] W):
@@ -406,10 +577,42 @@ def padded_frame_operator(const double[:, ::1] W):
     return full_array
 
 
+def dense_frame_operator(const double[:, ::1] W, int n_threads):
+    """The frame operator ``S = W^T W`` as a full ``(n, n)`` array: the down-date base of
+    the blocked path. Column blocks of ``COLUMN_BLOCK`` by BLAS ``dgemm``, in parallel;
+    each entry is one ``dgemm``'s sum over the rows, so the result does not depend on
+    ``n_threads``."""
+    cdef int m = <int> W.shape[0]
+    cdef int n = <int> W.shape[1]
+    cdef int n_blocks = (n + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    cdef int j
+    S_array = np.zeros((n, n))
+    cdef double[:, ::1] S = S_array
+    if m == 0 or n == 0:
+        return S_array
+    with nogil:
+        for j in prange(n_blocks, num_threads=n_threads, schedule="dynamic"):
+            _column_block(&W[0, 0], m, n, j * COLUMN_BLOCK, &S[0, 0])
+        _symmetrise(&S[0, 0], n)
+    return S_array
+
+
+cdef void _column_block(const double *W, int m, int n, int j0, double *S) noexcept nogil:
+    """Rows ``j0..n-1`` of Fortran's columns ``j0..j0+COLUMN_BLOCK-1`` of ``S = W^T W``
+    (the upper triangle's block row in C order)."""
+    cdef char no = b'N'
+    cdef char tr = b'T'
+    cdef int rows = n - j0
+    cdef int cols = min(COLUMN_BLOCK, n - j0)
+    cdef double one = 1.0, zero = 0.0
+    dgemm(&no, &tr, &rows, &cols, &m, &one, <double *> W + j0, &n, <double *> W + j0, &n,
+          &zero, S + <Py_ssize_t> j0 * n + j0, &n)
+
+
 def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
                           const double[::1] alpha, const double[:, ::1] W,
                           const double[::1] sq, const double[:, ::1] full, bint downdate,
-                          double max_cond, int mode, bint exact, double tol,
+                          bint blocked, double max_cond, int mode, bint exact, double tol,
                           int64_t max_iter, int n_threads, double[:, ::1] X,
                           unsigned char[::1] ok, double[::1] cond, int64_t[::1] iters,
                           double[::1] resid):
@@ -419,9 +622,12 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     ----------
     A : (N, m) active rows (nonzero = active); Y : (N, m) outputs; alpha : (m,) bias;
     W : (m, n) weights; sq : (m,) their squared norms.
-    full, downdate : ``padded_frame_operator(W)``; with ``downdate``, a sample whose
+    full, downdate : the down-date base (``padded_frame_operator(W)``, or
+        ``dense_frame_operator(W)`` for ``blocked``); with ``downdate``, a sample whose
         inactive rows are fewer and no heavier (sum of squared norms) than its active
         ones gets ``S_I = S - W_Ic^T W_Ic`` from them (dual and frame).
+    blocked : one sample at a time by BLAS-3 and LAPACK (``dsyrk``, ``dpotrf``,
+        ``dpotrs``, ``dpocon``) instead of the register tiles and SIMD lanes.
     max_cond : ``I`` spans when the condition number of ``W_I`` is below this.
     mode : 0 dual (Cholesky), 1 frame algorithm, 2 least squares for every sample.
     exact : exact condition numbers (eigenvalues) instead of Hager's estimate (dual).
@@ -431,8 +637,8 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     ``ok`` is 255 for a sub-batch that could not allocate its scratch memory.
     """
     cdef Py_ssize_t N = A.shape[0]
-    cdef Py_ssize_t n_sub = (N + SUB - 1) // SUB
-    cdef Py_ssize_t j
+    cdef Py_ssize_t sub = SUB
+    cdef Py_ssize_t n_sub, j
     cdef Layer L
     L.W = &W[0, 0]
     L.alpha = &alpha[0]
@@ -441,11 +647,15 @@ def active_subframe_solve(const unsigned char[:, ::1] A, const double[:, ::1] Y,
     L.m = <int> A.shape[1]
     L.n = <int> W.shape[1]
     L.stride = (L.n + FR_ROW_ALIGN - 1) // FR_ROW_ALIGN * FR_ROW_ALIGN
+    L.blocked = blocked
     if N == 0:
         return
+    if blocked:
+        sub = _sub_batch_size(N, n_threads)
+    n_sub = (N + sub - 1) // sub
     with nogil:
         for j in prange(n_sub, num_threads=n_threads, schedule="dynamic"):
-            _sub_batch(&L, &A[0, 0], &Y[0, 0], j * SUB, min(N, (j + 1) * SUB), max_cond,
+            _sub_batch(&L, &A[0, 0], &Y[0, 0], j * sub, min(N, (j + 1) * sub), max_cond,
                        mode, exact, tol, max_iter, &X[0, 0], &ok[0], &cond[0], &iters[0],
                        &resid[0])
 
@@ -541,12 +751,13 @@ def basis_solve(const double[:, ::1] W, const int64_t[:, ::1] rows,
     cdef int N = <int> rows.shape[0]
     cdef int m = <int> C.shape[1]
     cdef int n = <int> W.shape[1]
-    cdef int n_sub = (N + SUB - 1) // SUB
+    cdef int sub = _sub_batch_size(N, n_threads)
+    cdef int n_sub = (N + sub - 1) // sub
     cdef int j
     if N == 0:
         return
     with nogil:
         for j in prange(n_sub, num_threads=n_threads, schedule="dynamic"):
-            _basis_sub(&W[0, 0], &rows[0, 0], &count[0], &C[0, 0], j * SUB,
-                       min(N, (j + 1) * SUB), m, n, exact, max_cond, &X[0, 0], &ok[0],
+            _basis_sub(&W[0, 0], &rows[0, 0], &count[0], &C[0, 0], j * sub,
+                       min(N, (j + 1) * sub), m, n, exact, max_cond, &X[0, 0], &ok[0],
                        &cond[0])

@@ -27,7 +27,7 @@ from fastrelu._core.errors import FastReluError
 from fastrelu._core.validation import positive_float
 from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blockmap import BlockMap
-from fastrelu._runtime.parallel import _progress_bar
+from fastrelu._runtime.parallel import progress_bar
 
 #: Default seconds between two checkpoint writes.
 DEFAULT_CHECKPOINT_INTERVAL = 5.0
@@ -152,7 +152,7 @@ def execute(plan, *, n_jobs, client=None, checkpoint=None, checkpoint_interval=N
         if budget is not None and (saver is None or dask_client is not None):
             n_todo = sum(stop - first for first, stop in todo)
             budget.check_time(budget.lower_bound(n_todo, threads), threads, resumable=resumable)
-        bar = _progress_bar(plan.n_blocks, progress, plan.desc)
+        bar = progress_bar(plan.n_blocks, progress, plan.desc)
         bar.update(done.n_done)
         merger = _Merger(plan, state, done, saver, bar)
         try:

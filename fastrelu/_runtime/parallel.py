@@ -23,15 +23,45 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 
-def _progress_bar(total, progress, desc):
+def progress_bar(total, progress, desc, unit="block"):
+    """A tqdm bar on stderr: shown for ``progress=True``; for ``None`` only when the run
+    lasts over two seconds and stderr is a terminal."""
     if progress is None:  # automatic: only for runs that turn out long, on a terminal
-        return tqdm(total=total, desc=desc, unit="block", delay=2.0, file=sys.stderr,
+        return tqdm(total=total, desc=desc, unit=unit, delay=2.0, file=sys.stderr,
                     disable=not sys.stderr.isatty(), leave=False)
-    return tqdm(total=total, desc=desc, unit="block", file=sys.stderr, disable=not progress)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not progress)
+
+
+#: A block is split into parts for the threads when the run has fewer than this many
+#: blocks per thread (few blocks of expensive samples: large layers).
+PARTS_PER_THREAD = 4
+
+
+def block_parts(first, stop, sizes, n_jobs):
+    """The work units of blocks ``first .. stop-1`` (``sizes(b)``: the samples of block
+    ``b``): ``(b, lo, hi, share)`` for samples ``lo .. hi-1`` of block ``b``, ``share``
+    the fraction of the block they are. Whole blocks when there are at least
+    ``PARTS_PER_THREAD`` per thread; otherwise each block in about ``PARTS_PER_THREAD``
+    parts per thread, so that a run of a few blocks of large-layer samples keeps every
+    core busy. For work whose partial results merge exactly (minima, counts, per-sample
+    outputs) the split never changes a result."""
+    from fastrelu._core import budget as _budget
+
+    threads = _budget.threads_of(n_jobs)
+    count = stop - first
+    pieces = 1 if count >= PARTS_PER_THREAD * threads or threads == 1 else -(-PARTS_PER_THREAD * threads // max(count, 1))
+    parts = []
+    for b in range(first, stop):
+        size = sizes(b)
+        step = max(1, -(-size // pieces))
+        for lo in range(0, size, step):
+            hi = min(size, lo + step)
+            parts.append((b, lo, hi, (hi - lo) / size))
+    return parts
 
 
 def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", bar=None,
-               limit_blas=True, budget=None):
+               limit_blas=True, budget=None, advance=None, unit="block"):
     """Run the given blocks on ``n_jobs`` threads.
 
     ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``) or a ``range`` of block
@@ -40,8 +70,10 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
     state and ``result()`` returns that partial state. Returns the list of partial
     results (one per thread). With one thread the blocks run in the calling thread.
     ``bar`` is a progress bar to advance instead of a new one (it is left open);
-    ``limit_blas=False`` leaves BLAS's thread count to the caller. Ctrl-C stops the
-    workers after their current block and re-raises ``KeyboardInterrupt``.
+    ``limit_blas=False`` leaves BLAS's thread count to the caller; ``advance(b)`` is how
+    far block ``b`` moves the bar (default 1; for the parts of :func:`block_parts`, their
+    share of a block or their samples, ``unit`` naming what the bar counts). Ctrl-C stops the workers after their current block and re-raises
+    ``KeyboardInterrupt``.
 
     With a ``budget`` (``fastrelu._core.budget.Budget``) the time is bounded from the sizes
     first, then the first blocks run on the calling thread and are timed, and a run
@@ -53,9 +85,11 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
     threads = _budget.threads_of(n_jobs)
     if budget is not None:
         budget.check_time(budget.lower_bound(len(blocks), threads), threads, resumable=False)
+    step = advance or _one
     own_bar = bar is None
     if own_bar:
-        bar = _progress_bar(len(blocks), progress, desc)
+        bar = progress_bar(sum(map(step, blocks)) if advance else len(blocks), progress, desc,
+                            unit)
     limits = threadpool_limits(limits=1, user_api="blas") if limit_blas else nullcontext()
     try:
         with limits:
@@ -68,7 +102,7 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
                 def run(a, b):
                     for i in range(a, b):
                         process(blocks[i])
-                        bar.update(1)
+                        bar.update(step(blocks[i]))
 
                 at, per_block = _budget.probe(run, 0, len(blocks))
                 blocks = blocks[at:]
@@ -80,17 +114,21 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
                 process, result = first_worker or make_worker()
                 for b in blocks:
                     process(b)
-                    bar.update(1)
+                    bar.update(step(b))
                 return [result()]
             if first_worker is not None:
                 results.append(first_worker[1]())
-            return _run_threads(blocks, make_worker, workers, bar) + results
+            return _run_threads(blocks, make_worker, workers, bar, step) + results
     finally:
         if own_bar:
             bar.close()
 
 
-def _run_threads(blocks, make_worker, workers, bar):
+def _one(block):
+    return 1
+
+
+def _run_threads(blocks, make_worker, workers, bar, step):
     stop = threading.Event()
     lock = threading.Lock()
     next_block = [0]
@@ -109,7 +147,7 @@ def _run_threads(blocks, make_worker, workers, bar):
             if b >= n_blocks:
                 break
             process(blocks[b])
-            bar.update(1)
+            bar.update(step(blocks[b]))
         return result()
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastrelu")

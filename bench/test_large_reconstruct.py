@@ -1,0 +1,235 @@
+"""Large layers: reconstruction (dual, basis, frame) at the shapes of real networks.
+
+Run with ``pytest bench/test_large_reconstruct.py -s``. For each shape ``(n, m)`` and
+method, in the same run and on the same outputs ``Y = ReLU(W X)`` (Gaussian ``W`` and
+``X``, so about half the neurons are active):
+
+- ``fastrelu``: :func:`fastrelu.reconstruct`, both cores;
+- ``plain_loop``: the per-point loop one would write with NumPy/SciPy (BLAS on both
+  cores), on fewer points:
+
+  - dual: ``S_I = W_I^T W_I`` (NumPy's product, which calls ``dsyrk`` for ``A.T @ A``),
+    ``cho_factor`` and ``cho_solve``;
+  - basis: the active rows by decreasing normalised correlation, the first ``n`` of them
+    certified by ``cholesky`` of their Gram matrix from the stored ``W_u W_u^T``, then
+    ``lu_factor`` and ``lu_solve`` of ``W_B``;
+  - frame: ``S_I``, its extreme eigenvalues by ``eigvalsh``, and the frame algorithm
+    ``x <- x + lam (b - S_I x)`` to the same tolerance;
+
+- ``limit``: the LAPACK/BLAS work any method must do per point, on both cores (one
+  thread each):
+
+  - dual: ``dsyrk`` of the active rows, ``dpotrf`` and the two triangular solves
+    (``dpotrs``);
+  - basis: ``dpotrf`` of the ``n x n`` Gram matrix (the certificate), ``dgetrf`` and
+    ``dgetrs`` of ``W_B``;
+  - frame: ``dsyrk`` of the active rows, the eigenvalues (``dsyevd``, no vectors) and
+    fastrelu's number of steps of ``dsymv`` (timed apart, see :func:`symv_seconds`).
+
+``extra_info`` holds the time per point and the ratio to the limit (``_recording.py``).
+"""
+
+import time
+
+import numpy as np
+import pytest
+import scipy.linalg
+from _recording import record
+from scipy.linalg import blas, lapack
+from threadpoolctl import threadpool_limits
+
+import fastrelu as fr
+from fastrelu._core.validation import n_jobs_value
+from fastrelu._runtime.parallel import run_blocks
+
+#: (n, m, points for fastrelu and the limit, points for the plain loop, c): the bias is
+#: ``-c |w_i|``, so that about ``Phi(c) m`` rows are active; the nearly square layer
+#: needs more than half its rows for any input to be determined.
+CASES = {"256x1024": (256, 1024, 400, 40, 0.0), "784x1024": (784, 1024, 48, 6, 1.4),
+         "768x3072": (768, 3072, 48, 6, 0.0), "2048x8192": (2048, 8192, 6, 2, 0.0)}
+METHODS = ("dual", "basis", "frame")
+RESULTS = {}
+_PROBLEMS = {}
+
+
+def _problem(case):
+    if case not in _PROBLEMS:
+        n, m, N, N_loop, c = CASES[case]
+        rng = np.random.default_rng(0)
+        W = rng.standard_normal((m, n))
+        X = rng.standard_normal((N, n))
+        layer = fr.ReLULayer(W, -c * np.linalg.norm(W, axis=1))
+        Y = layer(X)
+        assert fr.reconstruct(layer, Y[:2]).ok.all(), "the bench's inputs must be determined"
+        _PROBLEMS[case] = (layer, Y, N_loop)
+    return _PROBLEMS[case]
+
+
+def _iterations(case):
+    """fastrelu's frame-algorithm steps on the problem (the limit does as many)."""
+    layer, Y, _ = _problem(case)
+    key = (case, "iterations")
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = fr.reconstruct(layer, Y, "frame").iterations
+    return _PROBLEMS[key]
+
+
+def loop_dual(W, alpha, Y):
+    for y in Y:
+        act = y > 0
+        W_I = W[act]
+        S = W_I.T @ W_I
+        scipy.linalg.cho_solve(scipy.linalg.cho_factor(S), W_I.T @ (y + alpha)[act])
+
+
+def loop_basis(W, alpha, Y, gram, inv_norms):
+    n = W.shape[1]
+    for y in Y:
+        c = y + alpha
+        act = np.flatnonzero(y > 0)
+        order = act[np.argsort(-(c[act] * inv_norms[act]), kind="stable")][:n]
+        scipy.linalg.cholesky(gram[np.ix_(order, order)], lower=True)
+        scipy.linalg.lu_solve(scipy.linalg.lu_factor(W[order]), c[order])
+
+
+def loop_frame(W, alpha, Y, tol=1e-12, max_iter=10_000):
+    for y in Y:
+        act = y > 0
+        W_I = W[act]
+        S = W_I.T @ W_I
+        b = W_I.T @ (y + alpha)[act]
+        low, high = scipy.linalg.eigvalsh(S)[[0, -1]]
+        lam = 2.0 / (low + high)
+        x = np.zeros_like(b)
+        bound = tol * np.linalg.norm(b)
+        for _ in range(max_iter):
+            r = b - S @ x
+            if np.linalg.norm(r) <= bound:
+                break
+            x += lam * r
+
+
+def _limit(N, work):
+    def make_worker():
+        return (lambda p: work(p)), (lambda: None)
+
+    run_blocks(N, make_worker, n_jobs_value(None))
+
+
+def limit_dual(W, alpha, Y):
+    def work(p):
+        act = Y[p] > 0
+        A = np.asfortranarray(W[act].T)  # the gathered active rows (columns for dsyrk)
+        S = blas.dsyrk(1.0, A, lower=1)
+        c, _ = lapack.dpotrf(S, lower=1, overwrite_a=1)
+        lapack.dpotrs(c, A @ (Y[p] + alpha)[act], lower=1)
+
+    _limit(Y.shape[0], work)
+
+
+def limit_basis(W, Y, spd):
+    n = W.shape[1]
+
+    def work(p):
+        rows = np.flatnonzero(Y[p] > 0)[:n]
+        lapack.dpotrf(spd, lower=1)
+        lu, piv, _ = lapack.dgetrf(W[rows])
+        lapack.dgetrs(lu, piv, Y[p][rows])
+
+    _limit(Y.shape[0], work)
+
+
+def limit_frame(W, Y):
+    """``dsyrk`` and the eigenvalues per point, on both cores; the steps' ``dsymv`` are
+    added from :func:`symv_seconds` (a Python loop of short BLAS calls on two threads
+    would measure the interpreter, not the machine)."""
+    def work(p):
+        act = Y[p] > 0
+        S = blas.dsyrk(1.0, np.asfortranarray(W[act].T), lower=1)
+        lapack.dsyevd(S, compute_v=0, lower=1)
+
+    _limit(Y.shape[0], work)
+
+
+def symv_seconds(n, reps=200):
+    """Seconds of one ``dsymv`` of an ``n x n`` matrix on one core, less the call's
+    overhead (the same call on a ``1 x 1`` matrix)."""
+    def run(size):
+        S = np.asfortranarray(np.eye(size))
+        x, y = np.ones(size), np.ones(size)
+        blas.dsymv(1.0, S, x, beta=1.0, y=y, overwrite_y=1, lower=1)
+        start = time.perf_counter()
+        for _ in range(reps):
+            blas.dsymv(1.0, S, x, beta=1.0, y=y, overwrite_y=1, lower=1)
+        return (time.perf_counter() - start) / reps
+
+    with threadpool_limits(1):
+        return max(min(run(n) for _ in range(3)) - min(run(1) for _ in range(3)), 0.0)
+
+
+def _record(benchmark, case, method, kind, points):
+    RESULTS[(case, method, kind)] = record(benchmark, f"reconstruct {method} {case}", kind,
+                                           points, "point")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", CASES)
+def test_fastrelu(benchmark, case, method):
+    layer, Y, _ = _problem(case)
+    benchmark.pedantic(fr.reconstruct, args=(layer, Y, method), rounds=2, warmup_rounds=1,
+                       iterations=1)
+    _record(benchmark, case, method, "fastrelu", Y.shape[0])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", CASES)
+def test_plain_loop(benchmark, case, method):
+    layer, Y, N_loop = _problem(case)
+    W, alpha = layer.weight, layer.bias
+    if method == "dual":
+        args = (loop_dual, W, alpha, Y[:N_loop])
+    elif method == "basis":
+        inv_norms = 1.0 / np.linalg.norm(W, axis=1)
+        unit = W * inv_norms[:, None]
+        args = (loop_basis, W, alpha, Y[:N_loop], unit @ unit.T, inv_norms)
+    else:
+        args = (loop_frame, W, alpha, Y[:N_loop])
+    benchmark.pedantic(args[0], args=args[1:], rounds=1, warmup_rounds=0, iterations=1)
+    _record(benchmark, case, method, "plain_loop", N_loop)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", CASES)
+def test_limit(benchmark, case, method):
+    layer, Y, _ = _problem(case)
+    W = layer.weight
+    if method == "dual":
+        args = (limit_dual, W, layer.bias, Y)
+    elif method == "basis":
+        n = W.shape[1]
+        B = np.random.default_rng(2).standard_normal((n, n))
+        args = (limit_basis, W, Y, np.asfortranarray(B @ B.T + n * np.eye(n)))
+    else:
+        args = (limit_frame, W, Y)
+    benchmark.pedantic(args[0], args=args[1:], rounds=2, warmup_rounds=1, iterations=1)
+    seconds = benchmark.stats.stats.min
+    if method == "frame":  # fastrelu's number of steps, spread over the cores
+        steps = int(np.sum(_iterations(case)))
+        seconds += steps * symv_seconds(W.shape[1]) / n_jobs_value(None)
+        benchmark.extra_info["frame_steps"] = steps
+    RESULTS[(case, method, "limit")] = record(benchmark, f"reconstruct {method} {case}",
+                                              "limit", Y.shape[0], "point", seconds=seconds)
+
+
+def test_summary():
+    lines = [f"{'case':<11}{'method':<7}{'fastrelu ms':>12}{'loop ms':>10}{'limit ms':>10}"
+             f"{'loop/fastrelu':>15}{'fastrelu/limit':>16}"]
+    for case in CASES:
+        for method in METHODS:
+            got = [RESULTS.get((case, method, kind)) for kind in ("fastrelu", "plain_loop", "limit")]
+            if None in got:
+                continue
+            fast, loop, floor = (value / 1e3 for value in got)
+            lines.append(f"{case:<11}{method:<7}{fast:>12.2f}{loop:>10.2f}{floor:>10.2f}"
+                         f"{loop / fast:>15.2f}{fast / floor:>16.2f}")
+    print("\n" + "\n".join(lines))
