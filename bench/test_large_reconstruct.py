@@ -17,11 +17,12 @@ method, in the same run and on the same outputs ``Y = ReLU(W X)`` (Gaussian ``W`
     ``x <- x + lam (b - S_I x)`` to the same tolerance;
 
 - ``limit``: the LAPACK/BLAS work any method must do per point, on both cores (one
-  thread each):
+  thread each; through NumPy, whose LAPACK and BLAS calls release the GIL, which SciPy's
+  ``scipy.linalg.blas`` and ``lapack`` wrappers do not):
 
   - dual: ``dsyrk`` of the active rows, ``dpotrf`` and the two triangular solves
     (``dpotrs``);
-  - basis: ``dpotrf`` of the ``n x n`` Gram matrix (the certificate), ``dgetrf`` and
+  - basis: ``dpotrf`` of an ``n x n`` SPD matrix (the certificate), ``dgetrf`` and
     ``dgetrs`` of ``W_B``;
   - frame: ``dsyrk`` of the active rows, the eigenvalues (``dsyevd``, no vectors) and
     fastrelu's number of steps of ``dsymv`` (timed apart, see :func:`symv_seconds`).
@@ -35,7 +36,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 from _recording import record
-from scipy.linalg import blas, lapack
+from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 import fastrelu as fr
@@ -119,10 +120,10 @@ def _limit(N, work):
 def limit_dual(W, alpha, Y):
     def work(p):
         act = Y[p] > 0
-        A = np.asfortranarray(W[act].T)  # the gathered active rows (columns for dsyrk)
-        S = blas.dsyrk(1.0, A, lower=1)
-        c, _ = lapack.dpotrf(S, lower=1, overwrite_a=1)
-        lapack.dpotrs(c, A @ (Y[p] + alpha)[act], lower=1)
+        W_I = W[act]
+        S = W_I.T @ W_I  # NumPy calls dsyrk for A.T @ A
+        factor = np.linalg.cholesky(S)
+        scipy.linalg.cho_solve((factor, True), W_I.T @ (Y[p] + alpha)[act])
 
     _limit(Y.shape[0], work)
 
@@ -132,9 +133,8 @@ def limit_basis(W, Y, spd):
 
     def work(p):
         rows = np.flatnonzero(Y[p] > 0)[:n]
-        lapack.dpotrf(spd, lower=1)
-        lu, piv, _ = lapack.dgetrf(W[rows])
-        lapack.dgetrs(lu, piv, Y[p][rows])
+        np.linalg.cholesky(spd)
+        np.linalg.solve(W[rows], Y[p][rows])  # dgetrf and dgetrs
 
     _limit(Y.shape[0], work)
 
@@ -144,9 +144,8 @@ def limit_frame(W, Y):
     added from :func:`symv_seconds` (a Python loop of short BLAS calls on two threads
     would measure the interpreter, not the machine)."""
     def work(p):
-        act = Y[p] > 0
-        S = blas.dsyrk(1.0, np.asfortranarray(W[act].T), lower=1)
-        lapack.dsyevd(S, compute_v=0, lower=1)
+        W_I = W[Y[p] > 0]
+        np.linalg.eigvalsh(W_I.T @ W_I)
 
     _limit(Y.shape[0], work)
 

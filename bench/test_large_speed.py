@@ -55,12 +55,11 @@ def limit(W, X, spd):
 
     def make_worker():
         C = np.empty((1, W.shape[0]))
-        work = np.empty_like(spd, order="F")
 
         def process(b):
+            # NumPy's BLAS and LAPACK calls release the GIL (SciPy's wrappers do not)
             np.matmul(X[b:b + 1], W_t, out=C)
-            work[...] = spd
-            scipy.linalg.lapack.dpotrf(work, lower=1, overwrite_a=1)
+            np.linalg.cholesky(spd)
 
         return process, lambda: None
 

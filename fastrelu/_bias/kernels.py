@@ -208,8 +208,10 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
     candidates certified by LAPACK's blocked Cholesky (``dpotrf``) of their Gram
     matrix instead of the lane kernel, whose ``lanes x n x n`` scratch no longer fits in
     cache there. The certificate only decides whether the scan's first ``n`` rows are
-    taken without scanning, so the result is the same as :func:`mcbe_tile`'s. Uses
-    ``cands.keys[0]`` and ``scan.chol`` (as the Cholesky's scratch) only."""
+    taken without scanning (and where the scan starts: after the certified rows, with
+    their factor), so the result is the same as :func:`mcbe_tile`'s. Uses
+    ``cands.keys[0]`` and ``scan.chol`` (the Cholesky's factor, handed to the scan)
+    only."""
     weight_t, rows, data_kind = layer.weight_t, layer.rows, layer.data_kind
     state, stats = minima.state, minima.stats
     cand, cand_keys = cands.index, cands.index_keys
@@ -238,8 +240,11 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
                 count = n
                 stats[2] = size
         if count == 0:
-            # the scan goes on from the first row the certificate left open
+            # the scan goes on from the first row the certificate left open (from the
+            # first row after a close call: the same basis either way)
             count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, start)
+            if count < 0:
+                count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, 0)
         _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 

@@ -120,11 +120,14 @@ class Budget:
         units = min(self.value, n_blocks * self.per_block)
         return (self.setup_flops + self.flops_per_unit * units) / (PEAK_FLOPS * threads)
 
-    def check_time(self, seconds, threads, *, resumable, measured=None, progress=False):
+    def check_time(self, seconds, threads, *, resumable, measured=None, progress=False,
+                   per=None):
         """Refuse (or, for a resumable run, announce) an estimate over the time limit;
-        announce one over a minute when progress is on."""
+        announce one over a minute when progress is on. ``measured``: seconds per
+        ``per`` (default: a block of ``per_block`` units) on one thread."""
         limit = time_limit()
-        how = (f"measured {measured * 1e3:.3g} ms per block of {self.per_block} {self.unit} on one thread"
+        per = per or f"block of {self.per_block} {self.unit}"
+        how = (f"measured {measured * 1e3:.3g} ms per {per} on one thread"
                if measured is not None else
                f"at least, at {PEAK_FLOPS:.0e} floating-point operations per second and thread")
         if seconds > limit and not resumable:

@@ -431,8 +431,12 @@ def solves_blocked(n):
     """Does dimension ``n`` take the blocked path (one sample at a time, BLAS ``dsyrk`` and
     LAPACK) instead of the SIMD lanes? The lanes keep ``2 x lanes x n x n`` doubles (the
     frame operators and their factors) per thread; they win while those stay in the
-    core's L2 cache (``SOLVE_L2_SHARE`` of it). The choice changes rounding only, never
-    what is claimed: both paths make the same solves and checks."""
+    core's L2 cache (``SOLVE_L2_SHARE`` of it). Both paths make the same solves and
+    checks; they differ in rounding and in the condition estimate (Hager's method in
+    the lanes, LAPACK's ``dpocon`` on the blocked path: both estimates of the same
+    number, which can differ by a small factor, so a subframe whose condition number is
+    within that factor of ``1 / span_tol`` may count as spanning on one path and not
+    the other; ``cond="exact"`` agrees on both up to rounding)."""
     if SOLVE_LANES_MAX_N is not None:
         return n > SOLVE_LANES_MAX_N
     return 2 * _extension().lanes() * n * n * 8 > SOLVE_L2_SHARE * l2_cache_bytes()
@@ -460,7 +464,8 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
     # chunks only bound the time between two checks for Ctrl-C and updates of the bar:
     # about CHUNK_MULTIPLY_ADDS of work (S_I costs about m n^2 / 4 multiply-adds), at
     # least two samples per thread
-    chunk = int(min(CHUNK, max(2 * jobs, CHUNK_MULTIPLY_ADDS // max(m * n * n // 4, 1))))
+    least = 2 * jobs if blocked else 64 * jobs  # two sub-batches per thread
+    chunk = int(min(CHUNK, max(least, CHUNK_MULTIPLY_ADDS // max(m * n * n // 4, 1))))
     for start in range(0, Y.shape[0], chunk):
         part = slice(start, start + chunk)
         size = active[part].shape[0]

@@ -24,7 +24,14 @@ The down-date is used only when the inactive rows' squared norms sum to at most 
 active rows' (the subtraction's rounding then stays within a small factor of the direct
 sum's), and a sample found not to span gets its least-squares answer from ``S_I`` summed
 directly.
-Sub-batches of ``SUB`` samples share one set of scratch buffers.
+Sub-batches of up to ``SUB`` samples share one set of scratch buffers.
+
+For large ``n`` (``blocked``) the lanes' ``2 FR_LANES n^2`` doubles per thread leave the
+cache: each sample is then solved alone with BLAS-3 and LAPACK -- ``S_I`` by ``dsyrk``
+over the gathered rows (``ROW_BLOCK`` at a time, the same down-date rule), ``dpotrf``,
+``dpotrs``, and the condition number from ``dpocon`` (LAPACK's estimator, Higham's
+refinement of Hager's method) or the eigenvalues; the frame algorithm steps with
+``dsymv``.
 """
 
 import numpy as np
@@ -273,7 +280,7 @@ cdef void _direct_full(const Layer *L, const unsigned char *active, const double
 
 
 cdef struct Scratch:
-    double *G       # (m, stride) gathered active rows
+    double *G       # (m, stride) gathered active rows; (ROW_BLOCK, n) when blocked
     double *b       # (n,)
     double *S       # (n, n) full frame operator of one sample
     double *E       # (n, n) LAPACK workspace copy
@@ -725,8 +732,9 @@ cdef void _basis_sub(const double *W, const int64_t *rows, const int64_t *count,
                 cond[s] = INFINITY
                 continue
             status = 0
-            _basis_one(W, &rows[s * n], &C[s * m], &X[s * n], A, F, sv, work, lwork, iwork,
-                       ipiv, n, exact, &status, &cond[s])
+            _basis_one(W, &rows[<Py_ssize_t> s * n], &C[<Py_ssize_t> s * m],
+                       &X[<Py_ssize_t> s * n], A, F, sv, work, lwork, iwork, ipiv, n, exact,
+                       &status, &cond[s])
             ok[s] = 1 if status == 1 and cond[s] < max_cond else 0
     free(A)
     free(F)

@@ -64,8 +64,9 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
                limit_blas=True, budget=None, advance=None, unit="block"):
     """Run the given blocks on ``n_jobs`` threads.
 
-    ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``) or a ``range`` of block
-    indices. ``make_worker()`` is called once per thread and returns
+    ``blocks`` is a number of blocks ``n`` (blocks ``0 .. n-1``), a ``range`` of block
+    indices or a list of work units (such as the parts of :func:`block_parts`), each
+    passed to ``process``. ``make_worker()`` is called once per thread and returns
     ``(process, result)``: ``process(b)`` folds block ``b`` into the thread's partial
     state and ``result()`` returns that partial state. Returns the list of partial
     results (one per thread). With one thread the blocks run in the calling thread.
@@ -108,7 +109,8 @@ def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", 
                 blocks = blocks[at:]
                 if per_block is not None:
                     budget.check_time(per_block * len(blocks) / threads, threads,
-                                      resumable=False, measured=per_block, progress=progress)
+                                      resumable=False, measured=per_block, progress=progress,
+                                      per="part of a block" if isinstance(blocks, list) else None)
             workers = max(1, min(n_jobs, len(blocks)))
             if workers == 1:
                 process, result = first_worker or make_worker()
