@@ -353,3 +353,24 @@ def test_spectral_bias_refuses_nan_and_minus_infinity(bias, message):
         fr.relu_power_iteration(W, bias=bias, n_starts=5)
     with pytest.raises(FastReluError, match=message):
         fr.relu_singular_values(W, 1, bias=bias)
+
+
+def test_power_iteration_of_a_large_layer_ascends_its_starts_in_groups_alike_on_any_threads():
+    # from n = 256 the starts are ascended in groups of 16 (a few starts keep both cores
+    # busy); the groups are fixed by n, so the bits do not depend on the threads
+    from fastrelu._spectral.power import POWER_GROUP, starts_per_call
+
+    rng = np.random.default_rng(256)
+    W = rng.standard_normal((384, 256))
+    alpha = rng.normal(0.0, 1.0, 384)
+    assert starts_per_call(256) == POWER_GROUP < 40
+    runs = [fr.relu_power_iteration(W, bias=alpha, n_starts=40, seed=3, max_iter=60,
+                                    history=20, n_jobs=jobs) for jobs in (1, 2)]
+    for name in ("s1", "x", "values", "n_iter", "status", "history", "best_start"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+    one = runs[0]
+    assert one.s1 == np.max(one.values) and one.values[one.best_start] == one.s1
+    # the recorded history rows belong to starts 0..19, across the first two groups
+    assert np.isfinite(one.history[:, 0]).all()
+    np.testing.assert_allclose(one.history[np.arange(20), one.n_iter[:20]], one.values[:20],
+                               rtol=1e-12)

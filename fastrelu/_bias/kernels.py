@@ -208,8 +208,10 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
     candidates certified by LAPACK's blocked Cholesky (``dpotrf``) of their Gram
     matrix instead of the lane kernel, whose ``lanes x n x n`` scratch no longer fits in
     cache there. The certificate only decides whether the scan's first ``n`` rows are
-    taken without scanning (and where the scan starts: after the certified rows, with
-    their factor), so the result is the same as :func:`mcbe_tile`'s. Uses
+    taken without scanning and where the scan starts (after the certified rows, with
+    their factor), so the result is :func:`mcbe_tile`'s except where a row's squared
+    distance lies within rounding of ``rank_tol^2`` (see
+    :func:`fastrelu._core.basis.select_basis_from`). Uses
     ``cands.keys[0]`` and ``scan.chol`` (the Cholesky's factor, handed to the scan)
     only."""
     weight_t, rows, data_kind = layer.weight_t, layer.rows, layer.data_kind
@@ -229,6 +231,12 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
         thresh, size, lowered = _collect(c_row, norm, n, layer, state, lane_keys, cand, cand_keys)
         if lowered:
             stats[1] += 1
+        if size < n <= rows.shape[0]:
+            # every row a candidate: the certificate runs for every sample, so where the
+            # scan starts (and how a close call after it is decided) depends on the
+            # sample alone, never on the running threshold
+            thresh = -np.inf
+            size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
         count = 0
         start = 0
         if size >= n:
@@ -240,11 +248,8 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
                 count = n
                 stats[2] = size
         if count == 0:
-            # the scan goes on from the first row the certificate left open (from the
-            # first row after a close call: the same basis either way)
+            # the scan goes on from the first row the certificate left open
             count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, start)
-            if count < 0:
-                count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, 0)
         _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 

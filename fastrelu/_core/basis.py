@@ -310,11 +310,12 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
 
     ``start``: the first ``start`` rows in scan order are known to be kept
     (:func:`certified_prefix`), and ``scan.chol[:start, :start]`` holds the Cholesky
-    factor of their Gram matrix; the scan goes on from there with that factor. Where a
-    later row's squared distance lies within rounding (``PIVOT_MARGIN``) of
-    ``rank_tol2``, the two factors might decide differently: the resumed scan then
-    returns -1, and the caller scans from the first row (``start = 0``). So the kept
-    rows are always those of the scan from the first row.
+    factor of their Gram matrix; the scan goes on from there with that factor. The kept
+    rows are those of the scan from the first row, except where a later row's squared
+    distance lies within rounding (``PIVOT_MARGIN``) of ``rank_tol2``: there the two
+    factors' rounding may decide differently. The callers run the certificate for every
+    sample with at least ``n`` candidate rows, so such a close call is decided the same
+    way for a given sample whatever else was computed before it.
     """
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
@@ -325,16 +326,9 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
     size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
     stats[2] = size
     refilled = size == rows.shape[0]
-    # a resumed scan decides only what the scan from the first row certainly decides
-    # alike (PIVOT_MARGIN, with the smallest kept pivot as in certified_prefix): a
-    # squared distance closer to rank_tol2 than that returns -1, and the caller scans
-    # from the first row, so the result is the scan's whatever the certificate did
-    margin = pivot_margin(n) if start > 0 else 0.0
-    low = 1.0
     for j in range(start):
         kept[j] = order[j]
         inv_diag[j] = 1.0 / chol[j, j]
-        low = min(low, chol[j, j] * chol[j, j])
     pos = start
     count = start
     while count < n:
@@ -363,8 +357,6 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
         dist2 = gram[i, i] if use_gram else dot(unit_rows[i], unit_rows[i], dim)
         for p in range(count):
             dist2 -= lvec[p] * lvec[p]
-        if start > 0 and abs(dist2 - rank_tol2) <= margin / low:
-            return -1
         if dist2 > rank_tol2:
             for j in range(count):
                 chol[count, j] = lvec[j]
@@ -373,7 +365,6 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
             inv_diag[count] = 1.0 / diag
             kept[count] = i
             count += 1
-            low = min(low, dist2)
     return count
 
 
@@ -444,7 +435,4 @@ def basis_of_active(keys, active, active_keys, size, n, basis, scan, stats):
             return n
     if size == 0:
         return 0
-    count = select_basis_from(keys, -np.inf, active[:size], basis, scan, stats, start)
-    if count < 0:  # a close call after the certified rows: the scan from the first row
-        count = select_basis_from(keys, -np.inf, active[:size], basis, scan, stats, 0)
-    return count
+    return select_basis_from(keys, -np.inf, active[:size], basis, scan, stats, start)

@@ -104,7 +104,8 @@ def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, s
     """:func:`pointwise_tile` for large ``n``: one point at a time, the first ``n``
     active rows certified by LAPACK's blocked Cholesky
     (:func:`fastrelu._core.basis.basis_of_active`) rather than in SIMD lanes; the same
-    ranks. Uses ``cands.keys[0]`` and ``cands.index[0]`` only."""
+    ranks, except where a row's squared distance lies within rounding of ``rank_tol^2``
+    (:func:`fastrelu._core.basis.select_basis_from`). Uses ``cands.keys[0]`` and ``cands.index[0]`` only."""
     weight_t, bias, inv_norm = layer.weight_t, layer.bias, layer.inv_norm
     keys, active, active_keys = cands.keys[0], cands.index[0], cands.index_keys
     n = X.shape[1]

@@ -160,6 +160,21 @@ class ReLUSingularValues:
         return self.values.shape[0]
 
 
+#: Starts ascended together in one call (their products with ``W`` are one GEMM): the
+#: whole block of ``POWER_BLOCK`` below this input dimension, ``POWER_GROUP`` at and above
+#: it, where a start's GEMM rows are long enough alone and a few starts must still keep
+#: every core busy. Fixed by ``n``: a start's bits depend on the starts it is ascended
+#: with (BLAS may round a row of a product differently beside other rows), never on the
+#: thread count.
+POWER_GROUP_N = 256
+POWER_GROUP = 16
+
+
+def starts_per_call(n):
+    """Starts ascended together at input dimension ``n`` (see ``POWER_GROUP_N``)."""
+    return POWER_BLOCK if n < POWER_GROUP_N else POWER_GROUP
+
+
 class _Ascent:
     """One objective of :func:`fastrelu._spectral.kernels.ascend_block` and the per-thread
     buffers to run it on blocks of starts."""
@@ -412,7 +427,7 @@ class _PowerPlan(BlockPlan):
         return {"weight": digest(self.W), "bias": digest(self.alpha), "step_rule": int(self.rule),
                 "n_starts": self.n_starts, "max_iter": self.max_iter, "tol": self.tol,
                 "seed": self.seed, "history": self.n_hist, "per_start": bool(self.per_start),
-                "block_size": POWER_BLOCK}
+                "block_size": POWER_BLOCK, "starts_per_call": starts_per_call(self.W.shape[1])}
 
     def _arrays(self, count):
         if not self.per_start:
@@ -434,20 +449,33 @@ class _PowerPlan(BlockPlan):
         hist = np.full((self.n_hist, self.max_iter + 1), np.nan)
         keep = self.per_start
 
+        group = starts_per_call(n)
+        parts = []  # (block, first start in it, share of the block)
+        for b in range(first, stop):
+            size_b = min(POWER_BLOCK, n_starts - b * POWER_BLOCK)
+            parts += [(b, lo, (min(lo + group, size_b) - lo) / size_b)
+                      for lo in range(0, size_b, group)]
+
         def make_worker():
-            run = ascent.worker(POWER_BLOCK)
+            run = ascent.worker(group)
             buffer = np.empty((POWER_BLOCK, n))
+            drawn = [-1]
             best = {"value": -1.0, "index": -1, "x": np.zeros(n)}
             counts = np.zeros(4, dtype=np.int64)
             iterations = [0]
 
-            def process(b):
-                start = b * POWER_BLOCK
-                size = min(POWER_BLOCK, n_starts - start)
-                X = buffer[:size]
-                block_generator(seed, b, POWER_STREAM).standard_normal(out=X)
-                _unit_rows(X)
-                out_x, q, its, codes = run(X, history=hist if b == 0 else None)
+            def process(part):
+                b, lo, _ = part
+                size_b = min(POWER_BLOCK, n_starts - b * POWER_BLOCK)
+                if drawn[0] != b:  # the block's starts, drawn whole (then its groups)
+                    block_generator(seed, b, POWER_STREAM).standard_normal(out=buffer[:size_b])
+                    _unit_rows(buffer[:size_b])
+                    drawn[0] = b
+                start = b * POWER_BLOCK + lo
+                size = min(group, size_b - lo)
+                X = buffer[lo:lo + size].copy()
+                record = hist[lo:lo + size] if b == 0 and lo < hist.shape[0] else None
+                out_x, q, its, codes = run(X, history=record)
                 local = int(np.argmax(q))  # the first of equal maxima
                 value, index = float(q[local]), start + local
                 if value > best["value"] or (value == best["value"] and index < best["index"]):
@@ -455,15 +483,15 @@ class _PowerPlan(BlockPlan):
                 counts[:] += np.bincount(codes, minlength=4)[:4]
                 iterations[0] += int(its.sum())
                 if keep:
-                    part = slice(start - offset, start - offset + size)
-                    piece["values"][part] = np.sqrt(q)
-                    piece["n_iter"][part] = its
-                    piece["status"][part] = codes
+                    own = slice(start - offset, start - offset + size)
+                    piece["values"][own] = np.sqrt(q)
+                    piece["n_iter"][own] = its
+                    piece["status"][own] = codes
 
             return process, lambda: (best, counts, iterations[0])
 
-        partials = run_blocks(range(first, stop), make_worker, n_jobs, bar=bar,
-                              limit_blas=limit_blas)
+        partials = run_blocks(parts, make_worker, n_jobs, bar=bar, limit_blas=limit_blas,
+                              advance=lambda part: part[2])
         best = max((p[0] for p in partials), key=lambda item: (item["value"], -item["index"]))
         piece.update(best_value=best["value"], best_index=best["index"], best_x=best["x"],
                      counts=np.sum([p[1] for p in partials], axis=0),
