@@ -208,7 +208,7 @@ def covering_radius(n_samples, dim, *, nonnegative=False):
 class _Problem:
     """The validated, precomputed inputs of one MCBE run, shared by the workers."""
 
-    def __init__(self, W, domain, rank_tol, use_gram=None):
+    def __init__(self, W, domain, rank_tol, use_gram=None, one_by_one=None):
         m, n = W.shape
         self.m, self.n = m, n
         # The kernel works on the rows scaled by powers of two (row_exponents): the same
@@ -228,6 +228,8 @@ class _Problem:
         self.r_pos, self.r_neg = float(r_pos), float(r_neg)
         self.rank_tol2 = float(rank_tol) ** 2
         self.tile = geometry.tile
+        # the certificate's path, decided once for the run (see _McbePlan)
+        self.one_by_one = certify_one_by_one(n) if one_by_one is None else bool(one_by_one)
 
     def worker(self):
         """Per-thread buffers and partial minima; returns ``(fold, result)``."""
@@ -235,7 +237,7 @@ class _Problem:
         minima = kernels.Minima(alpha=np.full(m, np.inf), counts=np.zeros(m, dtype=np.int64),
                                 state=np.array([-np.inf, 0.05]), stats=np.zeros(3, dtype=np.int64))
         C = np.empty((tile, m))
-        one_by_one = certify_one_by_one(n)
+        one_by_one = self.one_by_one
         lanes_count = 1 if one_by_one else kernels.SPANS_LANES
         cands = Candidates(keys=np.empty((lanes_count, m)), index=np.empty(m, dtype=np.int64),
                            index_keys=np.empty(m))
@@ -271,12 +273,16 @@ class _McbePlan(BlockPlan):
     def __init__(self, W, domain, total, seed, rank_tol, use_gram=None):
         super().__init__(-(-total // BLOCK_SIZE))
         self.W, self.domain, self.total, self.seed, self.rank_tol = W, domain, total, seed, rank_tol
-        # decided once, where the run starts: every worker and a resume use the same path
+        # decided once, where the run starts: every worker and a resume use the same
+        # path. The certificate's path (SIMD lanes or one sample at a time, by the L2
+        # cache of this machine) decides close calls within rounding of rank_tol
+        # differently, so a Dask worker or a resume elsewhere must take the same one.
         self.use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
+        self.one_by_one = certify_one_by_one(W.shape[1])
 
     def problem(self):
         return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol,
-                                                       self.use_gram))
+                                                       self.use_gram, self.one_by_one))
 
     def fingerprint(self):
         domain = repr(self.domain)
@@ -284,7 +290,7 @@ class _McbePlan(BlockPlan):
             domain += f" sha256:{digest(self.domain.points)}"
         return {"weight": digest(self.W), "domain": domain, "n_samples": self.total,
                 "seed": self.seed, "rank_tol": self.rank_tol, "block_size": BLOCK_SIZE,
-                "stored_gram": self.use_gram}
+                "stored_gram": self.use_gram, "one_by_one": self.one_by_one}
 
     def empty(self):
         m = self.W.shape[0]
@@ -304,7 +310,7 @@ class _McbePlan(BlockPlan):
         # few blocks (large layers): the blocks' samples are shared out among the threads;
         # the minima and counts merge exactly, so the result is the same
         parts = block_parts(first, stop, lambda b: min(BLOCK_SIZE, total - b * BLOCK_SIZE),
-                            n_jobs)
+                            n_jobs, align=problem.tile)
         whole = len(parts) == stop - first
         if isinstance(domain, Data):
             points = domain.points

@@ -220,10 +220,16 @@ def certified_prefix(order, n, basis, G, rows_buf):
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
     if use_gram:
+        # every entry of G (the lower triangle is what the factorisation reads), each
+        # row gathered by increasing column of the stored Gram matrix: a pass through
+        # that row in memory order rather than n random reads
+        by_column = np.argsort(order[:n])
         for j in range(n):
-            a = order[j]
-            for k in range(j + 1):
-                G[j, k] = gram[a, order[k]]
+            source = gram[order[j]]
+            target = G[j]
+            for t in range(n):
+                k = by_column[t]
+                target[k] = source[order[k]]
     else:
         # G = B B^T for the gathered unit rows B (one small GEMM)
         for j in range(n):

@@ -92,11 +92,21 @@ def normalised_rows(W, use_gram=None):
     return norms, inv_norm, unit_rows, use_gram, gram
 
 
-def tile_rows(m):
-    """Points per tile of the product ``X W^T`` for ``m`` rows: the ``(tile, m)`` block
-    stays in the core's cache. A power of two between 32 and 1024, a function of ``m``
+#: From this input dimension on, a tile holds at most ``LARGE_TILE`` points: a point's
+#: basis costs ``n^3 / 6`` multiply-adds there, far more than its share of the product,
+#: and small tiles let a few points be shared out among the threads (work is split at
+#: tile boundaries, so that each product is the same whatever the split).
+LARGE_TILE_N = 256
+LARGE_TILE = 8
+
+
+def tile_rows(m, n=0):
+    """Points per tile of the product ``X W^T`` for ``m`` rows of dimension ``n``: the
+    ``(tile, m)`` block stays in the core's cache. A power of two between 32 and 1024
+    (at most ``LARGE_TILE`` from ``n = LARGE_TILE_N``), a function of ``m`` and ``n``
     only (so it never changes a seeded result)."""
-    return int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // max(1, m)))))))
+    tile = int(max(32, min(1024, 2 ** int(math.log2(max(1, 65536 // max(1, m)))))))
+    return min(tile, LARGE_TILE) if n >= LARGE_TILE_N else tile
 
 
 class RowGeometry:
@@ -111,7 +121,7 @@ class RowGeometry:
         self.weight_t = np.ascontiguousarray(W.T)
         self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
         self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram)
-        self.tile = tile_rows(m)
+        self.tile = tile_rows(m, n)
 
     def basis(self, rank_tol2):
         """The rows as the basis kernels read them, with the squared rank tolerance

@@ -237,7 +237,7 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, pro
 
     # few blocks (large layers): the points are shared out among the threads
     parts = block_parts(0, -(-N // BLOCK_SIZE), lambda b: min(BLOCK_SIZE, N - b * BLOCK_SIZE),
-                        jobs)
+                        jobs, align=geometry.tile)
     run_blocks(parts, make_worker, jobs, progress=progress, desc="injectivity", budget=budget,
                advance=lambda part: part[2] - part[1], unit="point")
     return PointwiseInjectivity(injective=rank == n, n_active=n_active, rank=rank,

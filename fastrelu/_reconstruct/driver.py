@@ -367,9 +367,12 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     resid = np.zeros(N)
     settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
     bar = progress_bar(N, progress, f"reconstruct {method}", unit="output")
+    # the unit rows' Gram matrix of the basis selection, by BLAS on all cores (for any
+    # n_jobs the same call: a result does not depend on n_jobs)
+    geometry = RowGeometry(W, alpha) if method == "basis" else None
     with threadpool_limits(1), bar:
         if method == "basis":
-            _basis(W, alpha, Y, mask, settings, x, ok, cond_values, bar)
+            _basis(W, geometry, Y, mask, settings, x, ok, cond_values, bar)
             failed = np.flatnonzero(ok == 0)
             if failed.size:  # no (well-conditioned) basis among the active rows
                 failed_cond = cond_values[failed]
@@ -485,16 +488,16 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
             bar.update(size)
 
 
-def _basis(W, alpha, Y, mask, settings, x, ok, cond, bar):
+def _basis(W, geometry, Y, mask, settings, x, ok, cond, bar):
     """Most correlated basis among the active rows (Numba; ``bar`` advanced by the samples
-    whose basis is found), then one solve each (Cython)."""
+    whose basis is found), then one solve each (Cython). ``geometry``: the rows with the
+    finite bias."""
     n = W.shape[1]
     N = Y.shape[0]
     max_cond, exact, _, _, jobs = settings
-    geometry = RowGeometry(W, alpha)
     rows = np.zeros((N, n), dtype=np.int64)
     count = np.zeros(N, dtype=np.int64)
-    C = Y + alpha
+    C = Y + geometry.bias
     basis = geometry.basis(DEFAULT_RANK_TOL**2)
 
     def make_worker():

@@ -37,14 +37,16 @@ def progress_bar(total, progress, desc, unit="block"):
 PARTS_PER_THREAD = 4
 
 
-def block_parts(first, stop, sizes, n_jobs):
+def block_parts(first, stop, sizes, n_jobs, align=1):
     """The work units of blocks ``first .. stop-1`` (``sizes(b)``: the samples of block
     ``b``): ``(b, lo, hi, share)`` for samples ``lo .. hi-1`` of block ``b``, ``share``
     the fraction of the block they are. Whole blocks when there are at least
     ``PARTS_PER_THREAD`` per thread; otherwise each block in about ``PARTS_PER_THREAD``
     parts per thread, so that a run of a few blocks of large-layer samples keeps every
-    core busy. For work whose partial results merge exactly (minima, counts, per-sample
-    outputs) the split never changes a result."""
+    core busy. Parts start at multiples of ``align`` (the kernels' tile of points, so
+    that every product of a tile is the same call whatever the split). For work whose
+    partial results merge exactly (minima, counts, per-sample outputs) the split never
+    changes a result."""
     from fastrelu._core import budget as _budget
 
     threads = _budget.threads_of(n_jobs)
@@ -53,7 +55,7 @@ def block_parts(first, stop, sizes, n_jobs):
     parts = []
     for b in range(first, stop):
         size = sizes(b)
-        step = max(1, -(-size // pieces))
+        step = -(-max(1, -(-size // pieces)) // align) * align
         for lo in range(0, size, step):
             hi = min(size, lo + step)
             parts.append((b, lo, hi, (hi - lo) / size))

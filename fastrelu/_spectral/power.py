@@ -161,18 +161,22 @@ class ReLUSingularValues:
 
 
 #: Starts ascended together in one call (their products with ``W`` are one GEMM): the
-#: whole block of ``POWER_BLOCK`` below this input dimension, ``POWER_GROUP`` at and above
-#: it, where a start's GEMM rows are long enough alone and a few starts must still keep
-#: every core busy. Fixed by ``n``: a start's bits depend on the starts it is ascended
-#: with (BLAS may round a row of a product differently beside other rows), never on the
-#: thread count.
+#: whole block of ``POWER_BLOCK``, except from this input dimension on for runs of few
+#: starts, which are ascended in groups of half of them (a power of two, at least
+#: ``POWER_GROUP``) so that they keep two cores busy. Fixed by ``n`` and ``n_starts``: a
+#: start's bits depend on the starts it is ascended with (BLAS may round a row of a
+#: product differently beside other rows), never on the thread count.
 POWER_GROUP_N = 256
 POWER_GROUP = 16
 
 
-def starts_per_call(n):
-    """Starts ascended together at input dimension ``n`` (see ``POWER_GROUP_N``)."""
-    return POWER_BLOCK if n < POWER_GROUP_N else POWER_GROUP
+def starts_per_call(n, n_starts):
+    """Starts ascended together at input dimension ``n`` in a run of ``n_starts``
+    (see ``POWER_GROUP_N``)."""
+    if n < POWER_GROUP_N or n_starts >= 2 * POWER_BLOCK:
+        return POWER_BLOCK
+    half = max(1, n_starts // 2)
+    return int(min(POWER_BLOCK, max(POWER_GROUP, 2 ** int(math.log2(half)))))
 
 
 class _Ascent:
@@ -427,7 +431,8 @@ class _PowerPlan(BlockPlan):
         return {"weight": digest(self.W), "bias": digest(self.alpha), "step_rule": int(self.rule),
                 "n_starts": self.n_starts, "max_iter": self.max_iter, "tol": self.tol,
                 "seed": self.seed, "history": self.n_hist, "per_start": bool(self.per_start),
-                "block_size": POWER_BLOCK, "starts_per_call": starts_per_call(self.W.shape[1])}
+                "block_size": POWER_BLOCK,
+                **({"starts_per_call": group} if (group := starts_per_call(self.W.shape[1], self.n_starts)) != POWER_BLOCK else {})}
 
     def _arrays(self, count):
         if not self.per_start:
@@ -449,7 +454,7 @@ class _PowerPlan(BlockPlan):
         hist = np.full((self.n_hist, self.max_iter + 1), np.nan)
         keep = self.per_start
 
-        group = starts_per_call(n)
+        group = starts_per_call(n, n_starts)
         parts = []  # (block, first start in it, share of the block)
         for b in range(first, stop):
             size_b = min(POWER_BLOCK, n_starts - b * POWER_BLOCK)
@@ -875,7 +880,8 @@ def power_budget(m, n, n_starts, jobs, *, per_start, n_hist, max_iter):
     """The budget of :func:`fastrelu.relu_power_iteration`."""
     threads = _budget.threads_of(jobs)
     memory = [("weights and their transpose", 2 * _budget.FLOAT_BYTES * m * n, "weight"),
-              ("per-thread ascent buffers", threads * ascent_bytes(m, n, POWER_BLOCK), "n_jobs"),
+              ("per-thread ascent buffers", threads * (ascent_bytes(m, n, starts_per_call(n, n_starts))
+                                                       + _budget.FLOAT_BYTES * POWER_BLOCK * n), "n_jobs"),
               ("iteration history", 2 * _budget.FLOAT_BYTES * n_hist * (max_iter + 1), "history")]
     if per_start:
         memory.append(("per-start values, iterations and status (state and partial result)", 2 * 17 * n_starts, "n_starts"))
