@@ -116,3 +116,28 @@ def test_compiled_twins_report_failure_as_data():
     assert info == 0 and values.tolist() == [1.0, 2.0, 3.0]
     _, info = _frame.frame_operator_inverse(np.ones((4, 2)))
     assert info != 0
+
+
+def test_large_frames_take_their_singular_values_from_the_gram_matrix_when_it_settles_them(monkeypatch):
+    # Above GRAM_SINGULAR_WORK the eigenvalues of W^T W stand for the SVD when
+    # cond(S) <= CHOLESKY_MAX_CONDITION; an ill-conditioned or rank-deficient W still
+    # gets the SVD's answer
+    from fastrelu._core import frames
+
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((60, 20))
+    svd = np.linalg.svd(W, compute_uv=False)
+    monkeypatch.setattr(frames, "GRAM_SINGULAR_WORK", 0)
+    s, rank = frames._singular_values(W)
+    assert rank == 20
+    np.testing.assert_allclose(s, svd, rtol=1e-12)
+    bad = W.copy()
+    bad[:, 0] = 1e-6 * bad[:, 0]  # cond(S) about 1e13: the SVD decides
+    s_bad, rank_bad = frames._singular_values(bad)
+    np.testing.assert_array_equal(s_bad, np.linalg.svd(bad, compute_uv=False))
+    assert rank_bad == 20
+    deficient = W.copy()
+    deficient[:, 1] = deficient[:, 0]
+    assert frames._singular_values(deficient)[1] == 19 and not fr.is_frame(deficient)
+    A, B = fr.frame_bounds(W)
+    np.testing.assert_allclose((A, B), (svd[-1] ** 2, svd[0] ** 2), rtol=1e-12)

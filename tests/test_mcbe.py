@@ -642,6 +642,8 @@ def test_large_n_mcbe_on_data_equals_brute_force_with_either_certificate(monkeyp
 def test_large_n_certificates_agree_bit_for_bit_on_the_sphere(monkeypatch, n, m):
     import fastrelu._core.basis as basis
 
+    # (the two paths could round a row within rounding of rank_tol differently; Gaussian
+    # rows and samples, even with the planted copies and sums, come nowhere near one)
     rng = np.random.default_rng(n)
     W = _large_layer(rng, n, m)
     runs = []
@@ -650,3 +652,33 @@ def test_large_n_certificates_agree_bit_for_bit_on_the_sphere(monkeypatch, n, m)
         runs.append(fr.mcbe(W, fr.Sphere(n), 600, seed=3, n_jobs=2))
     assert np.array_equal(runs[0].alpha, runs[1].alpha)
     assert np.array_equal(runs[0].counts, runs[1].counts)
+
+
+def test_close_calls_on_the_one_sample_path_do_not_depend_on_the_samples_before_them(monkeypatch):
+    # Rows at 0.97 - 1.03 times rank_tol from the span of earlier ones, where the factor
+    # a resumed scan uses and the scan's own could round a decision differently: on the
+    # one-sample path the certificate runs for every sample (its running threshold only
+    # steers), so the bias is the same for any order of the points, any n_jobs and any
+    # split into parts.
+    import fastrelu._core.basis as basis
+
+    monkeypatch.setattr(basis, "LANES_MAX_N", 0)
+    rng = np.random.default_rng(21)
+    n, m = 12, 40
+    W = rng.standard_normal((m, n))
+    for row in range(n, m, 3):
+        earlier = W[:row - 1]
+        inside = rng.standard_normal(row - 1) @ earlier
+        inside /= np.linalg.norm(inside)
+        other = rng.standard_normal(n)
+        normal = other - inside * (inside @ other)
+        normal /= np.linalg.norm(normal)
+        d = 1e-6 * rng.uniform(0.97, 1.03)
+        W[row] = np.linalg.norm(W[row]) * (inside * np.sqrt(1 - d * d) + d * normal)
+    X = rng.standard_normal((300, n))
+    reference = fr.mcbe(W, fr.Data(X), n_jobs=1)
+    for order in (np.arange(300)[::-1], rng.permutation(300)):
+        for jobs in (1, 2):
+            again = fr.mcbe(W, fr.Data(X[order]), n_jobs=jobs)
+            np.testing.assert_array_equal(again.alpha, reference.alpha)
+            np.testing.assert_array_equal(again.counts, reference.counts)

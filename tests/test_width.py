@@ -112,7 +112,14 @@ def test_local_width_quadrature():
     assert tiny[0] == pytest.approx(quadrature_reference(np.array([1.0, 1e-2])) * 1e-6, rel=1e-10)
 
 
-def test_local_metrics_against_the_definition():
+@pytest.mark.parametrize("outer", [True, False])
+def test_local_metrics_against_the_definition(outer, monkeypatch):
+    # both ways of summing the active rows' Gram matrices: one GEMM over the rows' outer
+    # products (small layers) and, point by point, W_I^T W_I (dsyrk)
+    import fastrelu._spectral.width as width
+
+    if not outer:
+        monkeypatch.setattr(width, "OUTER_MAX_ENTRIES", 0)
     rng = np.random.default_rng(4)
     W = rng.standard_normal((14, 4))
     alpha = rng.normal(0.6, 0.5, 14)  # leaves some points with few active rows

@@ -130,9 +130,11 @@ def lanes_scratch(n, lanes=None):
 #: The first ``n`` candidates of ``SPANS_LANES`` samples are certified at once in SIMD
 #: lanes while the lanes' ``SPANS_LANES x n x n`` Gram matrices take less than this share
 #: of the core's L2 cache; beyond, one sample at a time by LAPACK's blocked Cholesky,
-#: whose working set is one ``n x n`` matrix. The certificate only decides whether the
-#: scan's first ``n`` rows are taken without scanning, so the choice never changes a
-#: result. Measured crossover (L2 of 2 MiB, 4 lanes: n = 128): docs/performance.md.
+#: whose working set is one ``n x n`` matrix, and the scan after a certificate that
+#: stops early goes on with its factor. The choice changes a basis only where a row's
+#: squared distance lies within rounding of ``rank_tol^2`` (the two factorisations round
+#: differently); MCBE decides it once per run and records it with its checkpoints.
+#: Measured crossover (L2 of 2 MiB, 4 lanes: n = 128): docs/performance.md.
 LANES_L2_SHARE = 0.25
 #: Override of the rule above: certify one by one above this ``n`` (None: by cache).
 LANES_MAX_N = None

@@ -518,7 +518,11 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
                 # A_x = sum_{i active} w_i w_i^T for all points of the chunk: one GEMM
                 gram = (weights @ outer).reshape(-1, n, n)
             else:
-                gram = np.matmul(W.T[None, :, :] * weights[:, None, :], W)
+                # one point at a time from its active rows: W_I^T W_I (BLAS dsyrk)
+                gram = np.empty((weights.shape[0], n, n))
+                for p, active in enumerate(mask):
+                    rows = W[active]
+                    gram[p] = rows.T @ rows
             lam = np.linalg.eigvalsh(gram)[:, ::-1]  # decreasing
             np.maximum(lam, 0.0, out=lam)
             sv = np.sqrt(lam)
