@@ -285,3 +285,19 @@ def test_the_stored_gram_matrix_follows_the_memory_budget(monkeypatch, tmp_path)
     monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 10)
     with pytest.raises(fr.FastReluError, match="stored_gram is true there and false here"):
         fr.mcbe(W, fr.Sphere(5), 5000, seed=1, checkpoint=path, n_jobs=1)
+
+
+def test_a_wide_layer_needs_scratch_for_bases_of_its_neurons_only():
+    # 1024 neurons on 16384 inputs: a basis holds at most 1024 rows, so the scan's
+    # scratch is 1024 x 1024 per thread, not 16384 x 16384 (which would be 2 GiB each)
+    from fastrelu._core.basis import scan_scratch
+    from fastrelu._injectivity.pointwise import check_budget
+
+    budget = check_budget(1024, 16384, 64, 2, what="injectivity_summary", name="X", outputs=True)
+    assert sum(item[1] for item in budget.memory) < 4 * 2**30  # was 37.9 GiB
+    scan = scan_scratch(1024, 16384)
+    assert scan.chol.shape == (1024, 1024) and scan.kept.shape == (1024,)
+    rng = np.random.default_rng(2)
+    layer = fr.ReLULayer(rng.standard_normal((30, 80)))
+    summary = fr.injectivity_summary(layer, rng.standard_normal((20, 80)))
+    assert not summary.injective.any() and (summary.rank == summary.n_active).all()

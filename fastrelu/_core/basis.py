@@ -114,10 +114,14 @@ class Lanes(NamedTuple):
 
 
 def scan_scratch(m, n):
-    """Fresh :class:`Scan` buffers for ``m`` rows in dimension ``n``."""
+    """Fresh :class:`Scan` buffers for ``m`` rows in dimension ``n``: a basis holds at
+    most ``k = min(m, n)`` rows, so the factor and the kept rows are ``k``-sized (for a
+    layer with fewer neurons than inputs, ``m x m`` instead of ``n x n``; the scan then
+    stops at ``k`` rows, which is where it stopped anyway)."""
+    k = min(m, n)
     return Scan(order=np.empty(m, dtype=np.int64), order_keys=np.empty(m),
-                kept=np.empty(n, dtype=np.int64), chol=np.zeros((n, n)), inv_diag=np.empty(n),
-                lvec=np.empty(n), rows_buf=np.empty((n, n)))
+                kept=np.empty(k, dtype=np.int64), chol=np.zeros((k, k)), inv_diag=np.empty(k),
+                lvec=np.empty(k), rows_buf=np.empty((k, k)))
 
 
 def lanes_scratch(n, lanes=None):

@@ -217,7 +217,9 @@ def frame_validation(m, n, *, svd=False):
 def basis_scratch(m, n, threads, lanes):
     """Per-thread buffers of the most-correlated-basis and active-rank kernels."""
     tile = max(32, min(1024, 65536 // max(1, m)))
-    per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + (2 + lanes) * n * n + 4096 * n)
+    k = min(m, n)  # a basis holds at most k rows (the scan's factor is k x k)
+    square = (2 + lanes) * n * n if m >= n else 2 * k * k  # no certificate when m < n
+    per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + square + 4096 * n)
     return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
 
 
