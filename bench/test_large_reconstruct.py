@@ -21,7 +21,8 @@ method, in the same run and on the same outputs ``Y = ReLU(W X)`` (Gaussian ``W`
   ``scipy.linalg.blas`` and ``lapack`` wrappers do not):
 
   - dual: ``dsyrk`` of the active rows, ``dpotrf`` and the two triangular solves
-    (``dpotrs``);
+    (``dpotrs`` through ``scipy.linalg.cho_solve``: ``n^2`` work, the only call here
+    that holds the GIL);
   - basis: ``dpotrf`` of an ``n x n`` SPD matrix (the certificate), ``dgetrf`` and
     ``dgetrs`` of ``W_B``;
   - frame: ``dsyrk`` of the active rows, the eigenvalues (``dsyevd``, no vectors) and
