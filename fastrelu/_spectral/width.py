@@ -516,14 +516,19 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
             weights = mask.astype(np.float64)
             if outer is not None:
                 # A_x = sum_{i active} w_i w_i^T for all points of the chunk: one GEMM
-                gram = (weights @ outer).reshape(-1, n, n)
+                lam = np.linalg.eigvalsh((weights @ outer).reshape(-1, n, n))[:, ::-1]
             else:
-                # one point at a time from its active rows: W_I^T W_I (BLAS dsyrk)
-                gram = np.empty((weights.shape[0], n, n))
+                # one point at a time from its active rows: the eigenvalues of
+                # W_I^T W_I (BLAS dsyrk), or with fewer active rows than inputs those of
+                # the smaller W_I W_I^T, the same nonzero ones, and zeros
+                lam = np.zeros((weights.shape[0], n))
                 for p, active in enumerate(mask):
                     rows = W[active]
-                    gram[p] = rows.T @ rows
-            lam = np.linalg.eigvalsh(gram)[:, ::-1]  # decreasing
+                    if rows.shape[0] < n:
+                        values = np.linalg.eigvalsh(rows @ rows.T)
+                    else:
+                        values = np.linalg.eigvalsh(rows.T @ rows)
+                    lam[p, :values.size] = values[::-1]  # decreasing
             np.maximum(lam, 0.0, out=lam)
             sv = np.sqrt(lam)
             small = sv <= tol_abs
