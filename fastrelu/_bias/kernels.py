@@ -12,14 +12,12 @@ import numpy as np
 
 from fastrelu._core.basis import (
     SPANS_LANES,
-    certified_prefix,
     certify_lanes,
+    certify_then_scan,
     collect_candidates,
     dot,
-    rank_first,
     rank_into_lane,
     select_basis,
-    select_basis_from,
 )
 from fastrelu._core.jit import kernel
 
@@ -237,19 +235,8 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
             # sample alone, never on the running threshold
             thresh = -np.inf
             size = collect_candidates(lane_keys, rows, thresh, cand, cand_keys)
-        count = 0
-        start = 0
-        if size >= n:
-            rank_first(cand, cand_keys, size, n, scan.order, scan.order_keys)
-            start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf)
-            if start == n:
-                for j in range(n):
-                    kept[j] = scan.order[j]
-                count = n
-                stats[2] = size
-        if count == 0:
-            # the scan goes on from the first row the certificate left open
-            count = select_basis_from(lane_keys, thresh, rows, basis, scan, stats, start)
+        count = certify_then_scan(lane_keys, thresh, rows, cand, cand_keys, size, n, basis,
+                                  scan, stats)
         _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 

@@ -261,13 +261,6 @@ def certified_prefix(order, n, basis, G, rows_buf):
     return size
 
 
-@kernel
-def first_candidates_independent(order, n, basis, G, rows_buf):
-    """Are all the unit rows ``order[:n]`` certainly independent in scan order
-    (:func:`certified_prefix` is ``n``)?"""
-    return certified_prefix(order, n, basis, G, rows_buf) == n
-
-
 @kernel(fastmath=REDUCTION_FASTMATH)
 def dot(a, b, length):
     """sum_{p < length} a[p] * b[p]."""
@@ -431,20 +424,31 @@ def certify_lanes(lanes, ranked, n, basis, rows_buf):
 
 
 @kernel
-def basis_of_active(keys, active, active_keys, size, n, basis, scan, stats):
-    """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
-    keys in ``active_keys``; ``keys`` holds every row's key) into ``scan.kept``; returns
-    its size, at most ``n``. The first ``n`` active rows in scan order are certified by
-    one Cholesky factorisation; otherwise the incremental scan decides, from the
-    first row whose pivot is not certified on."""
+def certify_then_scan(keys, thresh, rows, cand, cand_keys, size, n, basis, scan, stats):
+    """The one-sample path: most correlated basis of a sample into ``scan.kept``; returns
+    its size, at most ``n``. ``cand[:size]`` (by increasing index, keys in
+    ``cand_keys``) are the rows of ``rows`` with ``keys >= thresh``. When there are at
+    least ``n``, the first ``n`` in scan order are certified by one Cholesky
+    factorisation (:func:`certified_prefix`); the incremental scan
+    (:func:`select_basis_from`) decides the rest, from the first row whose pivot is not
+    certified on."""
     start = 0
     if size >= n:
-        rank_first(active, active_keys, size, n, scan.order, scan.order_keys)
+        rank_first(cand, cand_keys, size, n, scan.order, scan.order_keys)
         start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf)
         if start == n:
             for j in range(n):
                 scan.kept[j] = scan.order[j]
+            stats[2] = size
             return n
-    if size == 0:
-        return 0
-    return select_basis_from(keys, -np.inf, active[:size], basis, scan, stats, start)
+    return select_basis_from(keys, thresh, rows, basis, scan, stats, start)
+
+
+@kernel
+def basis_of_active(keys, active, active_keys, size, n, basis, scan, stats):
+    """Most correlated basis among the rows ``active[:size]`` (by increasing index, their
+    keys in ``active_keys``; ``keys`` holds every row's key) into ``scan.kept``; returns
+    its size, at most ``n`` (:func:`certify_then_scan` with every active row a
+    candidate)."""
+    return certify_then_scan(keys, -np.inf, active[:size], active, active_keys, size, n,
+                             basis, scan, stats)
