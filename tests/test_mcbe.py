@@ -618,12 +618,17 @@ def _large_layer(rng, n, m):
     return W
 
 
-@pytest.mark.parametrize("one_by_one", [False, True])
-def test_large_n_mcbe_on_data_equals_brute_force_with_either_certificate(monkeypatch, one_by_one):
-    # n = 160: by default the one-sample (LAPACK) certificate; the lanes forced as well
+@pytest.mark.parametrize("one_by_one, stored_gram", [(False, True), (True, True), (True, False)])
+def test_large_n_mcbe_on_data_equals_brute_force_with_either_certificate(monkeypatch, one_by_one,
+                                                                         stored_gram):
+    # n = 160: by default the one-sample (LAPACK) certificate; the lanes forced as well;
+    # on the one-sample path also without the stored Gram matrix (each sample's by dsyrk,
+    # the repeated rows by the projection filter)
     import fastrelu._core.basis as basis
+    import fastrelu._core.rows as rows
 
     monkeypatch.setattr(basis, "LANES_MAX_N", 0 if one_by_one else 10**9)
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", None if stored_gram else 0)
     rng = np.random.default_rng(51)
     n, m = 160, 400
     W = _large_layer(rng, n, m)
@@ -635,6 +640,49 @@ def test_large_n_mcbe_on_data_equals_brute_force_with_either_certificate(monkeyp
     np.testing.assert_array_equal(np.isfinite(result.alpha), used)
     np.testing.assert_allclose(result.alpha[used], alpha[used], rtol=1e-12, atol=1e-12)
     assert not counts[10:13].any()  # exact copies never enter a basis
+
+
+def test_repeated_rows_by_projections_equal_those_by_all_inner_products(monkeypatch):
+    # Planted exact copies, positive multiples, near copies at 1e-9 to 3e-7 and zero rows;
+    # tolerances up to 0.5, where many pairs are close: the projection filter (and its
+    # fallback to every inner product when too many pairs pass it) must mark exactly the
+    # rows the rule marks from the Gram matrix.
+    import fastrelu._core.rows as rows
+
+    rng = np.random.default_rng(8)
+    filtered = 0
+    for trial in range(300):
+        m, n = int(rng.integers(2, 80)), int(rng.integers(1, 7))
+        W = rng.standard_normal((m, n))
+        for _ in range(int(rng.integers(0, 12))):
+            i, j = rng.integers(0, m, 2)
+            W[j] = W[i] * rng.uniform(0.1, 3.0) + rng.choice([0.0, 1e-9, 1e-7, 3e-7]) * rng.standard_normal(n)
+        if trial % 5 == 0:
+            W[rng.integers(0, m)] = 0.0
+        _, _, U, _, gram = rows.normalised_rows(W, use_gram=True)
+        tol = float(rng.choice([1e-6, 1e-3, 0.1, 0.5]))
+        expected = rows.repeated_rows(U, tol, gram)
+        filtered += rows._close_pairs(U, tol, 1.0 - 0.5 * tol**2) is not None
+        np.testing.assert_array_equal(rows.repeated_rows(U, tol, None), expected)
+        monkeypatch.setattr(rows, "REPEAT_CANDIDATES_PER_ROW", 0)  # every inner product
+        np.testing.assert_array_equal(rows.repeated_rows(U, tol, None), expected)
+        monkeypatch.undo()
+    assert filtered > 200  # the filter decided most cases itself
+
+
+def test_the_gram_matrix_is_stored_only_when_the_run_amortises_it(monkeypatch):
+    # one sample at a time (large n): stored from (m / n)^2 samples on; the lanes (small
+    # n) and runs of unknown length store it whenever it fits
+    from fastrelu._core import basis, budget, rows
+
+    monkeypatch.setenv(budget.MEMORY_ENV, "64G")
+    n, m = 2048, 4096
+    assert basis.certify_one_by_one(n) and not basis.certify_one_by_one(8)
+    assert not rows.stores_gram(m, n, 3) and rows.stores_gram(m, n, 4)
+    assert rows.stores_gram(m, n) and rows.stores_gram(m)
+    assert rows.stores_gram(64, 8, 1)
+    monkeypatch.setenv(budget.MEMORY_ENV, "1G")  # 128 MiB for it: 4096 rows at most
+    assert not rows.stores_gram(4097, 2048, 10**6)
 
 
 @pytest.mark.parametrize("n, m", [(130, 300), (200, 500)])

@@ -277,7 +277,7 @@ class _McbePlan(BlockPlan):
         # path. The certificate's path (SIMD lanes or one sample at a time, by the L2
         # cache of this machine) decides close calls within rounding of rank_tol
         # differently, so a Dask worker or a resume elsewhere must take the same one.
-        self.use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
+        self.use_gram = stores_gram(*W.shape, total) if use_gram is None else bool(use_gram)
         self.one_by_one = certify_one_by_one(W.shape[1])
 
     def problem(self):
@@ -507,8 +507,8 @@ def margin_value(margin, total, domain):
 def mcbe_budget(m, n, total, jobs, *, data):
     """The budget of :func:`fastrelu.mcbe` with ``total`` samples."""
     threads = _budget.threads_of(jobs)
-    memory = [*_budget.row_geometry(m, n), _budget.basis_scratch(m, n, threads, kernels.SPANS_LANES),
+    memory = [*_budget.row_geometry(m, n, total), _budget.basis_scratch(m, n, threads, kernels.SPANS_LANES),
               ("state (minima and counts per thread and merged)", 2 * _budget.FLOAT_BYTES * m * (threads + 3), "weight")]
     return _budget.Budget("mcbe", "n_samples", total, "samples", BLOCK_SIZE, memory,
-                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if stores_gram(m, n, total) else 0.0,
                   advice="Use a smaller layer, or run on a machine (or Dask workers) with more memory.")

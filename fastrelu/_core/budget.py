@@ -223,10 +223,11 @@ def basis_scratch(m, n, threads, lanes):
     return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
 
 
-def row_geometry(m, n):
+def row_geometry(m, n, samples=None):
     """Copies of the weights shared by the workers: transposed and unit rows, and the
-    Gram matrix of the unit rows when it fits its share of memory (else 1024-row blocks of
-    it while repeated rows are looked for)."""
-    gram = m * m if stores_gram(m) else 1024 * m
+    Gram matrix of the unit rows when a run over ``samples`` samples stores it
+    (:func:`fastrelu._core.rows.stores_gram`; else at most 1024-row blocks of it while
+    repeated rows are looked for)."""
+    gram = m * m if stores_gram(m, n, samples) else 1024 * m
     return [("weights, transposed and unit rows", 3 * _F * m * n, "weight"),
             ("Gram matrix of the unit rows", _F * gram, "weight")]

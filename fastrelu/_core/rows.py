@@ -11,31 +11,60 @@ from fastrelu._core.memory import memory_limit
 #: The Gram matrix of the unit rows is stored, and the candidates' entries are gathered
 #: from it, when its ``8 m^2`` bytes take at most this share of the memory fastrelu may
 #: use (:func:`fastrelu._core.memory.memory_limit`: ``FASTRELU_MEMORY_LIMIT``, else 90%
-#: of the available memory). Else they are computed per sample by a small GEMM of the
-#: gathered rows: ``n^3`` multiply-adds per sample, more than the certificate itself.
+#: of the available memory) and it pays for itself (:func:`stores_gram`). Else each
+#: sample's certificate forms the Gram matrix of its gathered rows.
 GRAM_MEMORY_SHARE = 0.125
-#: A cap on the rows whose Gram matrix is stored, or None (by memory alone).
+#: A cap on the rows whose Gram matrix is stored, or None (by memory and cost alone).
 GRAM_MAX_ROWS = None
 
 
-def stores_gram(m):
-    """Is the Gram matrix of ``m`` unit rows stored? When it fits ``GRAM_MEMORY_SHARE``
-    of the memory limit (and ``m <= GRAM_MAX_ROWS`` when that is set). A run decides it
-    once (MCBE records it with its checkpoints): it changes the speed, and at most the
-    last bit of an inner product, never the rule."""
+def stores_gram(m, n=None, samples=None):
+    """Is the Gram matrix of ``m`` unit rows in dimension ``n`` stored for a run over
+    ``samples`` samples? When it fits ``GRAM_MEMORY_SHARE`` of the memory limit (and
+    ``m <= GRAM_MAX_ROWS`` when that is set), and, where samples are certified one at a
+    time (:func:`fastrelu._core.basis.certify_one_by_one`) and their number is given,
+    when forming it costs less than forming each sample's ``n x n`` Gram matrix instead:
+    ``m^2 n / 2`` multiply-adds once (``dsyrk``, all cores) against ``n^3 / 2`` per
+    sample, so from ``samples >= (m / n)^2`` on. A run decides it once (MCBE records it
+    with its checkpoints): it changes the speed, and at most the last bit of an inner
+    product, never the rule."""
     if GRAM_MAX_ROWS is not None and m > GRAM_MAX_ROWS:
         return False
     limit, _ = memory_limit()
-    return limit is None or 8.0 * m * m <= GRAM_MEMORY_SHARE * limit
+    if limit is not None and 8.0 * m * m > GRAM_MEMORY_SHARE * limit:
+        return False
+    if n is None or samples is None:
+        return True
+    from fastrelu._core.basis import certify_one_by_one
+
+    return not certify_one_by_one(n) or float(samples) * n * n >= float(m) * m
+
+
 #: Default rank tolerance: a unit row this close to the span of the kept ones is dependent.
 DEFAULT_RANK_TOL = 1e-6
 
 
+#: Without a stored Gram matrix, repeated rows are looked for among the pairs whose
+#: projections on two fixed directions lie close (a sort, ``O(m n + m log m)``) rather
+#: than in all ``m^2 / 2`` inner products; when more than this many pairs per row pass
+#: that filter (rows clustered on the directions), among all pairs by blocks of the
+#: product instead.
+REPEAT_CANDIDATES_PER_ROW = 64
+
+
 def repeated_rows(unit_rows, rank_tol, gram):
-    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's."""
+    """Indices of rows whose unit direction is within ``rank_tol`` of an earlier row's
+    that is not itself repeated: rows are taken by increasing index, and each row not yet
+    marked marks the later rows within ``rank_tol`` of it (``|u_i - u_j|^2 <= rank_tol^2``,
+    that is ``<u_i, u_j> >= 1 - rank_tol^2 / 2``). The inner products are the stored
+    Gram matrix's entries when ``gram`` is given; else those of the pairs that pass the
+    projection filter (:data:`REPEAT_CANDIDATES_PER_ROW`), each by one dot product."""
     m = unit_rows.shape[0]
-    # |u_i - u_j|^2 = 2 - 2 <u_i, u_j> <= rank_tol^2
     limit = 1.0 - 0.5 * rank_tol**2
+    if gram is None:
+        pairs = _close_pairs(unit_rows, rank_tol, limit)
+        if pairs is not None:
+            return _first_marks(m, *pairs)
     repeated = np.zeros(m, dtype=bool)
     step = 1024
     for start in range(0, m, step):
@@ -45,6 +74,55 @@ def repeated_rows(unit_rows, rank_tol, gram):
             if not repeated[i] and i + 1 < m:
                 close = np.flatnonzero(row[i + 1:] >= limit)
                 repeated[i + 1 + close] = True
+    return np.flatnonzero(repeated).astype(np.int64)
+
+
+def _close_pairs(unit_rows, rank_tol, limit):
+    """The pairs ``(i, j)``, ``i < j``, of unit rows with ``<u_i, u_j> >= limit``, or
+    None when the projection filter lets too many candidates through.
+
+    A pair within ``rank_tol`` of each other has projections on a unit direction ``r``
+    within ``rank_tol`` too; the window ``2 sqrt(rank_tol^2 + 4 n eps)`` also covers the
+    rounding of the unit rows' lengths, of the projections and of the inner product that
+    decides, so no pair the inner product would accept is filtered out."""
+    m, n = unit_rows.shape
+    if m < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    eps = np.finfo(np.float64).eps
+    window = 2.0 * np.sqrt(rank_tol**2 + 4.0 * max(n, 1) * eps)
+    # two fixed unit directions (a function of n alone: the same filter on every run)
+    directions = np.random.default_rng(0x5EED).standard_normal((n, 2))
+    directions /= np.linalg.norm(directions, axis=0)
+    projections = unit_rows @ directions
+    order = np.argsort(projections[:, 0], kind="stable")
+    first = projections[order, 0]
+    ends = np.searchsorted(first, first + window, side="right")
+    counts = ends - np.arange(m) - 1
+    if counts.sum() > REPEAT_CANDIDATES_PER_ROW * m:
+        return None
+    a = np.repeat(np.arange(m), counts)
+    b = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + a + 1
+    i, j = order[a], order[b]
+    near = np.abs(projections[i, 1] - projections[j, 1]) <= window
+    i, j = i[near], j[near]
+    inner = np.einsum("ij,ij->i", unit_rows[i], unit_rows[j])
+    close = inner >= limit
+    i, j = i[close], j[close]
+    return np.minimum(i, j), np.maximum(i, j)
+
+
+def _first_marks(m, earlier, later):
+    """The rows marked by the rule of :func:`repeated_rows` from the close pairs
+    ``(earlier[k], later[k])``, ``earlier < later``."""
+    repeated = np.zeros(m, dtype=bool)
+    by_earlier = np.argsort(earlier, kind="stable")
+    earlier, later = earlier[by_earlier], later[by_earlier]
+    starts = np.flatnonzero(np.r_[True, earlier[1:] != earlier[:-1]]) if earlier.size else []
+    bounds = [*starts, earlier.size]
+    for k in range(len(bounds) - 1):
+        i = earlier[bounds[k]]
+        if not repeated[i]:
+            repeated[later[bounds[k]:bounds[k + 1]]] = True
     return np.flatnonzero(repeated).astype(np.int64)
 
 
@@ -73,10 +151,10 @@ def row_norms(W):
     return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
 
 
-def normalised_rows(W, use_gram=None):
+def normalised_rows(W, use_gram=None, samples=None):
     """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
-    rows and, when ``use_gram`` (None: :func:`stores_gram`), their Gram matrix (a ``(1, 1)`` placeholder
-    above). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
+    rows and, when ``use_gram`` (None: :func:`stores_gram` for a run over ``samples``
+    samples), their Gram matrix (a ``(1, 1)`` placeholder otherwise). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
     independent. The norms and unit rows are computed from the rows scaled by powers of
     two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
     ``+inf`` only for rows shorter than about ``5.6e-309``."""
@@ -87,7 +165,7 @@ def normalised_rows(W, use_gram=None):
     safe = np.where(nonzero, scaled_norms, 1.0)
     inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
     unit_rows = np.ascontiguousarray(scaled / safe[:, None])
-    use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
+    use_gram = stores_gram(*W.shape, samples) if use_gram is None else bool(use_gram)
     gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
     return norms, inv_norm, unit_rows, use_gram, gram
 
@@ -112,15 +190,16 @@ def tile_rows(m, n=0):
 class RowGeometry:
     """The rows of ``W`` as the most-correlated-basis kernels take them, shared by the
     worker threads: ``weight_t`` (``W^T``), the bias (zero when None), ``inv_norm``,
-    ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`) and the tile of
-    points per product (:func:`tile_rows`)."""
+    ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`, for a run over
+    ``samples`` samples when given) and the tile of points per product
+    (:func:`tile_rows`)."""
 
-    def __init__(self, W, bias=None, use_gram=None):
+    def __init__(self, W, bias=None, use_gram=None, samples=None):
         m, n = W.shape
         self.m, self.n = m, n
         self.weight_t = np.ascontiguousarray(W.T)
         self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
-        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram)
+        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram, samples)
         self.tile = tile_rows(m, n)
 
     def basis(self, rank_tol2):

@@ -369,7 +369,7 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     bar = progress_bar(N, progress, f"reconstruct {method}", unit="output")
     # the unit rows' Gram matrix of the basis selection, by BLAS on all cores (for any
     # n_jobs the same call: a result does not depend on n_jobs)
-    geometry = RowGeometry(W, alpha) if method == "basis" else None
+    geometry = RowGeometry(W, alpha, samples=N) if method == "basis" else None
     with threadpool_limits(1), bar:
         if method == "basis":
             _basis(W, geometry, Y, mask, settings, x, ok, cond_values, bar)
