@@ -429,7 +429,8 @@ def test_options_where_they_apply_are_accepted(inputs, capsys, argv):
 
 
 def test_progress_and_no_progress_exclude_each_other(inputs, capsys):
-    for command in (["bias", str(inputs / "W.npy")], ["batch", str(inputs / "spec.toml"), "--out", str(inputs / "r")]):
+    for command in (["bias", str(inputs / "W.npy")], ["batch", str(inputs / "spec.toml"), "--out", str(inputs / "r")],
+                    ["report", "digits", "--out", str(inputs / "r")]):
         with pytest.raises(SystemExit) as stop:
             main(command + ["--progress", "--no-progress"])
         assert stop.value.code == 2

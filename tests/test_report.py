@@ -423,3 +423,21 @@ def test_report_figures_are_labelled_and_readable(digits_report, tmp_path, monke
         for a, (text, box) in enumerate(texts):  # no two labels run together
             for other, other_box in texts[a + 1:]:
                 assert not box.overlaps(other_box), (name, text, other)
+
+
+def test_progress_bars_name_each_stage(capsys):
+    # progress=True: the bar over the stages (with the stage running named beside it)
+    # and the bars of the computations, on stderr; the report is the same without them
+    rng = np.random.default_rng(4)
+    network = Network([ReLULayer(rng.standard_normal((9, 3))), ReLULayer(rng.standard_normal((20, 9)))])
+    X = rng.standard_normal((30, 3))
+    options = {"samples": 300, "width_draws": 16, "power_starts": 2, "n_jobs": 1}
+    shown = analyze(network, X, progress=True, **options)
+    err = capsys.readouterr().err
+    assert "analyze" in err and "layer 1: width" in err and "13/13" in err
+    assert "local_metrics" in err and "mcbe" in err
+    quiet = analyze(network, X, progress=False, **options)
+    assert capsys.readouterr().err == ""
+    for a, b in zip(shown.layers, quiet.layers, strict=True):
+        assert a.injective_fraction == b.injective_fraction and a.s1 == b.s1
+        np.testing.assert_array_equal(a.estimates["data"], b.estimates["data"])

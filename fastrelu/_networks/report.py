@@ -19,7 +19,7 @@ from fastrelu._core.validation import as_matrix, positive_float, positive_int, s
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._networks.results import LayerReport, NetworkReport
 from fastrelu._reconstruct.driver import invert, reconstruct
-from fastrelu._runtime.parallel import Stopwatch
+from fastrelu._runtime.parallel import Stopwatch, progress_bar
 from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
 from fastrelu._spectral.power import relu_power_iteration
 from fastrelu._spectral.width import gaussian_mean_width, local_metrics
@@ -104,7 +104,7 @@ def _reduced_layers(hidden):
     return layers, kept
 
 
-def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
+def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs, progress):
     """The maximal-bias estimates of the rows ``W`` (no zero rows) of a layer."""
     m, n = W.shape
     estimates, skipped = {}, {}
@@ -112,9 +112,9 @@ def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
         reason = f"the rows do not span R^{n}: the layer is injective nowhere"
         return estimates, {name: reason for name in ("data", "data_enlarged", "ball", "pbe")}
     if fit.shape[0]:
-        estimates["data"] = mcbe(W, Data(fit), n_jobs=jobs).alpha
+        estimates["data"] = mcbe(W, Data(fit), n_jobs=jobs, progress=progress).alpha
         if enlarged is not None:
-            estimates["data_enlarged"] = mcbe(W, enlarged, n_jobs=jobs).alpha
+            estimates["data_enlarged"] = mcbe(W, enlarged, n_jobs=jobs, progress=progress).alpha
         radius = float(np.linalg.norm(fit, axis=1).max())
     else:
         skipped["data"] = "no fitting points"
@@ -122,7 +122,7 @@ def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
     if radius > 0:
         nonnegative = bool((fit >= 0).all())
         estimates["ball"] = mcbe(W, Ball(n, radius, nonnegative), samples, seed=seed,
-                                 n_jobs=jobs).alpha
+                                 n_jobs=jobs, progress=progress).alpha
         if n > pbe_dim:
             skipped["pbe"] = f"input dimension {n} above pbe_dim={pbe_dim}"
         else:
@@ -139,7 +139,7 @@ def _estimates(W, fit, enlarged, seed, samples, pbe_dim, jobs):
 def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=0,
             enlarge="kde", enlarge_points=None, bandwidth="scott", noise=0.1,
             width_draws=DEFAULT_WIDTH_DRAWS, power_starts=DEFAULT_POWER_STARTS,
-            pbe_dim=DEFAULT_PBE_DIM, n_jobs=None):
+            pbe_dim=DEFAULT_PBE_DIM, n_jobs=None, progress=None):
     """Analyse every hidden layer of a ReLU network on data.
 
     For hidden layer ``k`` with the data as they reach it: its frame bounds; its learned
@@ -193,6 +193,10 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
         PBE is computed for layers with input dimension up to this.
     n_jobs : int or None, default=None
         Worker threads (``None``: all cores). The report does not depend on it.
+    progress : bool or None, default=None
+        Progress bars on stderr: one over the stages of the layers (the stage running
+        named beside it) and one per stage's computation. ``True`` always, ``False``
+        never, ``None`` only for those that last more than two seconds, on a terminal.
 
     Returns
     -------
@@ -248,24 +252,34 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
     all_framed = True  # every layer so far is a frame: the input can be recovered at all
-    width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs)
+    stages = _Stages(len(network.hidden), progress)
+    stages("input", "width")
+    width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs,
+                                   progress=progress)
     for k, layer in enumerate(network.hidden):
         layer_clock = Stopwatch()
         W, alpha = layer.weight, layer.bias
         m, n = W.shape
         Xk = inputs[k]
+        stages(k, "estimates")
         estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
-                                              samples, pbe_dim, n_jobs)
-        summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs)
+                                              samples, pbe_dim, n_jobs, progress)
+        stages(k, "injectivity")
+        summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs,
+                                                       progress)
+        stages(k, "recovery")
         framed = is_frame(W)
         all_framed = all_framed and framed
         own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
-                                                       framed, all_framed, n_jobs)
-        local = local_metrics(layer, Xk, n_jobs=n_jobs)
+                                                       framed, all_framed, n_jobs, progress)
+        stages(k, "local metrics")
+        local = local_metrics(layer, Xk, n_jobs=n_jobs, progress=progress)
+        stages(k, "s_1")
         power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
-                                     n_jobs=n_jobs, per_start=False)
+                                     n_jobs=n_jobs, per_start=False, progress=progress)
+        stages(k, "width")
         width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
-                                        n_jobs=n_jobs)
+                                        n_jobs=n_jobs, progress=progress)
         prefix = f"layer{k}."
         per_sample.update({prefix + "injective": summary.injective,
                            prefix + "n_active": local.n_active, prefix + "rank": local.rank,
@@ -289,6 +303,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
             width_in=width_in.value, width_out=width_out.value,
             width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
         width_in = width_out  # the same point set enters the next layer: one estimate
+    stages.close()
 
     accuracy, auc = (None, {}) if y is None else _accuracy(network, X, y, per_sample, len(layers))
     from fastrelu._core.version import __version__
@@ -317,7 +332,29 @@ def _split(network, X, fit_data, seed):
     return np.ones(N, dtype=bool), network.layer_inputs(fit)
 
 
-def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs):
+class _Stages:
+    """The bar over :func:`analyze`'s stages: ``stages(layer, name)`` finishes the stage
+    before and names the one starting."""
+
+    PER_LAYER = 6  # estimates, injectivity, recovery, local metrics, s_1, width
+
+    def __init__(self, n_layers, progress):
+        self.bar = progress_bar(1 + self.PER_LAYER * n_layers, progress, "analyze", unit="stage")
+        self.started = False
+
+    def __call__(self, layer, name):
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.set_postfix_str(f"layer {layer}: {name}" if isinstance(layer, int) else f"{layer} {name}")
+
+    def close(self):
+        if self.started:
+            self.bar.update()
+        self.bar.close()
+
+
+def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs, progress):
     """``(estimates, skipped)``: the layer's bias estimates by name (``+inf`` on zero
     rows, which nothing constrains) and why the others were not computed."""
     m = W.shape[0]
@@ -327,7 +364,7 @@ def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs):
         count = 10 * fit.shape[0] if enlarging["points"] is None else enlarging["points"]
         enlarged = enlarge_data(fit, count, method=method, bandwidth=enlarging["bandwidth"],
                                 noise=enlarging["noise"], seed=seed)
-    found, skipped = _estimates(W[kept], fit, enlarged, seed, samples, pbe_dim, jobs)
+    found, skipped = _estimates(W[kept], fit, enlarged, seed, samples, pbe_dim, jobs, progress)
     estimates = {}
     for name, value in found.items():  # zero rows are never constrained: +inf
         estimates[name] = np.full(m, np.inf)
@@ -341,35 +378,35 @@ def _layer_estimates(W, kept, fit, enlarging, seed, samples, pbe_dim, jobs):
     return estimates, skipped
 
 
-def _layer_injectivity(layer, Xk, heldout, estimates, jobs):
+def _layer_injectivity(layer, Xk, heldout, estimates, jobs, progress):
     """``(summary, heldout_fraction)``: pointwise injectivity of the layer at its inputs
     ``Xk``, and the injective fraction of the held-out points under the learned bias and
     under each estimate."""
-    summary = injectivity_summary(layer, Xk, n_jobs=jobs)
+    summary = injectivity_summary(layer, Xk, n_jobs=jobs, progress=progress)
     held_points = Xk[heldout]
     held = held_points.shape[0] > 0
     heldout_fraction = {"learned": float(summary.injective[heldout].mean()) if held else float("nan")}
     for name, estimate in estimates.items():
         heldout_fraction[name] = (injectivity_summary(ReLULayer(layer.weight, estimate), held_points,
-                                                      n_jobs=jobs).fraction
+                                                      n_jobs=jobs, progress=progress).fraction
                                   if held else float("nan"))
     return summary, heldout_fraction
 
 
-def _recovery(X, reduced, outputs, framed, all_framed, jobs):
+def _recovery(X, reduced, outputs, framed, all_framed, jobs, progress):
     """``(own_ok, own_cond, recovered, error)`` of the last layer of ``reduced`` (its
     zero rows removed): whether each output of the layer determines its input stably,
     the condition number, and whether the network's input is recovered through all the
     layers so far, with its relative error (NaN where not recovered)."""
     N = X.shape[0]
     if framed:
-        own = reconstruct(reduced[-1], outputs, n_jobs=jobs)
+        own = reconstruct(reduced[-1], outputs, n_jobs=jobs, progress=progress)
         own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
     else:  # nothing to solve: the rows span nowhere
         own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
     if not all_framed:
         return own_ok, own_cond, np.zeros(N, dtype=bool), np.full(N, np.nan)
-    inversion = invert(reduced, outputs, n_jobs=jobs)
+    inversion = invert(reduced, outputs, n_jobs=jobs, progress=progress)
     norms = np.linalg.norm(X, axis=1)
     error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
     recovered = inversion.ok

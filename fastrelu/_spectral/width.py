@@ -430,7 +430,7 @@ def _width_budget(plan, jobs):
                              n_starts=plan.n_starts).check_memory()
 
 
-def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None):
+def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None, progress=None):
     """Singular values and Gaussian mean width of the local linear map ``D_x W`` per point.
 
     For each row ``x`` of ``X``: the active rows ``I(x) = {i : <x, w_i> >= alpha_i}``,
@@ -453,6 +453,9 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
         Also return all ``n`` singular values per point.
     n_jobs : int or None, default=None
         Worker threads (``None``: all cores). The result does not depend on it.
+    progress : bool or None, default=None
+        Progress bar on stderr (points): ``True`` always, ``False`` never, ``None`` only
+        when the run lasts more than two seconds and stderr is a terminal.
 
     Returns
     -------
@@ -548,7 +551,9 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None)
 
         return process, lambda: None
 
-    run_blocks(-(-N // chunk), make_worker, jobs, budget=budget)
+    run_blocks(-(-N // chunk), make_worker, jobs, budget=budget, progress=progress,
+               desc="local_metrics", advance=lambda b: min(N, (b + 1) * chunk) - b * chunk,
+               unit="point")
     return LocalMetrics(n_active=n_active, rank=rank, sigma_max=sigma_max, sigma_min=sigma_min,
                         sigma_min_nonzero=sigma_min_nonzero, width=width,
                         singular_values=singular, rtol=rtol, tol=tol_abs, elapsed=clock())

@@ -8,6 +8,7 @@ import numpy as np
 
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import check_output_directory, jsonable, load_array, output_directory
+from fastrelu.cli.common import _progress
 
 
 def add_parser(sub):
@@ -25,6 +26,9 @@ def add_parser(sub):
     report.add_argument("--no-plots", action="store_true", help="write no figures")
     report.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
     report.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    bar = report.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", help="always show the progress bars on stderr (default: for stages over two seconds, when stderr is a terminal)")
+    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     report.set_defaults(run=run)
     return report
 
@@ -53,7 +57,7 @@ def run(args):
         # _labels_for has said it naming --labels; analyze would say it again naming y
         warnings.filterwarnings("ignore", message=r"\d+ of the \d+ labels in 'y' ", category=UserWarning)
         report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
-                         enlarge=enlarge, n_jobs=args.jobs)
+                         enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
     output_directory(args.out, "--out", "option")
     paths, note = save_report(report, args.out, plots=not args.no_plots)
     if note:
