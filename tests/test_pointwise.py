@@ -225,6 +225,69 @@ def test_a_points_rank_does_not_depend_on_the_points_beside_it():
     np.testing.assert_array_equal(whole.rank, alone)
 
 
+def _close_call_rows(rng, n, m):
+    """Gaussian rows, every third from row n on at 0.97 - 1.03 times rank_tol from the
+    span of the rows before it: close calls, which two factorisations may round apart."""
+    W = rng.standard_normal((m, n))
+    for row in range(n, m, 3):
+        inside = rng.standard_normal(row - 1) @ W[:row - 1]
+        inside /= np.linalg.norm(inside)
+        other = rng.standard_normal(n)
+        normal = other - inside * (inside @ other)
+        normal /= np.linalg.norm(normal)
+        d = 1e-6 * rng.uniform(0.97, 1.03)
+        W[row] = np.linalg.norm(W[row]) * (inside * np.sqrt(1 - d * d) + d * normal)
+    return W
+
+
+def test_at_large_n_a_points_rank_and_reconstruction_do_not_depend_on_the_points_beside_it():
+    # n = 130: one point at a time (LAPACK certificate), with rows planted at close calls;
+    # whether the unit rows' Gram matrix is stored must not depend on how many points a
+    # call has, or a close call could be decided differently alone and in a batch
+    rng = np.random.default_rng(33)
+    n, m = 130, 300
+    W = _close_call_rows(rng, n, m)
+    layer = fr.ReLULayer(W, rng.normal(-0.2, 0.3, m))
+    X = rng.standard_normal((8, n))
+    whole = fr.injectivity_summary(layer, X, n_jobs=2)
+    alone = [fr.injectivity_summary(layer, x[None], n_jobs=1).rank[0] for x in X]
+    np.testing.assert_array_equal(whole.rank, alone)
+    Y = layer(X)
+    batch = fr.reconstruct(layer, Y, "basis", n_jobs=2)
+    for k in range(len(X)):
+        single = fr.reconstruct(layer, Y[k:k + 1], "basis", n_jobs=1)
+        np.testing.assert_array_equal(single.x[0], batch.x[k])
+
+
+def test_the_stored_gram_matrix_of_per_point_results_does_not_depend_on_the_call(monkeypatch):
+    # MCBE stores the unit rows' Gram matrix only when its samples amortise it; the
+    # pointwise checks and reconstruction, whose results are per point, decide by the rows
+    # alone: one point and eight take the same path (which rounds close calls its way)
+    import fastrelu._core.rows as rows
+    import fastrelu._injectivity.pointwise as pointwise
+    import fastrelu._reconstruct.driver as driver
+
+    seen = []
+
+    class Recording(rows.RowGeometry):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.use_gram)
+
+    monkeypatch.setattr(pointwise, "RowGeometry", Recording)
+    monkeypatch.setattr(driver, "RowGeometry", Recording)
+    rng = np.random.default_rng(34)
+    n, m = 130, 600  # (m / n)^2 = 21 samples would amortise it
+    layer = fr.ReLULayer(rng.standard_normal((m, n)), np.full(m, -0.1))
+    X = rng.standard_normal((8, n))
+    for points in (X[:1], X):
+        fr.injectivity_summary(layer, points)
+        fr.check_bias(layer, fr.Data(points))
+        fr.reconstruct(layer, layer(points), "basis")
+    assert len(seen) == 6 and len(set(seen)) == 1
+    assert rows.stores_gram(m, n, 1) != rows.stores_gram(m, n, 10**6)  # MCBE's rule differs
+
+
 def test_an_mcbe_bias_with_unconstrained_rows_is_checked_as_it_is():
     # on the nonnegative shell some rows are in no sample's most correlated basis: +inf,
     # a neuron that is never active, exactly like any bias above every <x, w_i>

@@ -226,8 +226,9 @@ def basis_scratch(m, n, threads, lanes):
 def row_geometry(m, n, samples=None):
     """Copies of the weights shared by the workers: transposed and unit rows, and the
     Gram matrix of the unit rows when a run over ``samples`` samples stores it
-    (:func:`fastrelu._core.rows.stores_gram`; else at most 1024-row blocks of it while
-    repeated rows are looked for)."""
+    (:func:`fastrelu._core.rows.stores_gram`); else the search for repeated rows, whose
+    working set is at most that of 1024 rows of it (the projection filter's pairs and
+    their inner products by chunks, or 1024-row blocks of the Gram matrix)."""
     gram = m * m if stores_gram(m, n, samples) else 1024 * m
     return [("weights, transposed and unit rows", 3 * _F * m * n, "weight"),
             ("Gram matrix of the unit rows", _F * gram, "weight")]

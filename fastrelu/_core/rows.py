@@ -27,7 +27,9 @@ def stores_gram(m, n=None, samples=None):
     ``m^2 n / 2`` multiply-adds once (``dsyrk``, all cores) against ``n^3 / 2`` per
     sample, so from ``samples >= (m / n)^2`` on. A run decides it once (MCBE records it
     with its checkpoints): it changes the speed, and at most the last bit of an inner
-    product, never the rule."""
+    product, never the rule. Only a run whose result is one for all its samples (MCBE's
+    minima) passes ``samples``: per-sample results (pointwise checks, reconstruction)
+    must not depend on the samples beside them, so there the rows alone decide."""
     if GRAM_MAX_ROWS is not None and m > GRAM_MAX_ROWS:
         return False
     limit, _ = memory_limit()
@@ -58,7 +60,9 @@ def repeated_rows(unit_rows, rank_tol, gram):
     marked marks the later rows within ``rank_tol`` of it (``|u_i - u_j|^2 <= rank_tol^2``,
     that is ``<u_i, u_j> >= 1 - rank_tol^2 / 2``). The inner products are the stored
     Gram matrix's entries when ``gram`` is given; else those of the pairs that pass the
-    projection filter (:data:`REPEAT_CANDIDATES_PER_ROW`), each by one dot product."""
+    projection filter (:data:`REPEAT_CANDIDATES_PER_ROW`), each by one dot product, which
+    can differ from the Gram matrix's entry in its last bits (a pair exactly at the
+    threshold may be decided differently; the result is the same on every run)."""
     m = unit_rows.shape[0]
     limit = 1.0 - 0.5 * rank_tol**2
     if gram is None:
@@ -84,29 +88,40 @@ def _close_pairs(unit_rows, rank_tol, limit):
     A pair within ``rank_tol`` of each other has projections on a unit direction ``r``
     within ``rank_tol`` too; the window ``2 sqrt(rank_tol^2 + 4 n eps)`` also covers the
     rounding of the unit rows' lengths, of the projections and of the inner product that
-    decides, so no pair the inner product would accept is filtered out."""
+    decides, so no pair the inner product would accept is filtered out. Zero rows (inner
+    product 0) never pair. The inner products that decide are taken pair by pair (the
+    same value as the Gram matrix's entry up to its rounding), in chunks whose rows take
+    no more than 1024 rows of the Gram matrix would."""
     m, n = unit_rows.shape
-    if m < 2:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    nonzero = np.flatnonzero(np.any(unit_rows != 0, axis=1)) if n else np.empty(0, dtype=np.int64)
+    k = nonzero.size
+    none = np.empty(0, dtype=np.int64)
+    if k < 2:
+        return none, none
     eps = np.finfo(np.float64).eps
-    window = 2.0 * np.sqrt(rank_tol**2 + 4.0 * max(n, 1) * eps)
+    window = 2.0 * np.sqrt(rank_tol**2 + 4.0 * n * eps)
     # two fixed unit directions (a function of n alone: the same filter on every run)
     directions = np.random.default_rng(0x5EED).standard_normal((n, 2))
     directions /= np.linalg.norm(directions, axis=0)
-    projections = unit_rows @ directions
+    projections = unit_rows[nonzero] @ directions
     order = np.argsort(projections[:, 0], kind="stable")
     first = projections[order, 0]
     ends = np.searchsorted(first, first + window, side="right")
-    counts = ends - np.arange(m) - 1
-    if counts.sum() > REPEAT_CANDIDATES_PER_ROW * m:
+    counts = ends - np.arange(k) - 1
+    total = int(counts.sum())
+    if total > REPEAT_CANDIDATES_PER_ROW * m:
         return None
-    a = np.repeat(np.arange(m), counts)
-    b = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + a + 1
+    a = np.repeat(np.arange(k), counts)
+    b = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + a + 1
     i, j = order[a], order[b]
     near = np.abs(projections[i, 1] - projections[j, 1]) <= window
-    i, j = i[near], j[near]
-    inner = np.einsum("ij,ij->i", unit_rows[i], unit_rows[j])
-    close = inner >= limit
+    i, j = nonzero[i[near]], nonzero[j[near]]
+    close = np.zeros(i.size, dtype=bool)
+    step = max(1, (512 * m) // max(n, 1))  # 2 x step x n entries: 1024 rows of the Gram matrix
+    for start in range(0, i.size, step):
+        part = slice(start, start + step)
+        inner = np.einsum("ij,ij->i", unit_rows[i[part]], unit_rows[j[part]])
+        close[part] = inner >= limit
     i, j = i[close], j[close]
     return np.minimum(i, j), np.maximum(i, j)
 

@@ -223,7 +223,9 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, pro
                                outputs=True).check_memory().check_start(jobs)
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
-    geometry = RowGeometry(layer.weight, layer.bias, samples=N)
+    # stored Gram matrix or not by the rows alone (never by N): a point's rank must not
+    # depend on the points beside it
+    geometry = RowGeometry(layer.weight, layer.bias)
 
     def make_worker():
         check = _checker(geometry, rank_tol)
@@ -394,7 +396,7 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
         seed_used = seed_value(seed)
     budget = check_budget(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
                                outputs=False).check_memory().check_start(jobs)
-    geometry = RowGeometry(layer.weight, layer.bias, samples=total)
+    geometry = RowGeometry(layer.weight, layer.bias)
     n_blocks = -(-total // BLOCK_SIZE)
     failed = {}
     lock = threading.Lock()
@@ -443,11 +445,11 @@ def check_budget(m, n, total, jobs, *, what, name, outputs):
     ``MAX_FAILED_POINTS`` failing points are kept) or of
     :func:`fastrelu.injectivity_summary` (``outputs``: 17 bytes per point)."""
     threads = _budget.threads_of(jobs)
-    memory = [*_budget.row_geometry(m, n, total), _budget.basis_scratch(m, n, threads + 1, kernels.SPANS_LANES)]
+    memory = [*_budget.row_geometry(m, n), _budget.basis_scratch(m, n, threads + 1, kernels.SPANS_LANES)]
     if outputs:
         memory.append(("per-point results (activity, rank, verdict)", 17 * total, "X"))
     else:
         memory.append(("failing points kept", 3 * _budget.FLOAT_BYTES * MAX_FAILED_POINTS * (n + 2), "n_points"))
     return _budget.Budget(what, name, total, "points", BLOCK_SIZE, memory,
-                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if stores_gram(m, n, total) else 0.0,
+                  flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if stores_gram(m) else 0.0,
                   advice="Use fewer points or a smaller layer.")

@@ -252,58 +252,57 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
     all_framed = True  # every layer so far is a frame: the input can be recovered at all
-    stages = _Stages(len(network.hidden), progress)
-    stages("input", "width")
-    width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs,
-                                   progress=progress)
-    for k, layer in enumerate(network.hidden):
-        layer_clock = Stopwatch()
-        W, alpha = layer.weight, layer.bias
-        m, n = W.shape
-        Xk = inputs[k]
-        stages(k, "estimates")
-        estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
-                                              samples, pbe_dim, n_jobs, progress)
-        stages(k, "injectivity")
-        summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs,
-                                                       progress)
-        stages(k, "recovery")
-        framed = is_frame(W)
-        all_framed = all_framed and framed
-        own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
-                                                       framed, all_framed, n_jobs, progress)
-        stages(k, "local metrics")
-        local = local_metrics(layer, Xk, n_jobs=n_jobs, progress=progress)
-        stages(k, "s_1")
-        power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
-                                     n_jobs=n_jobs, per_start=False, progress=progress)
-        stages(k, "width")
-        width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
-                                        n_jobs=n_jobs, progress=progress)
-        prefix = f"layer{k}."
-        per_sample.update({prefix + "injective": summary.injective,
-                           prefix + "n_active": local.n_active, prefix + "rank": local.rank,
-                           prefix + "sigma_min": local.sigma_min,
-                           prefix + "sigma_max": local.sigma_max, prefix + "width": local.width,
-                           prefix + "cond": own_cond, prefix + "stable": own_ok,
-                           prefix + "reconstructed": recovered,
-                           prefix + "reconstruction_error": error})
-        ok_errors = error[np.isfinite(error)]
-        layers.append(LayerReport(
-            index=k, shape=(m, n), redundancy=m / n,
-            frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
-            dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
-            skipped=skipped,
-            fraction_above={name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()},
-            injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
-            heldout_fraction=heldout_fraction,
-            reconstructed_fraction=float(np.mean(recovered)),
-            reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
-            s1=power.s1, spectral_norm=float(np.linalg.norm(W, 2)),
-            width_in=width_in.value, width_out=width_out.value,
-            width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
-        width_in = width_out  # the same point set enters the next layer: one estimate
-    stages.close()
+    with _Stages(len(network.hidden), progress) as stages:
+        stages("input", "width")
+        width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs,
+                                       progress=progress)
+        for k, layer in enumerate(network.hidden):
+            layer_clock = Stopwatch()
+            W, alpha = layer.weight, layer.bias
+            m, n = W.shape
+            Xk = inputs[k]
+            stages(k, "estimates")
+            estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
+                                                  samples, pbe_dim, n_jobs, progress)
+            stages(k, "injectivity")
+            summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs,
+                                                           progress)
+            stages(k, "recovery")
+            framed = is_frame(W)
+            all_framed = all_framed and framed
+            own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
+                                                           framed, all_framed, n_jobs, progress)
+            stages(k, "local metrics")
+            local = local_metrics(layer, Xk, n_jobs=n_jobs, progress=progress)
+            stages(k, "s_1")
+            power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
+                                         n_jobs=n_jobs, per_start=False, progress=progress)
+            stages(k, "width")
+            width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
+                                            n_jobs=n_jobs, progress=progress)
+            prefix = f"layer{k}."
+            per_sample.update({prefix + "injective": summary.injective,
+                               prefix + "n_active": local.n_active, prefix + "rank": local.rank,
+                               prefix + "sigma_min": local.sigma_min,
+                               prefix + "sigma_max": local.sigma_max, prefix + "width": local.width,
+                               prefix + "cond": own_cond, prefix + "stable": own_ok,
+                               prefix + "reconstructed": recovered,
+                               prefix + "reconstruction_error": error})
+            ok_errors = error[np.isfinite(error)]
+            layers.append(LayerReport(
+                index=k, shape=(m, n), redundancy=m / n,
+                frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
+                dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
+                skipped=skipped,
+                fraction_above={name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()},
+                injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
+                heldout_fraction=heldout_fraction,
+                reconstructed_fraction=float(np.mean(recovered)),
+                reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
+                s1=power.s1, spectral_norm=float(np.linalg.norm(W, 2)),
+                width_in=width_in.value, width_out=width_out.value,
+                width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
+            width_in = width_out  # the same point set enters the next layer: one estimate
 
     accuracy, auc = (None, {}) if y is None else _accuracy(network, X, y, per_sample, len(layers))
     from fastrelu._core.version import __version__
@@ -333,8 +332,9 @@ def _split(network, X, fit_data, seed):
 
 
 class _Stages:
-    """The bar over :func:`analyze`'s stages: ``stages(layer, name)`` finishes the stage
-    before and names the one starting."""
+    """The bar over :func:`analyze`'s stages, a context manager: ``stages(layer, name)``
+    finishes the stage before and names the one starting; leaving it finishes the last
+    one and closes the bar (also when a stage raises)."""
 
     PER_LAYER = 6  # estimates, injectivity, recovery, local metrics, s_1, width
 
@@ -348,8 +348,11 @@ class _Stages:
         self.started = True
         self.bar.set_postfix_str(f"layer {layer}: {name}" if isinstance(layer, int) else f"{layer} {name}")
 
-    def close(self):
-        if self.started:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.started and exc[0] is None:
             self.bar.update()
         self.bar.close()
 

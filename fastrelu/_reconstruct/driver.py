@@ -367,9 +367,11 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
     resid = np.zeros(N)
     settings = (1.0 / span_tol, exact, tol, max_iter, jobs)
     bar = progress_bar(N, progress, f"reconstruct {method}", unit="output")
-    # the unit rows' Gram matrix of the basis selection, by BLAS on all cores (for any
-    # n_jobs the same call: a result does not depend on n_jobs)
-    geometry = RowGeometry(W, alpha, samples=N) if method == "basis" else None
+    # the unit rows' Gram matrix of the basis selection (when it fits its share of memory),
+    # by BLAS on all cores (for any n_jobs the same call: a result does not depend on
+    # n_jobs); decided by the rows alone, never by N, so that a sample's basis does not
+    # depend on the samples beside it
+    geometry = RowGeometry(W, alpha) if method == "basis" else None
     with threadpool_limits(1), bar:
         if method == "basis":
             _basis(W, geometry, Y, mask, settings, x, ok, cond_values, bar)
