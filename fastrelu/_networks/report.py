@@ -18,7 +18,7 @@ from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._networks.results import LayerReport, NetworkReport
-from fastrelu._reconstruct.driver import invert, reconstruct
+from fastrelu._reconstruct.driver import INVERT_ZERO_TOL, invert_layers, reconstruct
 from fastrelu._runtime.parallel import Stopwatch, progress_bar
 from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
 from fastrelu._spectral.power import relu_power_iteration
@@ -402,17 +402,19 @@ def _recovery(X, reduced, outputs, framed, all_framed, jobs, progress):
     the condition number, and whether the network's input is recovered through all the
     layers so far, with its relative error (NaN where not recovered)."""
     N = X.shape[0]
+    options = {"n_jobs": jobs, "progress": progress}
+    own = None
     if framed:
-        own = reconstruct(reduced[-1], outputs, n_jobs=jobs, progress=progress)
+        own = reconstruct(reduced[-1], outputs, **options)
         own_ok, own_cond = own.spans, own.cond  # "stable": the active rows span, cond < 1/span_tol
     else:  # nothing to solve: the rows span nowhere
         own_ok, own_cond = np.zeros(N, dtype=bool), np.full(N, np.inf)
     if not all_framed:
         return own_ok, own_cond, np.zeros(N, dtype=bool), np.full(N, np.nan)
-    inversion = invert(reduced, outputs, n_jobs=jobs, progress=progress)
+    # invert(reduced, outputs, **options), whose first step is the solve just made
+    x, recovered, _, _ = invert_layers(reduced, outputs, "dual", INVERT_ZERO_TOL, options, top=own)
     norms = np.linalg.norm(X, axis=1)
-    error = np.linalg.norm(inversion.x - X, axis=1) / np.where(norms > 0, norms, 1.0)
-    recovered = inversion.ok
+    error = np.linalg.norm(x - X, axis=1) / np.where(norms > 0, norms, 1.0)
     return own_ok, own_cond, recovered, np.where(recovered, error, np.nan)
 
 

@@ -532,7 +532,11 @@ def _basis_residual(W, alpha, Y, mask, x, ok, resid):
         resid[part] = np.where(good, np.divide(value, scale, out=value.copy(), where=scale > 0), resid[part])
 
 
-def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
+#: :func:`invert`'s default relative threshold of activity for reconstructed outputs.
+INVERT_ZERO_TOL = 1e-9
+
+
+def invert(layers, Y, method="dual", *, zero_tol=INVERT_ZERO_TOL, **options):
     """Recover the inputs of a stack of ReLU layers from the last layer's outputs.
 
     Layer by layer from the output: the layer's input is reconstructed
@@ -593,6 +597,16 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
             raise FastReluError(f"The 'layers' parameter must chain: layers[{k}] takes inputs of dimension {layers[k].shape[1]} but layers[{k - 1}] has {layers[k - 1].shape[0]} outputs.")
     zero_tol = positive_float(zero_tol, "zero_tol", allow_zero=True)
     outputs, single = _as_outputs(Y, layers[-1].shape[0])
+    x, ok, failed_at, results = invert_layers(layers, outputs, method, zero_tol, options)
+    if single:
+        x, ok, failed_at = x[0], bool(ok[0]), int(failed_at[0])
+    return Inversion(x=x, ok=ok, failed_at=failed_at, layers=tuple(results), elapsed=clock())
+
+
+def invert_layers(layers, outputs, method, zero_tol, options, top=None):
+    """:func:`invert` on validated layers and 2-D outputs: ``(x, ok, failed_at,
+    results)``. ``top``: the :func:`reconstruct` result of the last layer on these
+    outputs with these options, when the caller has it (it is then not solved again)."""
     active = None
     results = [None] * len(layers)
     failed_at = np.full(outputs.shape[0], -1, dtype=np.int64)
@@ -606,6 +620,8 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
             x_full = np.zeros((result.x.shape[0], never.size))
             x_full[:, ~never] = result.x
             result = replace(result, x=x_full)
+        elif top is not None and k == len(layers) - 1:
+            result = top
         else:
             result = reconstruct(layers[k], outputs, method, active=active, **options)
         results[k] = result
@@ -628,8 +644,4 @@ def invert(layers, Y, method="dual", *, zero_tol=1e-9, **options):
             scale = np.linalg.norm(outputs, axis=1) * rel
             active = outputs > scale[:, None]
             outputs = np.where(active, outputs, 0.0)
-    x = results[0].x
-    ok = failed_at < 0
-    if single:
-        x, ok, failed_at = x[0], bool(ok[0]), int(failed_at[0])
-    return Inversion(x=x, ok=ok, failed_at=failed_at, layers=tuple(results), elapsed=clock())
+    return results[0].x, failed_at < 0, failed_at, results
