@@ -141,3 +141,18 @@ def test_large_frames_take_their_singular_values_from_the_gram_matrix_when_it_se
     assert frames._singular_values(deficient)[1] == 19 and not fr.is_frame(deficient)
     A, B = fr.frame_bounds(W)
     np.testing.assert_allclose((A, B), (svd[-1] ** 2, svd[0] ** 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1500, 700), (400, 1800)])
+def test_spectral_norm_by_lanczos_equals_the_svds(monkeypatch, shape):
+    # the iteration (forced here by a low work threshold) on tall and wide matrices, with
+    # a clustered top of the spectrum (Gaussian) and with decaying columns
+    from fastrelu._core import frames
+
+    monkeypatch.setattr(frames, "LANCZOS_NORM_WORK", 0)
+    rng = np.random.default_rng(5)
+    for W in (rng.standard_normal(shape), rng.standard_normal(shape) * np.geomspace(1, 1e-4, shape[1]),
+              1e200 * rng.standard_normal(shape)):
+        exact = np.linalg.svd(W, compute_uv=False)[0]
+        assert abs(frames.spectral_norm(W) - exact) <= 1e-13 * exact
+    assert frames.spectral_norm(np.zeros(shape)) == 0.0

@@ -57,6 +57,40 @@ def _singular_values(W):
     return s, rank
 
 
+#: From this much work (``m n min(m, n)``) on, :func:`spectral_norm` iterates instead of
+#: taking the SVD (measured: (8192, 2048) 3.1 s against 12.4 s, (1024, 16384) 2.5 s
+#: against 26.8 s; about even at (3000, 1400)).
+LANCZOS_NORM_WORK = 2e10
+
+
+def spectral_norm(W):
+    """``|W|_2 = sigma_1(W)`` of a finite matrix: the SVD's largest value for small
+    ``W``; from ``LANCZOS_NORM_WORK`` on (where the SVD takes tens of seconds), the
+    square root of the largest eigenvalue of the smaller of ``W^T W`` and ``W W^T`` by
+    Lanczos iteration (ARPACK ``eigsh`` on products with ``W`` and ``W^T``, from a
+    fixed start, to machine precision: ``tol=0``), which agrees with the SVD's to a few
+    units in the last place."""
+    import scipy.sparse.linalg as sla
+
+    m, n = W.shape
+    if min(m, n) == 0:
+        return 0.0
+    if float(m) * n * min(m, n) < LANCZOS_NORM_WORK or min(m, n) < 3:
+        return float(np.linalg.norm(W, 2))
+    largest = float(np.max(np.abs(W)))
+    if largest == 0.0:
+        return 0.0
+    A = W / largest  # entries in [-1, 1]: the Gram matrix's products cannot overflow
+    k = min(m, n)
+    if n <= m:
+        operator = sla.LinearOperator((n, n), matvec=lambda v: A.T @ (A @ v), dtype=np.float64)
+    else:
+        operator = sla.LinearOperator((m, m), matvec=lambda v: A @ (A.T @ v), dtype=np.float64)
+    start = np.random.default_rng(0).standard_normal(k)
+    value = sla.eigsh(operator, k=1, which="LA", v0=start, tol=0, return_eigenvectors=False)[0]
+    return float(np.sqrt(max(value, 0.0))) * largest
+
+
 def _checked_frame(weight):
     """``(W, s)``: the validated weight and its singular values, or the not-a-frame error
     (which names the rank)."""

@@ -13,7 +13,7 @@ from fastrelu._bias.mcbe import mcbe
 from fastrelu._bias.pbe import pbe
 from fastrelu._core.domains import Ball, Data
 from fastrelu._core.errors import FastReluError
-from fastrelu._core.frames import frame_bounds, is_frame
+from fastrelu._core.frames import frame_bounds, is_frame, spectral_norm
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import as_matrix, positive_float, positive_int, seed_value
 from fastrelu._injectivity.pointwise import injectivity_summary
@@ -299,7 +299,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
                 heldout_fraction=heldout_fraction,
                 reconstructed_fraction=float(np.mean(recovered)),
                 reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
-                s1=power.s1, spectral_norm=float(np.linalg.norm(W, 2)),
+                s1=power.s1, spectral_norm=spectral_norm(W),
                 width_in=width_in.value, width_out=width_out.value,
                 width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
             width_in = width_out  # the same point set enters the next layer: one estimate

@@ -9,6 +9,7 @@ import numpy as np
 from fastrelu._core import budget as _budget
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
+from fastrelu._core.frames import spectral_norm
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import MIN_RANK_TOL, as_matrix, n_jobs_value, positive_int
 from fastrelu._runtime import checkpoint as _checkpoint
@@ -499,7 +500,7 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None,
     N = X.shape[0]
     budget = local_metrics_budget(m, n, N, jobs, return_all=return_all,
                                        outer=m * n * n <= OUTER_MAX_ENTRIES).check_memory().check_start(jobs)
-    sigma1 = float(np.linalg.norm(W, 2))
+    sigma1 = spectral_norm(W)
     tol_abs = rtol * sigma1
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
