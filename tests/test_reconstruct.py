@@ -204,12 +204,32 @@ def test_too_few_active_rows_get_the_same_least_squares_answer_from_every_method
     Y = np.abs(rng.standard_normal((6, 5))) * mask
     layer = fr.ReLULayer(W)
     expected = (np.linalg.pinv(W[:3]) @ Y[:, :3].T).T
-    results = [fr.reconstruct(layer, Y, method, active=mask) for method in ("dual", "frame")]
+    results = [fr.reconstruct(layer, Y, method, active=mask) for method in ("dual", "frame", "basis")]
     for result in results:
         assert not result.ok.any()
         np.testing.assert_allclose(result.x, expected, rtol=0, atol=1e-13)
     np.testing.assert_array_equal(results[0].x, results[1].x)
     np.testing.assert_allclose(results[0].residual, results[1].residual, rtol=0, atol=1e-15)
+
+
+def test_an_ill_conditioned_basis_among_well_conditioned_active_rows_gives_their_least_squares_answer():
+    # The most correlated basis (rows 0-2: row 1 within 3e-6 of row 0's direction, kept by
+    # the rank tolerance 1e-6) has a condition number above 1 / span_tol, so "basis" does
+    # not claim the answer (spans and ok False, cond the basis's); its x is the
+    # least-squares answer of all active rows, which span well: the input itself.
+    rng = np.random.default_rng(3)
+    n = 3
+    u = np.array([1.0, 0.0, 0.0])
+    W = np.vstack([u, u + 3e-6 * np.array([0.0, 1.0, 0.0]), [0.0, 0.0, 1.0],
+                   rng.standard_normal((6, n))])
+    x = np.array([1.0, 0.2, 0.3])
+    pre = W @ x
+    bias = np.concatenate([pre[:3] - 10.0, pre[3:] - rng.uniform(0.1, 1.0, 6)])  # all active
+    layer = fr.ReLULayer(W, bias)
+    result = fr.reconstruct(layer, layer(x), "basis")
+    assert result.spans is False and result.ok is False and result.cond >= 1e6
+    np.testing.assert_allclose(result.x, x, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(result.x, np.linalg.pinv(W) @ (layer(x) + bias), rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),

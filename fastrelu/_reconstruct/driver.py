@@ -377,10 +377,15 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
             _basis(W, geometry, Y, mask, settings, x, ok, cond_values, bar)
             failed = np.flatnonzero(ok == 0)
             if failed.size:  # no (well-conditioned) basis among the active rows
+                # the least-squares answer pinv(W_I) (y_I + alpha_I): by the dual solve
+                # where W_I itself is well conditioned (the same solution; a Cholesky
+                # factorisation instead of an eigendecomposition of S_I), else by the
+                # pseudo-inverse, which the dual mode falls back to there
                 failed_cond = cond_values[failed]
-                _subframe(W, alpha, Y[failed], mask[failed], "pinv", settings, failed,
+                _subframe(W, alpha, Y[failed], mask[failed], "dual", settings, failed,
                           x, ok, cond_values, iters, resid)
                 cond_values[failed] = failed_cond
+                ok[failed] = 0
             _basis_residual(W, alpha, Y, mask, x, ok, resid)
         else:
             _subframe(W, alpha, Y, mask, method, settings, np.arange(N), x, ok,
