@@ -51,7 +51,7 @@ def run(step):
                              output=fr.ReLULayer(rng.standard_normal((10, 1024)), np.zeros(10)))
         report = fr.analyze(network, X, samples=POINTS, enlarge=None, width_draws=64,
                             power_starts=8, progress=True)
-        detail = f"{len(report.layers)} layers; injective fraction of layer 1: {report.layers[0].injective_fraction:.3g}"
+        detail = f"{len(report.layers)} hidden layers; injective fraction of the first: {report.layers[0].injective_fraction:.3g}"
     else:
         raise SystemExit(f"unknown step {step!r}; one of {', '.join(STEPS)}")
     seconds = time.perf_counter() - start

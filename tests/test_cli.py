@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -783,3 +784,17 @@ def test_reconstruct_tells_outputs_that_do_not_determine_the_input_from_missed_s
     assert "not recoverable (the active rows do not span R^n)" in text
     assert "not solved to the stated accuracy" in text
     assert main(argv + ["--strict"]) == 1
+
+
+def test_memory_limit_option_sets_the_budget_for_the_run_only(inputs, capsys, monkeypatch):
+    monkeypatch.delenv("FASTRELU_MEMORY_LIMIT", raising=False)
+    W = str(inputs / "W.npy")
+    assert main(["--memory-limit", "1000", "bias", W, "--samples", "1000", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fits in memory" in err and "FASTRELU_MEMORY_LIMIT=1000" in err
+    assert "FASTRELU_MEMORY_LIMIT" not in os.environ  # restored after the run
+    assert main(["--memory-limit", "8G", "bias", W, "--samples", "1000", "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    assert main(["--memory-limit", "lots", "bias", W]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'--memory-limit' option must be a number of bytes" in err

@@ -18,7 +18,9 @@ MEMORY_SHARE = 0.9
 _SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def _parse_bytes(text):
+def parse_bytes(text):
+    """A number of bytes from ``8000000000`` or ``8G`` (suffixes K, M, G, T: powers of
+    1024; a trailing ``B`` or ``iB`` is allowed); ``ValueError`` for anything else."""
     value = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = value[-1:] if value[-1:] in _SUFFIXES else ""
     number = float(value[:len(value) - len(unit)])
@@ -47,7 +49,7 @@ def memory_limit():
     text = os.environ.get(MEMORY_ENV)
     if text is not None and text.strip():
         try:
-            return _parse_bytes(text), f"{MEMORY_ENV}={text.strip()}"
+            return parse_bytes(text), f"{MEMORY_ENV}={text.strip()}"
         except (ValueError, IndexError):
             raise FastReluError(f"The '{MEMORY_ENV}' environment variable must be a number of bytes > 0 (optionally with a suffix K, M, G or T). Got {text!r} instead.") from None
     try:

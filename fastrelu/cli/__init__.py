@@ -18,6 +18,7 @@ the few helpers used from outside the package (the names imported as themselves)
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 from fastrelu._core.errors import BuildError, FastReluError
 from fastrelu.cli.applicability import _KEYS as _KEYS
@@ -70,6 +71,30 @@ def main(argv=None):
         return EXIT_BROKEN_PIPE
 
 
+@contextmanager
+def _memory_limit(text):
+    """``--memory-limit``: the memory limit of this run (``FASTRELU_MEMORY_LIMIT`` for its
+    duration, checked first), the environment's as it was afterwards."""
+    if text is None:
+        yield
+        return
+    from fastrelu._core.memory import MEMORY_ENV, parse_bytes
+
+    try:
+        parse_bytes(text)
+    except (ValueError, IndexError):
+        raise FastReluError(f"The '--memory-limit' option must be a number of bytes > 0 (optionally with a suffix K, M, G or T). Got {text!r} instead.") from None
+    before = os.environ.get(MEMORY_ENV)
+    os.environ[MEMORY_ENV] = text
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MEMORY_ENV, None)
+        else:
+            os.environ[MEMORY_ENV] = before
+
+
 def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +104,7 @@ def _main(argv):
         print(f"{prog}: error: {refusal}; see '{prog} --help'", file=sys.stderr)
         return 2
     try:
-        with cluster_from_args(args) as client:
+        with _memory_limit(args.memory_limit), cluster_from_args(args) as client:
             args.client = client
             return args.run(args)
     except (FastReluError, BuildError) as exc:

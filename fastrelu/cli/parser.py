@@ -33,6 +33,7 @@ def build_parser():
     subparser, whose option defaults are deferred (see :mod:`fastrelu.cli.applicability`)."""
     parser = _Parser(prog="fastrelu", description="Frame-theoretic analysis of ReLU layers ReLU(W x - alpha).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--memory-limit", metavar="SIZE", help="memory the run may plan for, in bytes or with a suffix K, M, G or T (powers of 1024, e.g. 8G); default FASTRELU_MEMORY_LIMIT, else 90%% of the available memory")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)  # takes the module's run function as it is at this call
