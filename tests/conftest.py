@@ -98,3 +98,18 @@ def pytest_make_collect_report(collector):
     report = outcome.get_result()
     if os.environ.get("CI") and report.skipped and "could not import" in str(report.longrepr):
         report.outcome = "failed"
+
+
+def close_call_rows(rng, n, m):
+    """Gaussian rows, every third from row n on at 0.97 - 1.03 times rank_tol from the
+    span of the rows before it: close calls, which two factorisations may round apart."""
+    W = rng.standard_normal((m, n))
+    for row in range(n, m, 3):
+        inside = rng.standard_normal(row - 1) @ W[:row - 1]
+        inside /= np.linalg.norm(inside)
+        other = rng.standard_normal(n)
+        normal = other - inside * (inside @ other)
+        normal /= np.linalg.norm(normal)
+        d = 1e-6 * rng.uniform(0.97, 1.03)
+        W[row] = np.linalg.norm(W[row]) * (inside * np.sqrt(1 - d * d) + d * normal)
+    return W

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from conftest import brute_force_mcbe, spans
+from conftest import brute_force_mcbe, close_call_rows, spans
 
 import fastrelu as fr
 from fastrelu._runtime.seeds import block_generator
@@ -712,16 +712,7 @@ def test_close_calls_on_the_one_sample_path_do_not_depend_on_the_samples_before_
     monkeypatch.setattr(basis, "LANES_MAX_N", 0)
     rng = np.random.default_rng(21)
     n, m = 12, 40
-    W = rng.standard_normal((m, n))
-    for row in range(n, m, 3):
-        earlier = W[:row - 1]
-        inside = rng.standard_normal(row - 1) @ earlier
-        inside /= np.linalg.norm(inside)
-        other = rng.standard_normal(n)
-        normal = other - inside * (inside @ other)
-        normal /= np.linalg.norm(normal)
-        d = 1e-6 * rng.uniform(0.97, 1.03)
-        W[row] = np.linalg.norm(W[row]) * (inside * np.sqrt(1 - d * d) + d * normal)
+    W = close_call_rows(rng, n, m)
     X = rng.standard_normal((300, n))
     reference = fr.mcbe(W, fr.Data(X), n_jobs=1)
     for order in (np.arange(300)[::-1], rng.permutation(300)):

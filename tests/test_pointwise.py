@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import spans
+from conftest import close_call_rows, spans
 
 import fastrelu as fr
 
@@ -225,28 +225,13 @@ def test_a_points_rank_does_not_depend_on_the_points_beside_it():
     np.testing.assert_array_equal(whole.rank, alone)
 
 
-def _close_call_rows(rng, n, m):
-    """Gaussian rows, every third from row n on at 0.97 - 1.03 times rank_tol from the
-    span of the rows before it: close calls, which two factorisations may round apart."""
-    W = rng.standard_normal((m, n))
-    for row in range(n, m, 3):
-        inside = rng.standard_normal(row - 1) @ W[:row - 1]
-        inside /= np.linalg.norm(inside)
-        other = rng.standard_normal(n)
-        normal = other - inside * (inside @ other)
-        normal /= np.linalg.norm(normal)
-        d = 1e-6 * rng.uniform(0.97, 1.03)
-        W[row] = np.linalg.norm(W[row]) * (inside * np.sqrt(1 - d * d) + d * normal)
-    return W
-
-
 def test_at_large_n_a_points_rank_and_reconstruction_do_not_depend_on_the_points_beside_it():
     # n = 130: one point at a time (LAPACK certificate), with rows planted at close calls;
     # whether the unit rows' Gram matrix is stored must not depend on how many points a
     # call has, or a close call could be decided differently alone and in a batch
     rng = np.random.default_rng(33)
     n, m = 130, 300
-    W = _close_call_rows(rng, n, m)
+    W = close_call_rows(rng, n, m)
     layer = fr.ReLULayer(W, rng.normal(-0.2, 0.3, m))
     X = rng.standard_normal((8, n))
     whole = fr.injectivity_summary(layer, X, n_jobs=2)
