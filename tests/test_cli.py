@@ -795,6 +795,7 @@ def test_memory_limit_option_sets_the_budget_for_the_run_only(inputs, capsys, mo
     assert "FASTRELU_MEMORY_LIMIT" not in os.environ  # restored after the run
     assert main(["--memory-limit", "8G", "bias", W, "--samples", "1000", "--json"]) == 0
     json.loads(capsys.readouterr().out)
-    assert main(["--memory-limit", "lots", "bias", W]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'--memory-limit' option must be a number of bytes" in err
+    for bad in ("lots", "0.5", "0"):
+        assert main(["--memory-limit", bad, "bias", W]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'--memory-limit' option must be a number of bytes" in err

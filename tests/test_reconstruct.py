@@ -232,6 +232,30 @@ def test_an_ill_conditioned_basis_among_well_conditioned_active_rows_gives_their
     np.testing.assert_allclose(result.x, np.linalg.pinv(W) @ (layer(x) + bias), rtol=0, atol=1e-13)
 
 
+def test_scratch_that_cannot_be_allocated_in_the_basis_fallback_is_an_error(monkeypatch):
+    # the fallback's solver marks an output it could not allocate scratch for with 255;
+    # that must reach the caller as MemoryError, never as a quiet ok = False
+    from fastrelu._reconstruct import driver
+
+    original = driver._subframe
+
+    def out_of_memory(W, alpha, Y, mask, mode, settings, index, x, ok, *rest, **kwargs):
+        original(W, alpha, Y, mask, mode, settings, index, x, ok, *rest, **kwargs)
+        ok[index] = 255
+
+    rng = np.random.default_rng(3)  # the layer of the test above
+    u = np.array([1.0, 0.0, 0.0])
+    W = np.vstack([u, u + 3e-6 * np.array([0.0, 1.0, 0.0]), [0.0, 0.0, 1.0],
+                   rng.standard_normal((6, 3))])
+    x = np.array([1.0, 0.2, 0.3])
+    pre = W @ x
+    layer = fr.ReLULayer(W, np.concatenate([pre[:3] - 10.0, pre[3:] - rng.uniform(0.1, 1.0, 6)]))
+    assert fr.reconstruct(layer, layer(x), "basis").cond >= 1e6  # the fallback runs
+    monkeypatch.setattr(driver, "_subframe", out_of_memory)
+    with pytest.raises(MemoryError, match="scratch memory"):
+        fr.reconstruct(layer, layer(x), "basis")
+
+
 @pytest.mark.parametrize("method, cond", [("dual", "estimate"), ("dual", "exact"),
                                           ("frame", "exact")])
 @pytest.mark.parametrize("scale", [1e-2, 1.0, 1e3, 1e5])

@@ -24,7 +24,7 @@ def parse_bytes(text):
     value = text.strip().upper().removesuffix("IB").removesuffix("B")
     unit = value[-1:] if value[-1:] in _SUFFIXES else ""
     number = float(value[:len(value) - len(unit)])
-    if not math.isfinite(number) or number <= 0:
+    if not math.isfinite(number) or number * _SUFFIXES[unit] < 1:
         raise ValueError(text)
     return int(number * _SUFFIXES[unit])
 

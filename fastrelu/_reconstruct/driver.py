@@ -381,11 +381,14 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
                 # where W_I itself is well conditioned (the same solution; a Cholesky
                 # factorisation instead of an eigendecomposition of S_I), else by the
                 # pseudo-inverse, which the dual mode falls back to there
+                # (its condition number is not reported: the estimate suffices)
                 failed_cond = cond_values[failed]
-                _subframe(W, alpha, Y[failed], mask[failed], "dual", settings, failed,
-                          x, ok, cond_values, iters, resid)
+                max_cond, _, tol, max_iter, jobs = settings
+                _subframe(W, alpha, Y[failed], mask[failed], "dual",
+                          (max_cond, False, tol, max_iter, jobs), failed, x, ok, cond_values,
+                          iters, resid)
                 cond_values[failed] = failed_cond
-                ok[failed] = 0
+                ok[failed] = np.where(ok[failed] == 255, 255, 0)  # 255: out of memory
             _basis_residual(W, alpha, Y, mask, x, ok, resid)
         else:
             _subframe(W, alpha, Y, mask, method, settings, np.arange(N), x, ok,
