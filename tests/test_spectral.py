@@ -376,3 +376,34 @@ def test_power_iteration_of_a_large_layer_ascends_its_starts_in_groups_alike_on_
     assert np.isfinite(one.history[:, 0]).all()
     np.testing.assert_allclose(one.history[np.arange(20), one.n_iter[:20]], one.values[:20],
                                rtol=1e-12)
+
+
+def test_leading_singular_triplets_by_lanczos_equal_the_svds(monkeypatch):
+    # forced for small matrices (a low work threshold): values to 1e-13, vectors spanning
+    # the same directions (up to sign, the values being distinct), tall and wide
+    from fastrelu._core import frames
+
+    monkeypatch.setattr(frames, "LANCZOS_NORM_WORK", 0)
+    rng = np.random.default_rng(12)
+    for shape in ((300, 60), (50, 240)):
+        A = rng.standard_normal(shape) * np.geomspace(1.0, 0.1, shape[1])
+        left, values, right = frames.leading_singular(A, 4)
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        np.testing.assert_allclose(values, s[:4], rtol=1e-13)
+        np.testing.assert_allclose(np.abs(np.sum(left * U[:, :4], axis=0)), 1.0, atol=1e-9)
+        np.testing.assert_allclose(np.abs(np.sum(right * Vt[:4], axis=1)), 1.0, atol=1e-9)
+        assert frames.leading_singular(A, min(shape))[1].size == min(shape)  # the SVD's
+
+
+def test_relu_singular_values_on_data_are_the_same_with_lanczos_triplets(monkeypatch):
+    # on data the fits start from the truncated SVD: Lanczos' triplets give the same
+    # bounds (the fits are deterministic from their start)
+    from fastrelu._core import frames
+
+    rng = np.random.default_rng(2)
+    W, X = rng.standard_normal((300, 60)), rng.standard_normal((200, 60))
+    reference = fr.relu_singular_values(W, 3, data=X, fit_steps=40, seed=0, n_jobs=1)
+    monkeypatch.setattr(frames, "LANCZOS_NORM_WORK", 0)
+    again = fr.relu_singular_values(W, 3, data=X, fit_steps=40, seed=0, n_jobs=1)
+    np.testing.assert_allclose(again.sigma, reference.sigma, rtol=1e-13)
+    np.testing.assert_allclose(again.values, reference.values, rtol=1e-10)

@@ -8,6 +8,7 @@ import numpy as np
 from fastrelu._core import budget as _budget
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
+from fastrelu._core.frames import leading_singular
 from fastrelu._core.validation import as_bias, as_matrix, n_jobs_value, positive_float, positive_int
 from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blocks import BlockPlan, digest, execute
@@ -637,25 +638,28 @@ def _ball_sup(W, alpha, U, V, starts, jobs, max_iter, tol):
     return math.sqrt(max(float(q[order[0]]), 0.0)), out_x[order]
 
 
-def _truncated(W, rank):
-    """Factors of the truncated SVD of ``W`` of rank ``rank``: ``U (m, r)``, ``V (r, n)``."""
-    left, sig, right = np.linalg.svd(W, full_matrices=False)
+def _truncated(top, rank):
+    """Factors of the truncated SVD of rank ``rank`` from ``W``'s leading singular
+    triplets ``top`` (:func:`fastrelu._core.frames.leading_singular`): ``U (m, r)``,
+    ``V (r, n)``."""
+    left, sig, right = top
     root = np.sqrt(sig[:rank])
     return (np.ascontiguousarray(left[:, :rank] * root),
             np.ascontiguousarray(root[:, None] * right[:rank]))
 
 
-def _fit_on_data(W, alpha, X, rank, steps, rng):
-    """Best ``L = U V`` of rank ``rank`` found on the data: exact supremum over ``X``."""
+def _fit_on_data(W, top, alpha, X, rank, steps, rng):
+    """Best ``L = U V`` of rank ``rank`` found on the data: exact supremum over ``X``
+    (``top``: ``W``'s leading singular triplets)."""
     m, n = W.shape
-    candidates = [_truncated(W, rank)]
+    candidates = [_truncated(top, rank)]
     # the best rank-r approximation of the data's images: L = Pi W, Pi the projection
     # onto the top left singular vectors of W X^T
     if X.shape[0] <= FIT_DATA_POINTS:
         sample = X
     else:
         sample = X[rng.choice(X.shape[0], FIT_DATA_POINTS, replace=False)]
-    left = np.linalg.svd(W @ sample.T, full_matrices=False)[0][:, :rank]
+    left = leading_singular(W @ sample.T, rank)[0]
     candidates.append((np.ascontiguousarray(left), np.ascontiguousarray(left.T @ W)))
     scored = [(float(_relu_distances(W, alpha, X, U, V).max()), i)
               for i, (U, V) in enumerate(candidates)]
@@ -680,11 +684,12 @@ def _fit_on_data(W, alpha, X, rank, steps, rng):
     return best
 
 
-def _fit_on_ball(W, alpha, rank, steps, n_starts, rng, jobs, max_iter, tol):
-    """Best ``L = U V`` of rank ``rank`` found for the ball, and its estimated supremum."""
+def _fit_on_ball(W, top, alpha, rank, steps, n_starts, rng, jobs, max_iter, tol):
+    """Best ``L = U V`` of rank ``rank`` found for the ball, and its estimated supremum
+    (``top``: ``W``'s leading singular triplets)."""
     n = W.shape[1]
     interior = bool(alpha.any())  # zero bias: 1-homogeneous, the supremum is on the sphere
-    U, V = _truncated(W, rank)
+    U, V = _truncated(top, rank)
     points = _ball_points(rng, FIT_POINTS, n, interior)
     value, found = _ball_sup(W, alpha, U, V, _ball_points(rng, n_starts, n, interior),
                              jobs, max_iter, tol)
@@ -830,7 +835,9 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
         domain = data if isinstance(data, Data) else Data(points)
     fits_budget(m, n, k, fit_starts, jobs, on_data=on_data,
                      n_points=points.shape[0] if on_data else 0).check_memory()
-    sigma = np.linalg.svd(W, compute_uv=False)[:k]
+    # the k leading singular triplets, once (Lanczos for large layers)
+    top = leading_singular(W, k)
+    sigma = top[1]
     values, kinds, upper, fits = np.empty(k), [], np.empty(k), []
     power, argmax = None, None
     if on_data:
@@ -849,11 +856,11 @@ def relu_singular_values(weight, k, *, bias=None, data=None, n_starts=DEFAULT_ST
     for j in range(2, k + 1):
         rng = block_generator(seed_used, j, FIT_STREAM)
         if on_data:
-            value, U, V = _fit_on_data(W, alpha, points, j - 1, fit_steps, rng)
+            value, U, V = _fit_on_data(W, top, alpha, points, j - 1, fit_steps, rng)
             values[j - 1] = upper[j - 1] = value
             kinds.append("upper bound")
         else:
-            value, U, V = _fit_on_ball(W, alpha, j - 1, fit_steps, fit_starts, rng, jobs,
+            value, U, V = _fit_on_ball(W, top, alpha, j - 1, fit_steps, fit_starts, rng, jobs,
                                        max_iter, tol)
             values[j - 1] = min(value, sigma[j - 1])
             upper[j - 1] = sigma[j - 1]
