@@ -61,6 +61,9 @@ def _singular_values(W):
 #: taking the SVD (measured: (8192, 2048) 3.1 s against 12.4 s, (1024, 16384) 2.5 s
 #: against 26.8 s; about even at (3000, 1400)).
 LANCZOS_NORM_WORK = 2e10
+#: ARPACK's restarts at most before :func:`spectral_norm` and :func:`leading_singular`
+#: fall back to the SVD (its default, ten times the dimension, could take long).
+ARPACK_RESTARTS = 1000
 
 
 def spectral_norm(W):
@@ -88,7 +91,8 @@ def spectral_norm(W):
     operator = sla.LinearOperator((k, k), matvec=product, dtype=np.float64)
     start = np.random.default_rng(0).standard_normal(k)
     try:
-        value = sla.eigsh(operator, k=1, which="LA", v0=start, tol=0, return_eigenvectors=False)[0]
+        value = sla.eigsh(operator, k=1, which="LA", v0=start, tol=0, maxiter=ARPACK_RESTARTS,
+                          return_eigenvectors=False)[0]
     except (sla.ArpackNoConvergence, sla.ArpackError):
         return float(np.linalg.norm(W, 2))
     return float(np.sqrt(max(value, 0.0))) * largest
@@ -97,21 +101,25 @@ def spectral_norm(W):
 def leading_singular(A, k):
     """``(left (m, k'), values (k',), right (k', n))``: the ``k' = min(k, m, n)`` leading
     singular triplets of ``A``, by decreasing value. A full SVD for small ``A`` (or
-    ``k' = min(m, n)``); from ``LANCZOS_NORM_WORK`` on, Lanczos iteration (ARPACK
-    ``svds`` from a fixed start, to machine precision: ``tol=0``), whose values agree with
-    the SVD's to about ``1e-14`` relative and whose vectors span the same subspaces where
-    the values are distinct; the SVD's should ARPACK not converge."""
+    ``k'`` above a quarter of ``min(m, n)``, where the iteration loses to it); from
+    ``LANCZOS_NORM_WORK`` on, Lanczos iteration (ARPACK ``svds`` from a fixed start, to
+    machine precision: ``tol=0``), whose values agree with the SVD's to a few
+    ``eps sigma_1`` in absolute terms (so to about ``1e-14`` relative near ``sigma_1``,
+    like the SVD's own rounding for small values) and whose vectors span the same
+    subspaces where the values are distinct; the SVD's should ARPACK not converge within
+    ``ARPACK_RESTARTS`` restarts."""
     import scipy.sparse.linalg as sla
 
     m, n = A.shape
     small = min(m, n)
     k = min(int(k), small)
-    if k >= small or small < 3 or float(m) * n * small < LANCZOS_NORM_WORK:
+    if 4 * k > small or small < 3 or float(m) * n * small < LANCZOS_NORM_WORK:
         left, values, right = np.linalg.svd(A, full_matrices=False)
         return left[:, :k], values[:k], right[:k]
     start = np.random.default_rng(0).standard_normal(small)
     try:
-        left, values, right = sla.svds(A, k=k, tol=0, v0=start, solver="arpack")
+        left, values, right = sla.svds(A, k=k, tol=0, v0=start, solver="arpack",
+                                       maxiter=ARPACK_RESTARTS)
     except (sla.ArpackNoConvergence, sla.ArpackError):
         left, values, right = np.linalg.svd(A, full_matrices=False)
         return left[:, :k], values[:k], right[:k]
