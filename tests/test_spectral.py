@@ -393,6 +393,11 @@ def test_leading_singular_triplets_by_lanczos_equal_the_svds(monkeypatch):
         np.testing.assert_allclose(np.abs(np.sum(left * U[:, :4], axis=0)), 1.0, atol=1e-9)
         np.testing.assert_allclose(np.abs(np.sum(right * Vt[:4], axis=1)), 1.0, atol=1e-9)
         assert frames.leading_singular(A, min(shape))[1].size == min(shape)  # the SVD's
+    for scale in (1e200, 1e-300):  # products with A^T A would overflow or underflow
+        A = scale * rng.standard_normal((300, 60))
+        np.testing.assert_allclose(frames.leading_singular(A, 3)[1],
+                                   np.linalg.svd(A, compute_uv=False)[:3], rtol=1e-13)
+    assert not frames.leading_singular(np.zeros((300, 60)), 2)[1].any()
 
 
 def test_relu_singular_values_on_data_are_the_same_with_lanczos_triplets(monkeypatch):

@@ -57,45 +57,34 @@ def _singular_values(W):
     return s, rank
 
 
-#: From this much work (``m n min(m, n)``) on, :func:`spectral_norm` iterates instead of
-#: taking the SVD (measured: (8192, 2048) 3.1 s against 12.4 s, (1024, 16384) 2.5 s
-#: against 26.8 s; about even at (3000, 1400)).
+#: From this much work (``m n min(m, n)``) on, :func:`spectral_norm` and
+#: :func:`leading_singular` iterate instead of taking the SVD (measured for the norm on
+#: 2 cores: (8192, 2048) 1.1 - 1.6 s against 2.9 s, (16384, 4096) 6.2 s against 21.9 s;
+#: (1024, 16384), just below it, 1.4 s against 2.0 s).
 LANCZOS_NORM_WORK = 2e10
-#: ARPACK's restarts at most before :func:`spectral_norm` and :func:`leading_singular`
-#: fall back to the SVD (its default, ten times the dimension, could take long).
+#: ARPACK's restarts at most before :func:`leading_singular` falls back to the SVD (its
+#: default, ten times the dimension, could take long).
 ARPACK_RESTARTS = 1000
+
+
+def _iteration_pays(m, n, k):
+    """Do ``k`` leading singular triplets of an ``m x n`` matrix come faster from Lanczos
+    iteration than from the SVD? From ``LANCZOS_NORM_WORK`` on, for ``k`` up to a quarter
+    of ``min(m, n)`` (beyond, the iteration loses to the SVD)."""
+    small = min(m, n)
+    return small >= 3 and 4 * k <= small and float(m) * n * small >= LANCZOS_NORM_WORK
 
 
 def spectral_norm(W):
     """``|W|_2 = sigma_1(W)`` of a finite matrix: the SVD's largest value for small
-    ``W``; from ``LANCZOS_NORM_WORK`` on (where the SVD takes tens of seconds), the
-    square root of the largest eigenvalue of the smaller of ``W^T W`` and ``W W^T`` by
-    Lanczos iteration (ARPACK ``eigsh`` on products with ``W`` and ``W^T``, from a
-    fixed start, to machine precision: ``tol=0``), which agrees with the SVD's to about
-    ``1e-14`` relative; the SVD's should ARPACK not converge."""
-    import scipy.sparse.linalg as sla
-
-    m, n = W.shape
-    if min(m, n) == 0:
+    ``W`` (no vectors); from ``LANCZOS_NORM_WORK`` on (where the SVD takes tens of
+    seconds), the leading singular value of :func:`leading_singular`, which agrees with
+    the SVD's to about ``1e-14`` relative."""
+    if min(W.shape) == 0:
         return 0.0
-    if float(m) * n * min(m, n) < LANCZOS_NORM_WORK or min(m, n) < 3:
+    if not _iteration_pays(*W.shape, 1):
         return float(np.linalg.norm(W, 2))
-    largest = float(np.max(np.abs(W)))
-    if largest == 0.0:
-        return 0.0
-    # products with W / largest (entries in [-1, 1]: nothing overflows), without a copy
-    if n <= m:
-        k, product = n, lambda v: W.T @ ((W @ (v / largest)) / largest)
-    else:
-        k, product = m, lambda v: W @ ((W.T @ (v / largest)) / largest)
-    operator = sla.LinearOperator((k, k), matvec=product, dtype=np.float64)
-    start = np.random.default_rng(0).standard_normal(k)
-    try:
-        value = sla.eigsh(operator, k=1, which="LA", v0=start, tol=0, maxiter=ARPACK_RESTARTS,
-                          return_eigenvectors=False)[0]
-    except (sla.ArpackNoConvergence, sla.ArpackError):
-        return float(np.linalg.norm(W, 2))
-    return float(np.sqrt(max(value, 0.0))) * largest
+    return float(leading_singular(W, 1)[1][0])
 
 
 def leading_singular(A, k):
@@ -103,28 +92,36 @@ def leading_singular(A, k):
     singular triplets of ``A``, by decreasing value. A full SVD for small ``A`` (or
     ``k'`` above a quarter of ``min(m, n)``, where the iteration loses to it); from
     ``LANCZOS_NORM_WORK`` on, Lanczos iteration (ARPACK ``svds`` from a fixed start, to
-    machine precision: ``tol=0``), whose values agree with the SVD's to a few
-    ``eps sigma_1`` in absolute terms (so to about ``1e-14`` relative near ``sigma_1``,
-    like the SVD's own rounding for small values) and whose vectors span the same
-    subspaces where the values are distinct; the SVD's should ARPACK not converge within
-    ``ARPACK_RESTARTS`` restarts."""
+    machine precision: ``tol=0``) on ``A / max|A_ij|`` (entries in [-1, 1], so that the
+    products with ``A^T A`` neither overflow nor lose the matrix to underflow; applied
+    without a copy), whose values agree with the SVD's to a few ``eps sigma_1`` in
+    absolute terms (so to about ``1e-14`` relative near ``sigma_1``, like the SVD's own
+    rounding for small values) and whose vectors span the same subspaces where the values
+    are distinct; the SVD's should ARPACK not converge within ``ARPACK_RESTARTS``
+    restarts."""
     import scipy.sparse.linalg as sla
 
     m, n = A.shape
-    small = min(m, n)
-    k = min(int(k), small)
-    if 4 * k > small or small < 3 or float(m) * n * small < LANCZOS_NORM_WORK:
+    k = min(int(k), m, n)
+    if not _iteration_pays(m, n, k):
         left, values, right = np.linalg.svd(A, full_matrices=False)
         return left[:, :k], values[:k], right[:k]
-    start = np.random.default_rng(0).standard_normal(small)
+    largest = float(np.max(np.abs(A)))
+    if largest == 0.0:  # every singular value 0, any orthonormal vectors
+        return np.eye(m, k), np.zeros(k), np.eye(k, n)
+    scaled = sla.LinearOperator((m, n), dtype=np.float64, matvec=lambda v: A @ (v / largest),
+                                rmatvec=lambda u: A.T @ (u / largest),
+                                matmat=lambda V: A @ (V / largest),
+                                rmatmat=lambda U: A.T @ (U / largest))
+    start = np.random.default_rng(0).standard_normal(min(m, n))
     try:
-        left, values, right = sla.svds(A, k=k, tol=0, v0=start, solver="arpack",
+        left, values, right = sla.svds(scaled, k=k, tol=0, v0=start, solver="arpack",
                                        maxiter=ARPACK_RESTARTS)
     except (sla.ArpackNoConvergence, sla.ArpackError):
         left, values, right = np.linalg.svd(A, full_matrices=False)
         return left[:, :k], values[:k], right[:k]
     order = np.argsort(-values, kind="stable")
-    return left[:, order], values[order], right[order]
+    return left[:, order], values[order] * largest, right[order]
 
 
 def _checked_frame(weight):
