@@ -166,10 +166,10 @@ def row_norms(W):
     return np.ldexp(np.linalg.norm(scaled, axis=1), exponents)
 
 
-def normalised_rows(W, use_gram=None, samples=None):
+def normalised_rows(W, use_gram=None):
     """``(norms, inv_norm, unit_rows, use_gram, gram)`` of the rows of ``W``: the unit
-    rows and, when ``use_gram`` (None: :func:`stores_gram` for a run over ``samples``
-    samples), their Gram matrix (a ``(1, 1)`` placeholder otherwise). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
+    rows and, when ``use_gram`` (None: :func:`stores_gram` by the rows alone; MCBE passes
+    its run's decision), their Gram matrix (a ``(1, 1)`` placeholder otherwise). A zero row gets ``inv_norm = 0`` and a zero unit row, which never counts as
     independent. The norms and unit rows are computed from the rows scaled by powers of
     two (:func:`row_exponents`), so any finite row works; ``inv_norm`` overflows to
     ``+inf`` only for rows shorter than about ``5.6e-309``."""
@@ -180,7 +180,7 @@ def normalised_rows(W, use_gram=None, samples=None):
     safe = np.where(nonzero, scaled_norms, 1.0)
     inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
     unit_rows = np.ascontiguousarray(scaled / safe[:, None])
-    use_gram = stores_gram(*W.shape, samples) if use_gram is None else bool(use_gram)
+    use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
     gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
     return norms, inv_norm, unit_rows, use_gram, gram
 
@@ -205,16 +205,15 @@ def tile_rows(m, n=0):
 class RowGeometry:
     """The rows of ``W`` as the most-correlated-basis kernels take them, shared by the
     worker threads: ``weight_t`` (``W^T``), the bias (zero when None), ``inv_norm``,
-    ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`, for a run over
-    ``samples`` samples when given) and the tile of points per product
-    (:func:`tile_rows`)."""
+    ``unit_rows``, ``use_gram`` and ``gram`` (:func:`normalised_rows`) and the tile of
+    points per product (:func:`tile_rows`)."""
 
-    def __init__(self, W, bias=None, use_gram=None, samples=None):
+    def __init__(self, W, bias=None, use_gram=None):
         m, n = W.shape
         self.m, self.n = m, n
         self.weight_t = np.ascontiguousarray(W.T)
         self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
-        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram, samples)
+        self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram)
         self.tile = tile_rows(m, n)
 
     def basis(self, rank_tol2):
