@@ -383,10 +383,9 @@ def reconstruct(layer, Y, method="dual", *, active=None, cond="estimate", tol=DE
                 # pseudo-inverse, which the dual mode falls back to there
                 # (its condition number is not reported: the estimate suffices)
                 failed_cond = cond_values[failed]
-                max_cond, _, tol, max_iter, jobs = settings
-                _subframe(W, alpha, Y[failed], mask[failed], "dual",
-                          (max_cond, False, tol, max_iter, jobs), failed, x, ok, cond_values,
-                          iters, resid)
+                estimated = (settings[0], False, *settings[2:])  # exact=False
+                _subframe(W, alpha, Y[failed], mask[failed], "dual", estimated, failed, x, ok,
+                          cond_values, iters, resid)
                 cond_values[failed] = failed_cond
                 ok[failed] = np.where(ok[failed] == 255, 255, 0)  # 255: out of memory
             _basis_residual(W, alpha, Y, mask, x, ok, resid)
