@@ -5,7 +5,7 @@ import json
 import sys
 
 from fastrelu._batch.jobs import run_batch
-from fastrelu.cli.common import _progress, add_cluster_arguments
+from fastrelu.cli.common import _progress, add_cluster_arguments, add_progress_arguments
 
 
 def add_parser(sub):
@@ -15,9 +15,7 @@ def add_parser(sub):
     batch.add_argument("--out", required=True, help="directory for the results (created if needed)")
     batch.add_argument("--jobs", type=int, default=None, help="worker threads per job (default: all cores)")
     batch.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    bar = batch.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", help="always show the progress bar on stderr (default: when stderr is a terminal)")
-    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_progress_arguments(batch, "always show the progress bar on stderr (default: when stderr is a terminal)")
     add_cluster_arguments(batch, checkpoint_path=False)
     batch.set_defaults(run=run)
     return batch

@@ -102,13 +102,19 @@ def _domain_arguments(parser, *, data_domain):
     parser.add_argument("--data-key", help="array name inside an .npz data file")
 
 
+def add_progress_arguments(parser, always="always show a progress bar on stderr (default: when stderr is a terminal)"):
+    """``--progress`` (help: ``always``) and ``--no-progress``, excluding each other
+    (read by :func:`_progress`)."""
+    bar = parser.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", help=always)
+    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+
 def _run_arguments(parser, *, progress=True):
     parser.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     if progress:
-        bar = parser.add_mutually_exclusive_group()
-        bar.add_argument("--progress", action="store_true", help="always show a progress bar on stderr (default: when stderr is a terminal)")
-        bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+        add_progress_arguments(parser)
 
 
 def add_cluster_arguments(parser, *, checkpoint_path=True):

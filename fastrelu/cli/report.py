@@ -8,7 +8,7 @@ import numpy as np
 
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import check_output_directory, jsonable, load_array, output_directory
-from fastrelu.cli.common import _progress
+from fastrelu.cli.common import _progress, add_progress_arguments
 
 
 def add_parser(sub):
@@ -26,9 +26,7 @@ def add_parser(sub):
     report.add_argument("--no-plots", action="store_true", help="write no figures")
     report.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
     report.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
-    bar = report.add_mutually_exclusive_group()
-    bar.add_argument("--progress", action="store_true", help="always show the progress bars on stderr (default: for stages over two seconds, when stderr is a terminal)")
-    bar.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_progress_arguments(report, "always show the progress bars on stderr (default: for stages over two seconds, when stderr is a terminal)")
     report.set_defaults(run=run)
     return report
 
