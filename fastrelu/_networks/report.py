@@ -22,7 +22,7 @@ from fastrelu._reconstruct.driver import INVERT_ZERO_TOL, invert_layers, reconst
 from fastrelu._runtime.parallel import Stopwatch, progress_bar
 from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
 from fastrelu._spectral.power import relu_power_iteration
-from fastrelu._spectral.width import gaussian_mean_width, local_metrics
+from fastrelu._spectral.width import gaussian_mean_width, local_metrics_with_norm
 
 DEFAULT_SAMPLES = 100_000
 DEFAULT_WIDTH_DRAWS = 2_000
@@ -273,7 +273,8 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
             own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
                                                            framed, all_framed, n_jobs, progress)
             stages(k, "local metrics")
-            local = local_metrics(layer, Xk, n_jobs=n_jobs, progress=progress)
+            norm = spectral_norm(W)  # for local_metrics' threshold and the report
+            local = local_metrics_with_norm(layer, Xk, norm, n_jobs=n_jobs, progress=progress)
             stages(k, "s_1")
             power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
                                          n_jobs=n_jobs, per_start=False, progress=progress)
@@ -299,7 +300,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
                 heldout_fraction=heldout_fraction,
                 reconstructed_fraction=float(np.mean(recovered)),
                 reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
-                s1=power.s1, spectral_norm=spectral_norm(W),
+                s1=power.s1, spectral_norm=norm,
                 width_in=width_in.value, width_out=width_out.value,
                 width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
             width_in = width_out  # the same point set enters the next layer: one estimate

@@ -484,6 +484,15 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None,
     >>> np.round(metrics.sigma_max, 3), np.round(metrics.sigma_min, 3)
     (array([1.   , 1.155]), array([0.   , 0.577]))
     """
+    return local_metrics_with_norm(layer, X, None, rtol=rtol, return_all=return_all,
+                                   n_jobs=n_jobs, progress=progress)
+
+
+def local_metrics_with_norm(layer, X, sigma1, *, rtol=DEFAULT_RTOL, return_all=False,
+                            n_jobs=None, progress=None):
+    """:func:`local_metrics` with ``sigma_1(W)`` given (``sigma1``, the value of
+    :func:`fastrelu._core.frames.spectral_norm`, when the caller has it; None: computed
+    here)."""
     clock = Stopwatch()
     if not isinstance(layer, ReLULayer):
         raise FastReluError(f"The 'layer' parameter must be a fastrelu.ReLULayer (build one with ReLULayer(weight, bias)). Got {type(layer).__name__} instead.")
@@ -500,7 +509,8 @@ def local_metrics(layer, X, *, rtol=DEFAULT_RTOL, return_all=False, n_jobs=None,
     N = X.shape[0]
     budget = local_metrics_budget(m, n, N, jobs, return_all=return_all,
                                        outer=m * n * n <= OUTER_MAX_ENTRIES).check_memory().check_start(jobs)
-    sigma1 = spectral_norm(W)
+    if sigma1 is None:
+        sigma1 = spectral_norm(W)
     tol_abs = rtol * sigma1
     n_active = np.zeros(N, dtype=np.int64)
     rank = np.zeros(N, dtype=np.int64)
