@@ -23,11 +23,19 @@ from fastrelu._injectivity.pointwise import (
     pointwise_injectivity,
 )
 from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
-from fastrelu._networks.digits import DigitsModel, digits_model
+from fastrelu._networks.digits import DigitsCNN, DigitsModel, digits_cnn, digits_model
+from fastrelu._networks.model_report import analyze_model
 from fastrelu._networks.network import Network
 from fastrelu._networks.plots import plot_report
 from fastrelu._networks.report import analyze, save_report
 from fastrelu._networks.results import LayerReport, NetworkReport
+from fastrelu._networks.torch_model import (
+    LayerNormInput,
+    ModelLayer,
+    ReLULayers,
+    capture,
+    relu_layers,
+)
 from fastrelu._reconstruct.driver import Inversion, Reconstruction, invert, reconstruct
 from fastrelu._spectral.power import (
     PowerIterationResult,
@@ -44,6 +52,7 @@ __all__ = [
     "BiasEstimate",
     "BuildError",
     "Data",
+    "DigitsCNN",
     "DigitsModel",
     "EXPERIMENTS",
     "Estimate",
@@ -51,22 +60,28 @@ __all__ = [
     "HarmonicPruning",
     "InjectivityVerdict",
     "Inversion",
+    "LayerNormInput",
     "LayerReport",
     "LocalMetrics",
     "MissingDependencyError",
+    "ModelLayer",
     "Network",
     "NetworkReport",
     "PointwiseInjectivity",
     "PowerIterationResult",
     "ReLULayer",
+    "ReLULayers",
     "ReLUSingularValues",
     "Reconstruction",
     "Shell",
     "Sphere",
     "analyze",
+    "analyze_model",
     "canonical_dual",
+    "capture",
     "check_bias",
     "covering_radius",
+    "digits_cnn",
     "digits_model",
     "double_layer",
     "enlarge_data",
@@ -85,6 +100,7 @@ __all__ = [
     "plot_report",
     "pointwise_injectivity",
     "reconstruct",
+    "relu_layers",
     "relu_power_iteration",
     "relu_singular_values",
     "run_experiment",

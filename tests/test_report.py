@@ -172,6 +172,8 @@ def test_small_network_pbe_split_and_determinism():
         entry.pop("elapsed")
         for layer in entry["layers"]:
             layer.pop("elapsed")
+            assert set(layer.pop("stage_seconds")) == {"estimates", "injectivity", "recovery",
+                                                        "local metrics", "s_1", "width"}
     assert first == second
     # Half of X fits, the other half is held out
     assert report.samples["heldout"].sum() == 150

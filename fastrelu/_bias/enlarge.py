@@ -7,7 +7,6 @@ estimate cover a neighbourhood of the data, at the price of a smaller bias.
 """
 
 import numpy as np
-from scipy import stats
 
 from fastrelu._core.domains import Data
 from fastrelu._core.errors import FastReluError
@@ -18,6 +17,8 @@ METHODS = ("kde", "blowup")
 #: Principal directions of the data whose variance is below this fraction of the largest
 #: are treated as absent: the density estimate lives in the data's affine span.
 SPAN_RTOL = 1e-10
+#: Synthetic points whose kernel noise is drawn at once (bounds the ``(chunk, N)`` draws).
+KDE_CHUNK = 1024
 
 
 def _points_of(data):
@@ -34,26 +35,44 @@ def bandwidth_value(bandwidth):
     return positive_float(bandwidth, "bandwidth")
 
 
+def _kde_factor(bandwidth, N, dim):
+    """The kernel's bandwidth factor: SciPy ``gaussian_kde``'s rules of Scott
+    (``N^(-1/(d+4))``) and Silverman (``(N (d+2) / 4)^(-1/(d+4))``) for equal weights, or
+    the given number."""
+    if bandwidth == "scott":
+        return N ** (-1.0 / (dim + 4))
+    if bandwidth == "silverman":
+        return (N * (dim + 2) / 4.0) ** (-1.0 / (dim + 4))
+    return float(bandwidth)
+
+
 def _kde_points(X, count, bandwidth, rng):
     """``count`` draws from a Gaussian kernel density estimate of the rows of ``X``.
 
-    The estimate is SciPy's ``gaussian_kde`` (kernel covariance ``factor^2`` times the
-    data covariance) fitted in the principal coordinates of the data's affine span, so
-    that data confined to a subspace (dead pixels, neurons that never fire) still have a
-    density; there ``factor`` follows the rule for the span's dimension.
+    The density is SciPy's ``gaussian_kde`` (a data point chosen uniformly plus Gaussian
+    noise of covariance ``factor^2`` times the data covariance), with ``factor`` from the
+    rule for the dimension of the data's affine span, so that data confined to a
+    subspace (dead pixels, neurons that never fire) still have a density. The noise is
+    drawn as ``factor Z X_c / sqrt(N - 1)`` with ``Z`` standard normal and ``X_c`` the
+    centred data: exactly that covariance, with no factorisation of it, so the draws
+    are continuous in the data (inputs that differ by rounding give synthetic points
+    that differ by rounding, whatever the machine's BLAS).
     """
+    N = X.shape[0]
     mean = X.mean(axis=0)
     centred = X - mean
-    # Principal directions of the data: the columns of V with variance above SPAN_RTOL
-    _, s, Vt = np.linalg.svd(centred, full_matrices=False)
-    keep = s > (s[0] * np.sqrt(SPAN_RTOL) if s.size and s[0] > 0 else np.inf)
-    V = Vt[keep].T
-    if V.shape[1] == 0:  # all points equal: the estimate is a point mass
+    s = np.linalg.svd(centred, compute_uv=False)
+    rank = int(np.sum(s > (s[0] * np.sqrt(SPAN_RTOL) if s.size and s[0] > 0 else np.inf)))
+    if rank == 0:  # all points equal: the estimate is a point mass
         return np.repeat(mean[None, :], count, axis=0), 0.0, 0
-    coords = centred @ V  # (N, r) with r < N: the centred points span at most N - 1 directions
-    kde = stats.gaussian_kde(coords.T, bw_method=bandwidth)
-    draws = kde.resample(count, seed=rng).T
-    return mean + draws @ V.T, float(kde.factor), int(V.shape[1])
+    factor = _kde_factor(bandwidth, N, rank)
+    chosen = rng.integers(0, N, size=count)
+    points = X[chosen]
+    scale = factor / np.sqrt(N - 1)
+    for start in range(0, count, KDE_CHUNK):
+        stop = min(count, start + KDE_CHUNK)
+        points[start:stop] += scale * (rng.standard_normal((stop - start, N)) @ centred)
+    return points, float(factor), rank
 
 
 def enlarge_data(data, n_points, *, method="kde", bandwidth="scott", noise=0.1, seed=None,

@@ -3,6 +3,7 @@ spectral measures and per-sample local metrics."""
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -251,59 +252,24 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
 
     layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
-    all_framed = True  # every layer so far is a frame: the input can be recovered at all
+    settings = _Settings(seed, samples, enlarging, pbe_dim, width_draws, power_starts, n_jobs, progress)
+    framed_so_far = [True]  # every layer so far is a frame: the network input can be recovered
+
+    def recover(k, framed, injective):
+        framed_so_far[0] = framed_so_far[0] and framed
+        return _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]], framed, framed_so_far[0],
+                         n_jobs, progress)
+
     with _Stages(len(network.hidden), progress) as stages:
         stages("input", "width")
         width_in = gaussian_mean_width(Data(inputs[0]), n_draws=width_draws, seed=seed, n_jobs=n_jobs,
                                        progress=progress)
         for k, layer in enumerate(network.hidden):
-            layer_clock = Stopwatch()
-            W, alpha = layer.weight, layer.bias
-            m, n = W.shape
-            Xk = inputs[k]
-            stages(k, "estimates")
-            estimates, skipped = _layer_estimates(W, kept[k], fit_inputs[k], enlarging, seed + k,
-                                                  samples, pbe_dim, n_jobs, progress)
-            stages(k, "injectivity")
-            summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, n_jobs,
-                                                           progress)
-            stages(k, "recovery")
-            framed = is_frame(W)
-            all_framed = all_framed and framed
-            own_ok, own_cond, recovered, error = _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]],
-                                                           framed, all_framed, n_jobs, progress)
-            stages(k, "local metrics")
-            norm = spectral_norm(W)  # for local_metrics' threshold and the report
-            local = local_metrics_with_norm(layer, Xk, norm, n_jobs=n_jobs, progress=progress)
-            stages(k, "s_1")
-            power = relu_power_iteration(W, bias=alpha, n_starts=power_starts, seed=seed + k,
-                                         n_jobs=n_jobs, per_start=False, progress=progress)
-            stages(k, "width")
-            width_out = gaussian_mean_width(layer, data=Xk, n_draws=width_draws, seed=seed + k + 1,
-                                            n_jobs=n_jobs, progress=progress)
-            prefix = f"layer{k}."
-            per_sample.update({prefix + "injective": summary.injective,
-                               prefix + "n_active": local.n_active, prefix + "rank": local.rank,
-                               prefix + "sigma_min": local.sigma_min,
-                               prefix + "sigma_max": local.sigma_max, prefix + "width": local.width,
-                               prefix + "cond": own_cond, prefix + "stable": own_ok,
-                               prefix + "reconstructed": recovered,
-                               prefix + "reconstruction_error": error})
-            ok_errors = error[np.isfinite(error)]
-            layers.append(LayerReport(
-                index=k, shape=(m, n), redundancy=m / n,
-                frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
-                dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
-                skipped=skipped,
-                fraction_above={name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()},
-                injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
-                heldout_fraction=heldout_fraction,
-                reconstructed_fraction=float(np.mean(recovered)),
-                reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
-                s1=power.s1, spectral_norm=norm,
-                width_in=width_in.value, width_out=width_out.value,
-                width_stderr=(width_in.stderr, width_out.stderr), elapsed=layer_clock()))
-            width_in = width_out  # the same point set enters the next layer: one estimate
+            report, samples_k, width_in = layer_report(
+                k, layer, inputs[k], fit_inputs[k], heldout, kept[k], width_in, settings, stages,
+                recover)
+            layers.append(report)
+            per_sample.update(samples_k)
 
     accuracy, auc = (None, {}) if y is None else _accuracy(network, X, y, per_sample, len(layers))
     from fastrelu._core.version import __version__
@@ -316,6 +282,93 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
                   "widths": list(network.widths), "version": __version__}
     return NetworkReport(layers=tuple(layers), samples=per_sample, auc=auc, accuracy=accuracy,
                          parameters=parameters, elapsed=clock())
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every layer's analysis shares: seed, sample counts, enlargement, threads."""
+
+    seed: int
+    samples: int
+    enlarging: dict
+    pbe_dim: int
+    width_draws: int
+    power_starts: int
+    jobs: object
+    progress: object
+
+
+def layer_report(k, layer, Xk, fit, heldout, kept, width_in, settings, stages, recover, **extra):
+    """One layer's :class:`LayerReport`, its per-point metrics (keyed ``layer<k>.*``) and
+    the Gaussian width of its outputs on ``Xk`` (which the next layer of a chain takes
+    as its ``width_in``).
+
+    ``recover(k, framed, injective)`` gives ``(stable, cond, reconstructed, error)`` per
+    point (``injective``: the layer's pointwise injectivity at ``Xk``): the
+    recovery of whatever input the report is about (the network's through every layer
+    so far for :func:`analyze`, the layer's own for :func:`analyze_model`). ``extra``
+    fills the report's optional fields (``name``, ``kind``, ...).
+    """
+    clock, times = Stopwatch(), {}
+    W, alpha = layer.weight, layer.bias
+    m, n = W.shape
+    seed, jobs, progress = settings.seed, settings.jobs, settings.progress
+
+    def stage(name):
+        stages(k, name)
+        times[name] = Stopwatch()
+
+    def done(name):
+        times[name] = times[name]()
+
+    stage("estimates")
+    estimates, skipped = _layer_estimates(W, kept, fit, settings.enlarging, seed + k,
+                                          settings.samples, settings.pbe_dim, jobs, progress)
+    done("estimates")
+    stage("injectivity")
+    summary, heldout_fraction = _layer_injectivity(layer, Xk, heldout, estimates, jobs, progress)
+    done("injectivity")
+    stage("recovery")
+    framed = is_frame(W)
+    own_ok, own_cond, recovered, error = recover(k, framed, summary.injective)
+    done("recovery")
+    stage("local metrics")
+    norm = spectral_norm(W)  # for local_metrics' threshold and the report
+    local = local_metrics_with_norm(layer, Xk, norm, n_jobs=jobs, progress=progress)
+    done("local metrics")
+    stage("s_1")
+    power = relu_power_iteration(W, bias=alpha, n_starts=settings.power_starts, seed=seed + k,
+                                 n_jobs=jobs, per_start=False, progress=progress)
+    done("s_1")
+    stage("width")
+    width_out = gaussian_mean_width(layer, data=Xk, n_draws=settings.width_draws, seed=seed + k + 1,
+                                    n_jobs=jobs, progress=progress)
+    done("width")
+    prefix = f"layer{k}."
+    per_sample = {prefix + "injective": summary.injective,
+                  prefix + "n_active": local.n_active, prefix + "rank": local.rank,
+                  prefix + "sigma_min": local.sigma_min,
+                  prefix + "sigma_max": local.sigma_max, prefix + "width": local.width,
+                  prefix + "cond": own_cond, prefix + "stable": own_ok,
+                  prefix + "reconstructed": recovered,
+                  prefix + "reconstruction_error": error}
+    ok_errors = error[np.isfinite(error)]
+    report = LayerReport(
+        index=k, shape=(m, n), redundancy=m / n,
+        frame_bounds=frame_bounds(W) if framed else None, bias=np.array(alpha),
+        dead=int((~(Xk @ W.T - alpha >= 0).any(axis=0)).sum()), estimates=estimates,
+        skipped=skipped,
+        fraction_above={name: float(np.mean(alpha > estimate)) for name, estimate in estimates.items()},
+        injective_fraction=summary.fraction, stable_fraction=float(np.mean(own_ok)),
+        heldout_fraction=heldout_fraction,
+        reconstructed_fraction=float(np.mean(recovered)),
+        reconstruction_error=float(ok_errors.max()) if ok_errors.size else float("nan"),
+        s1=power.s1, spectral_norm=norm,
+        width_in=width_in.value, width_out=width_out.value,
+        width_stderr=(width_in.stderr, width_out.stderr), elapsed=clock(),
+        stage_seconds=times, **extra)
+    return report, per_sample, width_out
+
 
 
 def _split(network, X, fit_data, seed):
@@ -339,8 +392,9 @@ class _Stages:
 
     PER_LAYER = 6  # estimates, injectivity, recovery, local metrics, s_1, width
 
-    def __init__(self, n_layers, progress):
-        self.bar = progress_bar(1 + self.PER_LAYER * n_layers, progress, "analyze", unit="stage")
+    def __init__(self, n_layers, progress, total=None):
+        total = 1 + self.PER_LAYER * n_layers if total is None else total
+        self.bar = progress_bar(total, progress, "analyze", unit="stage")
         self.started = False
 
     def __call__(self, layer, name):

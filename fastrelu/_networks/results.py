@@ -72,6 +72,37 @@ class LayerReport:
     width_stderr : tuple of float
     elapsed : float
         Seconds spent on this layer.
+    stage_seconds : dict of str to float
+        Seconds per stage: ``"estimates"``, ``"injectivity"``, ``"recovery"``, ``"local
+        metrics"``, ``"s_1"``, ``"width"`` (and ``"layernorm sphere"`` where it applies).
+    name : str or None
+        The layer's name in its model (:func:`fastrelu.analyze_model`: the affine
+        module's path); ``None`` for :func:`fastrelu.analyze`.
+    kind : str
+        ``"dense"`` (:func:`fastrelu.analyze`), or the model layer's ``"linear"``,
+        ``"conv1d"`` or ``"conv2d"``.
+    input_shape : tuple of int or None
+        The shape of one input of the layer in its model (``(C, H, W)`` for a
+        convolution), of which ``n`` is the flattened length.
+    channel_estimates : dict of str to ndarray
+        Convolutions only: per estimate, the channel-wise estimate ``alpha^K_c = min_p
+        alpha^K_(c,p)`` over the channel's positions (THEORY §10): a shared bias ``a_c
+        <= alpha^K_c`` keeps the estimate's guarantee.
+    channel_fraction_above : dict of str to float
+        Convolutions only: per estimate, the fraction of channels whose learned (shared)
+        bias exceeds the channel-wise estimate.
+    sphere : dict or None
+        For a ``Linear`` reading a ``LayerNorm`` (:func:`fastrelu.analyze_model`), the
+        analysis on the exact set of the LayerNorm's outputs (THEORY §10): the layer
+        ``ReLU(W diag(gamma) Q v - (alpha - W beta))`` on the sphere of radius
+        ``sqrt(d)`` in ``R^(d-1)``. Keys: ``"shape"`` ``(m, d - 1)``, ``"radius"``,
+        ``"samples"``, ``"fraction_above"`` (neurons whose learned bias exceeds the
+        sphere estimate), ``"injective_fraction"`` (captured tokens at which the
+        learned bias is injective on the LayerNorm's image, in its coordinates ``v``)
+        and ``"heldout_fraction"`` (held-out tokens injective with the sphere estimate
+        as the bias). The estimate itself is ``estimates["layernorm_sphere"]``, in the
+        layer's own coordinates (``alpha^S + W beta``), so that it compares with
+        ``bias`` directly.
     """
 
     index: int
@@ -94,6 +125,13 @@ class LayerReport:
     width_out: float
     width_stderr: tuple = field(repr=False)
     elapsed: float = field(repr=False)
+    stage_seconds: dict = field(repr=False, default_factory=dict)
+    name: str | None = None
+    kind: str = "dense"
+    input_shape: tuple | None = None
+    channel_estimates: dict = field(repr=False, default_factory=dict)
+    channel_fraction_above: dict = field(default_factory=dict)
+    sphere: dict | None = field(repr=False, default=None)
 
     def to_dict(self):
         """JSON-ready fields (arrays as lists, ``inf``/NaN as ``None``).

@@ -1,0 +1,853 @@
+"""The ReLU layers of a PyTorch model (THEORY §10): where a ReLU is applied to one affine
+map of one tensor (``Linear``, ``Conv1d``, ``Conv2d``, each optionally followed by an
+eval-mode ``BatchNorm1d/2d``, folded in), the layer's operator on its flattened input,
+and the inputs each layer receives when the model runs on data.
+
+Discovery reads the model's ``torch.fx`` graph when the model traces, and otherwise runs
+it once on the example with forward hooks on its modules and a ``TorchFunctionMode``
+that sees every functional ReLU (``F.relu``, ``torch.relu``, ``Tensor.relu_``, ...).
+"""
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastrelu._core.errors import FastReluError
+from fastrelu._core.layer import ReLULayer
+from fastrelu._core.memory import format_bytes, memory_limit
+from fastrelu._networks.network import _import_torch
+
+#: Share of the memory budget a layer's dense operator may take (the analyses need room
+#: for their own work beside it).
+DENSE_SHARE = 0.25
+#: Basis vectors pushed through a convolution at once when its dense rows are formed.
+COLUMN_BATCH = 256
+#: Model inputs run through the model at once during capture.
+DEFAULT_BATCH = 256
+#: Function names that apply a ReLU (``F.relu``, ``torch.relu``, ``Tensor.relu`` and
+#: their in-place forms).
+RELU_NAMES = frozenset({"relu", "relu_"})
+
+
+@dataclass(frozen=True)
+class LayerNormInput:
+    """The ``LayerNorm`` whose output a layer reads (THEORY §10): every input the layer
+    can receive is ``gamma * u + beta`` with ``u`` on the sphere of radius ``sqrt(d)`` in
+    the hyperplane ``sum(u) = 0`` (radius ``sqrt(d var / (var + eps))`` exactly, just
+    below ``sqrt(d)``).
+
+    Attributes
+    ----------
+    name : str
+        The LayerNorm's module path.
+    gamma, beta : ndarray, shape (d,)
+        Its elementwise affine parameters (ones and zeros without them).
+    eps : float
+    """
+
+    name: str
+    gamma: np.ndarray = field(repr=False)
+    beta: np.ndarray = field(repr=False)
+    eps: float
+
+    def basis(self):
+        """``Q``, shape ``(d, d - 1)``: an orthonormal basis of the hyperplane
+        ``sum(u) = 0``, the last ``d - 1`` columns of a Householder reflection that maps
+        ``e_1`` to the unit vector along ``(1, ..., 1)``."""
+        d = self.gamma.shape[0]
+        v = np.full(d, 1.0 / math.sqrt(d))
+        v[0] -= 1.0
+        # H = I - 2 v v^T / |v|^2 maps e_1 to (1,...,1)/sqrt(d); its other columns span the rest
+        H = np.eye(d) - 2.0 * np.outer(v, v) / (v @ v)
+        return H[:, 1:]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelLayer:
+    """One ReLU layer of a model: ``ReLU(A(x))`` with ``A`` one affine map (``Linear``,
+    ``Conv1d`` or ``Conv2d``, optionally followed by a folded eval-mode batch norm) of
+    one tensor ``x``, flattened in PyTorch's memory order (``(C, H, W)`` row-major).
+
+    Attributes
+    ----------
+    name : str
+        The affine module's path in the model (``"layer2.0.conv1"``), with ``"@k"``
+        appended for its ``k``-th call (from 0) when the model calls it more than once.
+    kind : str
+        ``"linear"``, ``"conv1d"`` or ``"conv2d"``.
+    input_shape, output_shape : tuple of int
+        The shape of one input of the affine map and of its output (no batch axis).
+    layer : ReLULayer or None
+        The layer in fastrelu's convention ``ReLU(W x - alpha)`` on the flattened input,
+        ``alpha = -b`` (batch norm folded); ``None`` when its dense matrix does not fit
+        the memory budget (``dense_bytes`` says how much it needs).
+    bias : ndarray, shape (m,)
+        ``alpha`` per output (shared by the positions of a channel for convolutions).
+    channels : int
+        Output channels (for ``Linear``, the outputs: one position each).
+    batchnorm : str or None
+        The path of the batch norm folded into the map.
+    layernorm : LayerNormInput or None
+        The LayerNorm whose output the map reads, when it reads one directly.
+    relu : str
+        What applies the ReLU: the ``nn.ReLU`` module's path, or the function
+        (``"F.relu"``, ``"torch.relu"``, ``"Tensor.relu_"``, ...).
+    dense_bytes : int
+        Bytes of the dense matrix ``W``.
+    tokens : int
+        Points per model input: a ``Linear`` applied to inputs of shape ``(T, n)`` (the
+        tokens of a sequence) is the layer on each of the ``T`` tokens; 1 otherwise.
+    """
+
+    name: str
+    kind: str
+    input_shape: tuple
+    output_shape: tuple
+    layer: ReLULayer | None = field(repr=False)
+    bias: np.ndarray = field(repr=False)
+    channels: int
+    batchnorm: str | None
+    layernorm: LayerNormInput | None
+    relu: str
+    dense_bytes: int = field(repr=False)
+    tokens: int = 1
+    _affine: object = field(repr=False, default=None)
+    _norm: object = field(repr=False, default=None)
+
+    @property
+    def n(self):
+        """Input dimension (the flattened input's length)."""
+        return math.prod(self.input_shape)
+
+    @property
+    def m(self):
+        """Output dimension (neurons: channels times positions)."""
+        return math.prod(self.output_shape)
+
+    @property
+    def positions(self):
+        """Positions per channel (1 for ``Linear``)."""
+        return self.m // self.channels
+
+    def pre_activation(self, X):
+        """The values the ReLU receives, ``A(x)``, computed by PyTorch in float64 from the
+        model's parameters.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, n)
+            Flattened inputs of the affine map.
+
+        Returns
+        -------
+        ndarray, shape (N, m)
+            ``W x - alpha`` per row, flattened in PyTorch's order.
+
+        Raises
+        ------
+        FastReluError
+            For inputs that are not finite with ``n`` columns.
+        """
+        from fastrelu._core.validation import as_matrix
+
+        torch = _import_torch()
+        X = as_matrix(X, "X", ncols=self.n, allow_empty=True)
+        with torch.no_grad():
+            x = torch.from_numpy(np.array(X, dtype=np.float64)).reshape(-1, *self.input_shape)
+            z = _apply(self._affine, self._norm, x, torch)
+        return z.reshape(X.shape[0], -1).numpy()
+
+    def operator(self):
+        """``W`` as a ``scipy.sparse.linalg.LinearOperator`` computed by the convolution
+        and its transpose (matrix-free: never forms ``W``).
+
+        Returns
+        -------
+        scipy.sparse.linalg.LinearOperator
+            Shape ``(m, n)``, float64.
+        """
+        from scipy.sparse.linalg import LinearOperator
+
+        torch = _import_torch()
+        zero = torch.zeros((1, *self.input_shape), dtype=torch.float64)
+        offset = _apply(self._affine, self._norm, zero, torch).reshape(-1)
+
+        def matvec(v):
+            v = np.asarray(v, dtype=np.float64).reshape(-1, self.n)
+            with torch.no_grad():
+                x = torch.from_numpy(np.ascontiguousarray(v)).reshape(-1, *self.input_shape)
+                out = _apply(self._affine, self._norm, x, torch).reshape(v.shape[0], -1) - offset
+            return out.numpy().T.squeeze()
+
+        def rmatvec(u):
+            u = torch.from_numpy(np.ascontiguousarray(np.asarray(u, dtype=np.float64).reshape(1, self.m)))
+            x = torch.zeros((1, *self.input_shape), dtype=torch.float64, requires_grad=True)
+            out = _apply(self._affine, self._norm, x, torch).reshape(1, -1)
+            (grad,) = torch.autograd.grad(out, x, grad_outputs=u)
+            return grad.reshape(-1).numpy()
+
+        return LinearOperator((self.m, self.n), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
+
+
+class ReLULayers(tuple):
+    """The ReLU layers found in a model (a tuple of :class:`ModelLayer`, in the order
+    the model applies them), with the ReLUs that are not layers of one affine map.
+
+    Attributes
+    ----------
+    others : tuple of (str, str)
+        ``(where, reason)`` for every ReLU that is not applied to one affine map of one
+        tensor: after a residual sum, pooling, another ReLU, ...
+    method : str
+        ``"fx"`` (the model's ``torch.fx`` graph) or ``"hooks"`` (a run of the model on
+        the example: it does not trace).
+    trace_error : str or None
+        Why ``torch.fx`` did not trace the model (with ``method="hooks"``).
+    """
+
+    def __new__(cls, layers, others, method, trace_error=None):
+        self = super().__new__(cls, layers)
+        self.others = tuple(others)
+        self.method = method
+        self.trace_error = trace_error
+        return self
+
+    def names(self):
+        """The layers' names, in order."""
+        return [layer.name for layer in self]
+
+    def __repr__(self):
+        return f"ReLULayers({list(self)!r}, others={list(self.others)!r}, method={self.method!r})"
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+
+def _kinds(torch):
+    nn = torch.nn
+    return {"affine": {nn.Linear: "linear", nn.Conv1d: "conv1d", nn.Conv2d: "conv2d"},
+            "norm": (nn.BatchNorm1d, nn.BatchNorm2d),
+            "through": (nn.Identity, nn.Dropout),
+            "layernorm": nn.LayerNorm}
+
+
+def _module_label(module):
+    return type(module).__name__
+
+
+class _Site:
+    """A ReLU found by discovery: the affine call it reads (``(path, call)``) with the
+    batch norm and LayerNorm around it, or the reason it is not a layer."""
+
+    def __init__(self, relu, affine=None, norm=None, layernorm=None, reason=None):
+        self.relu, self.affine, self.norm = relu, affine, norm
+        self.layernorm, self.reason = layernorm, reason
+
+
+def _norm_reason(module, path):
+    """Why a batch norm cannot be folded (``None`` when it can)."""
+    if module.training:
+        return None  # the analysis runs the model in eval mode
+    if not module.track_running_stats or module.running_mean is None:
+        return f"the batch norm {path!r} keeps no running statistics (track_running_stats=False): it normalises by each batch, which is not an affine map"
+    return None
+
+
+def _relu_function_label(node_target, node_op):
+    if node_op == "call_method":
+        return f"Tensor.{node_target}"
+    module = getattr(node_target, "__module__", "") or ""
+    name = getattr(node_target, "__name__", str(node_target))
+    return f"F.{name}" if "functional" in module else f"torch.{name}"
+
+
+def _fx_sites(model, torch):
+    """The sites from the model's ``torch.fx`` graph (raises what tracing raises)."""
+    import torch.fx
+
+    graph = torch.fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    kinds = _kinds(torch)
+    calls, node_call = collections.Counter(), {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            node_call[node] = (node.target, calls[node.target])
+            calls[node.target] += 1
+
+    def module_of(node):
+        return modules.get(node.target) if getattr(node, "op", None) == "call_module" else None
+
+    def describe(node):
+        if not hasattr(node, "op"):
+            return f"the constant {node!r}"
+        module = module_of(node)
+        if module is not None:
+            return f"the output of {_module_label(module)} {node.target!r}"
+        if node.op == "placeholder":
+            return "the model input"
+        name = getattr(node.target, "__name__", str(node.target))
+        return f"the output of {name}"
+
+    def is_relu(node):
+        if node.op == "call_module":
+            return isinstance(module_of(node), torch.nn.ReLU)
+        if node.op == "call_function":
+            return getattr(node.target, "__name__", None) in RELU_NAMES and node.target in (
+                torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu_)
+        return node.op == "call_method" and node.target in RELU_NAMES
+
+    sites = []
+    for node in graph.nodes:
+        if not is_relu(node):
+            continue
+        label = node.target if node.op == "call_module" else _relu_function_label(node.target, node.op)
+        source = node.args[0] if node.args else next(iter(node.kwargs.values()), None)
+        while isinstance(module_of(source), kinds["through"]):
+            source = source.args[0]
+        norm = None
+        if isinstance(module_of(source), kinds["norm"]):
+            norm = node_call[source]
+            reason = _norm_reason(module_of(source), source.target)
+            if reason:
+                sites.append(_Site(label, reason=reason))
+                continue
+            source = source.args[0]
+            while isinstance(module_of(source), kinds["through"]):
+                source = source.args[0]
+        module = module_of(source)
+        if type(module) not in kinds["affine"]:
+            sites.append(_Site(label, reason=_other_reason(describe(source), norm is not None)))
+            continue
+        feed = source.args[0] if source.args else None
+        layernorm = feed.target if feed is not None and isinstance(module_of(feed), kinds["layernorm"]) else None
+        sites.append(_Site(label, node_call[source], norm, layernorm))
+    return sites
+
+
+def _other_reason(source, after_norm):
+    where = "a batch norm applied to " if after_norm else ""
+    text = f"its input is {where}{source}, not one Linear/Conv1d/Conv2d (optionally followed by an eval-mode BatchNorm1d/2d)"
+    if "add" in source or "iadd" in source:
+        text += ": a residual sum ReLU(W h + b + x) is a ReLU layer of the joint input (h, x) (THEORY §10), which fastrelu does not analyse"
+    return text
+
+
+def _hook_sites(model, example, torch):
+    """The sites from one run of the model on the example: forward hooks record which
+    module produced each tensor, a TorchFunctionMode which function did and where a ReLU
+    was applied."""
+    from torch.overrides import TorchFunctionMode
+
+    kinds = _kinds(torch)
+    produced = {}  # id(tensor) -> ("module", path, call, input id) or ("function", name)
+    alive = []  # every tensor recorded, kept alive so that ids are not reused
+    calls = collections.Counter()
+    relus = []  # (label, the entry of the tensor it was applied to)
+    current = []  # the nn.ReLU modules running
+
+    class Recorder(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if name in RELU_NAMES and args and isinstance(args[0], torch.Tensor):
+                owner = getattr(func, "__qualname__", "")
+                label = current[-1] if current else (
+                    f"Tensor.{name}" if owner.startswith("TensorBase") or owner.startswith("Tensor")
+                    else _relu_function_label(func, "call_function"))
+                relus.append((label, produced.get(id(args[0]))))
+            result = func(*args, **kwargs)
+            if isinstance(result, torch.Tensor) and name not in ("__get__", "size", "dim"):
+                alive.append(result)
+                produced[id(result)] = ("function", name.strip("_") or name)
+            return result
+
+    handles = []
+
+    def after(path, module):
+        def hook(mod, inputs, output):
+            call = calls[path]
+            calls[path] += 1
+            if not isinstance(output, torch.Tensor):
+                return
+            source = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+            alive.append(output)
+            if source is not None:
+                alive.append(source)
+            if isinstance(mod, kinds["through"]):
+                if source is not None and output is not source and id(source) in produced:
+                    produced[id(output)] = produced[id(source)]
+                return
+            # the entry of the module's input as it is now (an in-place op may later change it)
+            produced[id(output)] = ("module", path, call, None if source is None else produced.get(id(source)), mod)
+        return hook
+
+    for path, module in model.named_modules():
+        if path == "":
+            continue
+        if isinstance(module, torch.nn.ReLU):
+            handles.append(module.register_forward_pre_hook(lambda mod, inputs, path=path: current.append(path)))
+            handles.append(module.register_forward_hook(lambda mod, inputs, output: current.pop() and None))
+        elif next(module.children(), None) is None:
+            # leaf modules only: a container's output is its last module's, already recorded
+            handles.append(module.register_forward_hook(after(path, module)))
+    try:
+        with torch.no_grad(), Recorder():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    def describe(entry):
+        if entry is None:
+            return "a tensor no module or function recorded produced (the model input or a constant)"
+        if entry[0] == "function":
+            return f"the output of {entry[1]}"
+        return f"the output of {_module_label(entry[4])} {entry[1]!r}"
+
+    sites = []
+    for label, entry in relus:
+        norm = None
+        if entry is not None and entry[0] == "module" and isinstance(entry[4], kinds["norm"]):
+            reason = _norm_reason(entry[4], entry[1])
+            if reason:
+                sites.append(_Site(label, reason=reason))
+                continue
+            norm = (entry[1], entry[2])
+            entry = entry[3]
+        if entry is None or entry[0] != "module" or type(entry[4]) not in kinds["affine"]:
+            sites.append(_Site(label, reason=_other_reason(describe(entry), norm is not None)))
+            continue
+        feed = entry[3]
+        layernorm = feed[1] if feed is not None and feed[0] == "module" and isinstance(feed[4], kinds["layernorm"]) else None
+        sites.append(_Site(label, (entry[1], entry[2]), norm, layernorm))
+    return sites
+
+
+def _check_model(model, torch):
+    if isinstance(model, torch.jit.ScriptModule):
+        raise FastReluError("The 'model' parameter must be a torch.nn.Module that is not scripted. Got a TorchScript module instead, whose graph fastrelu does not read: pass the nn.Module it was scripted from.")
+    if not isinstance(model, torch.nn.Module):
+        raise FastReluError(f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__} instead.")
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        if tensor.device.type == "meta":
+            raise FastReluError(f"The 'model' parameter must hold its parameters' values. Got {name!r} on the meta device (no values) instead: load the weights first.")
+
+
+def _model_tensor(model, value, torch, name="example"):
+    """``value`` as a tensor on the model's device and floating dtype."""
+    reference = next(iter(model.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    else:
+        try:
+            tensor = torch.from_numpy(np.asarray(value))
+        except (TypeError, ValueError) as exc:
+            raise FastReluError(f"The '{name}' parameter must be a tensor or an array of numbers. Got {type(value).__name__} ({exc}) instead.") from None
+    if not (tensor.is_floating_point() or tensor.dtype in (torch.int64, torch.int32)):
+        raise FastReluError(f"The '{name}' parameter must hold real numbers. Got dtype {tensor.dtype} instead.")
+    return tensor.to(device=device, dtype=dtype)
+
+
+class _EvalMode:
+    """Every module in eval mode inside, each module's own mode restored on leaving."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.modes = [(module, module.training) for module in self.model.modules()]
+        self.was_training = self.model.training
+        self.model.eval()
+        return self
+
+    def __exit__(self, *exc):
+        for module, mode in self.modes:
+            module.training = mode
+
+
+def relu_layers(model, example, *, method="auto"):
+    """The ReLU layers of a PyTorch model (THEORY §10).
+
+    A ReLU layer is a ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``Tensor.relu`` or
+    their in-place forms) applied to the output of one affine map of one tensor: an
+    ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (any stride, padding, dilation,
+    groups; zero or circular, reflect and replicate padding), optionally followed by an
+    ``nn.BatchNorm1d/2d`` with running statistics, which is folded in (the model is
+    analysed in eval mode), with ``nn.Identity`` and ``nn.Dropout`` (identities in eval
+    mode) allowed in between. Every other ReLU (after a residual sum, after pooling,
+    after another ReLU) is listed in ``others`` with the reason.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; it is not modified (its train/eval modes are restored).
+    example : torch.Tensor or array_like
+        A batch of model inputs (one point is enough): it fixes every layer's input
+        shape, which a convolution's operator depends on.
+    method : {"auto", "fx", "hooks"}, default="auto"
+        ``"fx"``: read the model's ``torch.fx`` graph; ``"hooks"``: run the model on the
+        example with forward hooks and a ``TorchFunctionMode`` (for models that do not
+        trace: data-dependent control flow, for example; only the ReLUs of the path the
+        example takes are found); ``"auto"``: fx, and hooks when the model does not trace.
+
+    Returns
+    -------
+    ReLULayers
+        The layers (:class:`ModelLayer`) in the order they run, with ``others``.
+
+    Raises
+    ------
+    FastReluError
+        For a model that is not a module, an example the model cannot run, or a model
+        with no ReLU at all.
+    MissingDependencyError
+        Without torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastrelu as fr
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+    ...                             torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    >>> found = fr.relu_layers(model, torch.zeros(1, 1, 4, 4))
+    >>> [(layer.name, layer.kind, layer.layer.weight.shape, layer.batchnorm) for layer in found]
+    [('0', 'conv2d', (64, 16), '1')]
+    """
+    torch = _import_torch()
+    _check_model(model, torch)
+    if method not in ("auto", "fx", "hooks"):
+        raise FastReluError(f"The 'method' parameter must be 'auto', 'fx' or 'hooks'. Got {method!r} instead.")
+    example = _model_tensor(model, example, torch)
+    with _EvalMode(model):
+        shapes = _input_shapes(model, example, torch)
+        trace_error = None
+        if method in ("auto", "fx"):
+            try:
+                sites = _fx_sites(model, torch)
+                used = "fx"
+            except Exception as exc:  # tracing raises whatever the model's code raises
+                if method == "fx":
+                    raise FastReluError(f"The 'model' parameter must trace with torch.fx for method='fx'. Got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (use method='hooks').") from None
+                trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if method == "hooks" or trace_error is not None:
+            sites = _hook_sites(model, example, torch)
+            used = "hooks"
+    if not sites:
+        raise FastReluError(f"The 'model' parameter must apply at least one ReLU. Got a {type(model).__name__} that applies none on the example (fastrelu analyses ReLU layers).")
+    modules = dict(model.named_modules())
+    layers, others = [], []
+    counts = collections.Counter(path for path, _ in shapes)
+    for site in sites:
+        if site.reason is not None:
+            others.append((site.relu, site.reason))
+            continue
+        path, call = site.affine
+        if (path, call) not in shapes:
+            others.append((site.relu, f"the affine module {path!r} did not run on the example"))
+            continue
+        name = path if counts[path] == 1 else f"{path}@{call}"
+        if site.norm is not None and isinstance(modules[path], torch.nn.Linear) and len(shapes[(path, call)][0]) != 1:
+            others.append((site.relu, f"the batch norm {site.norm[0]!r} after the Linear {name!r} on inputs of shape {shapes[(path, call)][0]} normalises along axis 1, not the Linear's features"))
+            continue
+        layers.append(_model_layer(name, modules[path], site, modules, shapes[(path, call)], torch))
+    return ReLULayers(layers, others, used, trace_error)
+
+
+def _input_shapes(model, example, torch):
+    """``{(path, call): (input shape, output shape)}`` of every affine module's calls on
+    the example (no batch axis)."""
+    kinds = _kinds(torch)
+    shapes, calls, handles = {}, collections.Counter(), []
+
+    def hook(path):
+        def record(module, inputs, output):
+            shapes[(path, calls[path])] = (tuple(inputs[0].shape[1:]), tuple(output.shape[1:]))
+            calls[path] += 1
+        return record
+
+    for path, module in model.named_modules():
+        if type(module) in kinds["affine"]:
+            handles.append(module.register_forward_hook(hook(path)))
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # the model's own code raises whatever it raises
+        raise FastReluError(f"The 'example' parameter must be an input the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+# --- operators -----------------------------------------------------------------------------
+
+
+def _double(tensor, torch):
+    return None if tensor is None else tensor.detach().to(device="cpu", dtype=torch.float64).clone()
+
+
+class _Affine:
+    """A float64 CPU copy of a Linear/Conv module's map (weight, bias and geometry)."""
+
+    def __init__(self, module, torch):
+        self.weight = _double(module.weight, torch)
+        self.bias = _double(module.bias, torch)
+        self.linear = isinstance(module, torch.nn.Linear)
+        if not self.linear:
+            self.dims = 1 if isinstance(module, torch.nn.Conv1d) else 2
+            self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
+            self.padding, self.padding_mode = module.padding, module.padding_mode
+            self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
+
+    def __call__(self, x, torch, bias=True):
+        F = torch.nn.functional
+        b = self.bias if bias else None
+        if self.linear:
+            return F.linear(x, self.weight, b)
+        conv = F.conv1d if self.dims == 1 else F.conv2d
+        if self.padding_mode == "zeros":
+            return conv(x, self.weight, b, self.stride, self.padding, self.dilation, self.groups)
+        x = F.pad(x, self.reversed_padding, mode=self.padding_mode)
+        return conv(x, self.weight, b, self.stride, 0, self.dilation, self.groups)
+
+
+class _Norm:
+    """A float64 copy of an eval-mode batch norm: ``s (z - mu) + beta`` per channel."""
+
+    def __init__(self, module, torch):
+        var = _double(module.running_var, torch)
+        self.mean = _double(module.running_mean, torch)
+        gamma = _double(module.weight, torch) if module.affine else torch.ones_like(var)
+        self.beta = _double(module.bias, torch) if module.affine else torch.zeros_like(var)
+        self.scale = gamma / torch.sqrt(var + module.eps)
+
+    def __call__(self, z):
+        shape = (1, -1) + (1,) * (z.dim() - 2)
+        return (z - self.mean.reshape(shape)) * self.scale.reshape(shape) + self.beta.reshape(shape)
+
+
+def _apply(affine, norm, x, torch):
+    z = affine(x, torch)
+    return z if norm is None else norm(z)
+
+
+def _model_layer(name, module, site, modules, shapes, torch):
+    input_shape, output_shape = shapes
+    kind = _kinds(torch)["affine"][type(module)]
+    affine = _Affine(module, torch)
+    norm = None
+    if site.norm is not None:
+        norm_module = modules[site.norm[0]]
+        norm = _Norm(norm_module, torch)
+    tokens = 1
+    if kind == "linear":  # a Linear acts on the last axis: each token (..., n) is a point
+        tokens = math.prod(input_shape[:-1])
+        input_shape, output_shape = input_shape[-1:], output_shape[-1:]
+    channels = output_shape[0]
+    n, m = math.prod(input_shape), math.prod(output_shape)
+    with torch.no_grad():
+        offset = _apply(affine, norm, torch.zeros((1, *input_shape), dtype=torch.float64), torch)
+    alpha = -offset.reshape(-1).numpy()
+    dense_bytes = 8 * m * n
+    limit, _ = memory_limit()
+    layer = None
+    if limit is None or dense_bytes <= DENSE_SHARE * limit:
+        layer = ReLULayer(_dense(affine, norm, input_shape, offset, torch), alpha)
+    layernorm = None
+    if site.layernorm is not None and kind == "linear":
+        ln = modules[site.layernorm]
+        d = input_shape[0]
+        gamma = _double(ln.weight, torch).numpy() if ln.weight is not None else np.ones(d)
+        beta = _double(ln.bias, torch).numpy() if getattr(ln, "bias", None) is not None else np.zeros(d)
+        if tuple(ln.normalized_shape) == (d,):
+            layernorm = LayerNormInput(site.layernorm, gamma, beta, float(ln.eps))
+    return ModelLayer(name=name, kind=kind, input_shape=input_shape, output_shape=output_shape,
+                      layer=layer, bias=alpha, channels=channels,
+                      batchnorm=None if site.norm is None else site.norm[0], layernorm=layernorm,
+                      relu=site.relu, dense_bytes=dense_bytes, tokens=tokens, _affine=affine, _norm=norm)
+
+
+def _dense(affine, norm, input_shape, offset, torch):
+    """``W`` (m, n): the map applied to the standard basis, in batches of columns."""
+    n = math.prod(input_shape)
+    if affine.linear and norm is None and len(input_shape) == 1:
+        return affine.weight.numpy().copy()
+    columns = []
+    with torch.no_grad():
+        for start in range(0, n, COLUMN_BATCH):
+            stop = min(n, start + COLUMN_BATCH)
+            basis = torch.zeros((stop - start, n), dtype=torch.float64)
+            basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+            out = _apply(affine, norm, basis.reshape(-1, *input_shape), torch)
+            columns.append((out.reshape(stop - start, -1) - offset.reshape(1, -1)).numpy())
+    return np.ascontiguousarray(np.concatenate(columns, axis=0).T)
+
+
+# --- capture -------------------------------------------------------------------------------
+
+
+def _batches(data, model, torch, batch_size, name):
+    """Model-input batches from a tensor, an array or an iterable of batches (a
+    ``DataLoader``: the first element of tuple batches), with the number of points
+    when known."""
+    if isinstance(data, torch.Tensor) or isinstance(data, np.ndarray):
+        tensor = _model_tensor(model, data, torch, name)
+        if tensor.dim() < 1 or tensor.shape[0] == 0:
+            raise FastReluError(f"The '{name}' parameter must hold at least one point (a batch along the first axis). Got shape {tuple(tensor.shape)} instead.")
+        return tensor.shape[0], (tensor[start:start + batch_size] for start in range(0, tensor.shape[0], batch_size))
+    if hasattr(data, "__iter__"):
+        count = None
+        dataset = getattr(data, "dataset", None)
+        if dataset is not None and hasattr(dataset, "__len__"):
+            count = len(dataset)
+
+        def loader():
+            for batch in data:
+                if isinstance(batch, (tuple, list)):
+                    batch = batch[0]
+                yield _model_tensor(model, batch, torch, name)
+        return count, loader()
+    raise FastReluError(f"The '{name}' parameter must be a tensor, an array or a DataLoader of model inputs. Got {type(data).__name__} instead.")
+
+
+def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outputs=False):
+    """The flattened inputs each layer receives when the model runs on ``data``.
+
+    The model runs in eval mode (batch norm with its running statistics, dropout off;
+    every module's mode is restored afterwards) under ``torch.no_grad``, ``batch_size``
+    points at a time.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    data : torch.Tensor, array_like or iterable of batches
+        Model inputs along the first axis, or a ``DataLoader`` (of tensors, or of tuples
+        whose first element is the input).
+    layers : ReLULayers or sequence of ModelLayer
+        From :func:`relu_layers` on the same model.
+    batch_size : int, default=256
+        Points per forward pass for tensors and arrays.
+    out_dir : str or path-like or None, default=None
+        Write each layer's inputs to ``<out_dir>/<name>.npy`` (memory-mapped: for data
+        that does not fit in memory) instead of holding them in RAM.
+    outputs : bool, default=False
+        Also return the model's outputs, shape ``(N, ...)``.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (N, n) each (float64)
+        Keyed by layer name (``numpy.memmap`` with ``out_dir``); with ``outputs``, a pair
+        ``(inputs, model_outputs)``.
+
+    Raises
+    ------
+    FastReluError
+        For data of the wrong shape for the model, or inputs that do not fit in memory
+        (with the estimate; ``out_dir`` streams them to disk instead).
+    """
+    from fastrelu._core.validation import positive_int
+
+    torch = _import_torch()
+    _check_model(model, torch)
+    batch_size = positive_int(batch_size, "batch_size")
+    layers = list(layers)
+    if not layers or not all(isinstance(layer, ModelLayer) for layer in layers):
+        raise FastReluError("The 'layers' parameter must be a non-empty sequence of ModelLayer (from fastrelu.relu_layers). Got " + (f"{type(layers[0]).__name__} items" if layers else "none") + " instead.")
+    count, batches = _batches(data, model, torch, batch_size, "data")
+    wanted = {}
+    for layer in layers:
+        path, _, call = layer.name.partition("@")
+        wanted[(path, int(call) if call else 0)] = layer
+    if count is not None:
+        total = 8 * count * sum(layer.n for layer in layers)
+        limit, source = memory_limit()
+        if out_dir is None and limit is not None and total > limit:
+            raise FastReluError(f"The 'data' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
+    modules = dict(model.named_modules())
+    buffers = {layer.name: [] for layer in layers}
+    calls, handles, results = collections.Counter(), [], []
+
+    def hook(path):
+        def record(module, inputs, output):
+            call = calls[path]
+            calls[path] += 1
+            layer = wanted.get((path, call))
+            if layer is not None:
+                x = inputs[0].detach().to(device="cpu", dtype=torch.float64)
+                buffers[layer.name].append(x.reshape(-1, layer.n).numpy())
+        return record
+
+    for path in {key[0] for key in wanted}:
+        if path not in modules:
+            raise FastReluError(f"The 'layers' parameter must come from this model. Got layer {path!r}, which the model does not have.")
+        handles.append(modules[path].register_forward_hook(hook(path)))
+    handles.append(model.register_forward_pre_hook(lambda module, inputs: calls.clear()))
+    outputs_list = []
+    try:
+        with _EvalMode(model), torch.no_grad():
+            for batch in batches:
+                try:
+                    out = model(batch)
+                except Exception as exc:  # the model's own code raises whatever it raises
+                    raise FastReluError(f"The 'data' parameter must hold inputs the model runs on. Got a batch of shape {tuple(batch.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                if outputs:
+                    outputs_list.append(out.detach().to(device="cpu", dtype=torch.float64).numpy())
+                for layer in layers:
+                    got = buffers[layer.name][-1] if buffers[layer.name] else None
+                    if got is None or got.shape[1] != layer.n:
+                        raise FastReluError(f"The 'data' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
+                if out_dir is not None:
+                    results.append(_flush(buffers, out_dir))
+    finally:
+        for handle in handles:
+            handle.remove()
+    inputs = _stored(results, layers, out_dir) if out_dir is not None else {
+        name: np.concatenate(parts, axis=0) for name, parts in buffers.items()}
+    if outputs:
+        return inputs, np.concatenate(outputs_list, axis=0)
+    return inputs
+
+
+def _flush(buffers, out_dir):
+    """Move the batch just captured to disk (raw float64 per layer, appended)."""
+    import os
+
+    from fastrelu._core.io import output_directory
+
+    output_directory(out_dir, "out_dir")
+    sizes = {}
+    for name, parts in buffers.items():
+        block = np.concatenate(parts, axis=0)
+        with open(os.path.join(out_dir, f"{name}.raw"), "ab") as handle:
+            handle.write(np.ascontiguousarray(block).tobytes())
+        sizes[name] = block.shape[0]
+        parts.clear()
+    return sizes
+
+
+def _stored(results, layers, out_dir):
+    """The captured files as ``.npy`` memory maps (the raw blocks given a header)."""
+    import os
+
+    inputs = {}
+    for layer in layers:
+        raw = os.path.join(out_dir, f"{layer.name}.raw")
+        N = sum(sizes[layer.name] for sizes in results)
+        path = os.path.join(out_dir, f"{layer.name}.npy")
+        target = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(N, layer.n))
+        with open(raw, "rb") as handle:
+            for start in range(0, N, DEFAULT_BATCH):
+                stop = min(N, start + DEFAULT_BATCH)
+                target[start:stop] = np.frombuffer(handle.read(8 * (stop - start) * layer.n),
+                                                   dtype=np.float64).reshape(stop - start, layer.n)
+        target.flush()
+        del target
+        os.remove(raw)
+        inputs[layer.name] = np.load(path, mmap_mode="r")
+    return inputs
