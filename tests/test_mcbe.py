@@ -720,3 +720,39 @@ def test_close_calls_on_the_one_sample_path_do_not_depend_on_the_samples_before_
             again = fr.mcbe(W, fr.Data(X[order]), n_jobs=jobs)
             np.testing.assert_array_equal(again.alpha, reference.alpha)
             np.testing.assert_array_equal(again.counts, reference.counts)
+
+
+def _ill_conditioned_with_dependent_rows(rng, n=30, chains=6, length=4, per_chain=7):
+    """Chains of nearly parallel rows (each about 1e-3 from the span of the chain before
+    it: independent, but their Gram matrix has eigenvalues near 1e-6) and rows that are
+    exact combinations of a chain (coefficients of size 0.5 to 2: dependent on it, with
+    no close call), then Gaussian rows."""
+    rows = []
+    for _ in range(chains):
+        base = rng.standard_normal(n)
+        chain = [base]
+        for _ in range(length - 1):
+            chain.append(chain[-1] + 1e-3 * np.linalg.norm(base) * rng.standard_normal(n) / np.sqrt(n))
+        rows += chain
+        for _ in range(per_chain):
+            coefficients = rng.choice([-1.0, 1.0], length) * rng.uniform(0.5, 2.0, length)
+            rows.append(coefficients @ np.array(chain))
+    return np.vstack([np.array(rows), rng.standard_normal((n, n))])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dependent_rows_after_ill_conditioned_ones_follow_the_definition(seed):
+    # The Gram matrix's Cholesky puts a dependent row's distance at about eps cond
+    # (~1e-10 here, above rank_tol^2 = 1e-12): the scan must not take it for independent.
+    rng = np.random.default_rng(seed)
+    W = _ill_conditioned_with_dependent_rows(rng)
+    X = rng.standard_normal((30, W.shape[1]))
+    alpha, counts = brute_force_mcbe(W, X)
+    result = fr.mcbe(W, fr.Data(X), n_jobs=1)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12)
+    np.testing.assert_array_equal(result.counts, counts)
+    # and the pointwise check counts the same rank as the definition
+    bias = np.quantile(X @ W.T, 0.3, axis=0)
+    active = X @ W.T - bias >= 0
+    injective = fr.pointwise_injectivity(fr.ReLULayer(W, bias), X, n_jobs=1)
+    np.testing.assert_array_equal(injective, spans(W, active))

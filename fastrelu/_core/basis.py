@@ -5,7 +5,9 @@ and reconstruction (:mod:`fastrelu._reconstruct.kernels`).
 For each sample ``x`` the rows of ``W`` are scanned by decreasing normalised correlation
 ``<x, w_i> / |w_i|`` (ties: smaller index first); a row is kept when its unit direction
 is farther than ``rank_tol`` from the span of the kept ones (incremental Cholesky of the
-Gram matrix of the unit rows), until ``n`` are kept. See THEORY §3.
+Gram matrix of the unit rows while the distances are clear of ``rank_tol`` by more than
+rounding; beyond, the rows' residuals against an orthonormal basis of the kept ones),
+until ``n`` are kept. See THEORY §3.
 
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
 little more than ``n`` candidates, which are ranked. The common case is settled by a
@@ -121,6 +123,11 @@ class Scan(NamedTuple):
     lvec: np.ndarray
     #: (n, n): gathered unit rows when the Gram matrix is not stored.
     rows_buf: np.ndarray
+    #: (n, dim): an orthonormal basis of the kept unit rows' span, formed when a
+    #: squared distance falls within rounding of ``rank_tol2`` (:func:`select_basis_from`).
+    ortho: np.ndarray
+    #: (dim,): one residual.
+    resid: np.ndarray
 
 
 class Lanes(NamedTuple):
@@ -142,7 +149,8 @@ def scan_scratch(m, n):
     k = min(m, n)
     return Scan(order=np.empty(m, dtype=np.int64), order_keys=np.empty(m),
                 kept=np.empty(k, dtype=np.int64), chol=np.zeros((k, k)), inv_diag=np.empty(k),
-                lvec=np.empty(k), rows_buf=np.empty((k, k)))
+                lvec=np.empty(k), rows_buf=np.empty((k, k)), ortho=np.empty((k, n)),
+                resid=np.empty(n))
 
 
 def lanes_scratch(n, lanes=None):
@@ -350,12 +358,17 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
 
     ``start``: the first ``start`` rows in scan order are known to be kept
     (:func:`certified_prefix`), and ``scan.chol[:start, :start]`` holds the Cholesky
-    factor of their Gram matrix; the scan goes on from there with that factor. The kept
-    rows are those of the scan from the first row, except where a later row's squared
-    distance lies within rounding (``PIVOT_MARGIN``) of ``rank_tol2``: there the two
-    factors' rounding may decide differently. The callers run the certificate for every
-    sample with at least ``n`` candidate rows, so such a close call is decided the same
-    way for a given sample whatever else was computed before it.
+    factor of their Gram matrix; the scan goes on from there with that factor.
+
+    Each distance is first computed from the Gram matrix (its Cholesky factor); a row
+    whose squared distance exceeds ``rank_tol2`` by more than rounding can move it
+    (``PIVOT_MARGIN``) is kept on that evidence. At the first row that does not (a
+    dependent row, or a close call), the kept rows are orthonormalised and from then on
+    every distance is the norm of the row's residual after projecting out that basis
+    twice: accurate to rounding, where the Gram matrix's is accurate only to about
+    ``eps cond`` of the kept rows. The callers run the certificate for every sample with
+    at least ``n`` candidate rows, so a close call is decided the same way for a given
+    sample whatever else was computed before it.
     """
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
@@ -363,12 +376,16 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
     chol, inv_diag, lvec = scan.chol, scan.inv_diag, scan.lvec
     n = kept.shape[0]
     dim = unit_rows.shape[1]
+    margin = pivot_margin(n)
     size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
     stats[2] = size
     refilled = size == rows.shape[0]
+    low = 1.0  # the smallest pivot so far, for the rounding margin (PIVOT_MARGIN)
     for j in range(start):
         kept[j] = order[j]
         inv_diag[j] = 1.0 / chol[j, j]
+        low = min(low, chol[j, j] * chol[j, j])
+    accurate = False  # the distances come from an orthonormal basis of the kept rows
     pos = start
     count = start
     while count < n:
@@ -383,29 +400,71 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
             continue
         i = order[pos]
         pos += 1
-        # Solve L l = g with g_j = <u_i, u_kept_j> (L: Cholesky factor of the Gram matrix
-        # of the kept unit rows); the squared distance of u_i to their span is then
-        # <u_i, u_i> - |l|^2.
-        for j in range(count):
-            if use_gram:
-                acc = gram[i, kept[j]]
-            else:
-                acc = dot(unit_rows[i], unit_rows[kept[j]], dim)
-            for p in range(j):
-                acc -= chol[j, p] * lvec[p]
-            lvec[j] = acc * inv_diag[j]
-        dist2 = gram[i, i] if use_gram else dot(unit_rows[i], unit_rows[i], dim)
-        for p in range(count):
-            dist2 -= lvec[p] * lvec[p]
-        if dist2 > rank_tol2:
+        if not accurate:
+            # Solve L l = g with g_j = <u_i, u_kept_j> (L: Cholesky factor of the Gram
+            # matrix of the kept unit rows); the squared distance of u_i to their span
+            # is then <u_i, u_i> - |l|^2.
             for j in range(count):
-                chol[count, j] = lvec[j]
-            diag = np.sqrt(dist2)
-            chol[count, count] = diag
-            inv_diag[count] = 1.0 / diag
+                if use_gram:
+                    acc = gram[i, kept[j]]
+                else:
+                    acc = dot(unit_rows[i], unit_rows[kept[j]], dim)
+                for p in range(j):
+                    acc -= chol[j, p] * lvec[p]
+                lvec[j] = acc * inv_diag[j]
+            dist2 = gram[i, i] if use_gram else dot(unit_rows[i], unit_rows[i], dim)
+            for p in range(count):
+                dist2 -= lvec[p] * lvec[p]
+            if dist2 > rank_tol2 + margin / low:  # clear of rounding: the row is kept
+                for j in range(count):
+                    chol[count, j] = lvec[j]
+                diag = np.sqrt(dist2)
+                chol[count, count] = diag
+                inv_diag[count] = 1.0 / diag
+                kept[count] = i
+                low = min(low, dist2)
+                count += 1
+                continue
+            # Within rounding of rank_tol2 (a dependent row, or a close call): the
+            # Gram matrix's Cholesky computes a distance below 1/sqrt(cond) with an
+            # error of about eps cond, so from here on the distances are those of the
+            # rows themselves to an orthonormal basis of the kept ones.
+            _orthonormalise(unit_rows, kept, count, scan.ortho, scan.resid, dim)
+            accurate = True
+        dist2 = _residual(unit_rows[i], scan.ortho, count, scan.resid, dim)
+        if dist2 > rank_tol2:
+            scale = 1.0 / np.sqrt(dist2)
+            for p in range(dim):
+                scan.ortho[count, p] = scan.resid[p] * scale
             kept[count] = i
             count += 1
     return count
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def _residual(u, ortho, count, resid, dim):
+    """``|r|^2`` for the residual ``r`` (left in ``resid``) of ``u`` after projecting out
+    the first ``count`` rows of the orthonormal ``ortho``, projected twice (classical
+    Gram–Schmidt with reorthogonalisation: accurate to rounding whatever the angles)."""
+    for p in range(dim):
+        resid[p] = u[p]
+    for _ in range(2):
+        for j in range(count):
+            coef = dot(ortho[j], resid, dim)
+            for p in range(dim):
+                resid[p] -= coef * ortho[j, p]
+    return dot(resid, resid, dim)
+
+
+@kernel
+def _orthonormalise(unit_rows, kept, count, ortho, resid, dim):
+    """The first ``count`` rows of ``ortho``: an orthonormal basis of the kept unit rows'
+    span, row by row in scan order."""
+    for j in range(count):
+        norm2 = _residual(unit_rows[kept[j]], ortho, j, resid, dim)
+        scale = 1.0 / np.sqrt(norm2) if norm2 > 0 else 0.0
+        for p in range(dim):
+            ortho[j, p] = resid[p] * scale
 
 
 @kernel
