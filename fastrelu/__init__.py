@@ -24,18 +24,13 @@ from fastrelu._injectivity.pointwise import (
 )
 from fastrelu._injectivity.verify import InjectivityVerdict, verify_injective
 from fastrelu._networks.digits import DigitsCNN, DigitsModel, digits_cnn, digits_model
+from fastrelu._networks.model_layers import LayerNormInput, ModelLayer, ReLULayers
 from fastrelu._networks.model_report import analyze_model
 from fastrelu._networks.network import Network
 from fastrelu._networks.plots import plot_report
 from fastrelu._networks.report import analyze, save_report
 from fastrelu._networks.results import LayerReport, NetworkReport
-from fastrelu._networks.torch_model import (
-    LayerNormInput,
-    ModelLayer,
-    ReLULayers,
-    capture,
-    relu_layers,
-)
+from fastrelu._networks.torch_model import capture, relu_layers
 from fastrelu._reconstruct.driver import Inversion, Reconstruction, invert, reconstruct
 from fastrelu._spectral.power import (
     PowerIterationResult,

@@ -113,6 +113,9 @@ def test_conv2d_dense_rows_match_the_convolution_on_basis_vectors(case):
     v, u = np.random.default_rng(0).standard_normal(n), np.random.default_rng(1).standard_normal(found.m)
     np.testing.assert_allclose(operator.matvec(v), W @ v, atol=1e-12)
     np.testing.assert_allclose(operator.rmatvec(u), W.T @ u, atol=1e-12)
+    V = np.random.default_rng(2).standard_normal((n, 3))
+    np.testing.assert_allclose(operator @ V, W @ V, atol=1e-12)
+    np.testing.assert_allclose(operator.H @ (W @ V), W.T @ (W @ V), atol=1e-11)
 
 
 @pytest.mark.parametrize("mode", ["zeros", "circular"])

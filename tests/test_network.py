@@ -253,7 +253,7 @@ def test_npz_bad_files(tmp_path):
 
 def test_load_unknown_extension_and_missing_file(tmp_path):
     (tmp_path / "net.h5").write_bytes(b"")
-    with pytest.raises(FastReluError, match=r"must end in \.npz, \.safetensors, \.pt, \.pth, \.joblib, \.pkl\. Got .*net\.h5"):
+    with pytest.raises(FastReluError, match=r"must end in \.npz, \.safetensors, \.pt, \.pth, \.joblib, \.pkl, \.onnx\. Got .*net\.h5"):
         Network.load(tmp_path / "net.h5")
     with pytest.raises(FastReluError, match="must exist and be readable.*absent.npz"):
         Network.load(tmp_path / "absent.npz")

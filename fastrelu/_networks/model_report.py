@@ -15,6 +15,7 @@ from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._core.validation import positive_float, positive_int, seed_value
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._networks.network import _import_torch
+from fastrelu._networks.onnx_model import is_onnx, load
 from fastrelu._networks.report import (
     AUC_METRICS,
     DEFAULT_PBE_DIM,
@@ -38,9 +39,9 @@ from fastrelu._spectral.width import gaussian_mean_width
 DEFAULT_MODEL_SAMPLES = 10_000
 
 
-def _example(data, torch):
+def _example(data):
     """One batch of model inputs, for discovery."""
-    if isinstance(data, (torch.Tensor, np.ndarray)):
+    if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         return data[:2]
     try:
         batch = next(iter(data))
@@ -166,8 +167,9 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
 
     Parameters
     ----------
-    model : torch.nn.Module
-        The model (CPU tensors of float dtype); it is not modified.
+    model : torch.nn.Module, or str, path-like or onnx.ModelProto
+        The model (CPU tensors of float dtype); it is not modified. An ONNX model (a
+        ``.onnx`` path or a ``ModelProto``) runs in onnxruntime.
     data : torch.Tensor, array_like or DataLoader
         Model inputs along the first axis (a ``DataLoader`` of tensors or of tuples whose
         first element is the input).
@@ -210,8 +212,11 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
         Without torch.
     """
     clock = Stopwatch()
-    torch = _import_torch()
-    _check_model(model, torch)
+    if is_onnx(model):
+        model, was_training = load(model), False  # read once, for discovery and capture
+    else:
+        _check_model(model, _import_torch())
+        was_training = model.training
     seed = seed_value(seed)
     samples = positive_int(samples, "samples")
     width_draws = positive_int(width_draws, "width_draws")
@@ -223,8 +228,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     noise = positive_float(noise, "noise", allow_zero=True)
     if enlarge_points is not None:
         enlarge_points = positive_int(enlarge_points, "enlarge_points")
-    was_training = model.training
-    found = relu_layers(model, _example(data, torch), method=method)
+    found = relu_layers(model, _example(data), method=method)
     chosen = _chosen(found, layers)
     limit, source = memory_limit()
     not_analysed = {layer.name: (f"its dense matrix needs {format_bytes(layer.dense_bytes)}, over a "
@@ -293,7 +297,8 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
                   "enlarge_points": enlarge_points, "bandwidth": bandwidth, "noise": noise,
                   "width_draws": width_draws, "power_starts": power_starts, "pbe_dim": pbe_dim,
                   "fit_data": "given" if fit_data is not None else "half of the data",
-                  "model": type(model).__name__, "discovery": found.method,
+                  "model": "onnx" if found.method == "onnx" else type(model).__name__,
+                  "discovery": found.method,
                   "model_was_training": was_training,
                   "layers": [layer.name for layer in chosen], "not_analysed": not_analysed,
                   "other_relus": [list(item) for item in found.others], "version": __version__}

@@ -32,7 +32,7 @@ _NPZ_CLASSES = "classes"
 #: A PyTorch parameter name ``<prefix><index>.weight`` such as ``0.weight``,
 #: ``net.2.bias`` or ``fc1.weight``.
 _TORCH_KEY = re.compile(r"^(.*?)([0-9]+)\.(weight|bias)$")
-_EXTENSIONS = (".npz", ".safetensors", ".pt", ".pth", ".joblib", ".pkl")
+_EXTENSIONS = (".npz", ".safetensors", ".pt", ".pth", ".joblib", ".pkl", ".onnx")
 
 
 class Network:
@@ -456,6 +456,39 @@ class Network:
         return _from_sequential(model, torch)
 
     @classmethod
+    def from_onnx(cls, path):
+        """Read an MLP from an ONNX file: a chain of ``Gemm`` or ``MatMul`` (+ ``Add``)
+        nodes with constant weights, each but the last followed by ``Relu``.
+
+        ``Identity``, ``Dropout``, ``Flatten`` (``axis=1``), ``Reshape`` and ``Cast``
+        nodes are passed over, and a classifier's head after the last affine map
+        (``Softmax``, ``ArgMax``, ...: the export of a scikit-learn ``MLPClassifier`` by
+        ``skl2onnx``, for example) ends the chain; its ``classes`` constant, when there
+        is one, becomes the network's classes. General graphs (convolutions, residual
+        sums) are read by :func:`fastrelu.relu_layers`.
+
+        Parameters
+        ----------
+        path : str, path-like or onnx.ModelProto
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        FastReluError
+            For a missing or invalid file, or a graph that is not such a chain (the
+            message names the node).
+        MissingDependencyError
+            Without onnx and onnxruntime.
+        """
+        from fastrelu._networks.onnx_model import network_from_onnx
+
+        hidden, output, classes = network_from_onnx(path)
+        return cls(hidden, output, classes=classes)
+
+    @classmethod
     def load(cls, path, *, last_linear=None):
         """Load a network from a file, by its extension.
 
@@ -468,6 +501,7 @@ class Network:
                                   weights_only=True)`` (:meth:`from_torch`); save
                                   ``model.state_dict()``, not the model
         ``.joblib``, ``.pkl``     a fitted scikit-learn MLP (:meth:`from_sklearn`)
+        ``.onnx``                 an ONNX MLP chain (:meth:`from_onnx`)
         ========================  ==================================================
 
         Unpickling (``.joblib``, ``.pkl``) runs code stored in the file: load only
@@ -513,6 +547,10 @@ class Network:
             if last_linear is not None:
                 raise FastReluError(f"The 'last_linear' parameter must be None for a scikit-learn model (its last layer is always the output layer). Got last_linear={last_linear!r} instead.")
             return cls.from_sklearn(_unpickle(path, ext))
+        if ext == ".onnx":
+            if last_linear is not None:
+                raise FastReluError(f"The 'last_linear' parameter must be None for an ONNX model (a chain ending in an affine map has an output layer). Got last_linear={last_linear!r} instead.")
+            return cls.from_onnx(path)
         raise FastReluError(f"The network file must end in {', '.join(_EXTENSIONS)}. Got {path!r} instead.")
 
     def save_npz(self, path):

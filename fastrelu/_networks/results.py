@@ -205,11 +205,13 @@ class NetworkReport:
         str
             A header, one line per hidden layer and, with labels, the accuracy.
         """
-        lines = ["layer  shape        injective  stable  held-out: learned  data+  ball   rec.   s1      width in->out"]
-        for layer in self.layers:
+        names = [str(layer.index) if layer.name is None else layer.name for layer in self.layers]
+        width = max([5] + [len(name) for name in names])
+        lines = [f"{'layer':>{width}}  shape        injective  stable  held-out: learned  data+  ball   rec.   s1      width in->out"]
+        for name, layer in zip(names, self.layers):
             held = layer.heldout_fraction
             lines.append(
-                f"{layer.index:>5}  {layer.shape[0]:>4}x{layer.shape[1]:<6} {layer.injective_fraction:>9.3f}"
+                f"{name:>{width}}  {layer.shape[0]:>4}x{layer.shape[1]:<6} {layer.injective_fraction:>9.3f}"
                 f"  {layer.stable_fraction:>6.3f}"
                 f"  {held.get('learned', float('nan')):>17.3f}  {held.get('data_enlarged', float('nan')):>5.3f}"
                 f"  {held.get('ball', float('nan')):>5.3f}  {layer.reconstructed_fraction:>5.3f}"

@@ -10,18 +10,16 @@ that sees every functional ReLU (``F.relu``, ``torch.relu``, ``Tensor.relu_``, .
 
 import collections
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
+from fastrelu._networks.model_layers import DENSE_SHARE, LayerNormInput, ModelLayer, ReLULayers
 from fastrelu._networks.network import _import_torch
+from fastrelu._networks.onnx_model import capture_onnx, is_onnx, relu_layers_onnx
 
-#: Share of the memory budget a layer's dense operator may take (the analyses need room
-#: for their own work beside it).
-DENSE_SHARE = 0.25
 #: Basis vectors pushed through a convolution at once when its dense rows are formed.
 COLUMN_BATCH = 256
 #: Model inputs run through the model at once during capture.
@@ -31,195 +29,40 @@ DEFAULT_BATCH = 256
 RELU_NAMES = frozenset({"relu", "relu_"})
 
 
-@dataclass(frozen=True)
-class LayerNormInput:
-    """The ``LayerNorm`` whose output a layer reads (THEORY §10): every input the layer
-    can receive is ``gamma * u + beta`` with ``u`` on the sphere of radius ``sqrt(d)`` in
-    the hyperplane ``sum(u) = 0`` (radius ``sqrt(d var / (var + eps))`` exactly, just
-    below ``sqrt(d)``).
+class _TorchMap:
+    """A layer's affine map computed by PyTorch in float64 on the CPU: ``affine`` (with
+    the bias), ``linear`` (without) and ``adjoint`` (the transpose, by autograd), each
+    on rows of flattened inputs."""
 
-    Attributes
-    ----------
-    name : str
-        The LayerNorm's module path.
-    gamma, beta : ndarray, shape (d,)
-        Its elementwise affine parameters (ones and zeros without them).
-    eps : float
-    """
+    def __init__(self, affine, norm, input_shape):
+        self.affine_part, self.norm, self.input_shape = affine, norm, input_shape
 
-    name: str
-    gamma: np.ndarray = field(repr=False)
-    beta: np.ndarray = field(repr=False)
-    eps: float
+    def _run(self, X, torch):
+        x = torch.from_numpy(np.ascontiguousarray(X)).reshape(-1, *self.input_shape)
+        return _apply(self.affine_part, self.norm, x, torch).reshape(X.shape[0], -1)
 
-    def basis(self):
-        """``Q``, shape ``(d, d - 1)``: an orthonormal basis of the hyperplane
-        ``sum(u) = 0``, the last ``d - 1`` columns of a Householder reflection that maps
-        ``e_1`` to the unit vector along ``(1, ..., 1)``."""
-        d = self.gamma.shape[0]
-        v = np.full(d, 1.0 / math.sqrt(d))
-        v[0] -= 1.0
-        # H = I - 2 v v^T / |v|^2 maps e_1 to (1,...,1)/sqrt(d); its other columns span the rest
-        H = np.eye(d) - 2.0 * np.outer(v, v) / (v @ v)
-        return H[:, 1:]
-
-
-@dataclass(frozen=True, eq=False)
-class ModelLayer:
-    """One ReLU layer of a model: ``ReLU(A(x))`` with ``A`` one affine map (``Linear``,
-    ``Conv1d`` or ``Conv2d``, optionally followed by a folded eval-mode batch norm) of
-    one tensor ``x``, flattened in PyTorch's memory order (``(C, H, W)`` row-major).
-
-    Attributes
-    ----------
-    name : str
-        The affine module's path in the model (``"layer2.0.conv1"``), with ``"@k"``
-        appended for its ``k``-th call (from 0) when the model calls it more than once.
-    kind : str
-        ``"linear"``, ``"conv1d"`` or ``"conv2d"``.
-    input_shape, output_shape : tuple of int
-        The shape of one input of the affine map and of its output (no batch axis).
-    layer : ReLULayer or None
-        The layer in fastrelu's convention ``ReLU(W x - alpha)`` on the flattened input,
-        ``alpha = -b`` (batch norm folded); ``None`` when its dense matrix does not fit
-        the memory budget (``dense_bytes`` says how much it needs).
-    bias : ndarray, shape (m,)
-        ``alpha`` per output (shared by the positions of a channel for convolutions).
-    channels : int
-        Output channels (for ``Linear``, the outputs: one position each).
-    batchnorm : str or None
-        The path of the batch norm folded into the map.
-    layernorm : LayerNormInput or None
-        The LayerNorm whose output the map reads, when it reads one directly.
-    relu : str
-        What applies the ReLU: the ``nn.ReLU`` module's path, or the function
-        (``"F.relu"``, ``"torch.relu"``, ``"Tensor.relu_"``, ...).
-    dense_bytes : int
-        Bytes of the dense matrix ``W``.
-    tokens : int
-        Points per model input: a ``Linear`` applied to inputs of shape ``(T, n)`` (the
-        tokens of a sequence) is the layer on each of the ``T`` tokens; 1 otherwise.
-    """
-
-    name: str
-    kind: str
-    input_shape: tuple
-    output_shape: tuple
-    layer: ReLULayer | None = field(repr=False)
-    bias: np.ndarray = field(repr=False)
-    channels: int
-    batchnorm: str | None
-    layernorm: LayerNormInput | None
-    relu: str
-    dense_bytes: int = field(repr=False)
-    tokens: int = 1
-    _affine: object = field(repr=False, default=None)
-    _norm: object = field(repr=False, default=None)
-
-    @property
-    def n(self):
-        """Input dimension (the flattened input's length)."""
-        return math.prod(self.input_shape)
-
-    @property
-    def m(self):
-        """Output dimension (neurons: channels times positions)."""
-        return math.prod(self.output_shape)
-
-    @property
-    def positions(self):
-        """Positions per channel (1 for ``Linear``)."""
-        return self.m // self.channels
-
-    def pre_activation(self, X):
-        """The values the ReLU receives, ``A(x)``, computed by PyTorch in float64 from the
-        model's parameters.
-
-        Parameters
-        ----------
-        X : array_like, shape (N, n)
-            Flattened inputs of the affine map.
-
-        Returns
-        -------
-        ndarray, shape (N, m)
-            ``W x - alpha`` per row, flattened in PyTorch's order.
-
-        Raises
-        ------
-        FastReluError
-            For inputs that are not finite with ``n`` columns.
-        """
-        from fastrelu._core.validation import as_matrix
-
+    def affine(self, X):
         torch = _import_torch()
-        X = as_matrix(X, "X", ncols=self.n, allow_empty=True)
         with torch.no_grad():
-            x = torch.from_numpy(np.array(X, dtype=np.float64)).reshape(-1, *self.input_shape)
-            z = _apply(self._affine, self._norm, x, torch)
-        return z.reshape(X.shape[0], -1).numpy()
+            return self._run(X, torch).numpy()
 
-    def operator(self):
-        """``W`` as a ``scipy.sparse.linalg.LinearOperator`` computed by the convolution
-        and its transpose (matrix-free: never forms ``W``).
-
-        Returns
-        -------
-        scipy.sparse.linalg.LinearOperator
-            Shape ``(m, n)``, float64.
-        """
-        from scipy.sparse.linalg import LinearOperator
-
+    def linear(self, X):
         torch = _import_torch()
-        zero = torch.zeros((1, *self.input_shape), dtype=torch.float64)
-        offset = _apply(self._affine, self._norm, zero, torch).reshape(-1)
+        with torch.no_grad():
+            zero = self._run(np.zeros((1, X.shape[1])), torch)
+            return (self._run(X, torch) - zero).numpy()
 
-        def matvec(v):
-            v = np.asarray(v, dtype=np.float64).reshape(-1, self.n)
-            with torch.no_grad():
-                x = torch.from_numpy(np.ascontiguousarray(v)).reshape(-1, *self.input_shape)
-                out = _apply(self._affine, self._norm, x, torch).reshape(v.shape[0], -1) - offset
-            return out.numpy().T.squeeze()
-
-        def rmatvec(u):
-            u = torch.from_numpy(np.ascontiguousarray(np.asarray(u, dtype=np.float64).reshape(1, self.m)))
-            x = torch.zeros((1, *self.input_shape), dtype=torch.float64, requires_grad=True)
-            out = _apply(self._affine, self._norm, x, torch).reshape(1, -1)
-            (grad,) = torch.autograd.grad(out, x, grad_outputs=u)
-            return grad.reshape(-1).numpy()
-
-        return LinearOperator((self.m, self.n), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
-
-
-class ReLULayers(tuple):
-    """The ReLU layers found in a model (a tuple of :class:`ModelLayer`, in the order
-    the model applies them), with the ReLUs that are not layers of one affine map.
-
-    Attributes
-    ----------
-    others : tuple of (str, str)
-        ``(where, reason)`` for every ReLU that is not applied to one affine map of one
-        tensor: after a residual sum, pooling, another ReLU, ...
-    method : str
-        ``"fx"`` (the model's ``torch.fx`` graph) or ``"hooks"`` (a run of the model on
-        the example: it does not trace).
-    trace_error : str or None
-        Why ``torch.fx`` did not trace the model (with ``method="hooks"``).
-    """
-
-    def __new__(cls, layers, others, method, trace_error=None):
-        self = super().__new__(cls, layers)
-        self.others = tuple(others)
-        self.method = method
-        self.trace_error = trace_error
-        return self
-
-    def names(self):
-        """The layers' names, in order."""
-        return [layer.name for layer in self]
-
-    def __repr__(self):
-        return f"ReLULayers({list(self)!r}, others={list(self.others)!r}, method={self.method!r})"
+    def adjoint(self, U):
+        torch = _import_torch()
+        n = math.prod(self.input_shape)
+        x = torch.zeros((1, n), dtype=torch.float64, requires_grad=True)
+        out = _apply(self.affine_part, self.norm, x.reshape(1, *self.input_shape), torch).reshape(-1)
+        rows = []
+        for u in U:
+            (grad,) = torch.autograd.grad(out, x, grad_outputs=torch.from_numpy(np.ascontiguousarray(u)),
+                                          retain_graph=True)
+            rows.append(grad.reshape(-1).numpy())
+        return np.array(rows).reshape(U.shape[0], n)
 
 
 # --- discovery ------------------------------------------------------------------------------
@@ -483,8 +326,12 @@ def relu_layers(model, example, *, method="auto"):
 
     Parameters
     ----------
-    model : torch.nn.Module
-        The model; it is not modified (its train/eval modes are restored).
+    model : torch.nn.Module, or str, path-like or onnx.ModelProto
+        The model; it is not modified (its train/eval modes are restored). A path ending
+        in ``.onnx`` or an ``onnx.ModelProto`` is read with ``onnx`` (``Relu`` nodes
+        after ``Gemm``, ``MatMul`` + ``Add`` or ``Conv``, optionally followed by
+        ``BatchNormalization``; ``Identity`` and ``Dropout`` in between) and run with
+        ``onnxruntime``; then ``method`` is ``"onnx"``.
     example : torch.Tensor or array_like
         A batch of model inputs (one point is enough): it fixes every layer's input
         shape, which a convolution's operator depends on.
@@ -519,6 +366,8 @@ def relu_layers(model, example, *, method="auto"):
     >>> [(layer.name, layer.kind, layer.layer.weight.shape, layer.batchnorm) for layer in found]
     [('0', 'conv2d', (64, 16), '1')]
     """
+    if is_onnx(model):
+        return relu_layers_onnx(model, example)
     torch = _import_torch()
     _check_model(model, torch)
     if method not in ("auto", "fx", "hooks"):
@@ -670,7 +519,8 @@ def _model_layer(name, module, site, modules, shapes, torch):
     return ModelLayer(name=name, kind=kind, input_shape=input_shape, output_shape=output_shape,
                       layer=layer, bias=alpha, channels=channels,
                       batchnorm=None if site.norm is None else site.norm[0], layernorm=layernorm,
-                      relu=site.relu, dense_bytes=dense_bytes, tokens=tokens, _affine=affine, _norm=norm)
+                      relu=site.relu, dense_bytes=dense_bytes, tokens=tokens,
+                      _map=_TorchMap(affine, norm, input_shape))
 
 
 def _dense(affine, norm, input_shape, offset, torch):
@@ -725,7 +575,8 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : torch.nn.Module, or str, path-like or onnx.ModelProto
+        The model the layers were found in.
     data : torch.Tensor, array_like or iterable of batches
         Model inputs along the first axis, or a ``DataLoader`` (of tensors, or of tuples
         whose first element is the input).
@@ -735,7 +586,7 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         Points per forward pass for tensors and arrays.
     out_dir : str or path-like or None, default=None
         Write each layer's inputs to ``<out_dir>/<name>.npy`` (memory-mapped: for data
-        that does not fit in memory) instead of holding them in RAM.
+        that does not fit in memory) instead of holding them in RAM (PyTorch models).
     outputs : bool, default=False
         Also return the model's outputs, shape ``(N, ...)``.
 
@@ -753,12 +604,18 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
     """
     from fastrelu._core.validation import positive_int
 
-    torch = _import_torch()
-    _check_model(model, torch)
     batch_size = positive_int(batch_size, "batch_size")
     layers = list(layers)
     if not layers or not all(isinstance(layer, ModelLayer) for layer in layers):
         raise FastReluError("The 'layers' parameter must be a non-empty sequence of ModelLayer (from fastrelu.relu_layers). Got " + (f"{type(layers[0]).__name__} items" if layers else "none") + " instead.")
+    if is_onnx(model):
+        if out_dir is not None:
+            raise FastReluError("The 'out_dir' parameter is for PyTorch models. Got it with an ONNX model, whose inputs are captured in memory.")
+        if any(layer._tensor is None for layer in layers):
+            raise FastReluError("The 'layers' parameter must come from relu_layers of this ONNX model. Got layers of a PyTorch model.")
+        return capture_onnx(model, data, layers, batch_size, outputs)
+    torch = _import_torch()
+    _check_model(model, torch)
     count, batches = _batches(data, model, torch, batch_size, "data")
     wanted = {}
     for layer in layers:

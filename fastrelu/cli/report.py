@@ -14,13 +14,13 @@ from fastrelu.cli.common import _progress, add_progress_arguments
 def add_parser(sub):
     """The ``report`` subcommand."""
     report = sub.add_parser("report", help="layer-by-layer injectivity, bias, reconstruction and spectral report of a ReLU network on data")
-    report.add_argument("model", help="network file (.npz, .safetensors, .pt/.pth, .joblib/.pkl) or 'digits' for the built-in digits MLP")
-    report.add_argument("--data", help="network inputs to analyse (N x n)")
+    report.add_argument("model", help="network file (.npz, .safetensors, .pt/.pth state_dict, .joblib/.pkl), a model (.onnx, or a TorchScript file from torch.jit.save) whose every ReLU layer is analysed, or 'digits' for the built-in digits MLP")
+    report.add_argument("--data", help="network inputs to analyse (N x n; for a model, N inputs of its shape)")
     report.add_argument("--data-key", help="array name inside an .npz data file")
     report.add_argument("--labels", help="class labels of the data (N,): measure how metrics separate correct from incorrect predictions")
     report.add_argument("--fit-data", help="points to fit the data-driven estimates on (default: half of --data)")
     report.add_argument("--out", required=True, help="directory for report.json, samples.npz and the figures")
-    report.add_argument("--samples", type=int, default=100_000, help="MCBE samples on the ball per layer (default 100000)")
+    report.add_argument("--samples", type=int, default=None, help="MCBE samples on the ball per layer (default 100000 for a network, 10000 for a model)")
     report.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     report.add_argument("--enlarge", choices=["kde", "blowup", "none"], default="kde", help="synthetic points near the data for the enlarged-data estimate (default kde)")
     report.add_argument("--no-plots", action="store_true", help="write no figures")
@@ -33,9 +33,11 @@ def add_parser(sub):
 
 def run(args):
     from fastrelu._networks.network import Network
-    from fastrelu._networks.report import analyze, save_report
+    from fastrelu._networks.report import DEFAULT_SAMPLES, analyze, save_report
 
     check_output_directory(args.out, "--out", "option")  # created once the inputs are read
+    if args.model != "digits" and _is_model_file(args.model):
+        return _run_model(args)
     if args.model == "digits":
         from fastrelu._networks.digits import digits_model
 
@@ -54,7 +56,8 @@ def run(args):
     with warnings.catch_warnings():
         # _labels_for has said it naming --labels; analyze would say it again naming y
         warnings.filterwarnings("ignore", message=r"\d+ of the \d+ labels in 'y' ", category=UserWarning)
-        report = analyze(network, X, y=y, fit_data=fit, samples=args.samples, seed=args.seed,
+        samples = DEFAULT_SAMPLES if args.samples is None else args.samples
+        report = analyze(network, X, y=y, fit_data=fit, samples=samples, seed=args.seed,
                          enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
     output_directory(args.out, "--out", "option")
     paths, note = save_report(report, args.out, plots=not args.no_plots)
@@ -69,6 +72,61 @@ def run(args):
         sys.stdout.write("\n")
     else:
         print(report.summary())
+        print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
+    return 0
+
+
+def _is_model_file(path):
+    """An ONNX file or a TorchScript archive: analysed layer by layer as a model."""
+    import os
+
+    from fastrelu._networks.onnx_model import is_torchscript
+
+    if path.lower().endswith(".onnx"):
+        return True
+    return os.path.isfile(path) and is_torchscript(path)
+
+
+def _run_model(args):
+    """``report MODEL`` for an ONNX or TorchScript model: :func:`fastrelu.analyze_model`."""
+    from fastrelu._networks.model_report import DEFAULT_MODEL_SAMPLES, analyze_model
+    from fastrelu._networks.onnx_model import is_torchscript, load, torchscript_to_onnx
+    from fastrelu._networks.report import save_report
+
+    if args.data is None:
+        raise FastReluError("The 'report' command needs --data FILE (the model inputs to analyse, N of them along the first axis).")
+    X = load_array(args.data, "data", key=args.data_key, key_option="--data-key")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise FastReluError(f"The 'data' file must hold at least one model input along its first axis. Got an array of shape {X.shape}.")
+    y = None if args.labels is None else load_array(args.labels, "--labels", key_option=None, numeric=False)
+    if y is not None:
+        y = np.ravel(y) if np.ndim(y) == 2 and 1 in np.shape(y) else y
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        if np.ndim(y) != 1 or y.shape[0] != X.shape[0]:
+            raise FastReluError(f"The '--labels' file must hold one label per input of --data ({X.shape[0]}): a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+    fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data", key_option=None)
+    model = torchscript_to_onnx(args.model, X[:1]) if is_torchscript(args.model) else load(args.model)
+    enlarge = None if args.enlarge == "none" else args.enlarge
+    samples = DEFAULT_MODEL_SAMPLES if args.samples is None else args.samples
+    report = analyze_model(model, X, labels=y, fit_data=fit, samples=samples, seed=args.seed,
+                           enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
+    output_directory(args.out, "--out", "option")
+    paths, note = save_report(report, args.out, plots=not args.no_plots)
+    if note:
+        print(f"fastrelu: warning: {note}", file=sys.stderr)
+    if args.json:
+        layers = [{k: v for k, v in layer.to_dict().items()
+                   if k not in ("bias", "estimates", "channel_estimates")} for layer in report.layers]
+        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy,
+                            "not_analysed": report.parameters["not_analysed"],
+                            "other_relus": report.parameters["other_relus"],
+                            "files": paths, "elapsed": report.elapsed}), sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(report.summary())
+        for where, reason in report.parameters["other_relus"]:
+            print(f"not a layer: {where}: {reason}")
         print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
     return 0
 
