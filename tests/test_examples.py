@@ -31,6 +31,9 @@ MUST_HAVE_EXAMPLES = (
     "covering_radius",
     "ReLULayer",
     "Network",
+    "relu_layers",
+    "capture",
+    "analyze_model",
 )
 
 

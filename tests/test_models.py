@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch_models import (
     Branching,
     ConvNet,
@@ -443,3 +444,48 @@ def test_batchnorm_without_running_statistics_is_not_folded():
     assert found.names() == ["3"]
     (where, reason), = found.others
     assert where == "2" and "track_running_stats=False" in reason
+
+
+def test_a_model_without_affine_modules_has_no_layers_to_analyse():
+    class Functional(nn.Module):
+        """F.linear on bare parameters, and control flow: nothing to trace, no module
+        to hook."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(8, 4))
+
+        def forward(self, x):
+            if x.sum() > -1e9:
+                x = x + 0.0
+            return torch.relu(F.linear(x, self.weight))
+
+    found = fr.relu_layers(Functional(), torch.randn(2, 4))
+    assert found.method == "hooks" and len(found) == 0
+    (where, reason), = found.others
+    assert where == "torch.relu" and "the output of linear" in reason and "Linear/Conv1d/Conv2d" in reason
+    with pytest.raises(FastReluError, match="must have a ReLU layer that fastrelu can analyse. Got none"):
+        fr.analyze_model(Functional(), torch.randn(10, 4), **SMALL)
+
+
+def test_a_trained_feedforward_block_on_the_layernorm_sphere():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "feedforward_report.py"
+    spec = importlib.util.spec_from_file_location("feedforward_report", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    block, A, loss = example.train(d=12, hidden=48, steps=150, seed=0)
+    tokens = torch.randn(8, 6, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        start = torch.nn.functional.mse_loss(tokens, tokens + torch.tanh(tokens @ A.T))
+    assert loss < 0.5 * float(start)  # it learned something
+    report = fr.analyze_model(block, tokens, **SMALL)
+    (layer,) = report.layers
+    assert layer.name == "fc1" and layer.sphere["shape"] == (48, 11)
+    (found,) = fr.relu_layers(block, tokens[:1])
+    inputs = fr.capture(block, tokens, [found])["fc1"]
+    with torch.no_grad():
+        expected = block.fc1(block.norm(tokens)).reshape(-1, 48).double().numpy()
+    assert np.abs(found.pre_activation(inputs) - expected).max() <= 1e-5 * np.abs(expected).max()

@@ -249,3 +249,46 @@ def test_onnx_bad_input(tmp_path):
         fr.capture(model, np.zeros((2, 4), dtype=np.float32), found)
     with pytest.raises(FastReluError, match="'out_dir' parameter is for PyTorch models"):
         fr.capture(model, np.zeros((2, 3), dtype=np.float32), found, out_dir=tmp_path)
+
+
+def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):
+    import json
+
+    from fastrelu.cli import main
+
+    model = _cnn().eval()
+    X = torch.rand(30, 1, 8, 8)
+    y = np.arange(30) % 10
+    onnx_path = _export(model, X[:1], tmp_path / "cnn.onnx")
+    script_path = tmp_path / "cnn.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation note
+        torch.jit.save(torch.jit.script(model), str(script_path))
+    np.save(tmp_path / "X.npy", X.numpy())
+    np.save(tmp_path / "y.npy", y)
+    options = ["--data", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy"), "--samples", "200",
+               "--enlarge", "none", "--jobs", "1", "--no-plots", "--json"]
+    summaries = []
+    for path, out in ((onnx_path, "onnx_out"), (str(script_path), "script_out")):
+        assert main(["report", path, "--out", str(tmp_path / out), *options]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert [layer["kind"] for layer in summary["layers"]] == ["conv2d", "conv2d"]
+        assert summary["accuracy"] is not None and summary["other_relus"] == []
+        report = json.loads((tmp_path / out / "report.json").read_text())
+        assert report["parameters"]["discovery"] == "onnx"
+        summaries.append(summary)
+    for a, b in zip(*(summary["layers"] for summary in summaries)):
+        assert a["shape"] == b["shape"] and a["injective_fraction"] == b["injective_fraction"]
+    # the text summary names each layer and the ReLUs that are not layers
+    assert main(["report", onnx_path, "--out", str(tmp_path / "text"), *options[:-1]]) == 0
+    assert "/0/Conv" in capsys.readouterr().out
+    # bad input: one line on stderr, exit 2
+    assert main(["report", onnx_path, "--out", str(tmp_path / "bad")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3), dtype=np.float32))
+    assert main(["report", onnx_path, "--data", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "must hold inputs the model runs on" in err
+    assert main(["report", onnx_path, "--data", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")[:-4] + "_none.npy",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()

@@ -76,4 +76,10 @@ report.layers[0].heldout_fraction                           # learned vs data-dr
 report.auc                                                  # per-point metrics separating correct from wrong
 fr.save_report(report, "tour-report")                       # report.json, samples.npz, figures (fastrelu[plot])
 
+cnn = fr.digits_cnn(seed=0)                                 # Conv-BN-ReLU twice, pooling, Linear, in seconds
+fr.relu_layers(cnn.model, cnn.X_test[:1])                   # its ReLU layers: the convolutions, batch norm folded
+model_report = fr.analyze_model(cnn.model, cnn.X_test[:100], labels=cnn.y_test[:100],
+                                samples=2_000, enlarge=None, seed=0)   # each layer on the inputs it receives
+model_report.layers[1].channel_fraction_above               # channels whose shared bias is above the estimate
+
 fr.mcbe(W, fr.enlarge_data(X, 10_000, method="kde", seed=0))   # data-driven MCBE: data plus synthetic points near it

@@ -209,7 +209,22 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
         For a model that is not a module or applies no ReLU layer, data the model does
         not run on, unknown layer names, labels of the wrong shape, or invalid counts.
     MissingDependencyError
-        Without torch.
+        Without torch (or without onnx and onnxruntime for an ONNX model).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastrelu as fr
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3),
+    ...                             torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    >>> report = fr.analyze_model(model, torch.rand(40, 1, 4, 4), samples=200, width_draws=10,
+    ...                           power_starts=2, enlarge=None, n_jobs=1)
+    >>> [(layer.name, layer.kind, layer.shape) for layer in report.layers]
+    [('0', 'conv2d', (48, 16))]
+    >>> sorted(report.layers[0].channel_fraction_above)
+    ['ball', 'data']
     """
     clock = Stopwatch()
     if is_onnx(model):
@@ -232,7 +247,8 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     chosen = _chosen(found, layers)
     limit, source = memory_limit()
     not_analysed = {layer.name: (f"its dense matrix needs {format_bytes(layer.dense_bytes)}, over a "
-                                 f"quarter of the memory budget {format_bytes(limit)} ({source})")
+                                 f"quarter of the memory budget {format_bytes(limit)} ({source}); "
+                                 f"the layer's operator() computes W matrix-free")
                     for layer in chosen if layer.layer is None}
     chosen = [layer for layer in chosen if layer.layer is not None]
     if not chosen:

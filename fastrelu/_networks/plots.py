@@ -26,6 +26,11 @@ _FILES = ("injectivity.png", "bias_vs_estimate.png", "metrics.png")
 _DPI = 100
 
 
+
+def _label(layer):
+    """``layer 1`` for a network's hidden layer; a model's layer by its name and kind."""
+    return f"layer {layer.index}" if layer.name is None else f"{layer.name} ({layer.kind})"
+
 def _figure_class():
     # Figures are made directly, not through pyplot: the user's backend and pyplot
     # state (an interactive session, a notebook) stay untouched.
@@ -59,11 +64,11 @@ def _injectivity_figure(Figure, layers):
             if not h >= 0.02:
                 ax.text(p, 0.01, "n/a" if math.isnan(h) else f"{h:.2f}", ha="center",
                         va="bottom", rotation=90, fontsize=7)
-    ax.set_xticks(x, [f"layer {layer.index}\n{layer.shape[0]}x{layer.shape[1]}" for layer in layers])
-    ax.set_xlabel("hidden layer (neurons x inputs)")
+    ax.set_xticks(x, [f"{_label(layer)}\n{layer.shape[0]}x{layer.shape[1]}" for layer in layers])
+    ax.set_xlabel("ReLU layer (neurons x inputs)")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of points")
-    ax.set_title("Injectivity and recovery per hidden layer")
+    ax.set_title("Injectivity and recovery per ReLU layer")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
@@ -78,7 +83,7 @@ def _bias_figure(Figure, layers):
         if estimate is None:
             ax.text(0.5, 0.5, "no estimate:\n" + layer.skipped.get(name, ""), ha="center",
                     va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-            ax.set_title(f"layer {layer.index}: no estimate", fontsize=9)
+            ax.set_title(f"{_label(layer)}: no estimate", fontsize=9)
             ax.set_axis_off()
             continue
         finite = np.isfinite(estimate)
@@ -91,7 +96,7 @@ def _bias_figure(Figure, layers):
             ax.plot([low, high], [low, high], color="gray", linewidth=1, label="bias = estimate")
         ax.set_xlabel(f"MCBE maximal-bias estimate ({_ESTIMATE_NAMES[name]})", fontsize=9)
         ax.set_ylabel("learned bias")
-        ax.set_title(f"layer {layer.index}: {100 * layer.fraction_above.get(name, np.nan):.1f}% above"
+        ax.set_title(f"{_label(layer)}: {100 * layer.fraction_above.get(name, np.nan):.1f}% above"
                      f"\n({int((~finite).sum())} unconstrained not shown)", fontsize=9)
         _plain_ticks(ax)
         ax.legend(fontsize=7, loc="best")
@@ -137,7 +142,7 @@ def _metrics_figure(Figure, report):
                                     color=colours[label], label=label)
                 ax.set_ylabel("density" if split else "points")
             auc = report.auc.get(key)
-            ax.set_title(f"layer {layer.index}: {title}" + ("" if auc is None else f" (AUC {auc:.2f})"),
+            ax.set_title(f"{_label(layer)}: {title}" + ("" if auc is None else f" (AUC {auc:.2f})"),
                          fontsize=9)
             hidden = int((~shown).sum())
             ax.set_xlabel(xlabel + (f" ({hidden} non-finite not shown)" if hidden else ""), fontsize=9)

@@ -601,6 +601,17 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
     FastReluError
         For data of the wrong shape for the model, or inputs that do not fit in memory
         (with the estimate; ``out_dir`` streams them to disk instead).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastrelu as fr
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 6),
+    ...                             torch.nn.ReLU())
+    >>> layers = fr.relu_layers(model, torch.zeros(1, 3))
+    >>> inputs = fr.capture(model, torch.randn(10, 3), layers)
+    >>> {name: values.shape for name, values in inputs.items()}
+    {'0': (10, 3), '2': (10, 8)}
     """
     from fastrelu._core.validation import positive_int
 
