@@ -489,3 +489,119 @@ def test_a_trained_feedforward_block_on_the_layernorm_sphere():
     with torch.no_grad():
         expected = block.fc1(block.norm(tokens)).reshape(-1, 48).double().numpy()
     assert np.abs(found.pre_activation(inputs) - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+class _InplaceResidual(nn.Module):
+    """``x += fc2(relu(fc1(x)))``: fc1's input is changed in place after fc1 read it, and
+    the residual ``h.add_(x)`` before a ReLU makes it not a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 6)
+        self.fc1 = nn.Linear(6, 12)
+        self.fc2 = nn.Linear(12, 6)
+        self.fc3 = nn.Linear(6, 6)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x += self.fc2(F.relu(self.fc1(x)))
+        h = self.fc3(x)
+        h.add_(x)
+        return torch.relu(h)
+
+
+@pytest.mark.parametrize("method", ["fx", "hooks"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_in_place_operations(method, dtype):
+    seeded(9)
+    model = _InplaceResidual().to(dtype)
+    X = torch.randn(5, 4, dtype=dtype)
+    found = fr.relu_layers(model, X[:1], method=method)
+    assert found.names() == ["fc1"]  # fc3's output is changed by add_ before its ReLU
+    (where, reason), = found.others
+    assert where == "torch.relu" and ("add" in reason)
+    inputs = fr.capture(model, X, found)
+    with torch.no_grad():
+        expected = model.stem(X).double().numpy()
+    np.testing.assert_allclose(inputs["fc1"], expected, rtol=1e-12)  # a copy, taken when fc1 ran
+
+
+def test_passthrough_modules_and_modules_traced_into():
+    seeded(10)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 16), nn.Identity(), nn.ReLU())
+    X = torch.randn(3, 4)
+    assert fr.relu_layers(model, X, method="fx").names() == fr.relu_layers(model, X, method="hooks").names() == ["0", "3"]
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.head(self.enc(x))
+
+    found = fr.relu_layers(Encoder(), torch.randn(5, 2, 8))  # the ReLU inside PyTorch's own module
+    assert found.names() == ["enc.linear1"] and found[0].tokens == 2
+
+    class Keyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return torch.relu(self.fc(input=x))
+
+    for method in ("fx", "hooks"):
+        found = fr.relu_layers(Keyword(), torch.randn(2, 3), method=method)
+        assert found.names() == ["fc"]
+
+
+def test_capture_leaves_no_trace_of_failed_runs(tmp_path):
+    seeded(11)
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU())
+    other = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU())
+    found = fr.relu_layers(other, torch.zeros(1, 2))
+    with pytest.raises(FastReluError, match="must come from this model"):
+        fr.capture(model, torch.zeros(3, 2), found)
+    assert all(not module._forward_hooks and not module._forward_pre_hooks for module in model.modules())
+    found = fr.relu_layers(model, torch.zeros(1, 2))
+
+    def batches():
+        yield torch.full((2, 2), 100.0)
+        yield torch.zeros(2, 3)  # the model refuses this batch
+
+    with pytest.raises(FastReluError, match="must hold inputs the model runs on"):
+        fr.capture(model, batches(), found, out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    again = fr.capture(model, torch.zeros(3, 2), found, out_dir=tmp_path)
+    np.testing.assert_array_equal(np.asarray(again["0"]), np.zeros((3, 2)))
+    assert all(not module._forward_hooks for module in model.modules())
+
+
+def test_capture_never_changes_the_callers_data_and_counts_tokens(monkeypatch):
+    class Scales(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 5)
+
+        def forward(self, x):
+            x.mul_(2.0)
+            return torch.relu(self.fc(x))
+
+    data = np.ones((4, 3), dtype=np.float32)
+    found = fr.relu_layers(Scales(), data[:1])
+    fr.capture(Scales(), data, found)
+    np.testing.assert_array_equal(data, 1.0)
+    # the memory check counts every token of a sequence model
+    model = FeedForward(d=8, hidden=16)
+    tokens = torch.randn(100, 50, 8)
+    (layer,) = fr.relu_layers(model, tokens[:1])
+    monkeypatch.setenv("FASTRELU_MEMORY_LIMIT", str(8 * 100 * 50 * 8 - 1))
+    with pytest.raises(FastReluError, match="Pass out_dir="):
+        fr.capture(model, tokens, [layer])
+
+
+def test_an_example_without_a_batch_axis_is_refused():
+    with pytest.raises(FastReluError, match=r"must be a batch of model inputs .* Got shape \(4,\)"):
+        fr.relu_layers(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), torch.zeros(4))

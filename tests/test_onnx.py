@@ -292,3 +292,34 @@ def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):
     assert main(["report", onnx_path, "--data", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")[:-4] + "_none.npy",
                  "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_onnx_biases_of_every_broadcast_shape_and_batch_norm_on_tokens():
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((5, 4))
+    for C in (rng.standard_normal(4), rng.standard_normal((1, 4)), rng.standard_normal(1)):
+        nodes = [helper.make_node("Gemm", ["x", "B", "C"], ["h"], name="gemm", beta=0.5),
+                 helper.make_node("Relu", ["h"], ["y"])]
+        proto = _graph(nodes, {"B": B, "C": C}, [5], [4])
+        (layer,) = fr.relu_layers(proto, np.zeros((1, 5), dtype=np.float32))
+        X = rng.standard_normal((6, 5)).astype(np.float32)
+        (h,) = _ort(proto, X, ["h"])
+        np.testing.assert_allclose(layer.pre_activation(X.astype(np.float64)), h, rtol=1e-5, atol=1e-5)
+    # a BatchNormalization after a MatMul on tokens normalises the tokens' axis: not folded
+    nodes = [helper.make_node("MatMul", ["x", "B"], ["h"], name="mm"),
+             helper.make_node("BatchNormalization", ["h", "g", "b", "m", "v"], ["z"], name="bn"),
+             helper.make_node("Relu", ["z"], ["y"], name="relu")]
+    proto = _graph(nodes, {"B": B, "g": np.ones(3), "b": np.zeros(3), "m": np.zeros(3), "v": np.ones(3)},
+                   [3, 5], [3, 4])
+    found = fr.relu_layers(proto, np.zeros((1, 3, 5), dtype=np.float32))
+    assert len(found) == 0 and "normalises along axis 1" in found.others[0][1]
+
+
+def test_analyze_model_of_an_skl2onnx_classifier_uses_its_probabilities():
+    from skl2onnx import to_onnx
+
+    digits, model = _digits_mlp()
+    proto = to_onnx(model, digits.X_train[:1].astype(np.float32), options={"zipmap": False})
+    X, y = digits.X_test[:60].astype(np.float32), digits.y_test[:60]
+    report = fr.analyze_model(proto, X, labels=y, **SMALL)
+    assert report.accuracy == pytest.approx(float(np.mean(model.predict(X) == y)))

@@ -44,7 +44,7 @@ def main():
     for layer in report.layers:
         print(f"layer {layer.name}: fraction of neurons above each estimate "
               + ", ".join(f"{k} {v:.3f}" for k, v in layer.fraction_above.items()))
-        print(f"  fraction of channels above the channel-wise estimate "
+        print("  fraction of channels above the channel-wise estimate "
               + ", ".join(f"{k} {v:.3f}" for k, v in layer.channel_fraction_above.items()))
         print("  seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in layer.stage_seconds.items()))
     print("written:", ", ".join(paths))

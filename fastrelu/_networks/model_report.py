@@ -326,7 +326,7 @@ def _model_accuracy(outputs, y, per_sample, chosen):
     """``(accuracy, auc)`` from the model's outputs (argmax over the last axis of a 2-D
     output; a single output unit: positive is class 1)."""
     if outputs.ndim != 2:
-        raise FastReluError(f"The 'labels' parameter needs a model whose output is one score vector per input. Got outputs of shape {outputs.shape[1:]} per input.")
+        raise FastReluError(f"The 'labels' parameter needs a model whose output is one score vector per input. Got outputs of shape {outputs.shape[1:]} per input (for an ONNX model, its first float output of rank 2, else its first output; a classifier exported by skl2onnx gives its probabilities as such a tensor with options={{'zipmap': False}}).")
     prediction = (outputs[:, 0] > 0).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
     units = np.arange(2 if outputs.shape[1] == 1 else outputs.shape[1])
     if not np.isin(y, units).any():

@@ -122,7 +122,9 @@ def _affine_of(graph, node):
             return "a Gemm whose weights are not a constant (or with transA=1)"
         W = graph.attribute(node, "alpha", 1.0) * (B if graph.attribute(node, "transB", 0) else B.T)
         C = graph.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        b = np.zeros(W.shape[0]) if C is None else np.broadcast_to(graph.attribute(node, "beta", 1.0) * C, (W.shape[0],)).copy()
+        if C is not None and C.size not in (1, W.shape[0]):
+            return f"a Gemm whose bias of shape {C.shape} is not one value per output"
+        b = np.zeros(W.shape[0]) if C is None else np.broadcast_to(graph.attribute(node, "beta", 1.0) * C.reshape(-1), (W.shape[0],)).copy()
         return "linear", W, b, node.input[0], node
     if op == "MatMul":
         B = graph.constant(node.input[1])
@@ -142,12 +144,17 @@ def _affine_of(graph, node):
         if isinstance(found, str):
             return found
         kind, W, b, data, weights = found
+        if bias.size not in (1, W.shape[0]):
+            return f"an Add of a constant of shape {bias.shape} to a MatMul with {W.shape[0]} outputs: not a bias"
         return kind, W, b + np.broadcast_to(bias.reshape(-1), (W.shape[0],)), data, weights
     if op == "Conv":
         weight = graph.constant(node.input[1])
         if weight is None or weight.ndim not in (3, 4):
             return "a Conv whose weights are not a constant 1-D or 2-D kernel"
-        bias = graph.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(weight.shape[0])
+        has_bias = len(node.input) > 2 and node.input[2]
+        bias = graph.constant(node.input[2]) if has_bias else np.zeros(weight.shape[0])
+        if bias is None:
+            return "a Conv whose bias is not a constant"
         kind = "conv1d" if weight.ndim == 3 else "conv2d"
         return kind, weight, bias, node.input[0], node
     return f"the output of {op} {Graph.label(node)!r}"
@@ -332,6 +339,9 @@ def relu_layers_onnx(model, example):
         input_shape, output_shape = shapes[id(site)]
         tokens = 1
         if kind == "linear":
+            if norm_node is not None and len(input_shape) != 1:
+                others.append((label, f"the BatchNormalization {Graph.label(norm_node)!r} after {Graph.label(weight_node)!r} on inputs of shape {input_shape} normalises along axis 1, not the map's outputs"))
+                continue
             tokens = math.prod(input_shape[:-1])
             input_shape, output_shape = input_shape[-1:], output_shape[-1:]
         n, m = math.prod(input_shape), math.prod(output_shape)
@@ -379,7 +389,7 @@ def capture_onnx(model, data, layers, batch_size, outputs):
     else:
         raise FastReluError(f"The 'data' parameter must be an array or an iterable of batches of model inputs. Got {type(data).__name__} instead.")
     names = [layer._tensor for layer in layers]
-    output_name = proto.graph.output[0].name
+    output_name = _score_output(proto)
     sess = session(proto, names)
     parts = {layer.name: [] for layer in layers}
     results = []
@@ -395,6 +405,20 @@ def capture_onnx(model, data, layers, batch_size, outputs):
     if outputs:
         return inputs, np.concatenate(results, axis=0)
     return inputs
+
+
+def _score_output(proto):
+    """The graph output that holds one score vector per input: the first float output
+    of rank 2 (a classifier exported by skl2onnx outputs its labels first and the
+    probabilities next), else the first output."""
+    from onnx import TensorProto
+
+    for value in proto.graph.output:
+        tensor = value.type.tensor_type
+        if tensor.elem_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16) \
+                and tensor.HasField("shape") and len(tensor.shape.dim) == 2:
+            return value.name
+    return proto.graph.output[0].name
 
 
 def network_from_onnx(path):

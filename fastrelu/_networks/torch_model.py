@@ -76,6 +76,15 @@ def _kinds(torch):
             "layernorm": nn.LayerNorm}
 
 
+def _first_tensor(args, kwargs, torch):
+    """The tensor a module is applied to: its first tensor argument, positional or
+    keyword (``self.fc(input=x)``)."""
+    for value in (*args, *(kwargs or {}).values()):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
 def _module_label(module):
     return type(module).__name__
 
@@ -110,7 +119,14 @@ def _fx_sites(model, torch):
     """The sites from the model's ``torch.fx`` graph (raises what tracing raises)."""
     import torch.fx
 
-    graph = torch.fx.symbolic_trace(model).graph
+    class Tracer(torch.fx.Tracer):
+        """Traces into every module with submodules, PyTorch's own included (a
+        ``TransformerEncoderLayer`` applies its ReLU inside)."""
+
+        def is_leaf_module(self, module, qualname):
+            return next(module.children(), None) is None and module.__module__.startswith("torch.nn")
+
+    graph = Tracer().trace(model)
     modules = dict(model.named_modules())
     kinds = _kinds(torch)
     calls, node_call = collections.Counter(), {}
@@ -141,14 +157,26 @@ def _fx_sites(model, torch):
                 torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu_)
         return node.op == "call_method" and node.target in RELU_NAMES
 
+    def mutated(node, relu):
+        """Is the tensor of ``node`` changed in place by a node other than the ReLU
+        (``h.add_(x)``: the ReLU then reads the sum, not the map)?"""
+        for user in node.users:
+            name = user.target if user.op == "call_method" else getattr(user.target, "__name__", "")
+            if user is not relu and isinstance(name, str) and name.endswith("_") and not name.startswith("_") \
+                    and user.args and user.args[0] is node:
+                return name
+        return None
+
     sites = []
     for node in graph.nodes:
         if not is_relu(node):
             continue
         label = node.target if node.op == "call_module" else _relu_function_label(node.target, node.op)
         source = node.args[0] if node.args else next(iter(node.kwargs.values()), None)
+        chain = [source]  # the nodes between the map and the ReLU, the map's own last
         while isinstance(module_of(source), kinds["through"]):
             source = source.args[0]
+            chain.append(source)
         norm = None
         if isinstance(module_of(source), kinds["norm"]):
             norm = node_call[source]
@@ -157,14 +185,20 @@ def _fx_sites(model, torch):
                 sites.append(_Site(label, reason=reason))
                 continue
             source = source.args[0]
+            chain.append(source)
             while isinstance(module_of(source), kinds["through"]):
                 source = source.args[0]
+                chain.append(source)
         module = module_of(source)
         if type(module) not in kinds["affine"]:
             sites.append(_Site(label, reason=_other_reason(describe(source), norm is not None)))
             continue
-        feed = source.args[0] if source.args else None
-        layernorm = feed.target if feed is not None and isinstance(module_of(feed), kinds["layernorm"]) else None
+        changed = next((name for name in (mutated(link, node) for link in chain) if name), None)
+        if changed:
+            sites.append(_Site(label, reason=f"its input, computed from {_module_label(module)} {source.target!r}, is changed in place by {changed} before the ReLU: not one affine map"))
+            continue
+        feed = source.args[0] if source.args else next(iter(source.kwargs.values()), None)
+        layernorm = feed.target if isinstance(module_of(feed), kinds["layernorm"]) and not mutated(feed, None) else None
         sites.append(_Site(label, node_call[source], norm, layernorm))
     return sites
 
@@ -207,23 +241,32 @@ def _hook_sites(model, example, torch):
             return result
 
     handles = []
+    entering = {}  # path -> the entries of the inputs of its running calls
 
-    def after(path, module):
-        def hook(mod, inputs, output):
-            call = calls[path]
-            calls[path] += 1
-            if not isinstance(output, torch.Tensor):
-                return
-            source = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-            alive.append(output)
+    def before(path):
+        def hook(mod, args, kwargs):
+            source = _first_tensor(args, kwargs, torch)
             if source is not None:
                 alive.append(source)
-            if isinstance(mod, kinds["through"]):
-                if source is not None and output is not source and id(source) in produced:
-                    produced[id(output)] = produced[id(source)]
+            # the entry of the module's input as it is now (the module or a later in-place
+            # op may change the tensor)
+            entering.setdefault(path, []).append(None if source is None else produced.get(id(source)))
+        return hook
+
+    def after(path, module):
+        def hook(mod, args, kwargs, output):
+            call = calls[path]
+            calls[path] += 1
+            entry = entering[path].pop()
+            if not isinstance(output, torch.Tensor):
                 return
-            # the entry of the module's input as it is now (an in-place op may later change it)
-            produced[id(output)] = ("module", path, call, None if source is None else produced.get(id(source)), mod)
+            alive.append(output)
+            if isinstance(mod, kinds["through"]):
+                # an identity in eval mode: its output is its input, whatever ran inside
+                if entry is not None:
+                    produced[id(output)] = entry
+                return
+            produced[id(output)] = ("module", path, call, entry, mod)
         return hook
 
     for path, module in model.named_modules():
@@ -234,7 +277,8 @@ def _hook_sites(model, example, torch):
             handles.append(module.register_forward_hook(lambda mod, inputs, output: current.pop() and None))
         elif next(module.children(), None) is None:
             # leaf modules only: a container's output is its last module's, already recorded
-            handles.append(module.register_forward_hook(after(path, module)))
+            handles.append(module.register_forward_pre_hook(before(path), with_kwargs=True))
+            handles.append(module.register_forward_hook(after(path, module), with_kwargs=True))
     try:
         with torch.no_grad(), Recorder():
             model(example)
@@ -292,7 +336,8 @@ def _model_tensor(model, value, torch, name="example"):
             raise FastReluError(f"The '{name}' parameter must be a tensor or an array of numbers. Got {type(value).__name__} ({exc}) instead.") from None
     if not (tensor.is_floating_point() or tensor.dtype in (torch.int64, torch.int32)):
         raise FastReluError(f"The '{name}' parameter must hold real numbers. Got dtype {tensor.dtype} instead.")
-    return tensor.to(device=device, dtype=dtype)
+    # a copy: a model that changes its input in place must not change the caller's data
+    return tensor.to(device=device, dtype=dtype, copy=True)
 
 
 class _EvalMode:
@@ -390,11 +435,14 @@ def relu_layers(model, example, *, method="auto"):
     if not sites:
         raise FastReluError(f"The 'model' parameter must apply at least one ReLU. Got a {type(model).__name__} that applies none on the example (fastrelu analyses ReLU layers).")
     modules = dict(model.named_modules())
-    layers, others = [], []
+    layers, others, seen = [], [], {}
     counts = collections.Counter(path for path, _ in shapes)
     for site in sites:
         if site.reason is not None:
             others.append((site.relu, site.reason))
+            continue
+        if (site.affine, site.norm) in seen:
+            others.append((site.relu, f"a second ReLU of the same map as the layer {seen[(site.affine, site.norm)]!r}, which is analysed once"))
             continue
         path, call = site.affine
         if (path, call) not in shapes:
@@ -405,6 +453,7 @@ def relu_layers(model, example, *, method="auto"):
             others.append((site.relu, f"the batch norm {site.norm[0]!r} after the Linear {name!r} on inputs of shape {shapes[(path, call)][0]} normalises along axis 1, not the Linear's features"))
             continue
         layers.append(_model_layer(name, modules[path], site, modules, shapes[(path, call)], torch))
+        seen[(site.affine, site.norm)] = name
     return ReLULayers(layers, others, used, trace_error)
 
 
@@ -415,15 +464,18 @@ def _input_shapes(model, example, torch):
     shapes, calls, handles = {}, collections.Counter(), []
 
     def hook(path):
-        def record(module, inputs, output):
-            shapes[(path, calls[path])] = (tuple(inputs[0].shape[1:]), tuple(output.shape[1:]))
+        def record(module, args, kwargs, output):
+            source = _first_tensor(args, kwargs, torch)
+            shapes[(path, calls[path])] = (tuple(source.shape[1:]), tuple(output.shape[1:]))
             calls[path] += 1
         return record
 
-    for path, module in model.named_modules():
-        if type(module) in kinds["affine"]:
-            handles.append(module.register_forward_hook(hook(path)))
+    if example.dim() < 2:
+        raise FastReluError(f"The 'example' parameter must be a batch of model inputs (the batch along the first axis). Got shape {tuple(example.shape)}; add the batch axis, e.g. example[None].")
     try:
+        for path, module in model.named_modules():
+            if type(module) in kinds["affine"]:
+                handles.append(module.register_forward_hook(hook(path), with_kwargs=True))
         with torch.no_grad():
             model(example)
     except Exception as exc:  # the model's own code raises whatever it raises
@@ -546,11 +598,12 @@ def _batches(data, model, torch, batch_size, name):
     """Model-input batches from a tensor, an array or an iterable of batches (a
     ``DataLoader``: the first element of tuple batches), with the number of points
     when known."""
-    if isinstance(data, torch.Tensor) or isinstance(data, np.ndarray):
-        tensor = _model_tensor(model, data, torch, name)
-        if tensor.dim() < 1 or tensor.shape[0] == 0:
-            raise FastReluError(f"The '{name}' parameter must hold at least one point (a batch along the first axis). Got shape {tuple(tensor.shape)} instead.")
-        return tensor.shape[0], (tensor[start:start + batch_size] for start in range(0, tensor.shape[0], batch_size))
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        shape = tuple(data.shape)
+        if len(shape) < 1 or shape[0] == 0:
+            raise FastReluError(f"The '{name}' parameter must hold at least one point (a batch along the first axis). Got shape {shape} instead.")
+        return shape[0], (_model_tensor(model, data[start:start + batch_size], torch, name)
+                          for start in range(0, shape[0], batch_size))
     if hasattr(data, "__iter__"):
         count = None
         dataset = getattr(data, "dataset", None)
@@ -633,7 +686,7 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         path, _, call = layer.name.partition("@")
         wanted[(path, int(call) if call else 0)] = layer
     if count is not None:
-        total = 8 * count * sum(layer.n for layer in layers)
+        total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
         limit, source = memory_limit()
         if out_dir is None and limit is not None and total > limit:
             raise FastReluError(f"The 'data' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
@@ -642,22 +695,26 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
     calls, handles, results = collections.Counter(), [], []
 
     def hook(path):
-        def record(module, inputs, output):
+        def record(module, args, kwargs, output):
             call = calls[path]
             calls[path] += 1
             layer = wanted.get((path, call))
             if layer is not None:
-                x = inputs[0].detach().to(device="cpu", dtype=torch.float64)
+                # a copy: the model may change the tensor in place after this module
+                x = _first_tensor(args, kwargs, torch).detach().to(device="cpu", dtype=torch.float64, copy=True)
                 buffers[layer.name].append(x.reshape(-1, layer.n).numpy())
         return record
 
-    for path in {key[0] for key in wanted}:
-        if path not in modules:
-            raise FastReluError(f"The 'layers' parameter must come from this model. Got layer {path!r}, which the model does not have.")
-        handles.append(modules[path].register_forward_hook(hook(path)))
-    handles.append(model.register_forward_pre_hook(lambda module, inputs: calls.clear()))
+    missing = sorted({key[0] for key in wanted} - set(modules))
+    if missing:
+        raise FastReluError(f"The 'layers' parameter must come from this model. Got layers {missing}, which the model does not have.")
+    if out_dir is not None:
+        _fresh_files(layers, out_dir)
     outputs_list = []
     try:
+        for path in {key[0] for key in wanted}:
+            handles.append(modules[path].register_forward_hook(hook(path), with_kwargs=True))
+        handles.append(model.register_forward_pre_hook(lambda module, inputs: calls.clear()))
         with _EvalMode(model), torch.no_grad():
             for batch in batches:
                 try:
@@ -672,6 +729,10 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
                         raise FastReluError(f"The 'data' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
                 if out_dir is not None:
                     results.append(_flush(buffers, out_dir))
+    except BaseException:
+        if out_dir is not None:
+            _remove_files(layers, out_dir, ".raw")
+        raise
     finally:
         for handle in handles:
             handle.remove()
@@ -682,13 +743,30 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
     return inputs
 
 
-def _flush(buffers, out_dir):
-    """Move the batch just captured to disk (raw float64 per layer, appended)."""
+def _fresh_files(layers, out_dir):
+    """Empty raw files for the layers' inputs (nothing left from an earlier run)."""
     import os
 
     from fastrelu._core.io import output_directory
 
     output_directory(out_dir, "out_dir")
+    for layer in layers:
+        open(os.path.join(out_dir, f"{layer.name}.raw"), "wb").close()
+
+
+def _remove_files(layers, out_dir, suffix):
+    import os
+
+    for layer in layers:
+        path = os.path.join(out_dir, f"{layer.name}{suffix}")
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _flush(buffers, out_dir):
+    """Move the batch just captured to disk (raw float64 per layer, appended)."""
+    import os
+
     sizes = {}
     for name, parts in buffers.items():
         block = np.concatenate(parts, axis=0)
