@@ -5,27 +5,23 @@ import math
 
 import numpy as np
 
-from fastrelu._bias.enlarge import METHODS as ENLARGE_METHODS
-from fastrelu._bias.enlarge import bandwidth_value
 from fastrelu._bias.mcbe import mcbe
 from fastrelu._core.domains import Data, Sphere
 from fastrelu._core.errors import FastReluError
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
-from fastrelu._core.validation import positive_float, positive_int, seed_value
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.onnx_model import is_onnx, load
 from fastrelu._networks.report import (
-    AUC_METRICS,
     DEFAULT_PBE_DIM,
     DEFAULT_POWER_STARTS,
     DEFAULT_WIDTH_DRAWS,
-    _auc,
-    _Settings,
     _Stages,
     layer_report,
     listed,
+    metric_auc,
+    settings_of,
 )
 from fastrelu._networks.results import NetworkReport
 from fastrelu._networks.torch_model import DEFAULT_BATCH, _check_model, capture, relu_layers
@@ -232,17 +228,9 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     else:
         _check_model(model, _import_torch())
         was_training = model.training
-    seed = seed_value(seed)
-    samples = positive_int(samples, "samples")
-    width_draws = positive_int(width_draws, "width_draws")
-    power_starts = positive_int(power_starts, "power_starts")
-    pbe_dim = positive_int(pbe_dim, "pbe_dim")
-    if enlarge is not None and enlarge not in ENLARGE_METHODS:
-        raise FastReluError(f"The 'enlarge' parameter must be one of {list(ENLARGE_METHODS)} or None. Got {enlarge!r} instead.")
-    bandwidth = bandwidth_value(bandwidth)
-    noise = positive_float(noise, "noise", allow_zero=True)
-    if enlarge_points is not None:
-        enlarge_points = positive_int(enlarge_points, "enlarge_points")
+    settings = settings_of(seed, samples, enlarge, enlarge_points, bandwidth, noise, width_draws,
+                           power_starts, pbe_dim, n_jobs, progress)
+    seed, samples, width_draws = settings.seed, settings.samples, settings.width_draws
     found = relu_layers(model, _example(data), method=method)
     chosen = _chosen(found, layers)
     limit, source = memory_limit()
@@ -262,8 +250,6 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
             raise FastReluError(f"The 'labels' parameter must be a 1-D array of {N} labels (one per model input). Got shape {y.shape} instead.")
     heldout = _point_split(N, fit_data, seed)
     fit_inputs = capture(model, fit_data, chosen, batch_size=batch_size) if fit_data is not None else None
-    enlarging = {"method": enlarge, "points": enlarge_points, "bandwidth": bandwidth, "noise": noise}
-    settings = _Settings(seed, samples, enlarging, pbe_dim, width_draws, power_starts, n_jobs, progress)
     reports, per_sample = [], {"heldout": heldout}
     total = sum(1 + _Stages.PER_LAYER + (layer.layernorm is not None) for layer in chosen)
     with _Stages(len(chosen), progress, total) as stages:
@@ -309,9 +295,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     from fastrelu._core.version import __version__
 
     parameters = {"n_points": N, "n_fit": int(sum(~heldout)) if fit_data is None else "fit_data",
-                  "samples": samples, "seed": seed, "enlarge": enlarge,
-                  "enlarge_points": enlarge_points, "bandwidth": bandwidth, "noise": noise,
-                  "width_draws": width_draws, "power_starts": power_starts, "pbe_dim": pbe_dim,
+                  **settings.recorded(),
                   "fit_data": "given" if fit_data is not None else "half of the data",
                   "model": "onnx" if found.method == "onnx" else type(model).__name__,
                   "discovery": found.method,
@@ -333,13 +317,6 @@ def _model_accuracy(outputs, y, per_sample, chosen):
         raise FastReluError(f"The 'labels' parameter must hold output unit indices {listed(units)}. Got labels {listed(np.unique(y))}, none of them an output unit: every prediction would count as wrong.")
     correct = prediction == y
     per_sample["prediction"], per_sample["correct"] = prediction, correct
-    auc = {}
-    for k, layer in enumerate(chosen):
-        if layer.tokens != 1:
-            continue  # per-token metrics: not one score per prediction
-        for metric in AUC_METRICS:
-            key = f"layer{k}.{metric}"
-            value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
-            if math.isfinite(value):
-                auc[key] = value
-    return float(correct.mean()), auc
+    # layers of tokens have one metric per token, not one per prediction
+    per_input = [k for k, layer in enumerate(chosen) if layer.tokens == 1]
+    return float(correct.mean()), metric_auc(per_sample, correct, per_input)

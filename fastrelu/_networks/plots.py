@@ -65,10 +65,11 @@ def _injectivity_figure(Figure, layers):
                 ax.text(p, 0.01, "n/a" if math.isnan(h) else f"{h:.2f}", ha="center",
                         va="bottom", rotation=90, fontsize=7)
     ax.set_xticks(x, [f"{_label(layer)}\n{layer.shape[0]}x{layer.shape[1]}" for layer in layers])
-    ax.set_xlabel("ReLU layer (neurons x inputs)")
+    kind = "hidden" if all(layer.name is None for layer in layers) else "ReLU"
+    ax.set_xlabel(f"{kind} layer (neurons x inputs)")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of points")
-    ax.set_title("Injectivity and recovery per ReLU layer")
+    ax.set_title(f"Injectivity and recovery per {kind} layer")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig

@@ -229,17 +229,9 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     network = _network(network)
     X = as_matrix(X, "X", ncols=network.input_dim)
     N = X.shape[0]
-    seed = seed_value(seed)
-    samples = positive_int(samples, "samples")
-    width_draws = positive_int(width_draws, "width_draws")
-    power_starts = positive_int(power_starts, "power_starts")
-    pbe_dim = positive_int(pbe_dim, "pbe_dim")
-    if enlarge is not None and enlarge not in ENLARGE_METHODS:
-        raise FastReluError(f"The 'enlarge' parameter must be one of {list(ENLARGE_METHODS)} or None. Got {enlarge!r} instead.")
-    bandwidth = bandwidth_value(bandwidth)
-    noise = positive_float(noise, "noise", allow_zero=True)
-    if enlarge_points is not None:
-        enlarge_points = positive_int(enlarge_points, "enlarge_points")
+    settings = settings_of(seed, samples, enlarge, enlarge_points, bandwidth, noise, width_draws,
+                           power_starts, pbe_dim, n_jobs, progress)
+    seed, width_draws = settings.seed, settings.width_draws
     if y is not None:
         y = _labels(y, N)
         if network.output is None:
@@ -248,11 +240,9 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     heldout, fit_inputs = _split(network, X, fit_data, seed)
     inputs = network.layer_inputs(X)
     outputs = network.hidden_outputs(X)
-    enlarging = {"method": enlarge, "points": enlarge_points, "bandwidth": bandwidth, "noise": noise}
 
     layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
-    settings = _Settings(seed, samples, enlarging, pbe_dim, width_draws, power_starts, n_jobs, progress)
     framed_so_far = [True]  # every layer so far is a frame: the network input can be recovered
 
     def recover(k, framed, injective):
@@ -274,10 +264,7 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
     accuracy, auc = (None, {}) if y is None else _accuracy(network, X, y, per_sample, len(layers))
     from fastrelu._core.version import __version__
 
-    parameters = {"n_points": N, "n_fit": int(fit_inputs[0].shape[0]), "samples": samples,
-                  "seed": seed, "enlarge": enlarge, "enlarge_points": enlarge_points,
-                  "bandwidth": bandwidth, "noise": noise, "width_draws": width_draws,
-                  "power_starts": power_starts, "pbe_dim": pbe_dim,
+    parameters = {"n_points": N, "n_fit": int(fit_inputs[0].shape[0]), **settings.recorded(),
                   "fit_data": "given" if fit_data is not None else "half of X",
                   "widths": list(network.widths), "version": __version__}
     return NetworkReport(layers=tuple(layers), samples=per_sample, auc=auc, accuracy=accuracy,
@@ -296,6 +283,26 @@ class _Settings:
     power_starts: int
     jobs: object
     progress: object
+
+    def recorded(self):
+        """The settings as a report's ``parameters`` record them."""
+        return {"samples": self.samples, "seed": self.seed, "enlarge": self.enlarging["method"],
+                "enlarge_points": self.enlarging["points"], "bandwidth": self.enlarging["bandwidth"],
+                "noise": self.enlarging["noise"], "width_draws": self.width_draws,
+                "power_starts": self.power_starts, "pbe_dim": self.pbe_dim}
+
+
+def settings_of(seed, samples, enlarge, enlarge_points, bandwidth, noise, width_draws,
+                power_starts, pbe_dim, jobs, progress):
+    """The checked settings of :func:`analyze` and :func:`analyze_model`."""
+    if enlarge is not None and enlarge not in ENLARGE_METHODS:
+        raise FastReluError(f"The 'enlarge' parameter must be one of {list(ENLARGE_METHODS)} or None. Got {enlarge!r} instead.")
+    enlarging = {"method": enlarge, "bandwidth": bandwidth_value(bandwidth),
+                 "noise": positive_float(noise, "noise", allow_zero=True),
+                 "points": None if enlarge_points is None else positive_int(enlarge_points, "enlarge_points")}
+    return _Settings(seed_value(seed), positive_int(samples, "samples"), enlarging,
+                     positive_int(pbe_dim, "pbe_dim"), positive_int(width_draws, "width_draws"),
+                     positive_int(power_starts, "power_starts"), jobs, progress)
 
 
 def layer_report(k, layer, Xk, fit, heldout, kept, width_in, settings, stages, recover, **extra):
@@ -486,14 +493,20 @@ def _accuracy(network, X, y, per_sample, n_layers):
     correct = prediction == y
     per_sample["prediction"] = prediction
     per_sample["correct"] = correct
+    return float(correct.mean()), metric_auc(per_sample, correct, range(n_layers))
+
+
+def metric_auc(per_sample, correct, layers):
+    """For each per-point metric of ``AUC_METRICS`` of the layers ``layers`` (indices),
+    the ROC AUC of separating correct from incorrect predictions (finite ones only)."""
     auc = {}
-    for k in range(n_layers):
+    for k in layers:
         for metric in AUC_METRICS:
             key = f"layer{k}.{metric}"
             value = _auc(np.asarray(per_sample[key], dtype=np.float64), correct)
             if math.isfinite(value):
                 auc[key] = value
-    return float(correct.mean()), auc
+    return auc
 
 
 def save_report(report, out_dir, *, plots=True):

@@ -33,7 +33,7 @@ def add_parser(sub):
 
 def run(args):
     from fastrelu._networks.network import Network
-    from fastrelu._networks.report import DEFAULT_SAMPLES, analyze, save_report
+    from fastrelu._networks.report import DEFAULT_SAMPLES, analyze
 
     check_output_directory(args.out, "--out", "option")  # created once the inputs are read
     if args.model != "digits" and _is_model_file(args.model):
@@ -59,21 +59,7 @@ def run(args):
         samples = DEFAULT_SAMPLES if args.samples is None else args.samples
         report = analyze(network, X, y=y, fit_data=fit, samples=samples, seed=args.seed,
                          enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
-    output_directory(args.out, "--out", "option")
-    paths, note = save_report(report, args.out, plots=not args.no_plots)
-    if note:
-        print(f"fastrelu: warning: {note}", file=sys.stderr)
-    if args.json:
-        # The per-neuron and per-point arrays stay in the files; stdout gets the summary
-        layers = [{k: v for k, v in layer.to_dict().items() if k not in ("bias", "estimates")}
-                  for layer in report.layers]
-        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy,
-                            "files": paths, "elapsed": report.elapsed}), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        print(report.summary())
-        print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
-    return 0
+    return _write(report, args)
 
 
 def _is_model_file(path):
@@ -91,7 +77,6 @@ def _run_model(args):
     """``report MODEL`` for an ONNX or TorchScript model: :func:`fastrelu.analyze_model`."""
     from fastrelu._networks.model_report import DEFAULT_MODEL_SAMPLES, analyze_model
     from fastrelu._networks.onnx_model import is_torchscript, load, torchscript_to_onnx
-    from fastrelu._networks.report import save_report
 
     if args.data is None:
         raise FastReluError("The 'report' command needs --data FILE (the model inputs to analyse, N of them along the first axis).")
@@ -111,22 +96,32 @@ def _run_model(args):
     samples = DEFAULT_MODEL_SAMPLES if args.samples is None else args.samples
     report = analyze_model(model, X, labels=y, fit_data=fit, samples=samples, seed=args.seed,
                            enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
+    return _write(report, args, model=True)
+
+
+def _write(report, args, model=False):
+    """Save the report into ``--out`` and print its summary (``--json``: as JSON; the
+    per-neuron and per-point arrays stay in the files). A model's report also names the
+    layers not analysed and the ReLUs that are not layers."""
+    from fastrelu._networks.report import save_report
+
     output_directory(args.out, "--out", "option")
     paths, note = save_report(report, args.out, plots=not args.no_plots)
     if note:
         print(f"fastrelu: warning: {note}", file=sys.stderr)
+    extra = {key: report.parameters[key] for key in ("not_analysed", "other_relus")} if model else {}
     if args.json:
         layers = [{k: v for k, v in layer.to_dict().items()
                    if k not in ("bias", "estimates", "channel_estimates")} for layer in report.layers]
-        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy,
-                            "not_analysed": report.parameters["not_analysed"],
-                            "other_relus": report.parameters["other_relus"],
+        json.dump(jsonable({"layers": layers, "auc": report.auc, "accuracy": report.accuracy, **extra,
                             "files": paths, "elapsed": report.elapsed}), sys.stdout)
         sys.stdout.write("\n")
     else:
         print(report.summary())
-        for where, reason in report.parameters["other_relus"]:
+        for where, reason in extra.get("other_relus", []):
             print(f"not a layer: {where}: {reason}")
+        for name, reason in extra.get("not_analysed", {}).items():
+            print(f"not analysed: {name}: {reason}")
         print(f"written: {', '.join(paths)} ({report.elapsed:.1f} s)")
     return 0
 
