@@ -756,3 +756,48 @@ def test_dependent_rows_after_ill_conditioned_ones_follow_the_definition(seed):
     active = X @ W.T - bias >= 0
     injective = fr.pointwise_injectivity(fr.ReLULayer(W, bias), X, n_jobs=1)
     np.testing.assert_array_equal(injective, spans(W, active))
+
+
+def _kahan_rows_then_a_dependent_one(k, seed, extra=5):
+    """``k`` unit rows of a Kahan-like triangle (diagonal 0.5, -1 below; every pivot of
+    their Gram matrix's Cholesky at least 1e-3, yet its smallest eigenvalue down to
+    1e-16), then a row exactly in their span, then Gaussian rows; and a point whose scan
+    meets them in that order."""
+    rng = np.random.default_rng(seed)
+    n = k + extra
+    M = np.zeros((k, n))
+    for j in range(k):
+        M[j, :j] = -1.0
+        M[j, j] = 0.5
+    M /= np.linalg.norm(M, axis=1, keepdims=True)
+    x = np.zeros(n)
+    x[:k] = np.linalg.solve(M[:, :k], 1.0 + 0.01 * np.arange(k)[::-1])
+    r = np.zeros(n)
+    r[:k] = rng.standard_normal(k)
+    r /= np.linalg.norm(r)
+    if r @ x > 0:
+        r = -r
+    others = rng.standard_normal((extra, n))
+    others /= np.linalg.norm(others, axis=1, keepdims=True)
+    x[k:] = np.linalg.solve(others[:, k:], r @ x - 1.0 - np.arange(extra) - others[:, :k] @ x[:k])
+    return np.vstack([M, r, others]), x
+
+
+@pytest.mark.parametrize("k", [12, 16, 20])
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_dependent_row_after_rows_whose_pivots_hide_their_conditioning(monkeypatch, k, stored):
+    # The pivots are no guide to the Gram matrix's smallest eigenvalue here: the
+    # one-sample certificate and the scan estimate it (incremental condition
+    # estimation) and leave the dependent row to the accurate distances.
+    import fastrelu._core.basis as basis
+    import fastrelu._core.rows as rows
+
+    monkeypatch.setattr(basis, "LANES_MAX_N", 0)  # the one-sample certificate
+    if not stored:
+        monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 0)
+    for seed in range(5):
+        W, x = _kahan_rows_then_a_dependent_one(k, seed)
+        result = fr.mcbe(W, fr.Data(x[None]), n_jobs=1)
+        assert result.counts[k] == 0, seed  # the dependent row is never in the basis
+        alpha, counts = brute_force_mcbe(W, x[None])
+        np.testing.assert_array_equal(result.counts, counts)

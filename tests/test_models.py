@@ -408,11 +408,11 @@ def test_capture_from_a_dataloader_and_to_memory_maps(tmp_path):
 
 def test_bad_input_gets_clear_errors(monkeypatch):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
-    with pytest.raises(FastReluError, match="must be a torch.nn.Module. Got dict"):
+    with pytest.raises(FastReluError, match=r"must be a torch.nn.Module, or an ONNX model .*Got dict"):
         fr.relu_layers({}, torch.zeros(1, 4))
     with pytest.raises(FastReluError, match="apply at least one ReLU"):
         fr.relu_layers(nn.Sequential(nn.Linear(4, 2)), torch.zeros(1, 4))
-    with pytest.raises(FastReluError, match=r"'example' parameter must be an input the model runs on. Got shape \(1, 5\)"):
+    with pytest.raises(FastReluError, match=r"'example' parameter must hold inputs the model runs on. Got shape \(1, 5\)"):
         fr.relu_layers(model, torch.zeros(1, 5))
     with pytest.raises(FastReluError, match="'method' parameter"):
         fr.relu_layers(model, torch.zeros(1, 4), method="trace")
@@ -605,3 +605,29 @@ def test_capture_never_changes_the_callers_data_and_counts_tokens(monkeypatch):
 def test_an_example_without_a_batch_axis_is_refused():
     with pytest.raises(FastReluError, match=r"must be a batch of model inputs .* Got shape \(4,\)"):
         fr.relu_layers(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), torch.zeros(4))
+
+
+def test_analyze_model_errors_name_the_argument_and_over_budget_layers_are_left_out(monkeypatch):
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16), nn.ReLU())
+    with pytest.raises(FastReluError, match=r"'data' parameter must hold inputs the model runs on. Got shape \(2, 5\)"):
+        fr.analyze_model(model, torch.randn(10, 5), **SMALL)
+    with pytest.raises(FastReluError, match=r"'fit_data' parameter must hold inputs the model runs on"):
+        fr.analyze_model(model, torch.randn(10, 4), fit_data=torch.randn(10, 5), **SMALL)
+    with pytest.raises(FastReluError, match=r"Got the path 'model.pt'; load the module first"):
+        fr.analyze_model("model.pt", torch.randn(10, 4), **SMALL)
+    # a layer whose analysis does not fit the budget is named, the others are analysed
+    import fastrelu._networks.model_report as model_report
+    from fastrelu._core.errors import BudgetError
+
+    real = model_report.layer_report
+
+    def refuse_the_second(k, *args, **kwargs):
+        if k == 1:
+            raise BudgetError("The 'weight' parameter must give a working set that fits in memory. Got ...")
+        return real(k, *args, **kwargs)
+
+    monkeypatch.setattr(model_report, "layer_report", refuse_the_second)
+    report = fr.analyze_model(model, torch.randn(20, 4), labels=np.zeros(20, dtype=int), **SMALL)
+    assert [layer.name for layer in report.layers] == ["0"]
+    assert "working set" in report.parameters["not_analysed"]["2"]
+    assert report.accuracy is not None and "layer1.n_active" not in report.samples

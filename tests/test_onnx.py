@@ -323,3 +323,19 @@ def test_analyze_model_of_an_skl2onnx_classifier_uses_its_probabilities():
     X, y = digits.X_test[:60].astype(np.float32), digits.y_test[:60]
     report = fr.analyze_model(proto, X, labels=y, **SMALL)
     assert report.accuracy == pytest.approx(float(np.mean(model.predict(X) == y)))
+
+
+def test_an_onnx_model_with_a_fixed_batch_runs_in_batches_of_that_size(tmp_path):
+    model = _cnn().eval()
+    X = torch.rand(7, 1, 8, 8)
+    path = str(tmp_path / "fixed.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (X[:2],), path, dynamo=False, do_constant_folding=False)  # batch fixed at 2
+    found = fr.relu_layers(path, X.numpy())
+    inputs, outputs = fr.capture(path, X.numpy(), found, outputs=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(outputs, model(X).double().numpy(), rtol=1e-5, atol=1e-5)
+    assert all(values.shape[0] == 7 for values in inputs.values())
+    report = fr.analyze_model(path, X.numpy(), **SMALL)
+    assert len(report.layers) == 2

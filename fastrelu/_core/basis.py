@@ -128,6 +128,8 @@ class Scan(NamedTuple):
     ortho: np.ndarray
     #: (dim,): one residual.
     resid: np.ndarray
+    #: (n + 2,): the condition estimate (:func:`ice_step`).
+    ice: np.ndarray
 
 
 class Lanes(NamedTuple):
@@ -150,7 +152,7 @@ def scan_scratch(m, n):
     return Scan(order=np.empty(m, dtype=np.int64), order_keys=np.empty(m),
                 kept=np.empty(k, dtype=np.int64), chol=np.zeros((k, k)), inv_diag=np.empty(k),
                 lvec=np.empty(k), rows_buf=np.empty((k, k)), ortho=np.empty((k, n)),
-                resid=np.empty(n))
+                resid=np.empty(n), ice=ice_scratch(k))
 
 
 def lanes_scratch(n, lanes=None):
@@ -183,11 +185,14 @@ def certify_one_by_one(n):
 
 EPS = float(np.finfo(np.float64).eps)
 #: A pivot d_j counts as clear of rank_tol^2 only above
-#: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, d_0, .., d_{j-1}); closer ones are left to
-#: the incremental scan. Two Cholesky factorisations of the same Gram matrix of unit
-#: rows in different orders of operations are exact ones of matrices within about
-#: n^2 eps of it, and a pivot moves by that much over the smallest eigenvalue of the
-#: rows before it, which the smallest earlier pivot stands for.
+#: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, lambda), lambda an estimate of the smallest
+#: eigenvalue of the Gram matrix of the rows before it; closer ones are left to the
+#: incremental scan. Two Cholesky factorisations of the same Gram matrix of unit rows in
+#: different orders of operations are exact ones of matrices within about n^2 eps of
+#: it, and a pivot moves by that much over that eigenvalue. The one-sample certificate
+#: and the scan estimate it by incremental condition estimation (ice_step); the
+#: lane-parallel certificate (fr_spans) by the smallest earlier pivot, which can be far
+#: larger (rows like Kahan's triangular matrix).
 PIVOT_MARGIN = 64.0
 
 
@@ -259,13 +264,80 @@ def rank_first(cand, cand_keys, size, n, order, order_keys):
 
 
 @kernel
-def certified_prefix(order, n, basis, G, rows_buf):
+def ice_step(ice, count, row, gamma):
+    """One step of incremental condition estimation (C. Bischof, *Incremental condition
+    estimation*, SIAM J. Matrix Anal. Appl. 11, 1990) for a triangular factor ``R``
+    growing by a column ``(row[:count], gamma)`` (a new row of the lower factor ``L``);
+    returns the new estimate of ``sigma_min(R)^2``, the smallest eigenvalue of the Gram
+    matrix ``L L^T``: an upper bound on it, in practice within a small factor.
+
+    ``ice`` (:func:`ice_scratch`) holds the estimate's unit vector as ``ice[1]
+    ice[2:2 + count]`` (a scale and the entries, so that a step costs one dot product)
+    and the estimate ``ice[0]``; the step minimises ``|x^T R|`` over ``x = (s x_old, c)``,
+    the smallest eigenvalue of ``[[d2 + alpha^2, alpha gamma], [alpha gamma, gamma^2]]``
+    with ``alpha = x_old . row``."""
+    g2 = gamma * gamma
+    if count == 0:
+        ice[1] = 1.0
+        ice[2] = 1.0
+        ice[0] = g2
+        return g2
+    scale = ice[1]
+    alpha = scale * _ice_dot(ice, row, count)
+    d2 = ice[0]
+    a = d2 + alpha * alpha
+    b = alpha * gamma
+    half = 0.5 * (a - g2)
+    top = 0.5 * (a + g2) + np.sqrt(half * half + b * b)
+    small = d2 * g2 / top if top > 0 else 0.0  # det / largest: no cancellation
+    # the eigenvector of the smallest eigenvalue, from the better conditioned row
+    s1, c1 = b, small - a
+    s2, c2 = small - g2, b
+    if s1 * s1 + c1 * c1 >= s2 * s2 + c2 * c2:
+        sv, cv = s1, c1
+    else:
+        sv, cv = s2, c2
+    norm = np.sqrt(sv * sv + cv * cv)
+    if norm == 0.0:
+        sv, cv = 1.0, 0.0
+    else:
+        sv, cv = sv / norm, cv / norm
+    scale *= sv
+    if abs(scale) < 1e-150:  # fold the scale into the entries before it underflows
+        for p in range(count):
+            ice[2 + p] *= scale
+        scale = 1.0 if sv != 0.0 else 0.0
+        if scale == 0.0:
+            for p in range(count):
+                ice[2 + p] = 0.0
+            scale = 1.0
+    ice[1] = scale
+    ice[2 + count] = cv / scale
+    ice[0] = small
+    return small
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def _ice_dot(ice, row, count):
+    total = 0.0
+    for p in range(count):
+        total += ice[2 + p] * row[p]
+    return total
+
+
+def ice_scratch(k):
+    """Scratch of :func:`ice_step` for factors of up to ``k`` rows."""
+    return np.empty(k + 2)
+
+
+@kernel
+def certified_prefix(order, n, basis, G, rows_buf, ice):
     """How many of the unit rows ``order[:n]``, from the first, are each certainly
     farther than ``sqrt(rank_tol2)`` from the span of the rows before them (``n``: all
     of them)? One Cholesky factorisation (LAPACK ``dpotrf``) of their Gram matrix in
     ``G``, whose leading ``j x j`` block then holds the factor of the first ``j`` rows'
     Gram matrix (``basis``: :class:`Rows`; ``rows_buf`` (n, n) scratch for the rows when
-    the Gram matrix is not stored)."""
+    the Gram matrix is not stored; ``ice`` (n,) scratch of the condition estimate)."""
     unit_rows, gram, use_gram = basis.unit_rows, basis.gram, basis.use_gram
     rank_tol2 = basis.rank_tol2
     if use_gram:
@@ -295,12 +367,12 @@ def certified_prefix(order, n, basis, G, rows_buf):
     # span) from the same Gram entries in another order. Beyond the margin the scan keeps
     # these rows too; closer cases go to the scan, which is the definition.
     margin = pivot_margin(n)
-    low = 1.0
+    low = 1.0  # estimate of lambda_min of the Gram matrix of the rows before (ice_step)
     for j in range(size):
         pivot = G[j, j] * G[j, j]
         if not pivot > rank_tol2 + margin / low:
             return j
-        low = min(low, pivot)
+        low = min(low, ice_step(ice, j, G[j], G[j, j]))
     return size
 
 
@@ -380,11 +452,14 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
     size = _collect_sorted(keys, rows, thresh, True, order, order_keys)
     stats[2] = size
     refilled = size == rows.shape[0]
-    low = 1.0  # the smallest pivot so far, for the rounding margin (PIVOT_MARGIN)
+    ice = scan.ice
+    # low: an estimate of lambda_min of the kept rows' Gram matrix (incremental condition
+    # estimation, ice_step), over which the rounding margin grows (PIVOT_MARGIN)
+    low = 1.0
     for j in range(start):
         kept[j] = order[j]
         inv_diag[j] = 1.0 / chol[j, j]
-        low = min(low, chol[j, j] * chol[j, j])
+        low = min(low, ice_step(ice, j, chol[j], chol[j, j]))
     accurate = False  # the distances come from an orthonormal basis of the kept rows
     pos = start
     count = start
@@ -422,7 +497,7 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
                 chol[count, count] = diag
                 inv_diag[count] = 1.0 / diag
                 kept[count] = i
-                low = min(low, dist2)
+                low = min(low, ice_step(ice, count, lvec, diag))
                 count += 1
                 continue
             # Within rounding of rank_tol2 (a dependent row, or a close call): the
@@ -529,7 +604,7 @@ def certify_then_scan(keys, thresh, rows, cand, cand_keys, size, n, basis, scan,
     start = 0
     if size >= n:
         rank_first(cand, cand_keys, size, n, scan.order, scan.order_keys)
-        start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf)
+        start = certified_prefix(scan.order, n, basis, scan.chol, scan.rows_buf, scan.ice)
         if start == n:
             for j in range(n):
                 scan.kept[j] = scan.order[j]

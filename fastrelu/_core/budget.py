@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import BudgetError, FastReluError
 from fastrelu._core.memory import MEMORY_ENV, MEMORY_SHARE, format_bytes, memory_limit  # noqa: F401 (part of the budget's interface)
 from fastrelu._core.rows import stores_gram
 
@@ -131,7 +131,7 @@ class Budget:
                if measured is not None else
                f"at least, at {PEAK_FLOPS:.0e} floating-point operations per second and thread")
         if seconds > limit and not resumable:
-            raise FastReluError(
+            raise BudgetError(
                 f"The '{self.name}' parameter must give a run shorter than the time limit of "
                 f"{format_seconds(limit)} ({TIME_ENV}). Got {self.name}={self.value:,}: {self.what} "
                 f"would take about {format_seconds(seconds)} on {threads} thread{'s' * (threads > 1)} "
@@ -153,7 +153,7 @@ def check_memory(what, parts, advice=""):
     largest = max(parts, key=lambda part: part[1])
     shown = ", ".join(f"{label} {format_bytes(size)}" for label, size, _ in
                       sorted(parts, key=lambda part: -part[1])[:4] if size > 0)
-    raise FastReluError(
+    raise BudgetError(
         f"The '{largest[2]}' parameter must give a working set that fits in memory. Got "
         f"{what} needing about {format_bytes(total)} ({shown}), but this machine has "
         f"{format_bytes(limit)} for it ({source}{'' if source.startswith(MEMORY_ENV) else f'; {MEMORY_ENV} sets it in bytes'}). "

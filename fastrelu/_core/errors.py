@@ -8,6 +8,12 @@ class FastReluError(ValueError):
     and what came."""
 
 
+class BudgetError(FastReluError):
+    """A run refused before it starts because it would not fit the memory or time budget
+    (the message gives the estimate). A :class:`FastReluError`; callers that run many
+    analyses (``analyze_model``) catch it to leave one out and go on."""
+
+
 class MissingDependencyError(FastReluError, ImportError):
     """An optional dependency of the asked-for feature is not installed; the message
     gives the ``pip install`` command. An ``ImportError`` (``except ImportError``

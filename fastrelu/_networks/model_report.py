@@ -7,7 +7,7 @@ import numpy as np
 
 from fastrelu._bias.mcbe import mcbe
 from fastrelu._core.domains import Data, Sphere
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import BudgetError, FastReluError
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._injectivity.pointwise import injectivity_summary
@@ -24,7 +24,7 @@ from fastrelu._networks.report import (
     settings_of,
 )
 from fastrelu._networks.results import NetworkReport
-from fastrelu._networks.torch_model import DEFAULT_BATCH, _check_model, capture, relu_layers
+from fastrelu._networks.torch_model import DEFAULT_BATCH, _check_model, capture_inputs, find_layers
 from fastrelu._reconstruct.driver import reconstruct
 from fastrelu._runtime.parallel import Stopwatch
 from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
@@ -141,7 +141,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
                   bandwidth="scott", noise=0.1, width_draws=DEFAULT_WIDTH_DRAWS,
                   power_starts=DEFAULT_POWER_STARTS, pbe_dim=DEFAULT_PBE_DIM,
                   batch_size=DEFAULT_BATCH, method="auto", n_jobs=None, progress=None):
-    """Analyse every ReLU layer of a PyTorch model on the inputs it receives.
+    """Analyse every ReLU layer of a PyTorch or ONNX model on the inputs it receives.
 
     The model's ReLU layers are found by :func:`fastrelu.relu_layers` (THEORY §10), the
     model runs on ``data`` in eval mode (:func:`fastrelu.capture`), and each layer is
@@ -195,8 +195,11 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     -------
     NetworkReport
         One :class:`LayerReport` per analysed layer, with ``name``, ``kind`` and
-        ``input_shape``; ``parameters["not_analysed"]`` names the layers left out (their
-        dense matrix over the memory budget) and ``parameters["other_relus"]`` the ReLUs
+        ``input_shape``; ``index`` is the layer's position in ``parameters["layers"]``
+        (the layers chosen, in model order), and the per-point arrays
+        ``samples["layer<index>.*"]`` and ``auc`` are keyed by it; ``parameters["not_analysed"]`` names the layers left out (their
+        dense matrix over the memory budget, or its analysis over the memory or time
+        budget, with the estimate) and ``parameters["other_relus"]`` the ReLUs
         that are not layers of one affine map, each with the reason.
 
     Raises
@@ -231,7 +234,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     settings = settings_of(seed, samples, enlarge, enlarge_points, bandwidth, noise, width_draws,
                            power_starts, pbe_dim, n_jobs, progress)
     seed, samples, width_draws = settings.seed, settings.samples, settings.width_draws
-    found = relu_layers(model, _example(data), method=method)
+    found = find_layers(model, _example(data), method, "data")
     chosen = _chosen(found, layers)
     limit, source = memory_limit()
     not_analysed = {layer.name: (f"its dense matrix needs {format_bytes(layer.dense_bytes)}, over a "
@@ -241,7 +244,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     chosen = [layer for layer in chosen if layer.layer is not None]
     if not chosen:
         raise FastReluError(f"The 'model' parameter must have a ReLU layer that fastrelu can analyse. Got none: {not_analysed or dict(found.others)}.")
-    inputs, outputs = capture(model, data, chosen, batch_size=batch_size, outputs=True)
+    inputs, outputs = capture_inputs(model, data, chosen, batch_size, None, True, "data")
     N = outputs.shape[0]
     y = None
     if labels is not None:
@@ -249,7 +252,8 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
         if y.ndim != 1 or y.shape[0] != N:
             raise FastReluError(f"The 'labels' parameter must be a 1-D array of {N} labels (one per model input). Got shape {y.shape} instead.")
     heldout = _point_split(N, fit_data, seed)
-    fit_inputs = capture(model, fit_data, chosen, batch_size=batch_size) if fit_data is not None else None
+    fit_inputs = (capture_inputs(model, fit_data, chosen, batch_size, None, False, "fit_data")
+                  if fit_data is not None else None)
     reports, per_sample = [], {"heldout": heldout}
     total = sum(1 + _Stages.PER_LAYER + (layer.layernorm is not None) for layer in chosen)
     with _Stages(len(chosen), progress, total) as stages:
@@ -262,10 +266,14 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
             stages(k, "width")
             width_in = gaussian_mean_width(Data(Xk), n_draws=width_draws, seed=seed + k,
                                            n_jobs=n_jobs, progress=progress)
-            report, samples_k, _ = layer_report(
-                k, layer, Xk, fit, held, kept, width_in, settings, stages,
-                _own_recovery(layer, Xk, n_jobs, progress), name=found_layer.name,
-                kind=found_layer.kind, input_shape=found_layer.input_shape)
+            try:
+                report, samples_k, _ = layer_report(
+                    k, layer, Xk, fit, held, kept, width_in, settings, stages,
+                    _own_recovery(layer, Xk, n_jobs, progress), name=found_layer.name,
+                    kind=found_layer.kind, input_shape=found_layer.input_shape)
+            except BudgetError as exc:  # this layer's work does not fit: leave it out, go on
+                not_analysed[found_layer.name] = str(exc)
+                continue
             extra = {}
             if found_layer.kind != "linear":
                 extra["channel_estimates"], extra["channel_fraction_above"] = _channel_fields(found_layer, report)
@@ -318,5 +326,6 @@ def _model_accuracy(outputs, y, per_sample, chosen):
     correct = prediction == y
     per_sample["prediction"], per_sample["correct"] = prediction, correct
     # layers of tokens have one metric per token, not one per prediction
-    per_input = [k for k, layer in enumerate(chosen) if layer.tokens == 1]
+    per_input = [k for k, layer in enumerate(chosen)
+                 if layer.tokens == 1 and f"layer{k}.n_active" in per_sample]
     return float(correct.mean()), metric_auc(per_sample, correct, per_input)

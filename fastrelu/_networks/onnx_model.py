@@ -309,10 +309,30 @@ def run(graph, sess, array, names, name="data"):
     try:
         return sess.run(list(names), {graph.inputs[0].name: array})
     except Exception as exc:  # onnxruntime raises its own error types
-        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got a batch of shape {array.shape}, on which onnxruntime raised: {str(exc).splitlines()[0]}") from None
+        message = " ".join(str(exc).split())
+        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got a batch of shape {array.shape}, on which onnxruntime raised: {message}") from None
 
 
-def relu_layers_onnx(model, example):
+def fixed_batch(graph):
+    """The batch size the model's input is fixed at (``None``: a dynamic batch axis)."""
+    shape = graph.inputs[0].type.tensor_type.shape
+    if not shape.dim:
+        return None
+    first = shape.dim[0]
+    return int(first.dim_value) if first.HasField("dim_value") and first.dim_value > 0 else None
+
+
+def _to_batch(array, size):
+    """``array`` with exactly ``size`` points: cut, or padded by repeating its last point
+    (the model runs on every point alone, so the padding changes no other point)."""
+    if size is None or array.shape[0] == size:
+        return array
+    if array.shape[0] > size:
+        return array[:size]
+    return np.concatenate([array, np.repeat(array[-1:], size - array.shape[0], axis=0)])
+
+
+def relu_layers_onnx(model, example, name="example"):
     """:func:`fastrelu.relu_layers` for an ONNX model (a path or a ``ModelProto``)."""
     from fastrelu._networks.model_layers import DENSE_SHARE, DenseMap, ModelLayer, ReLULayers
 
@@ -322,10 +342,10 @@ def relu_layers_onnx(model, example):
     if not found:
         raise FastReluError("The 'model' parameter must apply at least one Relu. Got an ONNX graph with none (fastrelu analyses ReLU layers).")
     analysable = [site for site in found if len(site) == 4]
-    array = input_array(graph, example, "example")
+    array = _to_batch(input_array(graph, example, name), fixed_batch(graph))
     data_names = [site[3][3] for site in analysable]
     out_names = [site[2].output[0] if site[2] is not None else site[1].output[0] for site in analysable]
-    values = run(graph, session(proto, data_names + out_names), array, data_names + out_names, "example")
+    values = run(graph, session(proto, data_names + out_names), array, data_names + out_names, name)
     shapes = {}
     for site, inp, out in zip(analysable, values[:len(analysable)], values[len(analysable):]):
         shapes[id(site)] = (tuple(inp.shape[1:]), tuple(out.shape[1:]))
@@ -376,31 +396,38 @@ def relu_layers_onnx(model, example):
     return ReLULayers(layers, others, "onnx")
 
 
-def capture_onnx(model, data, layers, batch_size, outputs):
+def capture_onnx(model, data, layers, batch_size, outputs, name="data"):
     """:func:`fastrelu.capture` for an ONNX model: the layers' input tensors exposed as
-    outputs of an onnxruntime session."""
+    outputs of an onnxruntime session (a model whose batch axis is fixed runs on
+    batches of that size, the last one padded)."""
     proto = load(model)
     graph = Graph(proto)
+    fixed = fixed_batch(graph)
+    batch_size = fixed or batch_size
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
-        array = input_array(graph, data)
+        array = input_array(graph, data, name)
         batches = (array[start:start + batch_size] for start in range(0, array.shape[0], batch_size))
     elif hasattr(data, "__iter__"):
-        batches = (input_array(graph, batch[0] if isinstance(batch, (tuple, list)) else batch) for batch in data)
+        batches = (input_array(graph, batch[0] if isinstance(batch, (tuple, list)) else batch, name)
+                   for batch in data)
     else:
-        raise FastReluError(f"The 'data' parameter must be an array or an iterable of batches of model inputs. Got {type(data).__name__} instead.")
+        raise FastReluError(f"The '{name}' parameter must be an array or an iterable of batches of model inputs. Got {type(data).__name__} instead.")
+    if fixed is not None:  # a fixed batch: split, pad, and keep track of the real points
+        batches = _fixed_batches(batches, fixed)
     names = [layer._tensor for layer in layers]
     output_name = _score_output(proto)
     sess = session(proto, names)
     parts = {layer.name: [] for layer in layers}
     results = []
-    for batch in batches:
-        values = run(graph, sess, batch, names + [output_name])
+    for item in batches:
+        batch, real = item if fixed is not None else (item, item.shape[0])
+        values = run(graph, sess, batch, names + [output_name], name)
         for layer, value in zip(layers, values):
-            value = np.asarray(value, dtype=np.float64)
+            value = np.asarray(value, dtype=np.float64)[:real]
             if math.prod(value.shape[1:]) != layer.n * layer.tokens:
-                raise FastReluError(f"The 'data' parameter must give every layer the input shape it had on the example. Got a batch of shape {batch.shape}, on which layer {layer.name!r} received shape {value.shape[1:]}.")
+                raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {batch.shape}, on which layer {layer.name!r} received shape {value.shape[1:]}.")
             parts[layer.name].append(value.reshape(-1, layer.n))
-        results.append(np.asarray(values[-1], dtype=np.float64))
+        results.append(np.asarray(values[-1], dtype=np.float64)[:real])
     inputs = {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
     if outputs:
         return inputs, np.concatenate(results, axis=0)
@@ -419,6 +446,14 @@ def _score_output(proto):
                 and tensor.HasField("shape") and len(tensor.shape.dim) == 2:
             return value.name
     return proto.graph.output[0].name
+
+
+def _fixed_batches(batches, size):
+    """``(batch of exactly size points, real points in it)`` from batches of any size."""
+    for batch in batches:
+        for start in range(0, batch.shape[0], size):
+            part = batch[start:start + size]
+            yield _to_batch(part, size), part.shape[0]
 
 
 def network_from_onnx(path):

@@ -15,7 +15,9 @@ class LayerReport:
     Attributes
     ----------
     index : int
-        Position among the hidden layers (0: the one that sees the network input).
+        Position among the hidden layers (0: the one that sees the network input); for
+        :func:`fastrelu.analyze_model`, the position in the report's
+        ``parameters["layers"]``. The per-point arrays are keyed ``layer<index>.*``.
     shape : tuple of int
         ``(m, n)``: neurons, input dimension.
     redundancy : float
@@ -55,7 +57,9 @@ class LayerReport:
         as the bias (``+inf`` entries: the neuron is never active).
     reconstructed_fraction : float
         Fraction of the data points whose network input is recovered from this layer's
-        output through every layer below (:func:`fastrelu.invert`, method ``"dual"``).
+        output through every layer below (:func:`fastrelu.invert`, method ``"dual"``);
+        for :func:`fastrelu.analyze_model`, whose layers need not form a chain, the
+        fraction whose input **to this layer** is recovered from its output.
     reconstruction_error : float
         Largest relative error ``|x_rec - x| / |x|`` among the recovered points (NaN when
         none is).

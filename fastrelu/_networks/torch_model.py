@@ -10,6 +10,7 @@ that sees every functional ReLU (``F.relu``, ``torch.relu``, ``Tensor.relu_``, .
 
 import collections
 import math
+import os
 
 import numpy as np
 
@@ -315,8 +316,10 @@ def _hook_sites(model, example, torch):
 def _check_model(model, torch):
     if isinstance(model, torch.jit.ScriptModule):
         raise FastReluError("The 'model' parameter must be a torch.nn.Module that is not scripted. Got a TorchScript module instead, whose graph fastrelu does not read: pass the nn.Module it was scripted from.")
+    if isinstance(model, (str, os.PathLike)):
+        raise FastReluError(f"The 'model' parameter must be a torch.nn.Module, or an ONNX model (a path ending in .onnx or an onnx.ModelProto). Got the path {os.fspath(model)!r}; load the module first (a TorchScript file is read by the command line, fastrelu report, through ONNX).")
     if not isinstance(model, torch.nn.Module):
-        raise FastReluError(f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__} instead.")
+        raise FastReluError(f"The 'model' parameter must be a torch.nn.Module, or an ONNX model (a path ending in .onnx or an onnx.ModelProto). Got {type(model).__name__} instead.")
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         if tensor.device.type == "meta":
             raise FastReluError(f"The 'model' parameter must hold its parameters' values. Got {name!r} on the meta device (no values) instead: load the weights first.")
@@ -358,7 +361,7 @@ class _EvalMode:
 
 
 def relu_layers(model, example, *, method="auto"):
-    """The ReLU layers of a PyTorch model (THEORY §10).
+    """The ReLU layers of a PyTorch or ONNX model (THEORY §10).
 
     A ReLU layer is a ReLU (``nn.ReLU``, ``F.relu``, ``torch.relu``, ``Tensor.relu`` or
     their in-place forms) applied to the output of one affine map of one tensor: an
@@ -411,15 +414,27 @@ def relu_layers(model, example, *, method="auto"):
     >>> [(layer.name, layer.kind, layer.layer.weight.shape, layer.batchnorm) for layer in found]
     [('0', 'conv2d', (64, 16), '1')]
     """
+    return find_layers(model, example, method, "example")
+
+
+def find_layers(model, example, method, name):
+    """:func:`relu_layers`, its errors about the example naming ``name`` (the argument
+    it was taken from: ``data`` for :func:`analyze_model`)."""
+    from fastrelu._networks.onnx_model import is_onnx
+
     if is_onnx(model):
-        return relu_layers_onnx(model, example)
+        return relu_layers_onnx(model, example, name)
     torch = _import_torch()
     _check_model(model, torch)
     if method not in ("auto", "fx", "hooks"):
         raise FastReluError(f"The 'method' parameter must be 'auto', 'fx' or 'hooks'. Got {method!r} instead.")
-    example = _model_tensor(model, example, torch)
+    example = _model_tensor(model, example, torch, name)
+    return _discover(model, example, method, name, torch)
+
+
+def _discover(model, example, method, name, torch):
     with _EvalMode(model):
-        shapes = _input_shapes(model, example, torch)
+        shapes = _input_shapes(model, example, torch, name)
         trace_error = None
         if method in ("auto", "fx"):
             try:
@@ -457,7 +472,7 @@ def relu_layers(model, example, *, method="auto"):
     return ReLULayers(layers, others, used, trace_error)
 
 
-def _input_shapes(model, example, torch):
+def _input_shapes(model, example, torch, name="example"):
     """``{(path, call): (input shape, output shape)}`` of every affine module's calls on
     the example (no batch axis)."""
     kinds = _kinds(torch)
@@ -471,7 +486,7 @@ def _input_shapes(model, example, torch):
         return record
 
     if example.dim() < 2:
-        raise FastReluError(f"The 'example' parameter must be a batch of model inputs (the batch along the first axis). Got shape {tuple(example.shape)}; add the batch axis, e.g. example[None].")
+        raise FastReluError(f"The '{name}' parameter must be a batch of model inputs (the batch along the first axis). Got shape {tuple(example.shape)}; add the batch axis, e.g. {name}[None].")
     try:
         for path, module in model.named_modules():
             if type(module) in kinds["affine"]:
@@ -479,7 +494,7 @@ def _input_shapes(model, example, torch):
         with torch.no_grad():
             model(example)
     except Exception as exc:  # the model's own code raises whatever it raises
-        raise FastReluError(f"The 'example' parameter must be an input the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -645,9 +660,11 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
 
     Returns
     -------
-    dict of str to ndarray, shape (N, n) each (float64)
-        Keyed by layer name (``numpy.memmap`` with ``out_dir``); with ``outputs``, a pair
-        ``(inputs, model_outputs)``.
+    dict of str to ndarray, shape (N T, n) each (float64)
+        Keyed by layer name (``numpy.memmap`` with ``out_dir``): one row per point the
+        layer sees, ``T = layer.tokens`` rows per model input (1 but for a ``Linear`` on
+        token sequences), in input order. With ``outputs``, a pair ``(inputs,
+        model_outputs)``.
 
     Raises
     ------
@@ -666,6 +683,11 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
     >>> {name: values.shape for name, values in inputs.items()}
     {'0': (10, 3), '2': (10, 8)}
     """
+    return capture_inputs(model, data, layers, batch_size, out_dir, outputs, "data")
+
+
+def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
+    """:func:`capture`, its errors about the data naming ``name``."""
     from fastrelu._core.validation import positive_int
 
     batch_size = positive_int(batch_size, "batch_size")
@@ -677,10 +699,10 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
             raise FastReluError("The 'out_dir' parameter is for PyTorch models. Got it with an ONNX model, whose inputs are captured in memory.")
         if any(layer._tensor is None for layer in layers):
             raise FastReluError("The 'layers' parameter must come from relu_layers of this ONNX model. Got layers of a PyTorch model.")
-        return capture_onnx(model, data, layers, batch_size, outputs)
+        return capture_onnx(model, data, layers, batch_size, outputs, name)
     torch = _import_torch()
     _check_model(model, torch)
-    count, batches = _batches(data, model, torch, batch_size, "data")
+    count, batches = _batches(data, model, torch, batch_size, name)
     wanted = {}
     for layer in layers:
         path, _, call = layer.name.partition("@")
@@ -689,7 +711,7 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
         limit, source = memory_limit()
         if out_dir is None and limit is not None and total > limit:
-            raise FastReluError(f"The 'data' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
+            raise FastReluError(f"The '{name}' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
     modules = dict(model.named_modules())
     buffers = {layer.name: [] for layer in layers}
     calls, handles, results = collections.Counter(), [], []
@@ -720,13 +742,13 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
                 try:
                     out = model(batch)
                 except Exception as exc:  # the model's own code raises whatever it raises
-                    raise FastReluError(f"The 'data' parameter must hold inputs the model runs on. Got a batch of shape {tuple(batch.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                    raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got a batch of shape {tuple(batch.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
                 if outputs:
                     outputs_list.append(out.detach().to(device="cpu", dtype=torch.float64).numpy())
                 for layer in layers:
                     got = buffers[layer.name][-1] if buffers[layer.name] else None
                     if got is None or got.shape[1] != layer.n:
-                        raise FastReluError(f"The 'data' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
+                        raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
                 if out_dir is not None:
                     results.append(_flush(buffers, out_dir))
     except BaseException:
