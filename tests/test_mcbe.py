@@ -421,7 +421,13 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
     # A row at distance rank_tol (+-3%) from the span of the rows before it: the one
     # Cholesky factorisation of the common case must never accept what the incremental
     # scan (the definition) rejects; it leaves such close cases to the scan.
-    from fastrelu._core.basis import Rows, certified_prefix, scan_scratch, select_basis
+    from fastrelu._core.basis import (
+        Rows,
+        certified_prefix,
+        ice_scratch,
+        scan_scratch,
+        select_basis,
+    )
 
     rng = np.random.default_rng(0)
     n, m = 6, 8
@@ -435,7 +441,8 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
         U /= np.linalg.norm(U, axis=1, keepdims=True)
         gram = U @ U.T
         basis = Rows(unit_rows=U, gram=gram, use_gram=True, rank_tol2=1e-12)
-        fast = certified_prefix(np.arange(m), n, basis, np.zeros((n, n)), np.zeros((n, n))) == n
+        fast = certified_prefix(np.arange(m), n, basis, np.zeros((n, n)), np.zeros((n, n)),
+                                ice_scratch(n)) == n
         if fast:
             scan = scan_scratch(m, n)
             count = select_basis(np.arange(m, 0, -1.0), -np.inf, np.arange(m), basis, scan,
@@ -520,6 +527,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
         Rows,
         _spans,
         certified_prefix,
+        ice_scratch,
         pivot_margin,
         scan_scratch,
         select_basis,
@@ -550,7 +558,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
         for stored in (True, False):
             basis = Rows(unit_rows=U, gram=gram, use_gram=stored, rank_tol2=1e-12)
             if certified_prefix(np.arange(n), n, basis, np.zeros((n, n)),
-                                np.zeros((n, n))) == n:
+                                np.zeros((n, n)), ice_scratch(n)) == n:
                 assert scan(gram, U, stored)
     assert accepted > 20  # the certificates still settle the clear cases
 
@@ -595,7 +603,7 @@ def test_the_scan_resumed_after_the_certified_rows_keeps_what_the_scan_keeps():
             count = select_basis(keys, -np.inf, np.arange(m), basis, reference,
                                  np.zeros(3, np.int64))
             scan = scan_scratch(m, n)
-            start = certified_prefix(np.arange(m), n, basis, scan.chol, scan.rows_buf)
+            start = certified_prefix(np.arange(m), n, basis, scan.chol, scan.rows_buf, scan.ice)
             assert start <= min(dependent, close)  # never certifies past a planted row
             resumed += start > 0
             again = select_basis_from(keys, -np.inf, np.arange(m), basis, scan,

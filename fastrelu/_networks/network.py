@@ -537,7 +537,7 @@ class Network:
                 state_dict = torch.load(path, map_location="cpu", weights_only=True)
             except pickle.UnpicklingError:
                 # weights_only refuses anything but tensors and containers of them
-                raise FastReluError(f"The network file {path!r} must hold a state_dict: torch.load(weights_only=True) refused it, so it holds other objects (a pickled model?). Save model.state_dict(), not the model.") from None
+                raise FastReluError(f"The network file {path!r} must hold a state_dict: torch.load(weights_only=True) refused it, so it holds other objects (a pickled model?). Save model.state_dict() for a stack of Linear and ReLU layers; for any other model, save it with torch.jit.save or torch.onnx.export and run fastrelu report on that file.") from None
             except Exception as exc:  # torch raises many types for unreadable files
                 raise FastReluError(f"The network file {path!r} could not be read as a PyTorch state_dict with torch.load(weights_only=True): {type(exc).__name__}: {_first_line(exc)}") from None
             if not isinstance(state_dict, Mapping):
