@@ -14,6 +14,7 @@ from torch_models import (
     ConvNet,
     FeedForward,
     ResidualMLP,
+    feedforward_example,
     randomise_batchnorm,
     seeded,
 )
@@ -183,7 +184,7 @@ def _example_models():
     return {
         "cnn": (cnn, torch.rand(30, 1, 8, 8), {"0": ("2", None), "3": ("5", None)}),
         "residual": (ResidualMLP(), torch.randn(30, 6), {"stem": (None, "stem"), "fc1": (None, "fc1")}),
-        "feedforward": (FeedForward(), torch.randn(5, 7, 16), {"fc1": ("act", None)}),
+        "feedforward": (FeedForward(16, 64), torch.randn(5, 7, 16), {"fc1": ("act", None)}),
         "convnet": (randomise_batchnorm(ConvNet()), torch.randn(6, 2, 9, 9),
                     {"conv": ("act", None), "line": (None, "line")}),
     }
@@ -469,13 +470,7 @@ def test_a_model_without_affine_modules_has_no_layers_to_analyse():
 
 
 def test_a_trained_feedforward_block_on_the_layernorm_sphere():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / "feedforward_report.py"
-    spec = importlib.util.spec_from_file_location("feedforward_report", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = feedforward_example
     block, A, loss = example.train(d=12, hidden=48, steps=150, seed=0)
     tokens = torch.randn(8, 6, 12, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -44,19 +44,22 @@ class ResidualMLP(nn.Module):
         return self.head(h)
 
 
-class FeedForward(nn.Module):
-    """The OPT family's pre-LayerNorm feed-forward block on token sequences:
-    ``x + fc2(ReLU(fc1(LN(x))))``."""
+def _example(name):
+    """A module of docs/examples, imported from its file."""
+    import importlib.util
+    from pathlib import Path
 
-    def __init__(self, d=16, hidden=64):
-        super().__init__()
-        self.norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, hidden)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(hidden, d)
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def forward(self, x):
-        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+
+#: The OPT family's pre-LayerNorm feed-forward block on token sequences,
+#: ``x + fc2(ReLU(fc1(LN(x))))``: the class of docs/examples/feedforward_report.py.
+feedforward_example = _example("feedforward_report")
+FeedForward = feedforward_example.FeedForward
 
 
 class Branching(nn.Module):
