@@ -1,6 +1,8 @@
 """The exception types of fastrelu: FastReluError for bad input, MissingDependencyError
 for an optional package that is not installed, BuildError for an installation that
-cannot run on this machine."""
+cannot run on this machine; and first_line, how another library's error is quoted."""
+
+import re
 
 
 class FastReluError(ValueError):
@@ -28,3 +30,10 @@ class MissingDependencyError(FastReluError, ImportError):
 class BuildError(RuntimeError):
     """fastrelu's compiled code cannot run here (built for another kind of CPU); the
     message says how to reinstall."""
+
+
+def first_line(exc):
+    """The first line of an exception's message, without terminal colour codes (``""``
+    for an empty message): how fastrelu quotes the errors other libraries raise."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,6 +1,7 @@
 """Layer-by-layer reports on PyTorch models (THEORY §10): every ReLU layer analysed on the
 inputs it receives when the model runs on data."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -18,16 +19,18 @@ from fastrelu._networks.report import (
     DEFAULT_POWER_STARTS,
     DEFAULT_WIDTH_DRAWS,
     _Stages,
+    heldout_points,
     layer_report,
     listed,
     metric_auc,
+    predictions,
+    relative_errors,
     settings_of,
 )
 from fastrelu._networks.results import NetworkReport
 from fastrelu._networks.torch_model import DEFAULT_BATCH, _check_model, capture_inputs, find_layers
 from fastrelu._reconstruct.driver import reconstruct
 from fastrelu._runtime.parallel import Stopwatch
-from fastrelu._runtime.seeds import SPLIT_STREAM, block_generator
 from fastrelu._spectral.width import gaussian_mean_width
 
 #: MCBE samples per layer on the ball (and on a LayerNorm's sphere) by default: fewer than
@@ -59,21 +62,11 @@ def _chosen(found, layers):
     return [layer for layer in found if layer.name in set(layers)]
 
 
-def _point_split(N, fit_data, seed):
-    """Which model inputs are held out: half (by the seed's split stream) without
-    ``fit_data``, all with it."""
-    if fit_data is not None:
-        return np.ones(N, dtype=bool)
-    order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
-    heldout = np.zeros(N, dtype=bool)
-    heldout[order[N // 2:]] = True
-    return heldout
-
-
-def _own_recovery(layer, Xk, jobs, progress):
+def _own_recovery(layer, kept, Xk, jobs, progress):
     """``recover(k, framed, injective)`` for a model layer: its own input from its
     output, solved at the points where the layer is injective (elsewhere the active rows
-    do not span: not stable, condition number ``inf``, not recovered)."""
+    do not span: not stable, condition number ``inf``, not recovered). ``kept``: the
+    indices of the layer's nonzero rows."""
 
     def recover(k, framed, injective):
         N = Xk.shape[0]
@@ -81,15 +74,12 @@ def _own_recovery(layer, Xk, jobs, progress):
         recovered, error = np.zeros(N, dtype=bool), np.full(N, np.nan)
         if not framed or not injective.any():
             return stable, cond, recovered, error
-        W, alpha = layer.weight, layer.bias
-        kept = np.linalg.norm(W, axis=1) > 0
+        W, alpha = layer.weight[kept], layer.bias[kept]
         points = Xk[injective]
-        outputs = np.maximum(points @ W[kept].T - alpha[kept], 0.0)
-        own = reconstruct(ReLULayer(W[kept], alpha[kept]), outputs, n_jobs=jobs, progress=progress)
-        norms = np.linalg.norm(points, axis=1)
-        relative = np.linalg.norm(own.x - points, axis=1) / np.where(norms > 0, norms, 1.0)
+        own = reconstruct(ReLULayer(W, alpha), np.maximum(points @ W.T - alpha, 0.0), n_jobs=jobs,
+                          progress=progress)
         stable[injective], cond[injective], recovered[injective] = own.spans, own.cond, own.ok
-        error[injective] = np.where(own.ok, relative, np.nan)
+        error[injective] = np.where(own.ok, relative_errors(own.x, points), np.nan)
         return stable, cond, recovered, error
     return recover
 
@@ -251,7 +241,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
         y = np.asarray(labels)
         if y.ndim != 1 or y.shape[0] != N:
             raise FastReluError(f"The 'labels' parameter must be a 1-D array of {N} labels (one per model input). Got shape {y.shape} instead.")
-    heldout = _point_split(N, fit_data, seed)
+    heldout = heldout_points(N, fit_data is not None, seed)
     fit_inputs = (capture_inputs(model, fit_data, chosen, batch_size, None, False, "fit_data")
                   if fit_data is not None else None)
     reports, per_sample = [], {"heldout": heldout}
@@ -269,7 +259,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
             try:
                 report, samples_k, _ = layer_report(
                     k, layer, Xk, fit, held, kept, width_in, settings, stages,
-                    _own_recovery(layer, Xk, n_jobs, progress), name=found_layer.name,
+                    _own_recovery(layer, kept, Xk, n_jobs, progress), name=found_layer.name,
                     kind=found_layer.kind, input_shape=found_layer.input_shape)
             except BudgetError as exc:  # this layer's work does not fit: leave it out, go on
                 not_analysed[found_layer.name] = str(exc)
@@ -286,14 +276,13 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
                 fraction_above = dict(report.fraction_above)
                 if estimate is not None:
                     estimates["layernorm_sphere"] = estimate
-                    fraction_above["layernorm_sphere"] = float(np.mean(layer.bias > estimate))
+                    fraction_above["layernorm_sphere"] = summary["fraction_above"]
                 if reason is not None:
                     skipped["layernorm_sphere"] = reason
                 extra.update(estimates=estimates, skipped=skipped, fraction_above=fraction_above,
                              sphere=summary,
                              stage_seconds={**report.stage_seconds, "layernorm sphere": sphere_clock()})
             if extra:
-                import dataclasses
                 report = dataclasses.replace(report, **extra)
             reports.append(report)
             per_sample.update(samples_k)
@@ -302,7 +291,7 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
         accuracy, auc = _model_accuracy(outputs, y, per_sample, chosen)
     from fastrelu._core.version import __version__
 
-    parameters = {"n_points": N, "n_fit": int(sum(~heldout)) if fit_data is None else "fit_data",
+    parameters = {"n_points": N, "n_fit": int((~heldout).sum()) if fit_data is None else "fit_data",
                   **settings.recorded(),
                   "fit_data": "given" if fit_data is not None else "half of the data",
                   "model": "onnx" if found.method == "onnx" else type(model).__name__,
@@ -319,7 +308,7 @@ def _model_accuracy(outputs, y, per_sample, chosen):
     output; a single output unit: positive is class 1)."""
     if outputs.ndim != 2:
         raise FastReluError(f"The 'labels' parameter needs a model whose output is one score vector per input. Got outputs of shape {outputs.shape[1:]} per input (for an ONNX model, its first float output of rank 2, else its first output; a classifier exported by skl2onnx gives its probabilities as such a tensor with options={{'zipmap': False}}).")
-    prediction = (outputs[:, 0] > 0).astype(np.int64) if outputs.shape[1] == 1 else np.argmax(outputs, axis=1)
+    prediction = predictions(outputs)
     units = np.arange(2 if outputs.shape[1] == 1 else outputs.shape[1])
     if not np.isin(y, units).any():
         raise FastReluError(f"The 'labels' parameter must hold output unit indices {listed(units)}. Got labels {listed(np.unique(y))}, none of them an output unit: every prediction would count as wrong.")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError, MissingDependencyError
+from fastrelu._core.errors import FastReluError, MissingDependencyError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import as_bias, as_matrix, as_vector, check_real
 
@@ -539,7 +539,7 @@ class Network:
                 # weights_only refuses anything but tensors and containers of them
                 raise FastReluError(f"The network file {path!r} must hold a state_dict: torch.load(weights_only=True) refused it, so it holds other objects (a pickled model?). Save model.state_dict() for a stack of Linear and ReLU layers; for any other model, save it with torch.jit.save or torch.onnx.export and run fastrelu report on that file.") from None
             except Exception as exc:  # torch raises many types for unreadable files
-                raise FastReluError(f"The network file {path!r} could not be read as a PyTorch state_dict with torch.load(weights_only=True): {type(exc).__name__}: {_first_line(exc)}") from None
+                raise FastReluError(f"The network file {path!r} could not be read as a PyTorch state_dict with torch.load(weights_only=True): {type(exc).__name__}: {first_line(exc)}") from None
             if not isinstance(state_dict, Mapping):
                 raise FastReluError(f"The network file {path!r} must hold a state_dict (a mapping of names to tensors). Got {type(state_dict).__name__} instead.")
             return _from_state_dict(state_dict, f" in {path!r}", True if last_linear is None else last_linear)
@@ -744,12 +744,6 @@ def _to_numpy(value, name, where):
         return np.asarray(value, dtype=np.float64)
     except Exception as exc:  # tensors and arrays raise many types on conversion
         raise FastReluError(f"The '{name}' array{where} must hold real numbers. Got {type(value).__name__} ({exc}) instead.") from None
-
-
-def _first_line(exc):
-    """The first line of an exception's message, without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def _import_torch():

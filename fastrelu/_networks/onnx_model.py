@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError, MissingDependencyError
+from fastrelu._core.errors import FastReluError, MissingDependencyError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import memory_limit
 
@@ -52,7 +52,7 @@ def load(model):
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # the checker raises its own ValidationError types
-        raise FastReluError(f"The 'model' parameter must be a valid ONNX model. Got one that onnx.checker refuses: {str(exc).splitlines()[0]}") from None
+        raise FastReluError(f"The 'model' parameter must be a valid ONNX model. Got one that onnx.checker refuses: {first_line(exc)}") from None
     return model
 
 
@@ -282,7 +282,7 @@ def session(proto, outputs=()):
         return onnxruntime.InferenceSession(model.SerializeToString(), options,
                                             providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own error types
-        raise FastReluError(f"The 'model' parameter must be an ONNX model that onnxruntime runs on the CPU. Got one it refuses: {str(exc).splitlines()[0]}") from None
+        raise FastReluError(f"The 'model' parameter must be an ONNX model that onnxruntime runs on the CPU. Got one it refuses: {first_line(exc)}") from None
 
 
 def input_array(graph, value, name="data"):
@@ -535,7 +535,7 @@ def torchscript_to_onnx(path, example):
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # torch raises its own error types for unreadable archives
-        raise FastReluError(f"The TorchScript file {path!r} could not be read with torch.jit.load: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise FastReluError(f"The TorchScript file {path!r} could not be read with torch.jit.load: {type(exc).__name__}: {first_line(exc)}") from None
     module.eval()
     reference = next(iter(module.parameters()), None)
     dtype = reference.dtype if reference is not None else torch.float32
@@ -547,5 +547,5 @@ def torchscript_to_onnx(path, example):
             torch.onnx.export(module, (sample,), buffer, dynamo=False, do_constant_folding=False,
                               input_names=["input"], dynamic_axes={"input": {0: "batch"}})
     except Exception as exc:  # the exporter raises many types
-        raise FastReluError(f"The TorchScript file {path!r} could not be exported to ONNX at the input shape {tuple(sample.shape)}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise FastReluError(f"The TorchScript file {path!r} could not be exported to ONNX at the input shape {tuple(sample.shape)}: {type(exc).__name__}: {first_line(exc)}") from None
     return onnx.load_from_string(buffer.getvalue())

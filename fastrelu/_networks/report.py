@@ -243,12 +243,13 @@ def analyze(network, X, *, y=None, fit_data=None, samples=DEFAULT_SAMPLES, seed=
 
     layers, per_sample = [], {"heldout": heldout}
     reduced, kept = _reduced_layers(network.hidden)
-    framed_so_far = [True]  # every layer so far is a frame: the network input can be recovered
+    all_framed = True  # every layer so far is a frame: the network input can be recovered
 
     def recover(k, framed, injective):
-        framed_so_far[0] = framed_so_far[0] and framed
-        return _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]], framed, framed_so_far[0],
-                         n_jobs, progress)
+        nonlocal all_framed
+        all_framed = all_framed and framed
+        return _recovery(X, reduced[:k + 1], outputs[k][:, kept[k]], framed, all_framed, n_jobs,
+                         progress)
 
     with _Stages(len(network.hidden), progress) as stages:
         stages("input", "width")
@@ -377,19 +378,38 @@ def layer_report(k, layer, Xk, fit, heldout, kept, width_in, settings, stages, r
     return report, per_sample, width_out
 
 
-
 def _split(network, X, fit_data, seed):
     """``(heldout, fit_inputs)``: which points of ``X`` are held out from fitting (half
     of them, drawn from the seed's split stream, without ``fit_data``; all with it) and
     the fitting points' inputs to every layer."""
-    N = X.shape[0]
+    heldout = heldout_points(X.shape[0], fit_data is not None, seed)
     if fit_data is None:
-        order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
-        heldout = np.zeros(N, dtype=bool)
-        heldout[order[N // 2:]] = True
         return heldout, network.layer_inputs(X[~heldout])
     fit = as_matrix(fit_data, "fit_data", ncols=network.input_dim)
-    return np.ones(N, dtype=bool), network.layer_inputs(fit)
+    return heldout, network.layer_inputs(fit)
+
+
+def heldout_points(N, fit_given, seed):
+    """Which of ``N`` points are held out from fitting: all when the fitting points are
+    given, else half of them, drawn from the seed's split stream."""
+    if fit_given:
+        return np.ones(N, dtype=bool)
+    order = block_generator(seed, 0, SPLIT_STREAM).permutation(N)
+    heldout = np.zeros(N, dtype=bool)
+    heldout[order[N // 2:]] = True
+    return heldout
+
+
+def relative_errors(x, X):
+    """``|x - X| / |X|`` per row (``|x - X|`` where ``X`` is zero)."""
+    norms = np.linalg.norm(X, axis=1)
+    return np.linalg.norm(x - X, axis=1) / np.where(norms > 0, norms, 1.0)
+
+
+def predictions(scores):
+    """The output unit each score vector predicts: the largest, or for a single unit
+    whether its score is positive (unit 1) or not (unit 0)."""
+    return (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else np.argmax(scores, axis=1)
 
 
 class _Stages:
@@ -475,9 +495,7 @@ def _recovery(X, reduced, outputs, framed, all_framed, jobs, progress):
         return own_ok, own_cond, np.zeros(N, dtype=bool), np.full(N, np.nan)
     # invert(reduced, outputs, **options), whose first step is the solve just made
     x, recovered, _, _ = invert_layers(reduced, outputs, "dual", INVERT_ZERO_TOL, options, top=own)
-    norms = np.linalg.norm(X, axis=1)
-    error = np.linalg.norm(x - X, axis=1) / np.where(norms > 0, norms, 1.0)
-    return own_ok, own_cond, recovered, np.where(recovered, error, np.nan)
+    return own_ok, own_cond, recovered, np.where(recovered, relative_errors(x, X), np.nan)
 
 
 def _accuracy(network, X, y, per_sample, n_layers):
@@ -486,7 +504,7 @@ def _accuracy(network, X, y, per_sample, n_layers):
     the area under the ROC curve of separating correct from incorrect predictions."""
     scores = network.forward(X)
     # One output unit: a binary classifier whose positive class is the score > 0
-    prediction = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else np.argmax(scores, axis=1)
+    prediction = predictions(scores)
     classes = getattr(network, "classes", None)
     if classes is not None:
         prediction = np.asarray(classes)[prediction]

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import FastReluError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._networks.model_layers import DENSE_SHARE, LayerNormInput, ModelLayer, ReLULayers
@@ -100,9 +100,8 @@ class _Site:
 
 
 def _norm_reason(module, path):
-    """Why a batch norm cannot be folded (``None`` when it can)."""
-    if module.training:
-        return None  # the analysis runs the model in eval mode
+    """Why a batch norm cannot be folded (``None`` when it can); discovery runs the model
+    in eval mode, where one with running statistics is affine."""
     if not module.track_running_stats or module.running_mean is None:
         return f"the batch norm {path!r} keeps no running statistics (track_running_stats=False): it normalises by each batch, which is not an affine map"
     return None
@@ -168,16 +167,22 @@ def _fx_sites(model, torch):
                 return name
         return None
 
+    def through(node, chain):
+        """The first node from ``node`` back that is not a pass-through module, every
+        node on the way appended to ``chain``."""
+        chain.append(node)
+        while isinstance(module_of(node), kinds["through"]):
+            node = node.args[0]
+            chain.append(node)
+        return node
+
     sites = []
     for node in graph.nodes:
         if not is_relu(node):
             continue
         label = node.target if node.op == "call_module" else _relu_function_label(node.target, node.op)
-        source = node.args[0] if node.args else next(iter(node.kwargs.values()), None)
-        chain = [source]  # the nodes between the map and the ReLU, the map's own last
-        while isinstance(module_of(source), kinds["through"]):
-            source = source.args[0]
-            chain.append(source)
+        chain = []  # the nodes between the map and the ReLU, the map's own last
+        source = through(node.args[0] if node.args else next(iter(node.kwargs.values()), None), chain)
         norm = None
         if isinstance(module_of(source), kinds["norm"]):
             norm = node_call[source]
@@ -185,11 +190,7 @@ def _fx_sites(model, torch):
             if reason:
                 sites.append(_Site(label, reason=reason))
                 continue
-            source = source.args[0]
-            chain.append(source)
-            while isinstance(module_of(source), kinds["through"]):
-                source = source.args[0]
-                chain.append(source)
+            source = through(source.args[0], chain)
         module = module_of(source)
         if type(module) not in kinds["affine"]:
             sites.append(_Site(label, reason=_other_reason(describe(source), norm is not None)))
@@ -207,7 +208,7 @@ def _fx_sites(model, torch):
 def _other_reason(source, after_norm):
     where = "a batch norm applied to " if after_norm else ""
     text = f"its input is {where}{source}, not one Linear/Conv1d/Conv2d (optionally followed by an eval-mode BatchNorm1d/2d)"
-    if "add" in source or "iadd" in source:
+    if "add" in source:
         text += ": a residual sum ReLU(W h + b + x) is a ReLU layer of the joint input (h, x) (THEORY §10), which fastrelu does not analyse"
     return text
 
@@ -351,7 +352,6 @@ class _EvalMode:
 
     def __enter__(self):
         self.modes = [(module, module.training) for module in self.model.modules()]
-        self.was_training = self.model.training
         self.model.eval()
         return self
 
@@ -420,8 +420,6 @@ def relu_layers(model, example, *, method="auto"):
 def find_layers(model, example, method, name):
     """:func:`relu_layers`, its errors about the example naming ``name`` (the argument
     it was taken from: ``data`` for :func:`analyze_model`)."""
-    from fastrelu._networks.onnx_model import is_onnx
-
     if is_onnx(model):
         return relu_layers_onnx(model, example, name)
     torch = _import_torch()
@@ -442,8 +440,8 @@ def _discover(model, example, method, name, torch):
                 used = "fx"
             except Exception as exc:  # tracing raises whatever the model's code raises
                 if method == "fx":
-                    raise FastReluError(f"The 'model' parameter must trace with torch.fx for method='fx'. Got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (use method='hooks').") from None
-                trace_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    raise FastReluError(f"The 'model' parameter must trace with torch.fx for method='fx'. Got {type(exc).__name__}: {first_line(exc)} (use method='hooks').") from None
+                trace_error = f"{type(exc).__name__}: {first_line(exc)}"
         if method == "hooks" or trace_error is not None:
             sites = _hook_sites(model, example, torch)
             used = "hooks"
@@ -494,7 +492,7 @@ def _input_shapes(model, example, torch, name="example"):
         with torch.no_grad():
             model(example)
     except Exception as exc:  # the model's own code raises whatever it raises
-        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {first_line(exc)}") from None
     finally:
         for handle in handles:
             handle.remove()
@@ -521,9 +519,9 @@ class _Affine:
             self.padding, self.padding_mode = module.padding, module.padding_mode
             self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
 
-    def __call__(self, x, torch, bias=True):
+    def __call__(self, x, torch):
         F = torch.nn.functional
-        b = self.bias if bias else None
+        b = self.bias
         if self.linear:
             return F.linear(x, self.weight, b)
         conv = F.conv1d if self.dims == 1 else F.conv2d
@@ -742,7 +740,7 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
                 try:
                     out = model(batch)
                 except Exception as exc:  # the model's own code raises whatever it raises
-                    raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got a batch of shape {tuple(batch.shape)}, on which the model raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                    raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got a batch of shape {tuple(batch.shape)}, on which the model raised {type(exc).__name__}: {first_line(exc)}") from None
                 if outputs:
                     outputs_list.append(out.detach().to(device="cpu", dtype=torch.float64).numpy())
                 for layer in layers:
@@ -767,8 +765,6 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
 
 def _fresh_files(layers, out_dir):
     """Empty raw files for the layers' inputs (nothing left from an earlier run)."""
-    import os
-
     from fastrelu._core.io import output_directory
 
     output_directory(out_dir, "out_dir")
@@ -777,8 +773,6 @@ def _fresh_files(layers, out_dir):
 
 
 def _remove_files(layers, out_dir, suffix):
-    import os
-
     for layer in layers:
         path = os.path.join(out_dir, f"{layer.name}{suffix}")
         if os.path.exists(path):
@@ -787,8 +781,6 @@ def _remove_files(layers, out_dir, suffix):
 
 def _flush(buffers, out_dir):
     """Move the batch just captured to disk (raw float64 per layer, appended)."""
-    import os
-
     sizes = {}
     for name, parts in buffers.items():
         block = np.concatenate(parts, axis=0)
@@ -801,8 +793,6 @@ def _flush(buffers, out_dir):
 
 def _stored(results, layers, out_dir):
     """The captured files as ``.npy`` memory maps (the raw blocks given a header)."""
-    import os
-
     inputs = {}
     for layer in layers:
         raw = os.path.join(out_dir, f"{layer.name}.raw")

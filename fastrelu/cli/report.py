@@ -85,11 +85,7 @@ def _run_model(args):
         raise FastReluError(f"The 'data' file must hold at least one model input along its first axis. Got an array of shape {X.shape}.")
     y = None if args.labels is None else load_array(args.labels, "--labels", key_option=None, numeric=False)
     if y is not None:
-        y = np.ravel(y) if np.ndim(y) == 2 and 1 in np.shape(y) else y
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        if np.ndim(y) != 1 or y.shape[0] != X.shape[0]:
-            raise FastReluError(f"The '--labels' file must hold one label per input of --data ({X.shape[0]}): a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+        y = _label_vector(y, X.shape[0])
     fit = None if args.fit_data is None else load_array(args.fit_data, "fit-data", key_option=None)
     model = torchscript_to_onnx(args.model, X[:1]) if is_torchscript(args.model) else load(args.model)
     enlarge = None if args.enlarge == "none" else args.enlarge
@@ -127,6 +123,20 @@ def _write(report, args, model=False):
 
 
 
+def _label_vector(y, n_points):
+    """The ``--labels`` array as a vector of ``n_points`` labels (``None``: any number),
+    from a 1-D array or one column or row (a text file of a vector loads as one column);
+    integer labels that a text file loaded as floats become integers."""
+    if np.ndim(y) == 2 and 1 in np.shape(y):
+        y = y.ravel()
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    if np.ndim(y) != 1 or (n_points is not None and y.shape[0] != n_points):
+        expected = "one label per point of --data" + ("" if n_points is None else f" ({n_points})")
+        raise FastReluError(f"The '--labels' file must hold {expected}: a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+    return y
+
+
 def _labels_for(y, network, X):
     """The ``--labels`` array as :func:`fastrelu.analyze` takes it, checked here so that
     the errors and the warning name ``--labels``: one label per point of ``--data``, in a
@@ -134,14 +144,7 @@ def _labels_for(y, network, X):
     and labels among the network's classes (a warning when only some are)."""
     from fastrelu._networks.report import listed
 
-    if np.ndim(y) == 2 and 1 in np.shape(y):
-        y = y.ravel()
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)  # a text file of integer labels loads as floats
-    n_points = np.shape(X)[0] if np.ndim(X) == 2 else None  # else analyze refuses --data
-    if np.ndim(y) != 1 or (n_points is not None and y.shape[0] != n_points):
-        expected = "one label per point of --data" + ("" if n_points is None else f" ({n_points})")
-        raise FastReluError(f"The '--labels' file must hold {expected}: a 1-D array, one column or one row. Got an array of shape {np.shape(y)}.")
+    y = _label_vector(y, np.shape(X)[0] if np.ndim(X) == 2 else None)  # else analyze refuses --data
     if network.output is None:
         raise FastReluError("The '--labels' option needs a network with an output layer (correctness is the argmax of its output). This network ends with a ReLU layer.")
     classes, kind = network.classes, "classes"
