@@ -809,3 +809,67 @@ def test_a_dependent_row_after_rows_whose_pivots_hide_their_conditioning(monkeyp
         assert result.counts[k] == 0, seed  # the dependent row is never in the basis
         alpha, counts = brute_force_mcbe(W, x[None])
         np.testing.assert_array_equal(result.counts, counts)
+
+
+def test_refinement_kernels_against_numpy():
+    from fastrelu._core import basis
+
+    rng = np.random.default_rng(3)
+    n, count = 40, 25
+    U = rng.standard_normal((60, n))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    kept = np.arange(count, dtype=np.int64)
+    B = U[:count]
+    L = np.linalg.cholesky(B @ B.T)
+    chol = np.zeros((count + 5, count + 5))
+    chol[:count, :count] = L
+    # the inverse of the factor (dtrtri), lower triangle
+    M = np.zeros_like(chol)
+    basis.invert_lower(chol, count, M)
+    np.testing.assert_allclose(np.tril(M[:count, :count]), np.linalg.inv(L), rtol=1e-10, atol=1e-12)
+    # a row's coefficients in the kept rows: c = L^-T l with L l = B u
+    u = U[count + 3]
+    lvec = np.linalg.solve(L, B @ u)
+    c = np.empty(count + 5)
+    norm2 = basis.coefficients_norm2(chol, lvec, count, c)
+    expected = np.linalg.lstsq(B.T, u, rcond=None)[0]
+    np.testing.assert_allclose(c[:count], expected, rtol=1e-10)
+    assert norm2 == pytest.approx(expected @ expected, rel=1e-10)
+    # its refined squared distance to their span, and a lower bound on it
+    coef = np.empty((2, count + 5))
+    coef[0, :count] = c[:count]
+    lower, refined = basis.refined_distance2(u, U, kept, count, chol, coef, np.empty(n), n)
+    exact = np.linalg.norm(u - B.T @ expected) ** 2
+    assert refined == pytest.approx(exact, rel=1e-12)
+    assert lower <= exact and lower > exact * (1 - 1e-6)
+
+
+def _close_rows(rng, n, close=(3e-6,), dependent=(1e-8,), extra=4):
+    """``n`` Gaussian rows, rows at the given unit distances from the span of a few
+    earlier rows (close calls the Gram matrix cannot settle at this ``n``: kept and
+    dropped rows within ``1e3`` of rank_tol either way), and a few more Gaussian rows."""
+    G = rng.standard_normal((n, n))
+    rows = [G]
+    for distance in (*close, *dependent):
+        picks = rng.choice(n, 6, replace=False)
+        combination = rng.uniform(0.5, 1.5, 6) @ (G[picks] / np.linalg.norm(G[picks], axis=1)[:, None])
+        basis_q, _ = np.linalg.qr(G[picks].T)
+        z = rng.standard_normal(n)
+        z -= basis_q @ (basis_q.T @ z)
+        row = combination / np.linalg.norm(combination)
+        rows.append((row + distance * z / np.linalg.norm(z))[None])
+    rows.append(rng.standard_normal((extra, n)))
+    return np.vstack(rows)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_close_calls_at_large_n_follow_the_definition(seed):
+    # At n = 300 the Gram matrix's rounding bound (n^2 eps |v|^2) is far above a squared
+    # distance of 1e-11: the scan refines such distances from the rows themselves.
+    rng = np.random.default_rng(seed)
+    W = _close_rows(rng, 300)
+    X = rng.standard_normal((3, 300))
+    alpha, counts = brute_force_mcbe(W, X)
+    result = fr.mcbe(W, fr.Data(X), n_jobs=1)
+    np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(result.counts, counts)

@@ -6,7 +6,8 @@ For each sample ``x`` the rows of ``W`` are scanned by decreasing normalised cor
 ``<x, w_i> / |w_i|`` (ties: smaller index first); a row is kept when its unit direction
 is farther than ``rank_tol`` from the span of the kept ones (incremental Cholesky of the
 Gram matrix of the unit rows while the distances are clear of ``rank_tol`` by more than
-rounding; beyond, the rows' residuals against an orthonormal basis of the kept ones),
+rounding, or once refined from the rows themselves; beyond, the rows' residuals against
+an orthonormal basis of the kept ones),
 until ``n`` are kept. See THEORY §3.
 
 Only the rows needed are ordered: a threshold (adapted from sample to sample) picks a
@@ -32,6 +33,7 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import types
 from numba.np.linalg import _LAPACK, ensure_lapack
+from scipy.linalg import cython_blas, cython_lapack
 
 from fastrelu._core import _frame
 from fastrelu._core.jit import REDUCTION_FASTMATH, kernel
@@ -45,13 +47,12 @@ _KIND_DOUBLE = ord("d")
 _UPPER = ord("U")
 
 
-def _cython_blas_address(name):
-    """The address of BLAS routine ``name`` as SciPy's ``cython_blas`` exports it."""
+def _cython_address(module, name):
+    """The address of routine ``name`` as SciPy's ``cython_blas`` or ``cython_lapack``
+    (``module``) exports it."""
     import ctypes
 
-    from scipy.linalg import cython_blas
-
-    capsule = cython_blas.__pyx_capi__[name]
+    capsule = module.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
@@ -61,8 +62,13 @@ def _cython_blas_address(name):
 
 # BLAS dsyrk (Fortran calling convention: every argument by address), by symbol name as
 # above: the Gram matrix of gathered rows in n^3 / 2 multiply-adds, half a GEMM's.
-llvm.add_symbol("fastrelu_dsyrk", _cython_blas_address("dsyrk"))
+llvm.add_symbol("fastrelu_dsyrk", _cython_address(cython_blas, "dsyrk"))
 _dsyrk = types.ExternalFunction("fastrelu_dsyrk", types.void(*([types.voidptr] * 10)))
+
+
+# LAPACK dtrtri (the inverse of a triangular matrix, blocked: BLAS-3), the same way.
+llvm.add_symbol("fastrelu_dtrtri", _cython_address(cython_lapack, "dtrtri"))
+_dtrtri = types.ExternalFunction("fastrelu_dtrtri", types.void(*([types.voidptr] * 6)))
 # The lane-parallel certificate of the C extension (fastrelu/_core/_spans.h), called by
 # its symbol name so that the kernels that call it stay cacheable; SPANS_LANES samples
 # at once on this CPU (4 with AVX2 and FMA).
@@ -130,6 +136,9 @@ class Scan(NamedTuple):
     resid: np.ndarray
     #: (n + 2,): the condition estimate (:func:`ice_step`).
     ice: np.ndarray
+    #: (2, n): a row's coefficients in the kept rows and its residual's projection
+    #: (:func:`refined_distance2`).
+    coef: np.ndarray
 
 
 class Lanes(NamedTuple):
@@ -152,7 +161,7 @@ def scan_scratch(m, n):
     return Scan(order=np.empty(m, dtype=np.int64), order_keys=np.empty(m),
                 kept=np.empty(k, dtype=np.int64), chol=np.zeros((k, k)), inv_diag=np.empty(k),
                 lvec=np.empty(k), rows_buf=np.empty((k, k)), ortho=np.empty((k, n)),
-                resid=np.empty(n), ice=ice_scratch(k))
+                resid=np.empty(n), ice=ice_scratch(k), coef=np.empty((2, k)))
 
 
 def lanes_scratch(n, lanes=None):
@@ -184,21 +193,34 @@ def certify_one_by_one(n):
 
 
 EPS = float(np.finfo(np.float64).eps)
-#: A pivot d_j counts as clear of rank_tol^2 only above
-#: rank_tol^2 + PIVOT_MARGIN n^2 eps / min(1, lambda), lambda an estimate of the smallest
-#: eigenvalue of the Gram matrix of the rows before it; closer ones are left to the
-#: incremental scan. Two Cholesky factorisations of the same Gram matrix of unit rows in
-#: different orders of operations are exact ones of matrices within about n^2 eps of
-#: it, and a pivot moves by that much over that eigenvalue. The one-sample certificate
-#: and the scan estimate it by incremental condition estimation (ice_step); the
-#: lane-parallel certificate (fr_spans) by the smallest earlier pivot, which can be far
-#: larger (rows like Kahan's triangular matrix).
+#: A pivot d_j (the squared distance of a unit row to the span of the rows before it)
+#: counts as clear of rank_tol^2 only above rank_tol^2 + PIVOT_MARGIN n^2 eps |v|^2,
+#: where v = (-c, 1) and c are the row's coefficients in the rows before it (the
+#: solution of their Gram system): Cholesky's computed factor is the exact one of
+#: G + E with |E| <= about n^2 eps for unit rows, and the pivot moves by v^T E v to
+#: first order. Closer pivots are left to the residuals against an orthonormal basis.
+#: |v|^2 <= 1 + 1/lambda (lambda the smallest eigenvalue of the rows' Gram matrix), so
+#: the test first tries the cheaper 2 / min(1, lambda) with an estimate of lambda by
+#: incremental condition estimation (ice_step), which is far larger than |v|^2 for
+#: most rows once n is in the hundreds, and only then computes |v|^2 itself (the
+#: scan: one triangular solve; the one-sample certificate: LAPACK dtrtri of the factor
+#: once, whose rows give |v_j|^2 = d_j |row j of L^-1|^2). The lane-parallel
+#: certificate (fr_spans) uses 1 / the smallest earlier pivot for 1 / lambda, which
+#: can be far too small (rows like Kahan's triangular matrix): docs/theory.md §3.1.
 PIVOT_MARGIN = 64.0
+#: Pivots of one sample whose |v_j|^2 the one-sample certificate computes by a triangular
+#: solve each before it inverts the factor once (dtrtri) for the rest.
+SOLVED_PIVOTS = 8
+#: The scan refines a distance from the rows (refined_distance2) while the Gram
+#: matrix's error bound PIVOT_MARGIN n^2 eps |v|^2 is below this (the correction is then
+#: small beside the distance); beyond, the kept rows are orthonormalised.
+REFINE_LIMIT = 1e-2
 
 
 @kernel
 def pivot_margin(n):
-    """``PIVOT_MARGIN n^2 eps``: see ``PIVOT_MARGIN``."""
+    """``PIVOT_MARGIN n^2 eps``: see ``PIVOT_MARGIN`` (the cheap test uses twice this
+    over the estimate of lambda)."""
     return PIVOT_MARGIN * n * n * EPS
 @kernel
 def cholesky_lower(G, n):
@@ -368,12 +390,98 @@ def certified_prefix(order, n, basis, G, rows_buf, ice):
     # these rows too; closer cases go to the scan, which is the definition.
     margin = pivot_margin(n)
     low = 1.0  # estimate of lambda_min of the Gram matrix of the rows before (ice_step)
+    solved = 0  # pivots tested by |v_j|^2 one at a time
+    inverted = False
     for j in range(size):
         pivot = G[j, j] * G[j, j]
         if not pivot > rank_tol2 + margin / low:
-            return j
+            # not clear by the bound through lambda: by |v_j|^2 itself, from one
+            # triangular solve (O(j^2)) for the first few such pivots, then from the rows
+            # of L^-1 (one dtrtri, BLAS-3, for all the pivots left; rows_buf is free)
+            if solved < SOLVED_PIVOTS:
+                v2 = 1.0 + coefficients_norm2(G, G[j], j, rows_buf[size - 1])
+                solved += 1
+            else:
+                if not inverted:
+                    invert_lower(G, size, rows_buf)
+                    inverted = True
+                v2 = pivot * _norm2(rows_buf[j], j + 1)
+            if not pivot > rank_tol2 + margin * v2:
+                return j
         low = min(low, ice_step(ice, j, G[j], G[j, j]))
     return size
+
+
+@kernel
+def invert_lower(G, size, M):
+    """``M[:size, :size]`` (lower triangle) = the inverse of the lower triangular
+    ``G[:size, :size]`` (its lower triangle), by LAPACK ``dtrtri``."""
+    for j in range(size):
+        for p in range(j + 1):
+            M[j, p] = G[j, p]
+    # C order lower = Fortran order upper, as for cholesky_lower
+    ints = np.empty(3, dtype=np.int32)
+    ints[0], ints[1], ints[2] = size, M.shape[1], 0
+    chars = np.array([_UPPER, ord("N")], dtype=np.uint8)
+    _dtrtri(chars[0:].ctypes, chars[1:].ctypes, ints[0:].ctypes, M.ctypes, ints[1:].ctypes,
+            ints[2:].ctypes)
+
+
+@kernel(fastmath=REDUCTION_FASTMATH)
+def _norm2(a, length):
+    total = 0.0
+    for p in range(length):
+        total += a[p] * a[p]
+    return total
+
+
+@kernel
+def coefficients_norm2(chol, lvec, count, c):
+    """``|c|^2`` for ``c = L^-T lvec`` (``L = chol[:count, :count]``, lower), left in
+    ``c``: the coefficients of a row in the kept rows when ``L lvec = g``."""
+    for p in range(count):
+        c[p] = lvec[p]
+    for j in range(count - 1, -1, -1):  # L^T c = lvec, sweeping L's rows (contiguous)
+        c[j] /= chol[j, j]
+        cj = c[j]
+        row = chol[j]
+        for p in range(j):
+            c[p] -= row[p] * cj
+    return _norm2(c, count)
+
+
+@kernel
+def refined_distance2(u, unit_rows, kept, count, chol, coef, resid, dim):
+    """``(lower, estimate)``: the squared distance of the unit row ``u`` to the span of
+    the kept unit rows by one step of iterative refinement of the Gram solution, with
+    a lower bound on it.
+
+    With ``c = coef[0, :count]`` (:func:`coefficients_norm2`) the residual ``r = u -
+    sum_j c_j u_j`` is formed from the rows themselves (``resid``); its part in the span
+    is ``L^-1 (B r)`` (``coef[1]``), whose squared norm ``p2`` is subtracted. The
+    distance is then accurate to the rounding ``e <= (dim + count) eps (1 + |c|_1)`` of
+    the residual, where the Gram matrix's own is about ``n^2 eps |v|^2`` (``PIVOT_MARGIN``):
+    ``lower = |r|^2 - 2 p2 - 2 |r| e' - e'^2`` with ``e' = PIVOT_MARGIN e``, which also
+    leaves all of ``p2`` as the error of its own solve."""
+    c, h = coef[0], coef[1]
+    for p in range(dim):
+        resid[p] = u[p]
+    c1 = 0.0
+    for j in range(count):
+        cj = c[j]
+        c1 += abs(cj)
+        row = unit_rows[kept[j]]
+        for p in range(dim):
+            resid[p] -= cj * row[p]
+    r2 = dot(resid, resid, dim)
+    for j in range(count):  # h = L^-1 (B r)
+        acc = dot(unit_rows[kept[j]], resid, dim)
+        for p in range(j):
+            acc -= chol[j, p] * h[p]
+        h[j] = acc / chol[j, j]
+    p2 = _norm2(h, count)
+    e = PIVOT_MARGIN * (dim + count) * EPS * (1.0 + c1)
+    return r2 - 2.0 * p2 - 2.0 * np.sqrt(r2) * e - e * e, r2 - p2
 
 
 @kernel(fastmath=REDUCTION_FASTMATH)
@@ -434,8 +542,11 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
 
     Each distance is first computed from the Gram matrix (its Cholesky factor); a row
     whose squared distance exceeds ``rank_tol2`` by more than rounding can move it
-    (``PIVOT_MARGIN``) is kept on that evidence. At the first row that does not (a
-    dependent row, or a close call), the kept rows are orthonormalised and from then on
+    (``PIVOT_MARGIN``: the bound through the condition estimate, else through the row's
+    coefficients ``|v|^2``), or whose distance refined from the rows themselves
+    (:func:`refined_distance2`) has a lower bound above it, is kept on that evidence.
+    At the first row that none of these settles (a dependent row, or a close call),
+    the kept rows are orthonormalised and from then on
     every distance is the norm of the row's residual after projecting out that basis
     twice: accurate to rounding, where the Gram matrix's is accurate only to about
     ``eps cond`` of the kept rows. The callers run the certificate for every sample with
@@ -490,7 +601,19 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
             dist2 = gram[i, i] if use_gram else dot(unit_rows[i], unit_rows[i], dim)
             for p in range(count):
                 dist2 -= lvec[p] * lvec[p]
-            if dist2 > rank_tol2 + margin / low:  # clear of rounding: the row is kept
+            # clear of rounding (PIVOT_MARGIN) by the bound through lambda, by |v|^2, or
+            # after one step of refinement from the rows themselves: the row is kept
+            clear = dist2 > rank_tol2 + margin / low
+            if not clear and dist2 > rank_tol2:
+                v2 = 1.0 + coefficients_norm2(chol, lvec, count, scan.coef[0])
+                clear = dist2 > rank_tol2 + margin * v2
+                if not clear and margin * v2 < REFINE_LIMIT:
+                    lower, refined = refined_distance2(unit_rows[i], unit_rows, kept, count, chol,
+                                                       scan.coef, scan.resid, dim)
+                    if lower > rank_tol2:
+                        clear = True
+                        dist2 = refined
+            if clear:
                 for j in range(count):
                     chol[count, j] = lvec[j]
                 diag = np.sqrt(dist2)
