@@ -40,7 +40,7 @@ class ActiveRows(NamedTuple):
 
 
 @kernel
-def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats):
+def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, full):
     """Active-set sizes and ranks (capped at ``n``) of the points of one tile.
 
     Parameters
@@ -56,6 +56,9 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
     lanes_ws : fastrelu._core.basis.Lanes
         Scratch of ``lanes = SPANS_LANES`` points.
     stats : (3,) int64 scratch of the incremental scan.
+    full : bool
+        Rank every point; ``False``: only those with at least ``n`` active rows (the
+        others get rank ``-1``: not injective, rank not computed).
 
     The points go in groups of ``lanes``: the first ``n`` active rows of each (in scan
     order) are certified by one lane-parallel Cholesky factorisation; a point that it
@@ -95,12 +98,14 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
                 rank[s] = n
             elif size == 0:
                 rank[s] = 0
+            elif size < n and not full:
+                rank[s] = -1
             else:
                 rank[s] = select_basis(keys[li], -np.inf, active[li, :size], basis, scan, stats)
 
 
 @kernel
-def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, stats):
+def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, stats, full):
     """:func:`pointwise_tile` for large ``n``: one point at a time, the first ``n``
     active rows certified by LAPACK's blocked Cholesky
     (:func:`fastrelu._core.basis.basis_of_active`) rather than in SIMD lanes; the same
@@ -120,11 +125,15 @@ def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, s
             active_keys[size] = key
             size += C[s, i] - bias[i] >= 0.0
         n_active[s] = size
-        rank[s] = basis_of_active(keys, active, active_keys, size, n, basis, scan, stats)
+        if size < n and not full:
+            rank[s] = -1
+        else:
+            rank[s] = basis_of_active(keys, active, active_keys, size, n, basis, scan, stats)
 
 
 @kernel
-def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, one_by_one):
+def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, one_by_one,
+                    full):
     """:func:`pointwise_tile` (or, with ``one_by_one``, :func:`pointwise_tile_one_by_one`)
     on the tiles of ``C.shape[0]`` points of ``X``, in order: one call per block, so that
     the named tuples are passed in once."""
@@ -133,7 +142,8 @@ def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, s
         stop = min(X.shape[0], start + tile)
         if one_by_one:
             pointwise_tile_one_by_one(X[start:stop], C[:stop - start], layer, basis,
-                                      n_active[start:stop], rank[start:stop], cands, scan, stats)
+                                      n_active[start:stop], rank[start:stop], cands, scan, stats,
+                                      full)
         else:
             pointwise_tile(X[start:stop], C[:stop - start], layer, basis, n_active[start:stop],
-                           rank[start:stop], cands, scan, lanes_ws, stats)
+                           rank[start:stop], cands, scan, lanes_ws, stats, full)

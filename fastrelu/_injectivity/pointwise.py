@@ -135,8 +135,10 @@ class BiasCheck:
         return self.n_points - self.n_injective
 
 
-def _checker(geometry, rank_tol):
-    """A function ``check(X, n_active, rank)`` with its own scratch buffers."""
+def _checker(geometry, rank_tol, full=True):
+    """A function ``check(X, n_active, rank)`` with its own scratch buffers (``full``:
+    rank every point, else only those with at least ``n`` active rows, the others
+    ``-1``)."""
     tile = geometry.tile
     C = np.empty((tile, geometry.m))
     layer = kernels.ActiveRows(weight_t=geometry.weight_t, bias=geometry.bias,
@@ -148,7 +150,7 @@ def _checker(geometry, rank_tol):
 
     def check(X, n_active, rank):
         kernels.pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes, stats,
-                                one_by_one)
+                                one_by_one, full)
 
     return check
 
@@ -212,6 +214,12 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, pro
     >>> result.fraction, result.failures
     (0.5, array([0]))
     """
+    return _summary(layer, X, rank_tol, n_jobs, progress, True)
+
+
+def _summary(layer, X, rank_tol, n_jobs, progress, full):
+    """:func:`injectivity_summary`; without ``full`` the points with fewer than ``n``
+    active rows get rank ``-1`` (not computed: they are not injective)."""
     clock = Stopwatch()
     layer = _as_layer(layer)
     n = layer.shape[1]
@@ -228,7 +236,7 @@ def injectivity_summary(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, pro
     geometry = RowGeometry(layer.weight, layer.bias)
 
     def make_worker():
-        check = _checker(geometry, rank_tol)
+        check = _checker(geometry, rank_tol, full)
 
         def process(part):
             b, lo, hi, _ = part
@@ -288,8 +296,8 @@ def pointwise_injectivity(layer, X, *, rank_tol=DEFAULT_RANK_TOL, n_jobs=None, p
     >>> fr.pointwise_injectivity(fr.ReLULayer(T, bias=-0.6), X, n_jobs=1)
     array([ True,  True])
     """
-    return injectivity_summary(layer, X, rank_tol=rank_tol, n_jobs=n_jobs,
-                               progress=progress).injective
+    # only the points with at least n active rows can span R^n: no rank for the others
+    return _summary(layer, X, rank_tol, n_jobs, progress, False).injective
 
 
 def _draw(domain, rng, out):
