@@ -76,20 +76,12 @@ def digits_model(*, hidden=DEFAULT_HIDDEN, seed=0, test_fraction=0.3, max_iter=3
     MissingDependencyError
         When scikit-learn is not installed.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.model_selection import train_test_split
-        from sklearn.neural_network import MLPClassifier
-    except ImportError:
-        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).', name="sklearn") from None
+    X_train, X_test, y_train, y_test = digits_split(seed=seed, test_fraction=test_fraction)
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
     from fastrelu._networks.network import Network
 
-    digits = load_digits()
-    X = digits.data / 16.0
-    y = digits.target.astype(np.int64)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=y)
     model = MLPClassifier(hidden_layer_sizes=tuple(hidden), activation="relu",
                           alpha=l2, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
@@ -154,32 +146,20 @@ def digits_cnn(*, channels=(8, 16), seed=0, test_fraction=0.3, epochs=12, batch_
     MissingDependencyError
         When scikit-learn or torch is not installed.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).', name="sklearn") from None
+    X_train, X_test, y_train, y_test = digits_split(seed=seed, test_fraction=test_fraction, images=True)
     from fastrelu._networks.network import _import_torch
 
     torch = _import_torch()
     nn = torch.nn
-    digits = load_digits()
-    X = (digits.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    y = digits.target.astype(np.int64)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=y)
-    c1, c2 = channels
     order = np.random.default_rng(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-                              nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * c2, 10))
+        model = digits_cnn_module(channels)
         optimiser = torch.optim.Adam(model.parameters(), lr=lr)
         inputs, targets = torch.from_numpy(X_train), torch.from_numpy(y_train)
         model.train()
         for _ in range(epochs):
-            for batch in np.array_split(order.permutation(len(X_train)), max(1, len(X_train) // batch_size)):
+            for batch in digits_batches(order, len(X_train), batch_size):
                 index = torch.from_numpy(batch)
                 optimiser.zero_grad()
                 loss = nn.functional.cross_entropy(model(inputs[index]), targets[index])
@@ -190,3 +170,59 @@ def digits_cnn(*, channels=(8, 16), seed=0, test_fraction=0.3, epochs=12, batch_
         accuracy = float((model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
     return DigitsCNN(model=model, X_train=X_train, X_test=X_test, y_train=y_train, y_test=y_test,
                      accuracy=accuracy)
+
+
+def digits_split(*, seed=0, test_fraction=0.3, images=False):
+    """The stratified split of scikit-learn's digits data used by the digits models.
+
+    Parameters
+    ----------
+    seed : int, default=0
+        ``random_state`` of ``train_test_split``.
+    test_fraction : float, default=0.3
+    images : bool, default=False
+        ``False``: float64 rows of 64 pixels; ``True``: float32 images ``(N, 1, 8, 8)``
+        (the same split and the same values, rounded to float32).
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarray
+        Pixel intensities scaled to [0, 1]; labels int64.
+
+    Raises
+    ------
+    MissingDependencyError
+        When scikit-learn is not installed.
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise MissingDependencyError('The digits model needs scikit-learn: pip install scikit-learn (it is in the "test" extra).', name="sklearn") from None
+    digits = load_digits()
+    X = digits.data / 16.0
+    if images:
+        X = X.astype(np.float32).reshape(-1, 1, 8, 8)
+    y = digits.target.astype(np.int64)
+    return tuple(train_test_split(X, y, test_size=test_fraction, random_state=seed, stratify=y))
+
+
+def digits_cnn_module(channels=(8, 16)):
+    """The untrained module of :func:`digits_cnn`, initialised from torch's global
+    random state: ``Conv2d(1, c1, 3, padding=1)``, ``BatchNorm2d``, ReLU,
+    ``Conv2d(c1, c2, 3, padding=1)``, ``BatchNorm2d``, ReLU, ``MaxPool2d(2)``,
+    ``Flatten``, ``Linear(16 c2, 10)`` for 8x8 inputs."""
+    from fastrelu._networks.network import _import_torch
+
+    nn = _import_torch().nn
+    c1, c2 = channels
+    return nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+                         nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * c2, 10))
+
+
+def digits_batches(order, count, batch_size):
+    """One epoch's mini-batches of :func:`digits_cnn`: a permutation of ``range(count)``
+    drawn from the generator ``order``, cut into ``max(1, count // batch_size)`` nearly
+    equal parts (``numpy.array_split``)."""
+    return np.array_split(order.permutation(count), max(1, count // batch_size))
