@@ -873,3 +873,45 @@ def test_close_calls_at_large_n_follow_the_definition(seed):
     result = fr.mcbe(W, fr.Data(X), n_jobs=1)
     np.testing.assert_allclose(result.alpha, alpha, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(result.counts, counts)
+
+
+def test_every_row_kept_for_square_frames():
+    from fastrelu._core.rows import every_row_kept
+
+    rng = np.random.default_rng(5)
+    U = rng.standard_normal((40, 40))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    assert every_row_kept(U, 1e-12)
+    # a row within 1e-8 of the span of three others: some scan order drops it
+    close = U.copy()
+    close[7] = U[:3].sum(axis=0) + 1e-8 * U[7]
+    close[7] /= np.linalg.norm(close[7])
+    assert not every_row_kept(close, 1e-12)
+    assert not every_row_kept(U[:, :39], 1e-12)  # not square
+
+
+@pytest.mark.parametrize("n", [12, 300])
+def test_square_frames_take_every_row_and_follow_the_definition(n):
+    # lanes path (n = 12) and one-sample path (n = 300); with every row kept in any order
+    # the estimate is each row's minimum over the points
+    rng = np.random.default_rng(n)
+    W = rng.standard_normal((n, n))
+    X = rng.standard_normal((5, n))
+    result = fr.mcbe(W, fr.Data(X), n_jobs=1)
+    np.testing.assert_array_equal(result.counts, np.full(n, 5))
+    np.testing.assert_allclose(result.alpha, (X @ W.T).min(axis=0), rtol=1e-13, atol=1e-13)
+    if n == 12:
+        alpha, counts = brute_force_mcbe(W, X)
+        np.testing.assert_array_equal(result.counts, counts)
+    bias = np.quantile(X @ W.T, 0.05, axis=0)
+    layer = fr.ReLULayer(W, bias)
+    summary = fr.injectivity_summary(layer, X, n_jobs=1)
+    active = X @ W.T - bias >= 0
+    np.testing.assert_array_equal(summary.n_active, active.sum(axis=1))
+    np.testing.assert_array_equal(summary.rank, active.sum(axis=1))  # any subset is independent
+    np.testing.assert_array_equal(fr.pointwise_injectivity(layer, X, n_jobs=1), spans(W, active))
+    # a square layer with a nearly dependent row goes through the scan as before
+    W[3] = W[:2].sum(axis=0) + 1e-9 * W[3]
+    alpha, counts = brute_force_mcbe(W, X)
+    result = fr.mcbe(W, fr.Data(X), n_jobs=1)
+    np.testing.assert_array_equal(result.counts, counts)

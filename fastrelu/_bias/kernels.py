@@ -21,7 +21,8 @@ from fastrelu._core.basis import (
 )
 from fastrelu._core.jit import kernel
 
-__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_block", "mcbe_tile", "mcbe_tile_one_by_one"]
+__all__ = ["SPANS_LANES", "McbeRows", "Minima", "mcbe_block", "mcbe_tile", "mcbe_tile_every_row",
+           "mcbe_tile_one_by_one"]
 
 
 class McbeRows(NamedTuple):
@@ -240,16 +241,34 @@ def mcbe_tile_one_by_one(U, C, layer, basis, minima, cands, scan):
         _finish_sample(c_row, lane_keys, kept, count, n, norm, refills, layer, minima)
 
 
+@kernel(inline="always")
+def mcbe_tile_every_row(U, C, layer, minima):
+    """:func:`mcbe_tile` for a square ``W`` whose scan keeps every row in every order
+    (:func:`fastrelu._core.rows.every_row_kept`): every sample's basis is all the rows,
+    so each lowers every row's minimum; no certificate, no scan."""
+    weight_t, rows, data_kind = layer.weight_t, layer.rows, layer.data_kind
+    n = U.shape[1]
+    np.dot(U, weight_t, C)
+    for s in range(U.shape[0]):
+        x = U[s]
+        norm = np.sqrt(dot(x, x, n))
+        if norm == 0.0 and not data_kind:
+            continue  # a zero Gaussian draw has no direction (probability zero)
+        _lower_minima(C[s], rows, rows.shape[0], 1.0 / norm if norm > 0.0 else 0.0, layer, minima)
+
+
 @kernel
-def mcbe_block(U, C, layer, basis, minima, cands, scan, lanes_ws, one_by_one):
+def mcbe_block(U, C, layer, basis, minima, cands, scan, lanes_ws, one_by_one, every_row):
     """:func:`mcbe_tile` (or, with ``one_by_one``, :func:`mcbe_tile_one_by_one`) on the
     tiles of ``C.shape[0]`` samples of the block ``U``, in order: one call per block, so
     that the named tuples are passed in once (Numba types a tuple argument at every call,
-    at a cost of microseconds)."""
+    at a cost of microseconds). ``every_row``: :func:`mcbe_tile_every_row` instead."""
     tile = C.shape[0]
     for start in range(0, U.shape[0], tile):
         stop = min(U.shape[0], start + tile)
-        if one_by_one:
+        if every_row:
+            mcbe_tile_every_row(U[start:stop], C[:stop - start], layer, minima)
+        elif one_by_one:
             mcbe_tile_one_by_one(U[start:stop], C[:stop - start], layer, basis, minima, cands,
                                  scan)
         else:

@@ -230,6 +230,8 @@ class _Problem:
         self.tile = geometry.tile
         # the certificate's path, decided once for the run (see _McbePlan)
         self.one_by_one = certify_one_by_one(n) if one_by_one is None else bool(one_by_one)
+        # a square frame whose scan keeps every row in any order: no certificates at all
+        self.every_row = self.rows.shape[0] == n and geometry.every_row_kept(self.rank_tol2)
 
     def worker(self):
         """Per-thread buffers and partial minima; returns ``(fold, result)``."""
@@ -249,7 +251,8 @@ class _Problem:
         alpha, counts, stats = minima.alpha, minima.counts, minima.stats
 
         def fold(U):
-            kernels.mcbe_block(U, C, layer, basis, minima, cands, scan, lanes, one_by_one)
+            kernels.mcbe_block(U, C, layer, basis, minima, cands, scan, lanes, one_by_one,
+                               self.every_row)
 
         def result():
             return np.ldexp(alpha, self.exponents), counts, int(stats[0])

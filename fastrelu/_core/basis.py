@@ -206,7 +206,7 @@ EPS = float(np.finfo(np.float64).eps)
 #: scan: one triangular solve; the one-sample certificate: LAPACK dtrtri of the factor
 #: once, whose rows give |v_j|^2 = d_j |row j of L^-1|^2). The lane-parallel
 #: certificate (fr_spans) uses 1 / the smallest earlier pivot for 1 / lambda, which
-#: can be far too small (rows like Kahan's triangular matrix): docs/theory.md §3.1.
+#: can be far too small (rows like Kahan's triangular matrix): THEORY §3.1.
 PIVOT_MARGIN = 64.0
 #: Pivots of one sample whose |v_j|^2 the one-sample certificate computes by a triangular
 #: solve each before it inverts the factor once (dtrtri) for the rest.

@@ -202,6 +202,45 @@ def tile_rows(m, n=0):
     return min(tile, LARGE_TILE) if n >= LARGE_TILE_N else tile
 
 
+#: The square-frame test of :func:`every_row_kept` trusts the computed diagonal of
+#: ``G^-1`` to a relative ``EVERY_ROW_MARGIN n^2 eps cond(U)`` (normwise error of the
+#: inverse of a triangular factor from Householder QR of the rows, over the smallest
+#: possible largest diagonal entry).
+EVERY_ROW_MARGIN = 64.0
+
+
+def every_row_kept(unit_rows, rank_tol2):
+    """For ``n`` unit rows ``U`` in R^n: is every row farther than ``sqrt(rank_tol2)``
+    from the span of all the others, so that the scan of THEORY §3 keeps every row in
+    every order (each row's distance to the span of any rows before it is at least
+    that)?
+
+    The distance of row ``i`` to the span of the others is ``1 / sqrt((G^-1)_ii)`` for
+    the Gram matrix ``G = U U^T = R^T R`` (``U^T = Q R``, Householder QR: the conditioning
+    of ``U``, not of ``G``), so ``(G^-1)_ii`` is the squared norm of row ``i`` of
+    ``R^-1`` (LAPACK ``dgeqrf`` and ``dtrtri``, ``5 n^3 / 3`` flops: far less than one
+    certificate per sample). ``False`` unless that is clear of rounding (relative error
+    ``EVERY_ROW_MARGIN n^2 eps cond(U)`` below 1/2, ``cond(U)^2 <= trace(G)
+    trace(G^-1)``)."""
+    import scipy.linalg
+
+    n = unit_rows.shape[1]
+    if unit_rows.shape[0] != n or n == 0:
+        return False
+    R = scipy.linalg.qr(unit_rows.T, mode="r", check_finite=False)[0]
+    if not np.all(np.abs(np.diag(R)) > 0):
+        return False
+    inverse, info = scipy.linalg.lapack.dtrtri(R, lower=0)
+    if info != 0:
+        return False
+    diagonal = np.einsum("ij,ij->i", inverse, inverse)  # (G^-1)_ii = |row i of R^-1|^2
+    if not np.all(np.isfinite(diagonal)):
+        return False
+    cond = np.sqrt(np.einsum("ij,ij->", unit_rows, unit_rows) * diagonal.sum())
+    relative = EVERY_ROW_MARGIN * n * n * np.finfo(np.float64).eps * cond
+    return bool(relative < 0.5 and diagonal.max() * (1.0 + relative) * rank_tol2 < 1.0)
+
+
 class RowGeometry:
     """The rows of ``W`` as the most-correlated-basis kernels take them, shared by the
     worker threads: ``weight_t`` (``W^T``), the bias (zero when None), ``inv_norm``,
@@ -215,6 +254,14 @@ class RowGeometry:
         self.bias = np.zeros(m) if bias is None else np.ascontiguousarray(bias)
         self.norms, self.inv_norm, self.unit_rows, self.use_gram, self.gram = normalised_rows(W, use_gram)
         self.tile = tile_rows(m, n)
+
+    def every_row_kept(self, rank_tol2):
+        """Does the scan keep every row, whatever the order, for a square ``W``? See
+        :func:`every_row_kept` (computed once per tolerance)."""
+        known = self.__dict__.setdefault("_every_row", {})
+        if rank_tol2 not in known:
+            known[rank_tol2] = self.m == self.n and every_row_kept(self.unit_rows, rank_tol2)
+        return known[rank_tol2]
 
     def basis(self, rank_tol2):
         """The rows as the basis kernels read them, with the squared rank tolerance

@@ -40,7 +40,8 @@ class ActiveRows(NamedTuple):
 
 
 @kernel
-def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, full):
+def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, full,
+                   every_row):
     """Active-set sizes and ranks (capped at ``n``) of the points of one tile.
 
     Parameters
@@ -59,6 +60,10 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
     full : bool
         Rank every point; ``False``: only those with at least ``n`` active rows (the
         others get rank ``-1``: not injective, rank not computed).
+    every_row : bool
+        The scan keeps every row of this square ``W`` in any order
+        (:func:`fastrelu._core.rows.every_row_kept`): a point's rank is its number of
+        active rows, no scan needed.
 
     The points go in groups of ``lanes``: the first ``n`` active rows of each (in scan
     order) are certified by one lane-parallel Cholesky factorisation; a point that it
@@ -87,9 +92,15 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
                 active_keys[size] = key
                 size += C[s, i] - bias[i] >= 0.0
             n_active[s] = size
+            if every_row:
+                continue
             if size >= n:
                 rank_into_lane(active[li], active_keys, size, n, order, order_keys, order_l, li)
                 ranked[li] = True
+        if every_row:
+            for li in range(group):
+                rank[first + li] = n_active[first + li]
+            continue
         passed = certify_lanes(lanes_ws, ranked, n, basis, scan.rows_buf)
         for li in range(group):
             s = first + li
@@ -105,7 +116,8 @@ def pointwise_tile(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, st
 
 
 @kernel
-def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, stats, full):
+def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, stats, full,
+                              every_row):
     """:func:`pointwise_tile` for large ``n``: one point at a time, the first ``n``
     active rows certified by LAPACK's blocked Cholesky
     (:func:`fastrelu._core.basis.basis_of_active`) rather than in SIMD lanes; the same
@@ -125,7 +137,9 @@ def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, s
             active_keys[size] = key
             size += C[s, i] - bias[i] >= 0.0
         n_active[s] = size
-        if size < n and not full:
+        if every_row:
+            rank[s] = size
+        elif size < n and not full:
             rank[s] = -1
         else:
             rank[s] = basis_of_active(keys, active, active_keys, size, n, basis, scan, stats)
@@ -133,7 +147,7 @@ def pointwise_tile_one_by_one(X, C, layer, basis, n_active, rank, cands, scan, s
 
 @kernel
 def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, stats, one_by_one,
-                    full):
+                    full, every_row):
     """:func:`pointwise_tile` (or, with ``one_by_one``, :func:`pointwise_tile_one_by_one`)
     on the tiles of ``C.shape[0]`` points of ``X``, in order: one call per block, so that
     the named tuples are passed in once."""
@@ -143,7 +157,7 @@ def pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes_ws, s
         if one_by_one:
             pointwise_tile_one_by_one(X[start:stop], C[:stop - start], layer, basis,
                                       n_active[start:stop], rank[start:stop], cands, scan, stats,
-                                      full)
+                                      full, every_row)
         else:
             pointwise_tile(X[start:stop], C[:stop - start], layer, basis, n_active[start:stop],
-                           rank[start:stop], cands, scan, lanes_ws, stats, full)
+                           rank[start:stop], cands, scan, lanes_ws, stats, full, every_row)

@@ -147,10 +147,11 @@ def _checker(geometry, rank_tol, full=True):
     one_by_one = certify_one_by_one(geometry.n)
     cands, scan, stats = geometry.scratch(lanes=1 if one_by_one else kernels.SPANS_LANES)
     lanes = lanes_scratch(1, 1) if one_by_one else lanes_scratch(geometry.n)  # unused one by one
+    every_row = geometry.every_row_kept(float(rank_tol) ** 2)
 
     def check(X, n_active, rank):
         kernels.pointwise_block(X, C, layer, basis, n_active, rank, cands, scan, lanes, stats,
-                                one_by_one, full)
+                                one_by_one, full, every_row)
 
     return check
 
@@ -234,6 +235,7 @@ def _summary(layer, X, rank_tol, n_jobs, progress, full):
     # stored Gram matrix or not by the rows alone (never by N): a point's rank must not
     # depend on the points beside it
     geometry = RowGeometry(layer.weight, layer.bias)
+    geometry.every_row_kept(float(rank_tol) ** 2)  # once, before the workers ask
 
     def make_worker():
         check = _checker(geometry, rank_tol, full)
@@ -405,6 +407,7 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
     budget = check_budget(layer.shape[0], n, total, jobs, what="check_bias", name="n_points",
                                outputs=False).check_memory().check_start(jobs)
     geometry = RowGeometry(layer.weight, layer.bias)
+    geometry.every_row_kept(float(rank_tol) ** 2)  # once, before the workers ask
     n_blocks = -(-total // BLOCK_SIZE)
     failed = {}
     lock = threading.Lock()
