@@ -2,8 +2,8 @@
 estimate, monitoring and enforcement, checked against the definitions computed
 independently (relu_layers, capture, mcbe on Data, pointwise_injectivity)."""
 
-import csv
 import copy
+import csv
 import json
 
 import numpy as np

@@ -24,12 +24,12 @@ from fastrelu._injectivity.pointwise import pointwise_injectivity
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.torch_model import (
     _Affine,
+    _apply,
     _check_model,
     _dense,
     _EvalMode,
     _first_tensor,
     _Norm,
-    _apply,
     capture_inputs,
     find_layers,
 )
