@@ -10,6 +10,7 @@ import doctest
 import pytest
 
 import fastrelu as fr
+import fastrelu.torch as fr_torch
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -34,14 +35,21 @@ MUST_HAVE_EXAMPLES = (
     "relu_layers",
     "capture",
     "analyze_model",
+    "torch.InjectivityMonitor",
 )
+
+
+#: The public names with their module: the package's, and the training monitor's in
+#: fastrelu.torch.
+PUBLIC = {**{name: fr for name in fr.__all__},
+          **{f"torch.{name}": fr_torch for name in fr_torch.__all__}}
 
 
 def _doctests(name):
     """The doctests of ``fastrelu.<name>`` (and of its members, for a class), each with
     an empty namespace."""
     finder = doctest.DocTestFinder(exclude_empty=True)
-    return finder.find(getattr(fr, name), f"fastrelu.{name}", globs={})
+    return finder.find(getattr(PUBLIC[name], name.rpartition(".")[2]), f"fastrelu.{name}", globs={})
 
 
 def _own_examples(name):
@@ -49,7 +57,7 @@ def _own_examples(name):
     return sum(len(test.examples) for test in _doctests(name) if test.name == f"fastrelu.{name}")
 
 
-@pytest.mark.parametrize("name", sorted(fr.__all__))
+@pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_the_examples_run(name):
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     failed = []
@@ -61,7 +69,7 @@ def test_the_examples_run(name):
 
 @pytest.mark.parametrize("name", MUST_HAVE_EXAMPLES)
 def test_the_main_functions_have_examples(name):
-    assert name in fr.__all__
+    assert name in PUBLIC
     assert _own_examples(name) >= 1, f"fastrelu.{name} has no example in its docstring"
 
 

@@ -81,5 +81,7 @@ fr.relu_layers(cnn.model, cnn.X_test[:1])                   # its ReLU layers: t
 model_report = fr.analyze_model(cnn.model, cnn.X_test[:100], labels=cnn.y_test[:100],
                                 samples=2_000, enlarge=None, seed=0)   # each layer on the inputs it receives
 model_report.layers[1].channel_fraction_above               # channels whose shared bias is above the estimate
+# while training: monitor = fastrelu.torch.InjectivityMonitor(model, enforce=True); after each
+# optimizer.step(), monitor.step() keeps every layer injective on recent batches (docs/networks.md)
 
 fr.mcbe(W, fr.enlarge_data(X, 10_000, method="kde", seed=0))   # data-driven MCBE: data plus synthetic points near it

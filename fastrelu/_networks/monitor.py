@@ -187,9 +187,11 @@ class InjectivityMonitor:
     ...     loss = model(torch.randn(32, 3)).square().mean()
     ...     loss.backward()
     ...     optimizer.step()
-    ...     monitor.step()
+    ...     records = monitor.step()
     >>> [(record.step, record.layer, record.window_points) for record in monitor.history]
     [(1, '0', 32), (2, '0', 32), (3, '0', 32)]
+    >>> all(0 <= record.injective_fraction <= 1 for record in monitor.history)
+    True
     """
 
     def __init__(self, model, *, layers=None, window=1, every=1, points=None, enforce=False,
