@@ -3,6 +3,8 @@ their records, files and command line."""
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def records(tmp_path_factory):
 
 
 def test_registry_names():
-    assert set(fr.EXPERIMENTS) == {"tetrahedron", "evolution", "redundancy"}
+    assert set(fr.EXPERIMENTS) == {"tetrahedron", "evolution", "redundancy", "training"}
     for name in fr.EXPERIMENTS:
         params = ex.experiment_parameters(name)
         assert set(params) == set(ex.experiment_parameters(name, quick=True))
@@ -93,7 +95,7 @@ def test_figures_have_labels_that_are_neither_cut_nor_run_together(records, tmp_
     for name, (record, _) in records.items():
         spec = ex._spec(name)
         spec.plot(record["results"], Figure, str(tmp_path / f"{name}_{spec.figure}.png"))
-    assert len(saved) == 4
+    assert len(saved) == 5
     for path, fig in saved.items():
         for ax in fig.axes:
             assert ax.get_xlabel() or ax.get_ylabel(), (path, ax.get_title())
@@ -225,7 +227,7 @@ def test_without_matplotlib_json_is_written(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("name, kwargs, match", [
-    ("tetra", {}, r"The 'name' parameter must be one of \['evolution', 'redundancy', 'tetrahedron'\]. Got 'tetra' instead"),
+    ("tetra", {}, r"The 'name' parameter must be one of \['evolution', 'redundancy', 'tetrahedron', 'training'\]. Got 'tetra' instead"),
     ("tetrahedron", {"reps": 3}, r"parameters of experiment 'tetrahedron' must be among \['fit_from', 'repetitions', 'sample_counts'\]. Got 'reps'"),
     ("tetrahedron", {"repetitions": 0}, r"'repetitions' parameter must be an integer >= 1. Got 0"),
     ("tetrahedron", {"sample_counts": [100, 10]}, r"'sample_counts' parameter must be strictly increasing"),
@@ -295,3 +297,103 @@ def test_cli_bad_input_is_one_line_exit_2(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _without_timings(results):
+    """The training results without the wall-clock fields."""
+    runs = [{k: v for k, v in run.items() if k not in ("seconds", "monitor_seconds")}
+            for run in results["runs"]]
+    return {**results, "runs": runs}
+
+
+def test_training_record_structure(records):
+    record, out = records["training"]
+    params, results = record["parameters"], record["results"]
+    assert results["torch_threads"] == 1 and results["torch_version"]
+    split = results["split"]
+    assert split["train_images"] == params["train_points"] and split["eval_images"] == params["eval_points"]
+    runs = results["runs"]
+    expected = [("mlp", h, e) for h in params["widths"] for e in (False, True)] + [("cnn", None, False), ("cnn", None, True)]
+    assert [(r["model"], r["width"], r["enforce"]) for r in runs] == expected
+    for run in runs:
+        epochs = run["epochs"] + 1  # before the first epoch and after each
+        assert len(run["test_accuracy"]) == len(run["train_loss"]) == epochs
+        assert run["train_loss"][0] is None and all(0.0 <= a <= 1.0 for a in run["test_accuracy"])
+        assert len(run["layer_names"]) == 2 and set(run["layers"]) == set(run["monitor"]) == set(run["layer_names"])
+        for shape in run["layer_shapes"]:
+            assert shape["redundancy"] == shape["m"] / shape["n"]
+            layer = run["layers"][shape["name"]]
+            for field in ("injective_fraction", "recovered_fraction", "ok_fraction", "median_relative_error"):
+                assert len(layer[field]) == epochs
+            assert all(0.0 <= f <= 1.0 for f in layer["injective_fraction"] + layer["recovered_fraction"])
+            assert run["monitor"][shape["name"]]["steps"][1:] == [run["monitor_steps"] // run["epochs"]] * run["epochs"]
+    mlp = runs[0]["layer_shapes"]
+    assert [(s["n"], s["m"]) for s in mlp] == [(64, params["widths"][0]), (params["widths"][0],) * 2]
+    cnn = runs[-1]["layer_shapes"]
+    c1, c2 = params["cnn_channels"]
+    assert [(s["n"], s["m"]) for s in cnn] == [(64, 64 * c1), (64 * c1, 64 * c2)]
+    assert record["figures"] == ["training_curves.png"] and (out / "training_curves.png").exists()
+
+
+def test_training_enforced_runs_project_and_plain_runs_do_not(records):
+    runs = records["training"][0]["results"]["runs"]
+    for plain, forced in zip(runs[0::2], runs[1::2]):
+        assert not plain["enforce"] and forced["enforce"]
+        assert all(sum(m["projected"]) == 0 and sum(m["steps_projecting"]) == 0 for m in plain["monitor"].values())
+        assert sum(sum(m["projected"]) for m in forced["monitor"].values()) > 0
+        # the same initialisation: the two runs differ only from the first projection on
+        assert plain["init_seed"] == forced["init_seed"]
+        assert plain["test_accuracy"][0] == forced["test_accuracy"][0]
+        assert {k: v["injective_fraction"][0] for k, v in plain["layers"].items()} == \
+               {k: v["injective_fraction"][0] for k, v in forced["layers"].items()}
+
+
+def test_training_deterministic_for_a_seed_whatever_the_threads():
+    small = {"models": ["mlp"], "mlp_epochs": 1, "train_points": 96, "eval_points": 24,
+             "reconstruct_points": 8, "figures": False}
+    one = fr.run_experiment("training", quick=True, seed=5, n_jobs=1, **small)
+    two = fr.run_experiment("training", quick=True, seed=5, n_jobs=2, **small)
+    other = fr.run_experiment("training", quick=True, seed=6, n_jobs=1, **small)
+    assert _without_timings(one["results"]) == _without_timings(two["results"])
+    assert _without_timings(one["results"]) != _without_timings(other["results"])
+
+
+def test_training_without_torch_is_a_missing_dependency(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(fr.MissingDependencyError, match=r"training experiment needs torch: .*fastrelu\[torch\]"):
+        fr.run_experiment("training", quick=True)
+
+
+def test_other_experiments_do_not_import_torch():
+    code = ("import sys, fastrelu as fr; fr.run_experiment('tetrahedron', quick=True, repetitions=1, "
+            "sample_counts=[10]); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"models": ["rnn"]}, r"'models' parameter must be a non-empty list of distinct names among \['mlp', 'cnn'\]. Got \['rnn'\]"),
+    ({"models": []}, r"'models' parameter must be a non-empty list"),
+    ({"widths": [64, 32]}, r"'widths' parameter must be a non-empty, strictly increasing list of integers >= 1. Got \[64, 32\]"),
+    ({"widths": [0]}, r"'widths' parameter must be an integer >= 1. Got 0"),
+    ({"cnn_channels": [8]}, r"'cnn_channels' parameter must be two integers >= 1"),
+    ({"mlp_epochs": -1}, r"'mlp_epochs' parameter must be an integer >= 0. Got -1"),
+    ({"mlp_lr": 0}, r"'mlp_lr' parameter must be a finite real number > 0. Got 0"),
+    ({"test_fraction": 1.0}, r"'test_fraction' parameter must be a real number in \(0, 1\). Got 1.0"),
+    ({"train_points": 0}, r"'train_points' parameter must be an integer >= 1. Got 0"),
+    ({"train_points": 5000}, r"'train_points' parameter must be at most 1257 .* Got 5000"),
+    ({"eval_points": 1000}, r"'eval_points' parameter must be at most 540 .* Got 1000"),
+    ({"eval_points": 10, "reconstruct_points": 11}, r"'reconstruct_points' parameter must be at most eval_points=10. Got 11"),
+    ({"monitor_window": 0}, r"'monitor_window' parameter must be an integer >= 1. Got 0"),
+])
+def test_training_invalid_parameters(kwargs, match):
+    with pytest.raises(FastReluError, match=match):
+        fr.run_experiment("training", quick=True, **kwargs)
+
+
+def test_training_cli_bad_input_is_one_line_exit_2(capsys):
+    assert main(["experiment", "training", "--quick", "--set", "widths=[0]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'widths' parameter must be an integer >= 1. Got 0" in err[0]

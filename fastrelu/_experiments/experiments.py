@@ -1,6 +1,6 @@
 """The numerical experiments of [HEB], reproducible from a seed (docs/experiments.md).
 
-Three experiments, each a function of its parameters and a seed that returns a
+Four experiments, each a function of its parameters and a seed that returns a
 JSON-ready record (every parameter used, the seed, the run time, the library version)
 and optionally writes ``NAME.json`` and figures ``NAME_*.png`` to a directory:
 
@@ -10,7 +10,9 @@ and optionally writes ``NAME.json`` and figures ``NAME_*.png`` to a directory:
   after ``N`` samples, as ``N`` grows, with and without the covering-radius margin;
 - ``redundancy``: for random layers over a grid of ``(n, m)``, the fraction of neurons
   whose MCBE bias admits a zero, a ``N(0, 0.1^2)`` and a ``N(0, 1)`` bias, beside the
-  exact verdict of :func:`verify_injective` for small ``n``.
+  exact verdict of :func:`verify_injective` for small ``n``;
+- ``training`` (needs torch and scikit-learn; module ``training``): digits MLPs and the
+  digits CNN trained with and without the injectivity monitor's bias projection.
 
 Only public functions of the library are used (:func:`mcbe`, :func:`check_bias`,
 :func:`covering_radius`, :func:`verify_injective`). Randomness comes from
@@ -36,6 +38,7 @@ from fastrelu._core.errors import FastReluError
 from fastrelu._core.io import jsonable, output_directory
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.validation import n_jobs_value, positive_float, positive_int, seed_value
+from fastrelu._experiments import training
 from fastrelu._injectivity.pointwise import check_bias
 from fastrelu._injectivity.verify import verify_injective
 from fastrelu._runtime.parallel import Stopwatch
@@ -49,7 +52,7 @@ TETRAHEDRON_ALPHA = -1.0 / np.sqrt(3.0)
 GAUSSIAN_THRESHOLD = 6.698
 
 # First spawn-key entry of each experiment's random streams.
-_TAG = {"tetrahedron": 1, "evolution": 2, "redundancy": 3}
+_TAG = {"tetrahedron": 1, "evolution": 2, "redundancy": 3, "training": training.TAG}
 
 
 def _log_grid(low, high, per_decade):
@@ -641,6 +644,12 @@ _EXPERIMENTS = {
                 "unit_rows": _bool},
         run=_run_redundancy, describe=_describe_redundancy, plot=_plot_redundancy,
         figure="heatmaps"),
+    "training": _Experiment(
+        description="digits MLPs at several widths and the digits CNN trained with and without the "
+                    "InjectivityMonitor's bias projection: accuracy, held-out injectivity and reconstruction per epoch",
+        defaults=training.DEFAULTS, quick=training.QUICK, checks=training.CHECKS,
+        run=training.run_training, describe=training.describe_training, plot=training.plot_training,
+        figure="curves"),
 }
 
 #: The experiments by name, each with a one-line description.
@@ -695,7 +704,7 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
     Parameters
     ----------
     name : str
-        ``"tetrahedron"``, ``"evolution"`` or ``"redundancy"`` (see :data:`EXPERIMENTS`
+        ``"tetrahedron"``, ``"evolution"``, ``"redundancy"`` or ``"training"`` (see :data:`EXPERIMENTS`
         and docs/experiments.md for what each computes).
     out : str, os.PathLike or None, default=None
         Directory to write ``NAME.json`` (the record) and the figures ``NAME_*.png``
@@ -730,6 +739,8 @@ def run_experiment(name, out=None, *, seed=0, quick=False, n_jobs=None, progress
     FastReluError
         For an unknown experiment, unknown or invalid parameters, or an ``out`` that is
         an existing file.
+    MissingDependencyError
+        For ``training`` without torch or scikit-learn.
     """
     from fastrelu._core.version import __version__
 

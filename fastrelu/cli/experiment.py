@@ -13,8 +13,8 @@ _EXPERIMENT_OPTIONS = {"name": "NAME", "out": "--out", "seed": "--seed", "quick"
 
 def add_parser(sub):
     """The ``experiment`` subcommand."""
-    experiment = sub.add_parser("experiment", help="run one of the papers' experiments (tetrahedron, evolution, redundancy): JSON and figures")
-    experiment.add_argument("name", help="tetrahedron, evolution or redundancy (see docs/experiments.md)")
+    experiment = sub.add_parser("experiment", help="run one of the papers' experiments (tetrahedron, evolution, redundancy, training): JSON and figures")
+    experiment.add_argument("name", help="tetrahedron, evolution, redundancy or training (training needs torch; see docs/experiments.md)")
     experiment.add_argument("--out", help="directory for NAME.json and the figures NAME_*.png (nothing is written without it)")
     experiment.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     experiment.add_argument("--quick", action="store_true", help="the reduced size used by the tests")
