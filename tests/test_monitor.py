@@ -314,5 +314,71 @@ def test_step_without_a_training_pass():
     monitor = InjectivityMonitor(model, seed=0)
     with torch.no_grad():
         model(torch.randn(4, 5))
-    with pytest.raises(FastReluError, match="training forward pass.*before step"):
+    with pytest.raises(FastReluError, match="training forward pass.*before a monitored step"):
         monitor.step()
+    model = _mlp()
+    monitor = InjectivityMonitor(model, every=2, seed=0)
+    _train(model, monitor, 1)  # a pass before a call that every skips is not recorded
+    with pytest.raises(FastReluError, match="every=2, only the passes after the previous"):
+        monitor.step()
+
+
+def test_a_module_called_twice_is_monitored_but_not_enforced():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sq, self.mid, self.head = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(F.relu(self.sq(F.relu(self.mid(F.relu(self.sq(x)))))))
+
+    torch.manual_seed(0)
+    with pytest.raises(FastReluError, match="'enforce'.*'sq@0'.*more than once"):
+        InjectivityMonitor(Twice(), enforce=True, example=torch.zeros(1, 6))
+    model = Twice()
+    monitor = InjectivityMonitor(model, seed=0, **QUIET)
+    _train(model, monitor, 1, inputs=(6,))
+    assert [record.layer for record in monitor.history] == ["sq@0", "mid", "sq@1"]
+    monitor = InjectivityMonitor(model, enforce=True, layers=["mid"], seed=0, **QUIET)
+    _train(model, monitor, 1, inputs=(6,))
+    assert _injective_everywhere(model, _window(monitor))["mid"]
+
+
+def test_a_monitored_model_copies_and_saves_without_its_monitor(tmp_path):
+    model = _mlp()
+    monitor = InjectivityMonitor(model, seed=0, **QUIET)
+    _train(model, monitor, 1)
+    copied = copy.deepcopy(model)
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    for other in (copied, loaded):
+        _train(other, None, 1)  # its forward passes reach no monitor
+    assert monitor._batch == []
+    _train(model, monitor, 1)
+    assert [record.step for record in monitor.history] == [1, 1, 2, 2]
+
+
+def test_enforcement_through_a_batch_norm_with_negative_scale():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Linear(12, 2))
+    with torch.no_grad():
+        model[1].weight.uniform_(-1.5, -0.5)  # gamma < 0: the folded rows are flipped
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].running_mean.uniform_(-0.2, 0.2)
+    monitor = InjectivityMonitor(model, enforce=True, seed=0, **QUIET)
+    for step in range(3):
+        _train(model, None, 1, inputs=(4,), seed=step)
+        monitor.step()
+        assert _injective_everywhere(model, _window(monitor))["0"]
+    assert sum(record.projected for record in monitor.history) > 0
+
+
+def test_forward_passes_in_eval_mode_are_not_the_batch():
+    model = _mlp()
+    monitor = InjectivityMonitor(model, seed=0, **QUIET)
+    batches = _train(model, None, 1)
+    model.eval()
+    model(torch.randn(9, 5)).sum()  # validation with gradients enabled, in eval mode
+    model.train()
+    monitor.step()
+    assert torch.equal(_window(monitor), batches[0])

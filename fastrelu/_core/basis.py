@@ -201,7 +201,9 @@ EPS = float(np.finfo(np.float64).eps)
 #: first order. Closer pivots are left to the residuals against an orthonormal basis.
 #: |v|^2 <= 1 + 1/lambda (lambda the smallest eigenvalue of the rows' Gram matrix), so
 #: the test first tries the cheaper 2 / min(1, lambda) with an estimate of lambda by
-#: incremental condition estimation (ice_step), which is far larger than |v|^2 for
+#: incremental condition estimation (ice_step: an estimate from above, in practice
+#: within a small factor, so this first test is a heuristic and the next two are the
+#: bounds), which is far larger than |v|^2 for
 #: most rows once n is in the hundreds, and only then computes |v|^2 itself (the
 #: scan: one triangular solve; the one-sample certificate: LAPACK dtrtri of the factor
 #: once, whose rows give |v_j|^2 = d_j |row j of L^-1|^2). The lane-parallel
@@ -394,7 +396,7 @@ def certified_prefix(order, n, basis, G, rows_buf, ice):
     inverted = False
     for j in range(size):
         pivot = G[j, j] * G[j, j]
-        if not pivot > rank_tol2 + margin / low:
+        if not pivot > rank_tol2 + 2.0 * margin / low:
             # not clear by the bound through lambda: by |v_j|^2 itself, from one
             # triangular solve (O(j^2)) for the first few such pivots, then from the rows
             # of L^-1 (one dtrtri, BLAS-3, for all the pivots left; rows_buf is free)
@@ -462,7 +464,10 @@ def refined_distance2(u, unit_rows, kept, count, chol, coef, resid, dim):
     distance is then accurate to the rounding ``e <= (dim + count) eps (1 + |c|_1)`` of
     the residual, where the Gram matrix's own is about ``n^2 eps |v|^2`` (``PIVOT_MARGIN``):
     ``lower = |r|^2 - 2 p2 - 2 |r| e' - e'^2`` with ``e' = PIVOT_MARGIN e``, which also
-    leaves all of ``p2`` as the error of its own solve."""
+    leaves all of ``p2`` as the error of its own solve: valid while the Gram solve is
+    accurate to well within a factor 2, which the caller ensures by refining only while
+    its first-order error bound ``PIVOT_MARGIN n^2 eps |v|^2`` is below
+    ``REFINE_LIMIT``."""
     c, h = coef[0], coef[1]
     for p in range(dim):
         resid[p] = u[p]
@@ -603,16 +608,16 @@ def select_basis_from(keys, thresh, rows, basis, scan, stats, start):
                 dist2 -= lvec[p] * lvec[p]
             # clear of rounding (PIVOT_MARGIN) by the bound through lambda, by |v|^2, or
             # after one step of refinement from the rows themselves: the row is kept
-            clear = dist2 > rank_tol2 + margin / low
+            clear = dist2 > rank_tol2 + 2.0 * margin / low
             if not clear and dist2 > rank_tol2:
                 v2 = 1.0 + coefficients_norm2(chol, lvec, count, scan.coef[0])
                 clear = dist2 > rank_tol2 + margin * v2
                 if not clear and margin * v2 < REFINE_LIMIT:
-                    lower, refined = refined_distance2(unit_rows[i], unit_rows, kept, count, chol,
-                                                       scan.coef, scan.resid, dim)
-                    if lower > rank_tol2:
-                        clear = True
-                        dist2 = refined
+                    lower = refined_distance2(unit_rows[i], unit_rows, kept, count, chol,
+                                              scan.coef, scan.resid, dim)[0]
+                    # the factor keeps the Gram matrix's own pivot (it stays the computed
+                    # factor of G + E that the later rows' margins assume)
+                    clear = lower > rank_tol2
             if clear:
                 for j in range(count):
                     chol[count, j] = lvec[j]

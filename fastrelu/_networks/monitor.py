@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -59,11 +60,12 @@ class MonitorRecord:
         Points of the current batch used (the monitor's ``points``, times tokens).
     injective_fraction : float
         Fraction of the current batch's points at which the layer with its learned bias
-        (before any projection) is injective, at the inputs it receives from the model
-        as it is after the optimiser's step.
+        (before its own projection) is injective, at the inputs it receives from the
+        model as it is after the optimiser's step (with enforcement: after the layers
+        before it were projected, the network it now sits in).
     fraction_above : float
         Fraction of neurons (channels for a convolution, whose bias is shared) whose
-        learned ``alpha`` exceeds the running estimate, before any projection.
+        learned ``alpha`` exceeds the running estimate, before its own projection.
     projected : int
         Neurons (channels) whose bias the projection lowered (0 without enforcement).
     unconstrained : int
@@ -100,8 +102,8 @@ class InjectivityMonitor:
     trains (THEORY §11).
 
     Construct it once on the model; it observes the model's forward passes through a
-    forward pre-hook (those run with gradients enabled: the training passes, not
-    evaluation under ``torch.no_grad``). Call :meth:`step` right after each
+    forward pre-hook (those in train mode with gradients enabled: the training passes,
+    not evaluation). Call :meth:`step` right after each
     ``optimizer.step()``. At every ``every``-th call it
 
     1. takes ``points`` of the model inputs seen since the previous monitored call (all
@@ -169,7 +171,8 @@ class InjectivityMonitor:
         For a model that is not a module (or holds no parameter values), invalid
         ``window``, ``every`` or ``points``; at discovery (construction with
         ``example``, else the first monitored call), for a model without ReLU layers,
-        unknown layer names, or (with ``enforce``) a layer without a bias to write.
+        unknown layer names, or (with ``enforce``) a layer without a bias to write or
+        whose module the model calls more than once.
     MissingDependencyError
         Without torch.
 
@@ -214,19 +217,19 @@ class InjectivityMonitor:
             raise FastReluError(f"The 'writer' parameter must have an add_scalar(tag, value, step) method (a TensorBoard SummaryWriter). Got {type(writer).__name__} instead.")
         self.seed = seed_value(seed)
         self.model, self.writer, self.n_jobs = model, writer, n_jobs
-        self._names, self._torch = layers, torch
+        self._names = layers
         self.history, self.estimates, self.layers = [], {}, None
         self._calls, self._batch = 0, []
         self._window = collections.deque(maxlen=self.window)
-        self._handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
+        self._handle = model.register_forward_pre_hook(_Hook(self), with_kwargs=True)
         if example is not None:
             self._find(example)
 
     # --- observing -----------------------------------------------------------------------
 
     def _record(self, module, args, kwargs):
-        torch = self._torch
-        if not torch.is_grad_enabled() or (self._calls + 1) % self.every:
+        torch = _import_torch()
+        if not (torch.is_grad_enabled() and module.training) or (self._calls + 1) % self.every:
             return  # evaluation, fastrelu's own passes, or a call that is not monitored
         x = _first_tensor(args, kwargs, torch)
         if x is not None:
@@ -259,9 +262,9 @@ class InjectivityMonitor:
         self._calls += 1
         if self._calls % self.every:
             return []
-        torch = self._torch
+        torch = _import_torch()
         if not self._batch:
-            raise FastReluError(f"The model must run a training forward pass (with gradients enabled) before step(). Got none since {'the monitor was constructed' if self._calls == self.every else f'step {self._calls - self.every}'}: call monitor.step() right after optimizer.step().")
+            raise FastReluError(f"The model must run a training forward pass (in train mode, with gradients enabled) before a monitored step(). Got none since {'the monitor was constructed' if self._calls == self.every else f'step {self._calls - self.every}'}" + (f" (with every={self.every}, only the passes after the previous step() count)" if self.every > 1 else "") + ": call monitor.step() right after optimizer.step().")
         batch = torch.cat(self._batch, dim=0) if len(self._batch) > 1 else self._batch[0]
         self._batch = []
         if self.layers is None:
@@ -296,12 +299,14 @@ class InjectivityMonitor:
         for layer in chosen:
             if layer.layer is None:
                 raise FastReluError(f"The 'layers' parameter must name layers whose dense matrix fits the memory budget. Got {layer.name!r}, whose matrix needs {layer.dense_bytes:,} bytes; leave it out with layers=.")
+            if self.enforce and "@" in layer.name:
+                raise FastReluError(f"The 'enforce' parameter needs layers whose module the model calls once. Got the layer {layer.name!r}, a call of a module the model calls more than once: projecting one call's bias moves the others' and the inputs of every layer between them. Leave its calls out with layers=, or monitor without enforce.")
             if self.enforce and _writable(layer, modules) is None:
                 raise FastReluError(f"The 'enforce' parameter needs a bias to write for every layer. Got the layer {layer.name!r} without a bias (nor an affine batch norm after it): construct it with bias=True, or leave it out with layers=.")
         self.layers = type(found)(chosen, found.others, found.method, found.trace_error)
 
     def _monitor(self, window, batch_size):
-        torch = self._torch
+        torch = _import_torch()
         model, modules = self.model, dict(self.model.named_modules())
         records = []
         inputs = None
@@ -382,6 +387,23 @@ class InjectivityMonitor:
                 f"points={self.points}, enforce={self.enforce}, steps={self._calls})")
 
 
+class _Hook:
+    """The monitor's forward pre-hook: a weak reference to it, so that the model does
+    not keep it alive, and inert in a copy of the model (``copy.deepcopy``,
+    ``torch.save``, ``AveragedModel``): a copy is not monitored."""
+
+    def __init__(self, monitor=None):
+        self.monitor = None if monitor is None else weakref.ref(monitor)
+
+    def __call__(self, module, args, kwargs):
+        monitor = None if self.monitor is None else self.monitor()
+        if monitor is not None:
+            monitor._record(module, args, kwargs)
+
+    def __reduce__(self):
+        return _Hook, ()
+
+
 def _current_layer(layer, modules, torch):
     """The layer's ``ReLULayer`` from the module's parameters as they are now."""
     path = layer.name.partition("@")[0]
@@ -432,13 +454,12 @@ def _project(layer, modules, goal, torch):
         if through_norm is not None:  # the map's bias moves the folded one by s = 1/sqrt(var + eps)
             var = through_norm.running_var.detach().to(device="cpu", dtype=torch.float64).numpy()
             gap = gap * np.sqrt(var[short] + through_norm.eps)
-        with torch.no_grad():
-            index = torch.from_numpy(np.flatnonzero(short)).to(parameter.device)
-            old = parameter.detach()[index]
-            step = torch.from_numpy(gap).to(device=parameter.device)
-            new = (old.double() + step).to(parameter.dtype)
+        with torch.no_grad():  # computed on the CPU (float64), written on the parameter's device
+            index = torch.from_numpy(np.flatnonzero(short))
+            old = parameter.detach()[index.to(parameter.device)].to("cpu")
+            new = (old.double() + torch.from_numpy(gap)).to(old.dtype)
             new = torch.maximum(new, torch.nextafter(old, torch.full_like(old, math.inf)))
-            parameter.data[index] = new
+            parameter[index.to(parameter.device)] = new.to(parameter.device)
     raise FastReluError(f"The layer {layer.name!r} could not take its projected bias in {parameter.dtype}: the estimate lies beyond what the parameter's precision resolves near its value.")
 
 
