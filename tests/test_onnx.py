@@ -339,3 +339,19 @@ def test_an_onnx_model_with_a_fixed_batch_runs_in_batches_of_that_size(tmp_path)
     assert all(values.shape[0] == 7 for values in inputs.values())
     report = fr.analyze_model(path, X.numpy(), **SMALL)
     assert len(report.layers) == 2
+
+
+def test_an_onnx_conv_over_the_budget_says_what_it_cannot_compute(monkeypatch):
+    rng = np.random.default_rng(2)
+    weight = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    proto = _graph(nodes, {"w": weight, "b": bias}, [2, 6, 6], [4, 6, 6])
+    X = rng.standard_normal((3, 2, 6, 6)).astype(np.float32)
+    monkeypatch.setenv("FASTRELU_MEMORY_LIMIT", "100000")  # the rows need 8 * 144 * 72 bytes > a quarter
+    (layer,) = fr.relu_layers(proto, X[:1])
+    assert layer.layer is None
+    for call in (lambda: layer.pre_activation(X.reshape(3, -1)), layer.operator):
+        with pytest.raises(FastReluError, match="'conv'.*over the memory budget.*FASTRELU_MEMORY_LIMIT"):
+            call()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastrelu._core.errors import FastReluError
 from fastrelu._core.layer import ReLULayer
 
 #: Share of the memory budget a layer's dense operator may take (the analyses need room
@@ -134,8 +135,13 @@ class ModelLayer:
         """
         from fastrelu._core.validation import as_matrix
 
+        self._require_map("pre_activation")
         X = as_matrix(X, "X", ncols=self.n, allow_empty=True)
         return self._map.affine(np.array(X, dtype=np.float64))
+
+    def _require_map(self, what):
+        if self._map is None:
+            raise FastReluError(f"The layer {self.name!r} must have its map for {what}(). Got an ONNX layer whose dense matrix ({self.dense_bytes:,} bytes) is over the memory budget, and ONNX layers are computed from their dense rows only: raise the budget (FASTRELU_MEMORY_LIMIT) or run the model in PyTorch, whose layers compute the convolution matrix-free.")
 
     def operator(self):
         """``W`` as a ``scipy.sparse.linalg.LinearOperator`` (matrix-free for PyTorch
@@ -147,6 +153,8 @@ class ModelLayer:
             Shape ``(m, n)``, float64.
         """
         from scipy.sparse.linalg import LinearOperator
+
+        self._require_map("operator")
 
         def matmat(V):
             return self._map.linear(np.asarray(V, dtype=np.float64).T).T
