@@ -384,7 +384,7 @@ def plot_training(results, plt_figure, path):
         ax.set_xlabel("epoch (0: at initialisation)")
     fig.suptitle("Digits: training with (solid) and without (dashed) the InjectivityMonitor's bias projection; "
                  f"held-out: {results['split']['eval_images']} test images "
-                 f"({results['split']['reconstruct_images']} for reconstruction)")
-    fig.tight_layout()
+                 f"({results['split']['reconstruct_images']} for reconstruction)", y=0.995)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
     return [path]
