@@ -367,10 +367,11 @@ def test_training_without_torch_is_a_missing_dependency(monkeypatch):
         fr.run_experiment("training", quick=True)
 
 
-def test_other_experiments_do_not_import_torch():
+def test_other_experiments_do_not_import_torch(tmp_path):
     code = ("import sys, fastrelu as fr; fr.run_experiment('tetrahedron', quick=True, repetitions=1, "
             "sample_counts=[10]); assert 'torch' not in sys.modules, 'torch imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # from an empty directory: the installed package, not a source tree beside the tests
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("kwargs, match", [
