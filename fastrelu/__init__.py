@@ -15,6 +15,7 @@ from fastrelu._core.frames import canonical_dual, frame_bounds, frame_operator_i
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.version import __version__ as __version__
 from fastrelu._experiments.experiments import EXPERIMENTS, run_experiment
+from fastrelu._injectivity.operator import OperatorInjectivity, operator_injectivity
 from fastrelu._injectivity.pointwise import (
     BiasCheck,
     PointwiseInjectivity,
@@ -62,6 +63,7 @@ __all__ = [
     "ModelLayer",
     "Network",
     "NetworkReport",
+    "OperatorInjectivity",
     "PointwiseInjectivity",
     "PowerIterationResult",
     "ReLULayer",
@@ -93,6 +95,7 @@ __all__ = [
     "mcbe",
     "pbe",
     "plot_report",
+    "operator_injectivity",
     "pointwise_injectivity",
     "reconstruct",
     "relu_layers",

@@ -47,23 +47,51 @@ class _TorchMap:
         with torch.no_grad():
             return self._run(X, torch).numpy()
 
+    def _linear(self, x, torch):
+        z = self.affine_part(x, torch, bias=False)
+        return z if self.norm is None else self.norm.linear(z)
+
     def linear(self, X):
         torch = _import_torch()
         with torch.no_grad():
-            zero = self._run(np.zeros((1, X.shape[1])), torch)
-            return (self._run(X, torch) - zero).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(X)).reshape(-1, *self.input_shape)
+            return self._linear(x, torch).reshape(X.shape[0], -1).numpy()
 
     def adjoint(self, U):
         torch = _import_torch()
         n = math.prod(self.input_shape)
-        x = torch.zeros((1, n), dtype=torch.float64, requires_grad=True)
-        out = _apply(self.affine_part, self.norm, x.reshape(1, *self.input_shape), torch).reshape(-1)
-        rows = []
-        for u in U:
-            (grad,) = torch.autograd.grad(out, x, grad_outputs=torch.from_numpy(np.ascontiguousarray(u)),
-                                          retain_graph=True)
-            rows.append(grad.reshape(-1).numpy())
-        return np.array(rows).reshape(U.shape[0], n)
+        k = U.shape[0]
+        u = torch.from_numpy(np.ascontiguousarray(U))
+        affine = self.affine_part
+        direct = affine.linear or affine.padding_mode == "zeros"
+        if direct:  # the transposed map itself: the scaled rows, or the convolution's input gradient
+            with torch.no_grad():
+                if affine.linear:
+                    z = u if self.norm is None else self.norm.linear(u)
+                    return (z @ affine.weight).numpy()
+                z = u.reshape(k, affine.weight.shape[0], -1)
+                z = z if self.norm is None else self.norm.linear(z)
+                z = z.reshape(k, affine.weight.shape[0], *self._output_spatial(n))
+                grad = (torch.nn.grad.conv1d_input if affine.dims == 1 else torch.nn.grad.conv2d_input)(
+                    (k, *self.input_shape), affine.weight, z, affine.stride, affine.padding,
+                    affine.dilation, affine.groups)
+                return grad.reshape(k, n).numpy()
+        x = torch.zeros((k, n), dtype=torch.float64, requires_grad=True)
+        with torch.enable_grad():
+            out = self._linear(x.reshape(k, *self.input_shape), torch).reshape(k, -1)
+            # the map acts on each row of the batch alone, so the gradient of sum_j <u_j, A x_j>
+            # is the block of adjoints W^T u_j: one backward pass for the whole block
+            (grad,) = torch.autograd.grad(out, x, grad_outputs=u)
+        return grad.numpy().reshape(k, n)
+
+    def _output_spatial(self, n):
+        """The output's spatial shape (from one forward pass of a zero input, cached)."""
+        if not hasattr(self, "_spatial"):
+            torch = _import_torch()
+            with torch.no_grad():
+                out = self.affine_part(torch.zeros((1, *self.input_shape), dtype=torch.float64), torch)
+            self._spatial = tuple(out.shape[2:])
+        return self._spatial
 
 
 # --- discovery ------------------------------------------------------------------------------
@@ -519,9 +547,9 @@ class _Affine:
             self.padding, self.padding_mode = module.padding, module.padding_mode
             self.reversed_padding = getattr(module, "_reversed_padding_repeated_twice", None)
 
-    def __call__(self, x, torch):
+    def __call__(self, x, torch, bias=True):
         F = torch.nn.functional
-        b = self.bias
+        b = self.bias if bias else None
         if self.linear:
             return F.linear(x, self.weight, b)
         conv = F.conv1d if self.dims == 1 else F.conv2d
@@ -544,6 +572,10 @@ class _Norm:
     def __call__(self, z):
         shape = (1, -1) + (1,) * (z.dim() - 2)
         return (z - self.mean.reshape(shape)) * self.scale.reshape(shape) + self.beta.reshape(shape)
+
+    def linear(self, z):
+        """The linear part ``s z`` (no shift)."""
+        return z * self.scale.reshape((1, -1) + (1,) * (z.dim() - 2))
 
 
 def _apply(affine, norm, x, torch):

@@ -36,6 +36,9 @@ ENLARGE_STREAM = 5
 #: The split of the data into fitting and held-out points in :func:`fastrelu.analyze`
 #: (block 0).
 SPLIT_STREAM = 6
+#: The starting blocks of the eigenvalue iterations of :func:`fastrelu.operator_injectivity`
+#: (block index: the point's index).
+OPERATOR_STREAM = 7
 
 
 def block_generator(seed, block, stream=SAMPLING_STREAM):
