@@ -430,11 +430,12 @@ def test_bad_input_gets_clear_errors(monkeypatch):
         fr.analyze_model(model, torch.randn(10, 4), labels=np.zeros(9), **SMALL)
     with pytest.raises(FastReluError, match="'data' parameter must be a tensor, an array or a DataLoader"):
         fr.capture(model, 5, found)
-    # a layer whose dense matrix is over the budget is not analysed, and the report says so
+    # a layer whose dense matrix is over the budget is analysed matrix-free; when not even
+    # that fits, the error says why
     monkeypatch.setenv("FASTRELU_MEMORY_LIMIT", "1000")
     found = fr.relu_layers(model, torch.zeros(1, 4))
     assert found[0].layer is None and found[0].dense_bytes == 8 * 8 * 4
-    with pytest.raises(FastReluError, match="dense matrix needs 256 B, over a quarter of the memory budget"):
+    with pytest.raises(FastReluError, match="must have a ReLU layer whose analysis fits the memory and time budget. Got none: .*fits in memory"):
         fr.analyze_model(model, torch.randn(10, 4), **SMALL)
 
 
@@ -626,3 +627,68 @@ def test_analyze_model_errors_name_the_argument_and_over_budget_layers_are_left_
     assert [layer.name for layer in report.layers] == ["0"]
     assert "working set" in report.parameters["not_analysed"]["2"]
     assert report.accuracy is not None and "layer1.n_active" not in report.samples
+
+
+def test_a_layer_over_the_memory_budget_is_analysed_matrix_free(monkeypatch):
+    """The same convolution analysed from its dense rows and, with a memory budget below
+    them, from products with W and W^T: the iterative estimates agree with the exact
+    numbers, and what needs the rows is skipped with the reason."""
+    seeded(4)
+    model = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(6 * 16 * 16, 5), nn.ReLU())
+    randomise_batchnorm(model).eval()
+    X = torch.randn(16, 2, 16, 16)
+    dense = fr.analyze_model(model, X, layers=["0"], **SMALL)
+    monkeypatch.setenv("FASTRELU_MEMORY_LIMIT", str(4 * 8 * 1536 * 512 - 1))  # W: 1536 x 512
+    (found,) = [layer for layer in fr.relu_layers(model, X[:1]) if layer.name == "0"]
+    assert found.layer is None
+    free = fr.analyze_model(model, X, layers=["0"], **{**SMALL, "n_jobs": None})
+    assert free.parameters["not_analysed"] == {}
+    (d,), (f,) = dense.layers, free.layers
+    assert d.iterative is None and f.iterative is not None
+    assert f.shape == d.shape == (1536, 512) and f.kind == "conv2d" and f.name == "0"
+    # exact in both: activity, the widths (the same draws on the same outputs)
+    assert f.dead == d.dead
+    assert f.width_in == d.width_in and f.width_out == pytest.approx(d.width_out, rel=1e-12)
+    np.testing.assert_array_equal(free.samples["layer0.n_active"], dense.samples["layer0.n_active"])
+    # the estimates: sigma_min / sigma_max of the active rows, injectivity, recovery
+    for metric in ("sigma_min", "sigma_max"):
+        np.testing.assert_allclose(free.samples[f"layer0.{metric}"], dense.samples[f"layer0.{metric}"],
+                                   rtol=1e-7)
+    assert f.injective_fraction == d.injective_fraction > 0
+    assert f.heldout_fraction["learned"] == d.heldout_fraction["learned"]
+    assert f.stable_fraction == d.stable_fraction
+    assert f.reconstructed_fraction == d.reconstructed_fraction
+    assert f.reconstruction_error < 1e-6
+    assert f.spectral_norm == pytest.approx(d.spectral_norm, rel=1e-8)
+    np.testing.assert_allclose(f.frame_bounds, d.frame_bounds, rtol=1e-7)
+    assert f.iterative["undecided_fraction"] == 0 and f.iterative["not_converged"] == 0
+    assert set(f.stage_seconds) == {"frame bounds", "injectivity", "recovery", "width"}
+    assert set(f.iterative["estimated"]) >= {"injective_fraction", "spectral_norm", "frame_bounds"}
+    # what needs the rows is skipped, with the reason
+    assert np.isnan(f.s1) and f.estimates == {} and f.fraction_above == {}
+    for name in ("data", "ball", "s_1"):
+        assert "matrix-free" in f.skipped[name]
+    assert np.all(np.isnan(free.samples["layer0.width"]))
+    # the report writes (JSON, figures)
+    json = free.to_dict()
+    assert json["layers"][0]["iterative"]["rank_tol"] == 1e-6
+    assert "0*" in free.summary() and "iterative estimates" in free.summary()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Linear(7, 9), nn.BatchNorm1d(9), nn.ReLU()),
+    lambda: nn.Sequential(nn.Conv1d(2, 4, 3, stride=2, padding=1, padding_mode="circular"),
+                          nn.BatchNorm1d(4), nn.ReLU()),
+    lambda: nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU()),
+])
+def test_the_operator_and_its_adjoint_are_the_dense_rows(make):
+    seeded(6)
+    model = randomise_batchnorm(make().double()).eval()
+    shape = {nn.Linear: (7,), nn.Conv1d: (2, 9), nn.Conv2d: (2, 7, 7)}[type(model[0])]
+    (found,) = fr.relu_layers(model, torch.zeros(1, *shape, dtype=torch.float64))
+    W, operator = found.layer.weight, found.operator()
+    rng = np.random.default_rng(0)
+    V, U = rng.standard_normal((found.n, 5)), rng.standard_normal((found.m, 5))
+    np.testing.assert_allclose(operator.matmat(V), W @ V, atol=1e-13)
+    np.testing.assert_allclose(operator.rmatmat(U), W.T @ U, atol=1e-13)

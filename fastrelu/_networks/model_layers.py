@@ -65,7 +65,10 @@ class ModelLayer:
     layer : ReLULayer or None
         The layer in fastrelu's convention ``ReLU(W x - alpha)`` on the flattened input,
         ``alpha = -b`` (batch norm folded); ``None`` when its dense matrix does not fit
-        the memory budget (``dense_bytes`` says how much it needs).
+        the memory budget (``dense_bytes`` says how much it needs): then
+        :meth:`operator` computes ``W`` matrix-free, and :func:`fastrelu.analyze_model`
+        and :func:`fastrelu.operator_injectivity` analyse the layer from it (THEORY
+        §10.1).
     bias : ndarray, shape (m,)
         ``alpha`` per output (shared by the positions of a channel for convolutions).
     channels : int

@@ -12,6 +12,7 @@ from fastrelu._core.errors import BudgetError, FastReluError
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._injectivity.pointwise import injectivity_summary
+from fastrelu._networks.matrix_free import matrix_free_report
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.onnx_model import is_onnx, load
 from fastrelu._networks.report import (
@@ -227,11 +228,14 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     found = find_layers(model, _example(data), method, "data")
     chosen = _chosen(found, layers)
     limit, source = memory_limit()
+    # over the budget: PyTorch layers are analysed matrix-free, ONNX layers (dense rows only) not
     not_analysed = {layer.name: (f"its dense matrix needs {format_bytes(layer.dense_bytes)}, over a "
-                                 f"quarter of the memory budget {format_bytes(limit)} ({source}); "
-                                 f"the layer's operator() computes W matrix-free")
-                    for layer in chosen if layer.layer is None}
-    chosen = [layer for layer in chosen if layer.layer is not None]
+                                 f"quarter of the memory budget {format_bytes(limit)} ({source}), "
+                                 f"and an ONNX layer is computed from its dense rows only: raise "
+                                 f"the budget, or analyse the PyTorch model, whose layers over the "
+                                 f"budget are analysed matrix-free")
+                    for layer in chosen if layer.layer is None and layer._map is None}
+    chosen = [layer for layer in chosen if layer.layer is not None or layer._map is not None]
     if not chosen:
         raise FastReluError(f"The 'model' parameter must have a ReLU layer that fastrelu can analyse. Got none: {not_analysed or dict(found.others)}.")
     inputs, outputs = capture_inputs(model, data, chosen, batch_size, None, True, "data")
@@ -245,47 +249,22 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
     fit_inputs = (capture_inputs(model, fit_data, chosen, batch_size, None, False, "fit_data")
                   if fit_data is not None else None)
     reports, per_sample = [], {"heldout": heldout}
-    total = sum(1 + _Stages.PER_LAYER + (layer.layernorm is not None) for layer in chosen)
+    total = sum(1 + _Stages.PER_LAYER + (layer.layernorm is not None and layer.layer is not None)
+                for layer in chosen)
     with _Stages(len(chosen), progress, total) as stages:
         for k, found_layer in enumerate(chosen):
-            layer = found_layer.layer
-            Xk = np.asarray(inputs[found_layer.name])
             held = np.repeat(heldout, found_layer.tokens)
-            fit = fit_inputs[found_layer.name] if fit_inputs is not None else Xk[~held]
-            kept = np.flatnonzero(np.linalg.norm(layer.weight, axis=1) > 0)
-            stages(k, "width")
-            width_in = gaussian_mean_width(Data(Xk), n_draws=width_draws, seed=seed + k,
-                                           n_jobs=n_jobs, progress=progress)
+            fit = fit_inputs[found_layer.name] if fit_inputs is not None else None
             try:
-                report, samples_k, _ = layer_report(
-                    k, layer, Xk, fit, held, kept, width_in, settings, stages,
-                    _own_recovery(layer, kept, Xk, n_jobs, progress), name=found_layer.name,
-                    kind=found_layer.kind, input_shape=found_layer.input_shape)
+                report, samples_k = _layer(k, found_layer, np.asarray(inputs[found_layer.name]), fit,
+                                           held, settings, stages)
             except BudgetError as exc:  # this layer's work does not fit: leave it out, go on
                 not_analysed[found_layer.name] = str(exc)
                 continue
-            extra = {}
-            if found_layer.kind != "linear":
-                extra["channel_estimates"], extra["channel_fraction_above"] = _channel_fields(found_layer, report)
-            if found_layer.layernorm is not None:
-                stages(k, "layernorm sphere")
-                sphere_clock = Stopwatch()
-                estimate, summary, reason = _sphere_fields(found_layer, Xk, held, samples, seed + k,
-                                                           n_jobs, progress)
-                estimates, skipped = dict(report.estimates), dict(report.skipped)
-                fraction_above = dict(report.fraction_above)
-                if estimate is not None:
-                    estimates["layernorm_sphere"] = estimate
-                    fraction_above["layernorm_sphere"] = summary["fraction_above"]
-                if reason is not None:
-                    skipped["layernorm_sphere"] = reason
-                extra.update(estimates=estimates, skipped=skipped, fraction_above=fraction_above,
-                             sphere=summary,
-                             stage_seconds={**report.stage_seconds, "layernorm sphere": sphere_clock()})
-            if extra:
-                report = dataclasses.replace(report, **extra)
             reports.append(report)
             per_sample.update(samples_k)
+    if not reports:
+        raise FastReluError(f"The 'model' parameter must have a ReLU layer whose analysis fits the memory and time budget. Got none: {not_analysed}.")
     accuracy, auc = None, {}
     if y is not None:
         accuracy, auc = _model_accuracy(outputs, y, per_sample, chosen)
@@ -301,6 +280,45 @@ def analyze_model(model, data, *, labels=None, fit_data=None, layers=None,
                   "other_relus": [list(item) for item in found.others], "version": __version__}
     return NetworkReport(layers=tuple(reports), samples=per_sample, auc=auc, accuracy=accuracy,
                          parameters=parameters, elapsed=clock())
+
+
+def _layer(k, found_layer, Xk, fit, held, settings, stages):
+    """``(LayerReport, per-point metrics)`` of one model layer on its captured inputs
+    ``Xk`` (``fit``: the fitting inputs, ``None`` for the points not ``held`` out); raises
+    ``BudgetError`` when its work does not fit."""
+    layer, seed, jobs, progress = found_layer.layer, settings.seed, settings.jobs, settings.progress
+    stages(k, "width")
+    width_in = gaussian_mean_width(Data(Xk), n_draws=settings.width_draws, seed=seed + k,
+                                   n_jobs=jobs, progress=progress)
+    if layer is None:  # over the memory budget: products with W and W^T only
+        return matrix_free_report(k, found_layer, Xk, held, width_in, settings, stages)
+    fit = Xk[~held] if fit is None else fit
+    kept = np.flatnonzero(np.linalg.norm(layer.weight, axis=1) > 0)
+    report, samples_k, _ = layer_report(
+        k, layer, Xk, fit, held, kept, width_in, settings, stages,
+        _own_recovery(layer, kept, Xk, jobs, progress), name=found_layer.name,
+        kind=found_layer.kind, input_shape=found_layer.input_shape)
+    extra = {}
+    if found_layer.kind != "linear":
+        extra["channel_estimates"], extra["channel_fraction_above"] = _channel_fields(found_layer, report)
+    if found_layer.layernorm is not None:
+        stages(k, "layernorm sphere")
+        sphere_clock = Stopwatch()
+        estimate, summary, reason = _sphere_fields(found_layer, Xk, held, settings.samples, seed + k,
+                                                   jobs, progress)
+        estimates, skipped = dict(report.estimates), dict(report.skipped)
+        fraction_above = dict(report.fraction_above)
+        if estimate is not None:
+            estimates["layernorm_sphere"] = estimate
+            fraction_above["layernorm_sphere"] = summary["fraction_above"]
+        if reason is not None:
+            skipped["layernorm_sphere"] = reason
+        extra.update(estimates=estimates, skipped=skipped, fraction_above=fraction_above,
+                     sphere=summary,
+                     stage_seconds={**report.stage_seconds, "layernorm sphere": sphere_clock()})
+    if extra:
+        report = dataclasses.replace(report, **extra)
+    return report, samples_k
 
 
 def _model_accuracy(outputs, y, per_sample, chosen):

@@ -130,7 +130,9 @@ def _metrics_figure(Figure, report):
             finite = values[shown]
             if finite.size == 0 or finite.min() == finite.max():
                 # One value for every point: a histogram would only show one bar
-                note = f"all {finite.size} points: {finite[0]:.4g}" if finite.size else "no finite value"
+                note = (f"all {finite.size} points: {finite[0]:.4g}" if finite.size else
+                        "not computed: the layer was\nanalysed matrix-free" if layer.iterative is not None
+                        else "no finite value")
                 ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9)
             else:
                 bins = _histogram_bins(finite, metric)

@@ -78,7 +78,9 @@ class LayerReport:
         Seconds spent on this layer.
     stage_seconds : dict of str to float
         Seconds per stage: ``"estimates"``, ``"injectivity"``, ``"recovery"``, ``"local
-        metrics"``, ``"s_1"``, ``"width"`` (and ``"layernorm sphere"`` where it applies).
+        metrics"``, ``"s_1"``, ``"width"`` (and ``"layernorm sphere"`` where it applies);
+        for a layer analysed matrix-free (``iterative``), ``"frame bounds"``,
+        ``"injectivity"``, ``"recovery"`` and ``"width"``.
     name : str or None
         The layer's name in its model (:func:`fastrelu.analyze_model`: the affine
         module's path); ``None`` for :func:`fastrelu.analyze`.
@@ -107,6 +109,18 @@ class LayerReport:
         as the bias). The estimate itself is ``estimates["layernorm_sphere"]``, in the
         layer's own coordinates (``alpha^S + W beta``), so that it compares with
         ``bias`` directly.
+    iterative : dict or None
+        For a model layer whose dense matrix is over the memory budget, analysed from
+        products with ``W`` and ``W^T`` only (THEORY §10.1): ``"estimated"``
+        lists the fields that are iterative estimates (the injective, stable, held-out
+        and reconstructed fractions, the frame bounds, ``spectral_norm``, the per-point
+        ``sigma_min``, ``sigma_max`` and ``cond``), with the iterations' ``"tol"``,
+        ``"max_iter"``, ``"block"`` and ``"rank_tol"``, the ``"undecided_fraction"`` of
+        points the estimates could not settle (counted as not injective), how many did
+        not converge (``"not_converged"``), the lower frame bound's bound
+        (``"frame_bounds_lower"``) and the recovery's ``"recovery_rtol"``. The estimates
+        that need the rows (MCBE, PBE, ``s_1``, the local widths) are in ``skipped``.
+        ``None`` for layers analysed from their rows.
     """
 
     index: int
@@ -136,6 +150,7 @@ class LayerReport:
     channel_estimates: dict = field(repr=False, default_factory=dict)
     channel_fraction_above: dict = field(default_factory=dict)
     sphere: dict | None = field(repr=False, default=None)
+    iterative: dict | None = field(repr=False, default=None)
 
     def to_dict(self):
         """JSON-ready fields (arrays as lists, ``inf``/NaN as ``None``).
@@ -207,9 +222,11 @@ class NetworkReport:
         Returns
         -------
         str
-            A header, one line per hidden layer and, with labels, the accuracy.
+            A header, one line per hidden layer (``*`` marks layers analysed
+            matrix-free, :attr:`LayerReport.iterative`) and, with labels, the accuracy.
         """
-        names = [str(layer.index) if layer.name is None else layer.name for layer in self.layers]
+        names = [(str(layer.index) if layer.name is None else layer.name)
+                 + ("*" if layer.iterative is not None else "") for layer in self.layers]
         width = max([5] + [len(name) for name in names])
         lines = [f"{'layer':>{width}}  shape        injective  stable  held-out: learned  data+  ball   rec.   s1      width in->out"]
         for name, layer in zip(names, self.layers):
@@ -220,6 +237,9 @@ class NetworkReport:
                 f"  {held.get('learned', float('nan')):>17.3f}  {held.get('data_enlarged', float('nan')):>5.3f}"
                 f"  {held.get('ball', float('nan')):>5.3f}  {layer.reconstructed_fraction:>5.3f}"
                 f"  {layer.s1:>6.3g}  {layer.width_in:.3g} -> {layer.width_out:.3g}")
+        if any(layer.iterative is not None for layer in self.layers):
+            lines.append("* over the memory budget, analysed from products with W and W^T: "
+                         "iterative estimates (THEORY §10.1)")
         if self.accuracy is not None:
             lines.append(f"accuracy {self.accuracy:.4f}")
         return "\n".join(lines)
