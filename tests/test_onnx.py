@@ -247,8 +247,25 @@ def test_onnx_bad_input(tmp_path):
     found = fr.relu_layers(model, np.zeros((1, 3), dtype=np.float32))
     with pytest.raises(FastReluError, match="'data' parameter must hold inputs the model runs on"):
         fr.capture(model, np.zeros((2, 4), dtype=np.float32), found)
-    with pytest.raises(FastReluError, match="'out_dir' parameter is for PyTorch models"):
-        fr.capture(model, np.zeros((2, 3), dtype=np.float32), found, out_dir=tmp_path)
+
+
+def test_onnx_capture_streams_to_memory_mapped_files(tmp_path, monkeypatch):
+    model = _graph([helper.make_node("MatMul", ["x", "A"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+                   {"A": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}, [3], [4])
+    found = fr.relu_layers(model, np.zeros((1, 3), dtype=np.float32))
+    X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    held = fr.capture(model, X, found, batch_size=8)
+    streamed = fr.capture(model, X, found, batch_size=8, out_dir=tmp_path)
+    (name,) = held
+    assert isinstance(streamed[name], np.memmap) and (tmp_path / f"{name}.npy").exists()
+    np.testing.assert_array_equal(streamed[name], held[name])
+    assert not list(tmp_path.glob("*.raw"))
+    # in memory, inputs over the budget are refused before the run, with the way out
+    monkeypatch.setenv("FASTRELU_MEMORY_LIMIT", str(8 * 50 * 3 - 1))
+    with pytest.raises(FastReluError, match="'data' parameter must give layer inputs that fit in memory.*Pass out_dir="):
+        fr.capture(model, X, found)
+    again = fr.capture(model, X, found, out_dir=tmp_path / "again")
+    np.testing.assert_array_equal(again[name], held[name])
 
 
 def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):
@@ -355,3 +372,31 @@ def test_an_onnx_conv_over_the_budget_says_what_it_cannot_compute(monkeypatch):
     for call in (lambda: layer.pre_activation(X.reshape(3, -1)), layer.operator):
         with pytest.raises(FastReluError, match="'conv'.*over the memory budget.*FASTRELU_MEMORY_LIMIT"):
             call()
+    # analyze_model names it, with the estimate and the alternative
+    with pytest.raises(FastReluError, match=r"Got none: \{'conv': 'its dense matrix needs 81 KiB, over a quarter of the memory budget 97.7 KiB .*an ONNX layer is computed from its dense rows only.*analyse the PyTorch model"):
+        fr.analyze_model(proto, X, samples=50, width_draws=5, power_starts=1, enlarge=None, n_jobs=1)
+
+
+def test_a_torchscript_file_that_does_not_export_gives_one_line_and_no_graph_dump(tmp_path, capfd):
+    """The TorchScript exporter prints its graph from C++ to standard output when it
+    fails; the CLI's answer is still one line on stderr and nothing on stdout."""
+    from fastrelu.cli import main
+
+    class Unexportable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.linalg.svd(torch.relu(self.fc(x)))[0]  # no ONNX operator for it
+
+    path = tmp_path / "model.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script's deprecation
+        torch.jit.save(torch.jit.script(Unexportable()), str(path))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((5, 4)).astype(np.float32))
+    capfd.readouterr()
+    code = main(["report", str(path), "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out")])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "could not be exported to ONNX" in err and "linalg_svd" in err

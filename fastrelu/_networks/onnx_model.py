@@ -3,8 +3,11 @@ with ``onnxruntime``: ``Relu`` nodes applied to one ``Gemm``, ``MatMul`` (+ ``Ad
 ``Conv`` of one tensor, optionally followed by a ``BatchNormalization`` (folded in), with
 ``Identity`` and ``Dropout`` allowed in between."""
 
+import contextlib
 import math
 import os
+import sys
+import tempfile
 
 import numpy as np
 
@@ -396,16 +399,20 @@ def relu_layers_onnx(model, example, name="example"):
     return ReLULayers(layers, others, "onnx")
 
 
-def capture_onnx(model, data, layers, batch_size, outputs, name="data"):
+def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=None):
     """:func:`fastrelu.capture` for an ONNX model: the layers' input tensors exposed as
     outputs of an onnxruntime session (a model whose batch axis is fixed runs on
-    batches of that size, the last one padded)."""
+    batches of that size, the last one padded); with ``out_dir``, streamed batch by
+    batch to memory-mapped files as for a PyTorch model."""
+    from fastrelu._networks.torch_model import _flush, _fresh_files, _remove_files, _stored
+
     proto = load(model)
     graph = Graph(proto)
     fixed = fixed_batch(graph)
     batch_size = fixed or batch_size
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         array = input_array(graph, data, name)
+        _check_capture_memory(array.shape[0], layers, out_dir, name)
         batches = (array[start:start + batch_size] for start in range(0, array.shape[0], batch_size))
     elif hasattr(data, "__iter__"):
         batches = (input_array(graph, batch[0] if isinstance(batch, (tuple, list)) else batch, name)
@@ -418,20 +425,41 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data"):
     output_name = _score_output(proto)
     sess = session(proto, names)
     parts = {layer.name: [] for layer in layers}
-    results = []
-    for item in batches:
-        batch, real = item if fixed is not None else (item, item.shape[0])
-        values = run(graph, sess, batch, names + [output_name], name)
-        for layer, value in zip(layers, values):
-            value = np.asarray(value, dtype=np.float64)[:real]
-            if math.prod(value.shape[1:]) != layer.n * layer.tokens:
-                raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {batch.shape}, on which layer {layer.name!r} received shape {value.shape[1:]}.")
-            parts[layer.name].append(value.reshape(-1, layer.n))
-        results.append(np.asarray(values[-1], dtype=np.float64)[:real])
-    inputs = {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()}
+    results, stored = [], []
+    if out_dir is not None:
+        _fresh_files(layers, out_dir)
+    try:
+        for item in batches:
+            batch, real = item if fixed is not None else (item, item.shape[0])
+            values = run(graph, sess, batch, names + [output_name], name)
+            for layer, value in zip(layers, values):
+                value = np.asarray(value, dtype=np.float64)[:real]
+                if math.prod(value.shape[1:]) != layer.n * layer.tokens:
+                    raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {batch.shape}, on which layer {layer.name!r} received shape {value.shape[1:]}.")
+                parts[layer.name].append(value.reshape(-1, layer.n))
+            results.append(np.asarray(values[-1], dtype=np.float64)[:real])
+            if out_dir is not None:
+                stored.append(_flush(parts, out_dir))
+    except BaseException:
+        if out_dir is not None:
+            _remove_files(layers, out_dir, ".raw")
+        raise
+    inputs = (_stored(stored, layers, out_dir) if out_dir is not None else
+              {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()})
     if outputs:
         return inputs, np.concatenate(results, axis=0)
     return inputs
+
+
+def _check_capture_memory(count, layers, out_dir, name):
+    """Refuse, before the run, inputs of ``count`` points that do not fit in memory
+    (unless they are streamed to ``out_dir``)."""
+    from fastrelu._core.memory import format_bytes, memory_limit
+
+    total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
+    limit, source = memory_limit()
+    if out_dir is None and limit is not None and total > limit:
+        raise FastReluError(f"The '{name}' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
 
 
 def _score_output(proto):
@@ -521,6 +549,23 @@ def is_torchscript(path):
         return False
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """File descriptor 1 sent to a scratch file (the TorchScript exporter prints its graph
+    from C++ to the process's standard output when it fails, before raising)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 1)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
 def torchscript_to_onnx(path, example):
     """An ONNX ``ModelProto`` of a TorchScript file, exported by PyTorch's TorchScript
     exporter at the example's shape (batch axis dynamic), batch norms kept as nodes."""
@@ -533,7 +578,9 @@ def torchscript_to_onnx(path, example):
     except ImportError:
         raise MissingDependencyError('Reading TorchScript files needs torch: install it with pip install "fastrelu[torch]".', name="torch") from None
     try:
-        module = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's own, not the user's
+            module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # torch raises its own error types for unreadable archives
         raise FastReluError(f"The TorchScript file {path!r} could not be read with torch.jit.load: {type(exc).__name__}: {first_line(exc)}") from None
     module.eval()
@@ -542,7 +589,7 @@ def torchscript_to_onnx(path, example):
     sample = torch.from_numpy(np.ascontiguousarray(np.asarray(example))).to(dtype)
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _stdout_silenced():
             warnings.simplefilter("ignore")  # the exporter's notes on its own deprecation
             torch.onnx.export(module, (sample,), buffer, dynamo=False, do_constant_folding=False,
                               input_names=["input"], dynamic_axes={"input": {0: "batch"}})

@@ -684,7 +684,7 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         Points per forward pass for tensors and arrays.
     out_dir : str or path-like or None, default=None
         Write each layer's inputs to ``<out_dir>/<name>.npy`` (memory-mapped: for data
-        that does not fit in memory) instead of holding them in RAM (PyTorch models).
+        that does not fit in memory) instead of holding them in RAM.
     outputs : bool, default=False
         Also return the model's outputs, shape ``(N, ...)``.
 
@@ -725,11 +725,9 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
     if not layers or not all(isinstance(layer, ModelLayer) for layer in layers):
         raise FastReluError("The 'layers' parameter must be a non-empty sequence of ModelLayer (from fastrelu.relu_layers). Got " + (f"{type(layers[0]).__name__} items" if layers else "none") + " instead.")
     if is_onnx(model):
-        if out_dir is not None:
-            raise FastReluError("The 'out_dir' parameter is for PyTorch models. Got it with an ONNX model, whose inputs are captured in memory.")
         if any(layer._tensor is None for layer in layers):
             raise FastReluError("The 'layers' parameter must come from relu_layers of this ONNX model. Got layers of a PyTorch model.")
-        return capture_onnx(model, data, layers, batch_size, outputs, name)
+        return capture_onnx(model, data, layers, batch_size, outputs, name, out_dir)
     torch = _import_torch()
     _check_model(model, torch)
     count, batches = _batches(data, model, torch, batch_size, name)
