@@ -14,6 +14,7 @@ import numpy as np
 from fastrelu._core.errors import FastReluError, MissingDependencyError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import memory_limit
+from fastrelu._networks.captured import flush, fresh_files, remove_files, stored_inputs
 
 #: Nodes that pass their first input through unchanged at inference.
 THROUGH = ("Identity", "Dropout")
@@ -404,8 +405,6 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
     outputs of an onnxruntime session (a model whose batch axis is fixed runs on
     batches of that size, the last one padded); with ``out_dir``, streamed batch by
     batch to memory-mapped files as for a PyTorch model."""
-    from fastrelu._networks.torch_model import _flush, _fresh_files, _remove_files, _stored
-
     proto = load(model)
     graph = Graph(proto)
     fixed = fixed_batch(graph)
@@ -427,7 +426,7 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
     parts = {layer.name: [] for layer in layers}
     results, stored = [], []
     if out_dir is not None:
-        _fresh_files(layers, out_dir)
+        fresh_files(layers, out_dir)
     try:
         for item in batches:
             batch, real = item if fixed is not None else (item, item.shape[0])
@@ -439,12 +438,12 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
                 parts[layer.name].append(value.reshape(-1, layer.n))
             results.append(np.asarray(values[-1], dtype=np.float64)[:real])
             if out_dir is not None:
-                stored.append(_flush(parts, out_dir))
+                stored.append(flush(parts, out_dir))
     except BaseException:
         if out_dir is not None:
-            _remove_files(layers, out_dir, ".raw")
+            remove_files(layers, out_dir, ".raw")
         raise
-    inputs = (_stored(stored, layers, out_dir) if out_dir is not None else
+    inputs = (stored_inputs(stored, layers, out_dir) if out_dir is not None else
               {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()})
     if outputs:
         return inputs, np.concatenate(results, axis=0)

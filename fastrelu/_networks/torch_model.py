@@ -17,6 +17,7 @@ import numpy as np
 from fastrelu._core.errors import FastReluError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
+from fastrelu._networks.captured import flush, fresh_files, remove_files, stored_inputs
 from fastrelu._networks.model_layers import DENSE_SHARE, LayerNormInput, ModelLayer, ReLULayers
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.onnx_model import capture_onnx, is_onnx, relu_layers_onnx
@@ -759,7 +760,7 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
     if missing:
         raise FastReluError(f"The 'layers' parameter must come from this model. Got layers {missing}, which the model does not have.")
     if out_dir is not None:
-        _fresh_files(layers, out_dir)
+        fresh_files(layers, out_dir)
     outputs_list = []
     try:
         for path in {key[0] for key in wanted}:
@@ -778,64 +779,18 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
                     if got is None or got.shape[1] != layer.n:
                         raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
                 if out_dir is not None:
-                    results.append(_flush(buffers, out_dir))
+                    results.append(flush(buffers, out_dir))
     except BaseException:
         if out_dir is not None:
-            _remove_files(layers, out_dir, ".raw")
+            remove_files(layers, out_dir, ".raw")
         raise
     finally:
         for handle in handles:
             handle.remove()
-    inputs = _stored(results, layers, out_dir) if out_dir is not None else {
+    inputs = stored_inputs(results, layers, out_dir) if out_dir is not None else {
         name: np.concatenate(parts, axis=0) for name, parts in buffers.items()}
     if outputs:
         return inputs, np.concatenate(outputs_list, axis=0)
     return inputs
 
 
-def _fresh_files(layers, out_dir):
-    """Empty raw files for the layers' inputs (nothing left from an earlier run)."""
-    from fastrelu._core.io import output_directory
-
-    output_directory(out_dir, "out_dir")
-    for layer in layers:
-        open(os.path.join(out_dir, f"{layer.name}.raw"), "wb").close()
-
-
-def _remove_files(layers, out_dir, suffix):
-    for layer in layers:
-        path = os.path.join(out_dir, f"{layer.name}{suffix}")
-        if os.path.exists(path):
-            os.remove(path)
-
-
-def _flush(buffers, out_dir):
-    """Move the batch just captured to disk (raw float64 per layer, appended)."""
-    sizes = {}
-    for name, parts in buffers.items():
-        block = np.concatenate(parts, axis=0)
-        with open(os.path.join(out_dir, f"{name}.raw"), "ab") as handle:
-            handle.write(np.ascontiguousarray(block).tobytes())
-        sizes[name] = block.shape[0]
-        parts.clear()
-    return sizes
-
-
-def _stored(results, layers, out_dir):
-    """The captured files as ``.npy`` memory maps (the raw blocks given a header)."""
-    inputs = {}
-    for layer in layers:
-        raw = os.path.join(out_dir, f"{layer.name}.raw")
-        N = sum(sizes[layer.name] for sizes in results)
-        path = os.path.join(out_dir, f"{layer.name}.npy")
-        target = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(N, layer.n))
-        with open(raw, "rb") as handle:
-            for start in range(0, N, DEFAULT_BATCH):
-                stop = min(N, start + DEFAULT_BATCH)
-                target[start:stop] = np.frombuffer(handle.read(8 * (stop - start) * layer.n),
-                                                   dtype=np.float64).reshape(stop - start, layer.n)
-        target.flush()
-        del target
-        os.remove(raw)
-        inputs[layer.name] = np.load(path, mmap_mode="r")
-    return inputs
