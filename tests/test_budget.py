@@ -301,3 +301,19 @@ def test_a_wide_layer_needs_scratch_for_bases_of_its_neurons_only():
     layer = fr.ReLULayer(rng.standard_normal((30, 80)))
     summary = fr.injectivity_summary(layer, rng.standard_normal((20, 80)))
     assert not summary.injective.any() and (summary.rank == summary.n_active).all()
+
+
+def test_points_of_a_data_set_are_not_counted_as_a_drawn_block():
+    """The kernels read a data set's points in place; only drawn points fill a
+    per-thread block, of at most as many rows as there are points."""
+    m, n = 10, 4096
+    data = _budget.basis_scratch(m, n, 2, 4, 0)[1]
+    drawn = _budget.basis_scratch(m, n, 2, 4, 4096)[1]
+    assert drawn - data == 2 * 8 * 4096 * n
+    from fastrelu._bias.mcbe import mcbe_budget
+    from fastrelu._injectivity.pointwise import check_budget
+
+    assert mcbe_budget(m, n, 24, 2, data=True).total_bytes < 2 * 8 * 4096 * n
+    assert mcbe_budget(m, n, 24, 2, data=False).total_bytes > 2 * 8 * 24 * n
+    summary = check_budget(m, n, 24, 2, what="injectivity_summary", name="X", outputs=True)
+    assert summary.total_bytes < 8 * 4096 * n

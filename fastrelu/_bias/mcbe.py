@@ -342,7 +342,7 @@ class _McbePlan(BlockPlan):
         def make_worker():
             fold, result = problem.worker()
             if samples is None:
-                buffer = np.empty((BLOCK_SIZE, n))
+                buffer = np.empty((min(BLOCK_SIZE, total), n))
 
                 def process(part):
                     b = part[0]
@@ -510,7 +510,9 @@ def margin_value(margin, total, domain):
 def mcbe_budget(m, n, total, jobs, *, data):
     """The budget of :func:`fastrelu.mcbe` with ``total`` samples."""
     threads = _budget.threads_of(jobs)
-    memory = [*_budget.row_geometry(m, n, total), _budget.basis_scratch(m, n, threads, kernels.SPANS_LANES),
+    buffer_rows = 0 if data else min(total, BLOCK_SIZE)  # data are read in place
+    memory = [*_budget.row_geometry(m, n, total),
+              _budget.basis_scratch(m, n, threads, kernels.SPANS_LANES, buffer_rows),
               ("state (minima and counts per thread and merged)", 2 * _budget.FLOAT_BYTES * m * (threads + 3), "weight")]
     return _budget.Budget("mcbe", "n_samples", total, "samples", BLOCK_SIZE, memory,
                   flops_per_unit=2.0 * m * n, setup_flops=float(m) * m * n if stores_gram(m, n, total) else 0.0,

@@ -214,12 +214,14 @@ def frame_validation(m, n, *, svd=False):
             ("scaled row chunk", _F * rows * n, "weight")]
 
 
-def basis_scratch(m, n, threads, lanes):
-    """Per-thread buffers of the most-correlated-basis and active-rank kernels."""
+def basis_scratch(m, n, threads, lanes, buffer_rows=4096):
+    """Per-thread buffers of the most-correlated-basis and active-rank kernels;
+    ``buffer_rows``: the rows of the block of drawn points each thread fills (0 for
+    points of a data set, which the kernels read in place)."""
     tile = max(32, min(1024, 65536 // max(1, m)))
     k = min(m, n)  # a basis holds at most k rows (the scan's factor is k x k)
     square = (2 + lanes) * n * n if m >= n else 2 * k * k  # no certificate when m < n
-    per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + square + 4096 * n)
+    per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + square + buffer_rows * n)
     return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
 
 

@@ -414,7 +414,7 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
 
     def make_worker():
         check = _checker(geometry, rank_tol)
-        buffer = np.empty((BLOCK_SIZE, n))
+        buffer = np.empty((0 if seed_used is None else min(BLOCK_SIZE, total), n))  # data: read in place
         n_active = np.empty(BLOCK_SIZE, dtype=np.int64)
         rank = np.empty(BLOCK_SIZE, dtype=np.int64)
         good = [0]
@@ -456,7 +456,11 @@ def check_budget(m, n, total, jobs, *, what, name, outputs):
     ``MAX_FAILED_POINTS`` failing points are kept) or of
     :func:`fastrelu.injectivity_summary` (``outputs``: 17 bytes per point)."""
     threads = _budget.threads_of(jobs)
-    memory = [*_budget.row_geometry(m, n), _budget.basis_scratch(m, n, threads + 1, kernels.SPANS_LANES)]
+    # injectivity_summary reads its points in place; check_bias draws blocks of them (on a
+    # Data domain it reads them in place too: this counts the larger case)
+    buffer_rows = 0 if outputs else min(total, BLOCK_SIZE)
+    memory = [*_budget.row_geometry(m, n),
+              _budget.basis_scratch(m, n, threads + 1, kernels.SPANS_LANES, buffer_rows)]
     if outputs:
         memory.append(("per-point results (activity, rank, verdict)", 17 * total, "X"))
     else:
