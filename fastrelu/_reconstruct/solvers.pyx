@@ -518,6 +518,11 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
                     x[k] = x[k] + lam * t.r[k]
                 it = it + 1
             iters[s] = it
+            # the residual the stopping rule measured for this x (recomputing it by another
+            # summation order could put it on the other side of tol)
+            resid[s] = rnorm / bnorm if bnorm > 0.0 else rnorm
+            ok[s] = 1
+            return
     ok[s] = 1 if spans else 0
     if not spans:
         if downdated:  # the least-squares answer from S_I summed over the active rows
