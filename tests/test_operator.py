@@ -105,12 +105,39 @@ def test_shown_injective_implies_the_dense_definition_on_ill_conditioned_rows():
     V, _ = np.linalg.qr(rng.standard_normal((n, n)))
     W = (U * np.logspace(0, -9, n)) @ V.T
     alpha = np.zeros(m)
-    X = rng.standard_normal((30, n))
-    result = fr.operator_injectivity(W, alpha, X, n_jobs=1)
+    X = rng.standard_normal((10, n))
+    result = fr.operator_injectivity(W, alpha, X, n_jobs=1, max_iter=500)
     dense = fr.pointwise_injectivity(fr.ReLULayer(W, alpha), X)
     assert np.all(dense[result.injective])
     np.testing.assert_array_equal(result.undecided, (result.n_active >= n) & ~result.injective)
     assert result.undecided.any()  # the test is sufficient only: it leaves such points open
+    # the bounds bracket the true values; converged means sigma_min is known to tol
+    n_active, smin, smax = _dense_truth(W, alpha, X)
+    spans = n_active >= n
+    assert np.all(result.sigma_min_lower[spans] <= smin[spans] * (1 + 1e-9) + 1e-15)
+    assert np.all(result.sigma_min[spans] >= smin[spans] * (1 - 1e-9))
+    assert np.all(result.sigma_max_upper[spans] >= smax[spans] * (1 - 1e-12))
+    assert not result.converged[spans].all()  # sigma_min about 1e-9: not resolved
+    known = spans & result.converged
+    np.testing.assert_allclose(result.sigma_min[known], smin[known], rtol=result.tol)
+
+
+def test_a_small_residual_is_not_taken_for_an_accurate_sigma_min():
+    """Kahan's matrix: every pivot far from zero, sigma_min about 1e-9 of sigma_max. The
+    residual of the smallest Ritz pair gets small long before the Ritz value is near
+    sigma_min: converged stays False, the lower bound 0, and the point undecided."""
+    n, c = 60, 0.3
+    s = np.sqrt(1 - c**2)
+    K = np.triu(-c * np.ones((n, n)), 1) + np.eye(n)
+    K = np.diag(s ** np.arange(n)) @ K
+    W = np.vstack([K, -K])  # both signs: n rows active at every point with zero bias
+    X = np.random.default_rng(0).standard_normal((2, n))
+    result = fr.operator_injectivity(W, np.zeros(2 * n), X, n_jobs=1)
+    _, smin, _ = _dense_truth(W, np.zeros(2 * n), X)
+    assert np.all(smin < 1e-6 * result.sigma_max)
+    assert not result.injective.any() and result.undecided.all()
+    assert not result.converged.any()
+    assert np.all(result.sigma_min_lower <= smin * (1 + 1e-6))
 
 
 def test_the_result_does_not_depend_on_the_thread_count():
@@ -140,5 +167,10 @@ def test_bad_input_names_the_argument():
         fr.operator_injectivity(W, np.zeros(10), X, block=0)
     with pytest.raises(FastReluError, match="'rank_tol'"):
         fr.operator_injectivity(W, np.zeros(10), X, rank_tol=1e-9)
+    forward_only = LinearOperator((10, 4), matvec=lambda v: W @ v, dtype=np.float64)
+    with pytest.raises(FastReluError, match=r"'operator' parameter must provide products with W\^T .*Got"):
+        fr.operator_injectivity(forward_only, np.zeros(10), X)
+    with pytest.raises(FastReluError, match="'operator' parameter must be a real operator"):
+        fr.operator_injectivity(aslinearoperator(W.astype(complex)), np.zeros(10), X)
     empty = fr.operator_injectivity(W, np.zeros(10), np.zeros((0, 4)))
     assert empty.n_points == 0 and np.isnan(empty.fraction)

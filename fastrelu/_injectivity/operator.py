@@ -10,7 +10,7 @@ import scipy.linalg
 from scipy.sparse.linalg import aslinearoperator, lobpcg
 
 from fastrelu._core import budget as _budget
-from fastrelu._core.errors import FastReluError
+from fastrelu._core.errors import FastReluError, first_line
 from fastrelu._core.rows import DEFAULT_RANK_TOL
 from fastrelu._core.validation import (
     as_bias,
@@ -24,10 +24,11 @@ from fastrelu._core.validation import (
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import OPERATOR_STREAM, block_generator
 
-#: Relative residual ``|S v - theta v| / lambda_max`` at which an eigenpair counts as
-#: converged.
+#: Relative residual ``|S v - theta v| / theta_max`` the iterations aim at, and the
+#: relative width of the brackets of ``lambda_min`` and ``lambda_max`` at which a point's
+#: estimates count as converged.
 DEFAULT_TOL = 1e-6
-#: Iterations of each eigenvalue iteration at most.
+#: Iterations of each eigenvalue iteration at most (the smallest one's restarts included).
 DEFAULT_MAX_ITER = 2000
 #: Vectors per eigenvalue iteration for the smallest eigenvalue (a block converges faster
 #: than one vector, and its second value gives the Kato-Temple bound).
@@ -48,16 +49,16 @@ class OperatorInjectivity:
     injective : ndarray of bool, shape (N,)
         ``True`` where the estimates show that the active rows span R^n in the sense of
         :func:`fastrelu.pointwise_injectivity` (THEORY §2, rank tolerance ``rank_tol``):
-        both eigenpairs converged and the lower bound of ``sigma_min(W_I)`` exceeds
-        ``sqrt(n_active) * rank_tol`` times the upper bound of ``sigma_max(W_I)``. That
-        is sufficient for the scan to reach rank ``n`` (THEORY §10.1), if the
-        iteration found the smallest eigenvalue (it starts from a random block; it is
-        not certified).
+        the lower bound of ``sigma_min(W_I)`` exceeds ``sqrt(n) * rank_tol`` times the
+        upper bound of ``sigma_max(W_I)``. That is sufficient for the scan to reach
+        rank ``n`` (THEORY §10.1), if the iterations found the two smallest and the
+        largest eigenvalues of ``W_I^T W_I`` (they start from random blocks: likely, not
+        certified).
     undecided : ndarray of bool, shape (N,)
-        Points with at least ``n`` active rows that are not shown injective: the
-        estimates did not converge, or the active rows are too ill-conditioned for the
-        sufficient test (they may still span within ``rank_tol``). Every other point is
-        decided: injective, or with fewer than ``n`` active rows (never injective).
+        Points with at least ``n`` active rows that are not shown injective: their
+        active rows are too ill-conditioned for the sufficient test, or the bounds too
+        wide (they may still span within ``rank_tol``). Every other point is decided:
+        injective, or with fewer than ``n`` active rows (never injective).
     n_active : ndarray of int64, shape (N,)
         Active rows ``{i : <x, w_i> >= alpha_i}`` per point (computed exactly from the
         products).
@@ -67,22 +68,30 @@ class OperatorInjectivity:
     sigma_min_lower : ndarray, shape (N,)
         Its lower bound from the residuals (Kato-Temple with the second Ritz value, else
         the residual norm, less the products' rounding), valid if the iteration found
-        the smallest eigenvalue; ``0`` where ``n_active < n``.
+        the two smallest eigenvalues; ``0`` where ``n_active < n``.
     sigma_max : ndarray, shape (N,)
         The Rayleigh-Ritz estimate of ``sigma_max(W_I)`` (never above the true value);
         NaN where ``n_active < n`` (not computed).
+    sigma_max_upper : ndarray, shape (N,)
+        Its upper bound from the residual, ``sqrt(theta_max + r_max)`` (valid if the
+        iteration found the largest eigenvalue); NaN where ``n_active < n``.
     cond : ndarray, shape (N,)
         ``sigma_max / sigma_min`` (``inf`` where ``sigma_min = 0``).
     residual : ndarray, shape (N,)
         The larger relative residual ``|S v - theta v| / theta_max`` of the two
         eigenpairs of ``S = W_I^T W_I``; NaN where ``n_active < n``.
     converged : ndarray of bool, shape (N,)
-        ``residual <= tol`` (``True`` where ``n_active < n``: nothing to compute).
+        ``sigma_min`` and ``sigma_max`` are known to ``tol``: the brackets
+        ``[sigma_min_lower^2, sigma_min^2]`` and ``[sigma_max^2, theta_max + r_max]``
+        are within ``tol`` of their Ritz values, relative (``True`` where ``n_active <
+        n``: nothing to compute). A small residual alone does not make it: for a
+        smallest eigenvalue far below ``tol * lambda_max`` the bracket stays wide.
     iterations : ndarray of int64, shape (N,)
-        Iterations of the smallest-eigenvalue iteration (0: a dense eigensolver, for
-        ``n < 5 * block``, or nothing to compute).
+        Iterations of the smallest-eigenvalue iteration, its restarts included (0: a
+        dense eigensolver, for ``n < 5 * block``, or nothing to compute).
     rank_tol, tol : float
     max_iter, block : int
+        As asked (the iterations use ``min(block, n)`` vectors).
     elapsed : float
         Wall-clock seconds.
     """
@@ -93,6 +102,7 @@ class OperatorInjectivity:
     sigma_min: np.ndarray
     sigma_min_lower: np.ndarray
     sigma_max: np.ndarray
+    sigma_max_upper: np.ndarray = field(repr=False)
     cond: np.ndarray = field(repr=False)
     residual: np.ndarray = field(repr=False)
     converged: np.ndarray = field(repr=False)
@@ -122,9 +132,11 @@ class OperatorInjectivity:
 @dataclass(frozen=True)
 class Spectrum:
     """Estimates of the extreme eigenvalues of ``S = W_I^T W_I`` (one point's active
-    rows): Ritz values ``low_ritz <= ... `` and ``high_ritz``, their residual norms, the
-    bounds they give (valid if the iterations found the extreme eigenvalues) and the
-    iterations of the smallest one."""
+    rows): the Ritz values ``low_ritz`` (smallest) and ``high_ritz`` (largest), the
+    bounds their residuals give, ``low_bound <= lambda_min <= low_ritz`` and
+    ``high_ritz <= lambda_max <= high_bound`` (valid if the iterations found the two
+    smallest and the largest eigenvalues), the larger relative residual and the
+    iterations of the smallest-eigenvalue iteration."""
 
     low_ritz: float
     low_bound: float
@@ -133,48 +145,77 @@ class Spectrum:
     residual: float
     iterations: int
 
+    def converged(self, tol):
+        """Both brackets within ``tol`` of their Ritz values (relative)."""
+        return (self.low_ritz - self.low_bound <= tol * self.low_ritz
+                and self.high_bound - self.high_ritz <= tol * self.high_ritz)
+
+
+#: Rounds of the smallest-eigenvalue iteration, each with a residual tolerance 100 times
+#: smaller, while its bracket is wider than ``tol`` and iterations remain.
+REFINEMENTS = 3
+
 
 def spectrum(product, n, rows, *, tol, max_iter, block, rng):
     """Extreme eigenvalues of the PSD operator ``S`` on R^n given by ``product(V)`` (``V``
     of shape ``(n, k)``; ``S`` is ``W_I^T W_I`` with ``rows`` rows, for the rounding
     allowance). Dense ``eigh`` below ``5 * block`` (LOBPCG needs more), else LOBPCG for
     the largest (two vectors) and for the smallest (``block`` vectors) from ``rng``'s
-    normal blocks; warnings of the iterations are the caller's to silence."""
+    normal blocks, the latter restarted from its own block with a 100 times smaller
+    residual tolerance (at most ``REFINEMENTS`` times, ``max_iter`` iterations in all,
+    not below the products' rounding) while the bracket of ``lambda_min`` is wider than
+    ``tol`` relative to it; warnings of the iterations are the caller's to silence."""
     if n < 5 * block:
         full = product(np.eye(n))
         vectors = scipy.linalg.eigh((full + full.T) / 2)[1]  # ascending eigenvalues
-        low_vectors, high_vector, iterations = vectors[:, :2], vectors[:, -1:], 0
-    else:
-        start = rng.standard_normal((n, block + 2))
-        probe = product(start[:, :1])
-        scale = float(np.linalg.norm(probe) / np.linalg.norm(start[:, 0]))
-        high, high_vectors = lobpcg(_operator(product, n), start[:, block:], largest=True,
-                                    tol=tol * scale if scale > 0 else None, maxiter=max_iter)
-        order = np.argsort(high)[::-1]
-        high_theta, high_vector = float(high[order[0]]), high_vectors[:, order[:1]]
-        low, low_vectors, history = lobpcg(_operator(product, n), start[:, :block], largest=False,
-                                           tol=tol * high_theta if high_theta > 0 else None,
-                                           maxiter=max_iter, retResidualNormsHistory=True)
-        low_vectors, iterations = low_vectors[:, np.argsort(low)[:2]], len(history)
-    # residuals of the returned pairs, recomputed (normalised vectors, Rayleigh quotients)
+        return _bounds(product, n, rows, vectors[:, :2], vectors[:, -1:], 0)
+    start = rng.standard_normal((n, block + 2))
+    probe = product(start[:, :1])
+    scale = float(np.linalg.norm(probe) / np.linalg.norm(start[:, 0]))
+    high, high_vectors = lobpcg(_operator(product, n), start[:, block:], largest=True,
+                                tol=tol * scale if scale > 0 else None, maxiter=max_iter)
+    order = np.argsort(high)[::-1]
+    high_theta, high_vector = float(high[order[0]]), high_vectors[:, order[:1]]
+    if not high_theta > 0:  # S = 0 on the start: nothing to iterate
+        return _bounds(product, n, rows, start[:, :2], high_vector, 0)
+    floor = (n + rows) * np.finfo(float).eps * high_theta
+    block_vectors, used, atol = start[:, :block], 0, tol * high_theta
+    for _ in range(1 + REFINEMENTS):
+        low, block_vectors, history = lobpcg(_operator(product, n), block_vectors, largest=False,
+                                             tol=atol, maxiter=max(1, max_iter - used),
+                                             retResidualNormsHistory=True)
+        used += len(history)
+        block_vectors = block_vectors[:, np.argsort(low)]
+        found = _bounds(product, n, rows, block_vectors[:, :2], high_vector, used)
+        if found.converged(tol) or used >= max_iter or atol <= floor:
+            break
+        atol = max(atol / 100.0, floor)
+    return found
+
+
+def _bounds(product, n, rows, low_vectors, high_vector, iterations):
+    """:class:`Spectrum` from the two lowest Ritz vectors and the highest: their
+    Rayleigh quotients and residuals recomputed, the residual bound for ``lambda_max``,
+    Kato-Temple (with ``theta_2 - r_2`` below ``lambda_2``) or the residual for
+    ``lambda_min``, less the products' rounding."""
     V = np.hstack([low_vectors, high_vector])
     V = V / np.linalg.norm(V, axis=0)
     SV = product(V)
     rayleigh = np.einsum("ij,ij->j", V, SV)
     r = np.linalg.norm(SV - V * rayleigh, axis=0)
     theta1 = float(rayleigh[0])
-    theta_max, r_max = max(float(rayleigh[-1]), float(np.max(rayleigh))), float(r[-1])
-    high_bound = theta_max + r_max
+    theta_max = float(np.max(rayleigh))  # every Rayleigh quotient is below lambda_max
+    high_bound = max(theta_max, float(rayleigh[-1] + r[-1]))
     low_bound = theta1 - float(r[0])
     if low_vectors.shape[1] > 1:
-        beta = float(rayleigh[1] - r[1])  # below the second eigenvalue, if these are the smallest
+        beta = float(rayleigh[1] - r[1])  # below lambda_2, if these are the two smallest
         if beta > theta1:
             low_bound = max(low_bound, theta1 - float(r[0]) ** 2 / (beta - theta1))
     low_bound -= (n + rows) * np.finfo(float).eps * high_bound  # the products' rounding
     scale = theta_max if theta_max > 0 else 1.0
-    return Spectrum(low_ritz=theta1, low_bound=max(low_bound, 0.0), high_ritz=theta_max,
-                    high_bound=high_bound, residual=max(float(r[0]), r_max) / scale,
-                    iterations=iterations)
+    return Spectrum(low_ritz=theta1, low_bound=min(max(low_bound, 0.0), theta1),
+                    high_ritz=theta_max, high_bound=high_bound,
+                    residual=max(float(r[0]), float(r[-1])) / scale, iterations=iterations)
 
 
 def _operator(product, n):
@@ -195,6 +236,16 @@ def as_operator(value, name="operator"):
         raise FastReluError(f"The '{name}' parameter must be an array of shape (m, n) or a scipy.sparse.linalg.LinearOperator with matmat and rmatmat. Got {type(value).__name__} instead.") from None
     if len(op.shape) != 2 or min(op.shape) < 1:
         raise FastReluError(f"The '{name}' parameter must have shape (m, n) with m, n >= 1. Got shape {op.shape} instead.")
+    if op.dtype is not None and np.issubdtype(op.dtype, np.complexfloating):
+        raise FastReluError(f"The '{name}' parameter must be a real operator (float64). Got dtype {op.dtype} instead.")
+    m, n = op.shape
+    for what, product, size, rows in (("W", op.matmat, n, m), ("W^T", op.rmatmat, m, n)):
+        try:  # one product each way, on zeros, before any work
+            out = np.asarray(product(np.zeros((size, 1))))
+        except Exception as exc:  # an operator raises whatever it raises
+            raise FastReluError(f"The '{name}' parameter must provide products with {what} (matmat and rmatmat, or matvec and rmatvec). Got {type(exc).__name__}: {first_line(exc)}") from None
+        if out.shape != (rows, 1) or np.iscomplexobj(out):
+            raise FastReluError(f"The '{name}' parameter must map a block of shape ({size}, 1) to a real block of shape ({rows}, 1) by its product with {what}. Got {out.dtype} of shape {out.shape} instead.")
     return op
 
 
@@ -209,13 +260,13 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     product; with at least ``n`` of them, LOBPCG estimates the largest and the smallest
     eigenvalues of ``S = W_I^T W_I`` (a product is ``W^T (1_I * (W V))``) and the
     residuals bound them (THEORY §10.1). The point is shown injective when the
-    lower bound of ``sigma_min(W_I)`` exceeds ``sqrt(|I|) * rank_tol`` times the upper
-    bound of ``sigma_max(W_I)``: then every unit row cannot lie within ``rank_tol`` of an
-    ``(n-1)``-dimensional span, so the scan of :func:`fastrelu.pointwise_injectivity`
-    reaches rank ``n``. These are **iterative estimates**: the bounds hold if the
-    iteration found the extreme eigenvalues, which a random start makes likely but does
-    not certify; points the test cannot settle are reported ``undecided``, never
-    injective.
+    lower bound of ``sigma_min(W_I)`` exceeds ``sqrt(n) * rank_tol`` times the upper
+    bound of ``sigma_max(W_I)``: then the active unit rows cannot all lie within
+    ``rank_tol`` of an ``(n-1)``-dimensional span, so the scan of
+    :func:`fastrelu.pointwise_injectivity` reaches rank ``n``. These are **iterative
+    estimates**: the bounds hold if the iterations found the two smallest and the
+    largest eigenvalues, which random starts make likely but do not certify; points the
+    test cannot settle are reported ``undecided``, never injective.
 
     Parameters
     ----------
@@ -229,10 +280,12 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     rank_tol : float, default=1e-6
         The rank tolerance of :func:`fastrelu.pointwise_injectivity`.
     tol : float, default=1e-6
-        Relative residual ``|S v - theta v| / theta_max`` at which each eigenpair counts
-        as converged.
+        The residual the iterations aim at, ``|S v - theta v| <= tol * theta_max``, and
+        the relative width of the brackets at which ``converged`` is set; while the
+        smallest eigenvalue's bracket is wider, its iteration restarts with a 100 times
+        smaller residual tolerance (three times at most).
     max_iter : int, default=2000
-        Iterations of each eigenvalue iteration at most.
+        Iterations of each eigenvalue iteration at most, restarts included.
     block : int, default=4
         Vectors of the smallest-eigenvalue iteration; below ``n = 5 * block``, ``S`` is
         formed from ``n`` products and its eigenvalues are computed by LAPACK.
@@ -296,7 +349,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     n_active = active.sum(axis=1).astype(np.int64)
     out = {"low": np.zeros(N), "low_bound": np.zeros(N), "high": np.full(N, np.nan),
            "high_bound": np.full(N, np.nan), "residual": np.full(N, np.nan),
-           "iterations": np.zeros(N, dtype=np.int64)}
+           "iterations": np.zeros(N, dtype=np.int64), "converged": np.ones(N, dtype=bool)}
     todo = np.flatnonzero(n_active >= n)
     def make_worker():
         def process(j):
@@ -310,6 +363,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
             out["low"][j], out["low_bound"][j] = found.low_ritz, found.low_bound
             out["high"][j], out["high_bound"][j] = found.high_ritz, found.high_bound
             out["residual"][j], out["iterations"][j] = found.residual, found.iterations
+            out["converged"][j] = found.converged(tol)
         return process, lambda: None
 
     with warnings.catch_warnings():
@@ -317,8 +371,9 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
         run_blocks([int(j) for j in todo], make_worker, jobs, progress=progress,
                    desc="operator_injectivity", unit="point")
     spans = n_active >= n
-    converged = ~spans | (out["residual"] <= tol)
-    injective = spans & converged & (out["low_bound"] > n_active * rank_tol ** 2 * out["high_bound"])
+    converged = out["converged"]
+    # THEORY §10.1: sigma_min(W_I) > sqrt(n) rank_tol sigma_max(W_I) implies rank n
+    injective = spans & (out["low_bound"] > n * rank_tol ** 2 * out["high_bound"])
     sigma_min = np.sqrt(np.maximum(out["low"], 0.0))
     sigma_max = np.sqrt(np.maximum(out["high"], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -326,6 +381,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     return OperatorInjectivity(
         injective=injective, undecided=spans & ~injective, n_active=n_active,
         sigma_min=sigma_min, sigma_min_lower=np.sqrt(out["low_bound"]), sigma_max=sigma_max,
+        sigma_max_upper=np.sqrt(out["high_bound"]),
         cond=cond, residual=out["residual"], converged=converged, iterations=out["iterations"],
         rank_tol=rank_tol, tol=tol, max_iter=max_iter, block=block, elapsed=clock())
 

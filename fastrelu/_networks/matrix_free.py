@@ -74,7 +74,10 @@ def matrix_free_report(k, found_layer, Xk, heldout, width_in, settings, stages):
     heldout_fraction = {"learned": float(found.injective[heldout].mean()) if held.shape[0] else float("nan")}
     done("injectivity")
     stage("recovery")
-    stable = found.injective & (found.cond < 1.0 / DEFAULT_SPAN_TOL)
+    # the bounds' condition number (injective already puts it below 1 / (sqrt(n) rank_tol))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cond_bound = found.sigma_max_upper / found.sigma_min_lower
+    stable = found.injective & (cond_bound < 1.0 / DEFAULT_SPAN_TOL)
     recovered, error, iterations = _recover(op, alpha, Xk, Y, active, stable, jobs, progress)
     done("recovery")
     stages(k, "local metrics (skipped)")  # sigma_min and sigma_max of D_x W came with the injectivity
@@ -84,26 +87,33 @@ def matrix_free_report(k, found_layer, Xk, heldout, width_in, settings, stages):
                                     n_jobs=jobs, progress=progress)
     done("width")
     prefix = f"layer{k}."
+    known = found.converged  # values known to tol; NaN elsewhere (the bounds are kept)
     per_sample = {prefix + "injective": found.injective, prefix + "n_active": found.n_active,
-                  prefix + "rank": np.full(N, np.nan), prefix + "sigma_min": found.sigma_min,
-                  prefix + "sigma_max": found.sigma_max, prefix + "width": np.full(N, np.nan),
-                  prefix + "cond": found.cond, prefix + "stable": stable,
+                  prefix + "rank": np.full(N, np.nan),
+                  prefix + "sigma_min": np.where(known, found.sigma_min, np.nan),
+                  prefix + "sigma_max": np.where(known, found.sigma_max, np.nan),
+                  prefix + "width": np.full(N, np.nan),
+                  prefix + "cond": np.where(known, found.cond, np.nan), prefix + "stable": stable,
                   prefix + "reconstructed": recovered, prefix + "reconstruction_error": error,
                   prefix + "undecided": found.undecided,
                   prefix + "sigma_min_lower": found.sigma_min_lower,
-                  prefix + "residual": found.residual}
+                  prefix + "sigma_max_upper": found.sigma_max_upper,
+                  prefix + "converged": found.converged, prefix + "residual": found.residual}
     ok_errors = error[np.isfinite(error)]
     frame = extremes.low_bound > 0
+    spans = found.n_active >= n
     iterative = {
         "method": "LOBPCG on W_I^T W_I per point (products with W and W^T), conjugate gradients for the recovery",
         "estimated": ["injective_fraction", "stable_fraction", "heldout_fraction", "frame_bounds",
-                      "spectral_norm", "samples.sigma_min", "samples.sigma_max", "samples.cond",
-                      "reconstructed_fraction"],
+                      "spectral_norm", "reconstructed_fraction", "samples.sigma_min",
+                      "samples.sigma_max", "samples.cond"],
         "tol": found.tol, "max_iter": found.max_iter, "block": found.block, "rank_tol": found.rank_tol,
         "undecided_fraction": found.undecided_fraction,
         "not_converged": int((~found.converged).sum()),
-        "iterations_median": float(np.median(found.iterations[found.n_active >= n])) if (found.n_active >= n).any() else 0.0,
-        "frame_bounds_lower": extremes.low_bound, "frame_bounds_residual": extremes.residual,
+        "iterations_median": float(np.median(found.iterations[spans])) if spans.any() else 0.0,
+        "frame_bounds_lower": float(extremes.low_bound),
+        "frame_bounds_upper": float(extremes.high_bound),
+        "frame_bounds_converged": bool(extremes.converged(found.tol)),
         "recovery_rtol": RECOVERY_RTOL, "recovery_iterations_max": int(iterations.max()) if N else 0,
     }
     report = LayerReport(

@@ -111,16 +111,22 @@ class LayerReport:
         ``bias`` directly.
     iterative : dict or None
         For a model layer whose dense matrix is over the memory budget, analysed from
-        products with ``W`` and ``W^T`` only (THEORY §10.1): ``"estimated"``
-        lists the fields that are iterative estimates (the injective, stable, held-out
-        and reconstructed fractions, the frame bounds, ``spectral_norm``, the per-point
-        ``sigma_min``, ``sigma_max`` and ``cond``), with the iterations' ``"tol"``,
-        ``"max_iter"``, ``"block"`` and ``"rank_tol"``, the ``"undecided_fraction"`` of
-        points the estimates could not settle (counted as not injective), how many did
-        not converge (``"not_converged"``), the lower frame bound's bound
-        (``"frame_bounds_lower"``) and the recovery's ``"recovery_rtol"``. The estimates
-        that need the rows (MCBE, PBE, ``s_1``, the local widths) are in ``skipped``.
-        ``None`` for layers analysed from their rows.
+        products with ``W`` and ``W^T`` only (THEORY §10.1); ``None`` for layers
+        analysed from their rows. Keys: ``"method"``; ``"estimated"``, the fields that
+        are iterative estimates (the injective, stable, held-out and reconstructed
+        fractions, the frame bounds, ``spectral_norm`` and the per-point ``sigma_min``,
+        ``sigma_max`` and ``cond``, NaN where not converged); the iterations' ``"tol"``,
+        ``"max_iter"``, ``"block"`` and ``"rank_tol"``; ``"undecided_fraction"`` (points
+        with ``n`` active rows the sufficient test could not settle, counted as not
+        injective), ``"not_converged"`` (points whose brackets are wider than ``tol``)
+        and ``"iterations_median"``; for the whole operator, ``frame_bounds`` are the
+        Ritz values of ``W^T W`` (``None`` unless the lower bound
+        ``"frame_bounds_lower"`` is positive), with ``"frame_bounds_upper"`` and
+        ``"frame_bounds_converged"``; the recovery's ``"recovery_rtol"`` and
+        ``"recovery_iterations_max"``. The per-point arrays add ``sigma_min_lower``,
+        ``sigma_max_upper``, ``converged``, ``undecided`` and ``residual``. The
+        estimates that need the rows (MCBE, PBE, ``s_1``, the local widths) are in
+        ``skipped``.
     """
 
     index: int
