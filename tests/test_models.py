@@ -681,6 +681,8 @@ def test_a_layer_over_the_memory_budget_is_analysed_matrix_free(monkeypatch):
     lambda: nn.Sequential(nn.Conv1d(2, 4, 3, stride=2, padding=1, padding_mode="circular"),
                           nn.BatchNorm1d(4), nn.ReLU()),
     lambda: nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU()),
+    lambda: nn.Sequential(nn.Conv2d(2, 4, 3, padding="same", dilation=2), nn.ReLU()),
+    lambda: nn.Sequential(nn.Conv1d(2, 4, 3, padding="valid"), nn.ReLU()),
 ])
 def test_the_operator_and_its_adjoint_are_the_dense_rows(make):
     seeded(6)

@@ -250,14 +250,17 @@ def test_onnx_bad_input(tmp_path):
 
 
 def test_onnx_capture_streams_to_memory_mapped_files(tmp_path, monkeypatch):
-    model = _graph([helper.make_node("MatMul", ["x", "A"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+    # node names as PyTorch's exporter writes them, with slashes
+    model = _graph([helper.make_node("MatMul", ["x", "A"], ["h"], name="/0/MatMul"),
+                    helper.make_node("Relu", ["h"], ["y"], name="/1/Relu")],
                    {"A": np.arange(12, dtype=np.float32).reshape(3, 4) / 7}, [3], [4])
     found = fr.relu_layers(model, np.zeros((1, 3), dtype=np.float32))
     X = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
     held = fr.capture(model, X, found, batch_size=8)
     streamed = fr.capture(model, X, found, batch_size=8, out_dir=tmp_path)
     (name,) = held
-    assert isinstance(streamed[name], np.memmap) and (tmp_path / f"{name}.npy").exists()
+    assert "/" in name and [path.name for path in tmp_path.iterdir()] == [name.replace("/", "_") + ".npy"]
+    assert isinstance(streamed[name], np.memmap)
     np.testing.assert_array_equal(streamed[name], held[name])
     assert not list(tmp_path.glob("*.raw"))
     # in memory, inputs over the budget are refused before the run, with the way out
@@ -266,6 +269,11 @@ def test_onnx_capture_streams_to_memory_mapped_files(tmp_path, monkeypatch):
         fr.capture(model, X, found)
     again = fr.capture(model, X, found, out_dir=tmp_path / "again")
     np.testing.assert_array_equal(again[name], held[name])
+    # two names that would share a file get the layer's position
+    from fastrelu._networks.captured import file_stems
+
+    assert file_stems(["/a/b", "_a_b", "c.d@1", ".."]) == {"/a/b": "_a_b-0", "_a_b": "_a_b-1",
+                                                          "c.d@1": "c.d@1", "..": "layer"}
 
 
 def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):

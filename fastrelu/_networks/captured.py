@@ -3,6 +3,7 @@ PyTorch and ONNX models): raw float64 blocks appended batch by batch, then given
 ``.npy`` header and returned as memory maps."""
 
 import os
+import re
 
 import numpy as np
 
@@ -10,28 +11,51 @@ import numpy as np
 COPY_ROWS = 256
 
 
+def file_stems(names):
+    """The file name (without suffix) of each layer name: characters other than letters,
+    digits, ``.``, ``_``, ``-`` and ``@`` become ``_`` (ONNX node names such as
+    ``/0/Gemm`` hold path separators), and a stem that two layers would share gets
+    ``-k``, ``k`` the layer's position."""
+    stems = []
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9._@-]", "_", name)
+        stems.append("layer" if stem.strip(".") == "" else stem)
+    counts = {stem: stems.count(stem) for stem in stems}
+    return {name: (stem if counts[stem] == 1 else f"{stem}-{k}")
+            for k, (name, stem) in enumerate(zip(names, stems))}
+
+
+def _path(out_dir, stems, name, suffix):
+    return os.path.join(out_dir, stems[name] + suffix)
+
+
 def fresh_files(layers, out_dir):
     """Empty raw files for the layers' inputs (nothing left from an earlier run)."""
     from fastrelu._core.io import output_directory
 
     output_directory(out_dir, "out_dir")
+    stems = file_stems([layer.name for layer in layers])
     for layer in layers:
-        open(os.path.join(out_dir, f"{layer.name}.raw"), "wb").close()
+        open(_path(out_dir, stems, layer.name, ".raw"), "wb").close()
 
 
-def remove_files(layers, out_dir, suffix):
+def remove_files(layers, out_dir, *suffixes):
+    stems = file_stems([layer.name for layer in layers])
     for layer in layers:
-        path = os.path.join(out_dir, f"{layer.name}{suffix}")
-        if os.path.exists(path):
-            os.remove(path)
+        for suffix in suffixes:
+            path = _path(out_dir, stems, layer.name, suffix)
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def flush(buffers, out_dir):
-    """Move the batch just captured to disk (raw float64 per layer, appended)."""
+    """Move the batch just captured to disk (raw float64 per layer, appended); the
+    buffers are keyed by layer name, in the layers' order."""
     sizes = {}
+    stems = file_stems(list(buffers))
     for name, parts in buffers.items():
         block = np.concatenate(parts, axis=0)
-        with open(os.path.join(out_dir, f"{name}.raw"), "ab") as handle:
+        with open(_path(out_dir, stems, name, ".raw"), "ab") as handle:
             handle.write(np.ascontiguousarray(block).tobytes())
         sizes[name] = block.shape[0]
         parts.clear()
@@ -39,12 +63,22 @@ def flush(buffers, out_dir):
 
 
 def stored_inputs(results, layers, out_dir):
-    """The captured files as ``.npy`` memory maps (the raw blocks given a header)."""
+    """The captured files as ``.npy`` memory maps (the raw blocks given a header); on
+    an error, no file of the capture is left."""
+    try:
+        return _stored(results, layers, out_dir)
+    except BaseException:
+        remove_files(layers, out_dir, ".raw", ".npy")
+        raise
+
+
+def _stored(results, layers, out_dir):
     inputs = {}
+    stems = file_stems([layer.name for layer in layers])
     for layer in layers:
-        raw = os.path.join(out_dir, f"{layer.name}.raw")
+        raw = _path(out_dir, stems, layer.name, ".raw")
         N = sum(sizes[layer.name] for sizes in results)
-        path = os.path.join(out_dir, f"{layer.name}.npy")
+        path = _path(out_dir, stems, layer.name, ".npy")
         target = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(N, layer.n))
         with open(raw, "rb") as handle:
             for start in range(0, N, COPY_ROWS):

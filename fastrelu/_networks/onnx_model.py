@@ -551,9 +551,16 @@ def is_torchscript(path):
 @contextlib.contextmanager
 def _stdout_silenced():
     """File descriptor 1 sent to a scratch file (the TorchScript exporter prints its graph
-    from C++ to the process's standard output when it fails, before raising)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
+    from C++ to the process's standard output when it fails, before raising). The whole
+    process's descriptor: the CLI runs one export at a time."""
+    flush = getattr(sys.stdout, "flush", None)  # sys.stdout may be None (pythonw)
+    if flush is not None:
+        flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output to silence
+        yield
+        return
     try:
         with tempfile.TemporaryFile() as scratch:
             os.dup2(scratch.fileno(), 1)

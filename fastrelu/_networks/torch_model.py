@@ -64,7 +64,8 @@ class _TorchMap:
         k = U.shape[0]
         u = torch.from_numpy(np.ascontiguousarray(U))
         affine = self.affine_part
-        direct = affine.linear or affine.padding_mode == "zeros"
+        # "same"/"valid" padding: torch's input gradient takes numbers only, so autograd
+        direct = affine.linear or (affine.padding_mode == "zeros" and not isinstance(affine.padding, str))
         if direct:  # the transposed map itself: the scaled rows, or the convolution's input gradient
             with torch.no_grad():
                 if affine.linear:
@@ -685,7 +686,9 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         Points per forward pass for tensors and arrays.
     out_dir : str or path-like or None, default=None
         Write each layer's inputs to ``<out_dir>/<name>.npy`` (memory-mapped: for data
-        that does not fit in memory) instead of holding them in RAM.
+        that does not fit in memory) instead of holding them in RAM; in the file name,
+        characters of the layer name other than letters, digits, ``.``, ``_``, ``-``
+        and ``@`` are ``_`` (ONNX node names such as ``/0/Gemm`` hold slashes).
     outputs : bool, default=False
         Also return the model's outputs, shape ``(N, ...)``.
 
