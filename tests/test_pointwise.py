@@ -333,3 +333,23 @@ def test_large_n_ranks_agree_with_matrix_rank_with_either_certificate(monkeypatc
     np.testing.assert_array_equal(result.rank, ranks)
     np.testing.assert_array_equal(result.n_active, mask.sum(axis=1))
     assert 0 < result.injective.sum() < 40  # both outcomes occur
+
+
+def test_the_gram_matrix_of_many_rows_is_formed_by_panels(monkeypatch):
+    """gram_of_rows (panels of GRAM_PANEL rows, not one multi-threaded dsyrk, which
+    crashes in OpenBLAS 0.3.31 on AVX-512 machines for outputs of about 16,000 rows):
+    symmetric and equal to U U^T to rounding, and a layer's results do not change."""
+    from fastrelu._core import rows
+
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((230, 7))
+    monkeypatch.setattr(rows, "GRAM_PANEL", 64)  # four panels, the last one short
+    G = rows.gram_of_rows(U)
+    np.testing.assert_array_equal(G, G.T)
+    np.testing.assert_allclose(G, U @ U.T, rtol=0, atol=1e-13)
+    W = rng.standard_normal((230, 7))
+    X = rng.standard_normal((50, 7))
+    panels = fr.pointwise_injectivity(fr.ReLULayer(W, np.full(230, 0.3)), X)
+    monkeypatch.setattr(rows, "GRAM_PANEL", 4096)
+    whole = fr.pointwise_injectivity(fr.ReLULayer(W, np.full(230, 0.3)), X)
+    np.testing.assert_array_equal(panels, whole)

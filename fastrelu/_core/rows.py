@@ -181,8 +181,29 @@ def normalised_rows(W, use_gram=None):
     inv_norm = np.where(nonzero, np.ldexp(1.0 / safe, -exponents), 0.0)
     unit_rows = np.ascontiguousarray(scaled / safe[:, None])
     use_gram = stores_gram(W.shape[0]) if use_gram is None else bool(use_gram)
-    gram = unit_rows @ unit_rows.T if use_gram else np.zeros((1, 1))
+    gram = gram_of_rows(unit_rows) if use_gram else np.zeros((1, 1))
     return norms, inv_norm, unit_rows, use_gram, gram
+
+
+#: Rows per panel of :func:`gram_of_rows`.
+GRAM_PANEL = 4096
+
+
+def gram_of_rows(U):
+    """``U U^T`` by panels of ``GRAM_PANEL`` rows: each panel's products with itself and
+    the rows after it (one ``dgemm``), mirrored below the diagonal, so ``m^2 n / 2``
+    multiply-adds as one ``dsyrk`` would take. Not one ``dsyrk``: OpenBLAS 0.3.31's
+    multi-threaded ``dsyrk`` crashes (segmentation fault) on AVX-512 machines (seen on an
+    AMD EPYC Zen 4) for outputs from about 16,000 rows with a few hundred columns."""
+    m = U.shape[0]
+    if m <= GRAM_PANEL:
+        return U @ U.T
+    G = np.empty((m, m))
+    for start in range(0, m, GRAM_PANEL):
+        stop = min(m, start + GRAM_PANEL)
+        G[start:stop, start:] = U[start:stop] @ U[start:].T
+        G[stop:, start:stop] = G[start:stop, stop:].T
+    return G
 
 
 #: From this input dimension on, a tile holds at most ``LARGE_TILE`` points: a point's
