@@ -156,3 +156,14 @@ def test_spectral_norm_by_lanczos_equals_the_svds(monkeypatch, shape):
         exact = np.linalg.svd(W, compute_uv=False)[0]
         assert abs(frames.spectral_norm(W) - exact) <= 1e-13 * exact
     assert frames.spectral_norm(np.zeros(shape)) == 0.0
+
+
+def test_the_frame_operator_of_many_columns_is_formed_by_panels():
+    """Above SYRK_MAX_N columns the frame operator is panels of dgemm (one multi-threaded
+    dsyrk of that size crashes in OpenBLAS 0.3.31 on AVX-512 machines): the same matrix,
+    symmetric."""
+    n = _frame.SYRK_MAX_N + 1
+    W = np.random.default_rng(0).standard_normal((20, n))
+    S = _frame.frame_operator(W)
+    assert np.array_equal(S, S.T)
+    np.testing.assert_allclose(S, W.T @ W, rtol=0, atol=1e-12)

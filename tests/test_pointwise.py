@@ -343,13 +343,16 @@ def test_the_gram_matrix_of_many_rows_is_formed_by_panels(monkeypatch):
 
     rng = np.random.default_rng(0)
     U = rng.standard_normal((230, 7))
+    monkeypatch.setattr(rows, "SYRK_MAX", 100)
     monkeypatch.setattr(rows, "GRAM_PANEL", 64)  # four panels, the last one short
     G = rows.gram_of_rows(U)
     np.testing.assert_array_equal(G, G.T)
     np.testing.assert_allclose(G, U @ U.T, rtol=0, atol=1e-13)
+    S = rows.cross_product(U.T)  # (7, 230)^T: 230 columns, by panels
+    np.testing.assert_array_equal(S, G)
     W = rng.standard_normal((230, 7))
     X = rng.standard_normal((50, 7))
     panels = fr.pointwise_injectivity(fr.ReLULayer(W, np.full(230, 0.3)), X)
-    monkeypatch.setattr(rows, "GRAM_PANEL", 4096)
+    monkeypatch.setattr(rows, "SYRK_MAX", 8192)
     whole = fr.pointwise_injectivity(fr.ReLULayer(W, np.full(230, 0.3)), X)
     np.testing.assert_array_equal(panels, whole)

@@ -14,7 +14,7 @@ numerical failure; the Python layer turns a non-zero ``info`` into one clear err
 import numpy as np
 
 from libc.stdint cimport int64_t, uint8_t
-from scipy.linalg.cython_blas cimport dsyrk
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf, dpotri, dpotrs, dsyev
 
 cdef extern from "_build_config.h":
@@ -61,17 +61,35 @@ def simd_build_runs_here():
     return bool(FASTRELU_SIMD_BUILD), bool(fr_cpu_runs_simd_build())
 
 
+#: Largest ``n`` whose frame operator is one multi-threaded ``dsyrk``; above it, panels of
+#: ``dgemm`` (OpenBLAS 0.3.31's ``dsyrk`` crashes on AVX-512 machines for outputs of
+#: about 16,000 rows; see ``fastrelu._core.rows.gram_of_rows``).
+SYRK_MAX_N = 8192
+cdef int _SYRK_MAX_N = 8192
+cdef int _PANEL = 4096
+
+
 cdef void _frame_operator(const double[:, ::1] W, double[:, ::1] S) noexcept nogil:
     """S = W^T W (full symmetric matrix written into S, shape (n, n))."""
     cdef int m = <int> W.shape[0]
     cdef int n = <int> W.shape[1]
     cdef char uplo = b'U'
     cdef char trans = b'N'
+    cdef char tr = b'T'
     cdef double one = 1.0
     cdef double zero = 0.0
-    cdef int i, j
+    cdef int i, j, start, rows, rest
     # Fortran view: A = W^T is (n, m) with lda = n, so A A^T = W^T W.
-    dsyrk(&uplo, &trans, &n, &m, &one, <double *> &W[0, 0], &n, &zero, &S[0, 0], &n)
+    if n <= _SYRK_MAX_N:
+        dsyrk(&uplo, &trans, &n, &m, &one, <double *> &W[0, 0], &n, &zero, &S[0, 0], &n)
+    else:  # Fortran rows start..start+rows-1 against rows start..n-1: the upper triangle
+        start = 0
+        while start < n:
+            rows = min(_PANEL, n - start)
+            rest = n - start
+            dgemm(&trans, &tr, &rows, &rest, &m, &one, <double *> &W[0, 0] + start, &n,
+                  <double *> &W[0, 0] + start, &n, &zero, &S[0, 0] + start + <Py_ssize_t> start * n, &n)
+            start = start + _PANEL
     # Fortran's upper triangle is C's lower one: mirror it to the C upper triangle.
     for i in range(n):
         for j in range(i + 1, n):

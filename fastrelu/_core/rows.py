@@ -189,6 +189,18 @@ def normalised_rows(W, use_gram=None):
 GRAM_PANEL = 4096
 
 
+#: Largest output of one multi-threaded ``dsyrk`` (:func:`cross_product`); above it, panels.
+SYRK_MAX = 8192
+
+
+def cross_product(A):
+    """``A^T A``: one ``dsyrk`` up to ``SYRK_MAX`` columns, else by panels
+    (:func:`gram_of_rows` of ``A^T``), for the reason given there."""
+    if A.shape[1] <= SYRK_MAX:
+        return A.T @ A
+    return gram_of_rows(A.T)
+
+
 def gram_of_rows(U):
     """``U U^T`` by panels of ``GRAM_PANEL`` rows: each panel's products with itself and
     the rows after it (one ``dgemm``), mirrored below the diagonal, so ``m^2 n / 2``
@@ -196,7 +208,7 @@ def gram_of_rows(U):
     multi-threaded ``dsyrk`` crashes (segmentation fault) on AVX-512 machines (seen on an
     AMD EPYC Zen 4) for outputs from about 16,000 rows with a few hundred columns."""
     m = U.shape[0]
-    if m <= GRAM_PANEL:
+    if m <= SYRK_MAX:
         return U @ U.T
     G = np.empty((m, m))
     for start in range(0, m, GRAM_PANEL):

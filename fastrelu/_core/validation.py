@@ -144,13 +144,15 @@ def _gram_decides_full_rank(W):
     ``(sigma_1(A) max(m, n) eps)^2``: the SVD's verdict is then full rank as well."""
     import scipy.linalg
 
+    from fastrelu._core.rows import cross_product
+
     m, n = W.shape
     scale = float(np.max(np.abs(W)))
     rows = max(1, GRAM_CHUNK_ENTRIES // n)
     gram = np.zeros((n, n))
     for start in range(0, m, rows):
         A = W[start:start + rows] / scale
-        gram += A.T @ A  # G = A^T A, one row chunk at a time
+        gram += cross_product(A)  # G = A^T A, one row chunk at a time
     trace = float(np.trace(gram))
     delta = 2.0 * (m + n + 2) * np.finfo(np.float64).eps * trace
     gram[np.diag_indices(n)] -= delta
