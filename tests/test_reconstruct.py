@@ -623,3 +623,23 @@ def test_large_layers_agree_with_the_definition_and_take_the_blocked_path(method
         if method != "basis" and s < 8:
             np.testing.assert_allclose(result.cond[s], singular[0] / singular[-1], rtol=1e-8)
     assert result.ok[:8].all() and not result.ok[8] and not result.spans[8]
+
+
+def test_the_frame_algorithm_reports_converged_exactly_when_its_loop_stopped_there():
+    """The loop's stopping test and ``converged`` compare the same number with tol: a
+    rerun with tol set to a residual reached after k steps stops at k steps at the
+    latest and is converged; with the next smaller tol it runs to max_iter = k and is
+    not."""
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((30, 6))
+    layer = fr.ReLULayer(W, -np.ones(30))
+    X = rng.standard_normal((12, 6))
+    Y = layer(X)
+    first = fr.reconstruct(layer, Y, "frame", max_iter=7)
+    assert np.all(first.iterations == 7) and not first.converged.any()
+    for j in range(12):
+        reached = float(first.residual[j])
+        again = fr.reconstruct(layer, Y[j:j + 1], "frame", tol=reached, max_iter=50)
+        assert again.converged[0] and again.iterations[0] <= 7
+        below = fr.reconstruct(layer, Y[j:j + 1], "frame", tol=np.nextafter(reached, 0), max_iter=7)
+        assert not below.converged[0] and below.iterations[0] == 7

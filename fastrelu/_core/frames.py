@@ -13,6 +13,7 @@ import numpy as np
 
 from fastrelu._core import _frame
 from fastrelu._core.errors import FastReluError
+from fastrelu._core.rows import cross_product
 from fastrelu._core.validation import as_matrix, not_a_frame_error
 
 #: Largest ``cond(S) = (sigma_max / sigma_min)^2`` for which the frame operator is
@@ -49,7 +50,7 @@ def _singular_values(W):
     if m >= n > 0 and m * n * n >= GRAM_SINGULAR_WORK:
         largest = np.max(np.abs(W))
         scaled = W / largest if largest > 0 else W
-        lam = np.linalg.eigvalsh(scaled.T @ scaled)[::-1]
+        lam = np.linalg.eigvalsh(cross_product(scaled))[::-1]
         if lam[-1] > 0 and lam[0] <= CHOLESKY_MAX_CONDITION * lam[-1]:
             return np.sqrt(lam) * largest, n
     s = np.linalg.svd(W, compute_uv=False)

@@ -512,7 +512,8 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
                 else:
                     _residual(t.S, x, t.b, t.r, n)
                 rnorm = _norm(t.r, n)
-                if rnorm <= tol * bnorm or it >= max_iter:
+                rnorm = rnorm / bnorm if bnorm > 0.0 else rnorm  # the residual reported
+                if rnorm <= tol or it >= max_iter:
                     break
                 for k in range(n):
                     x[k] = x[k] + lam * t.r[k]
@@ -520,7 +521,7 @@ cdef void _one_sample(const Layer *L, const unsigned char *A, const double *Y,
             iters[s] = it
             # the residual the stopping rule measured for this x (recomputing it by another
             # summation order could put it on the other side of tol)
-            resid[s] = rnorm / bnorm if bnorm > 0.0 else rnorm
+            resid[s] = rnorm  # compared with tol exactly as the loop compared it
             ok[s] = 1
             return
     ok[s] = 1 if spans else 0
