@@ -272,8 +272,11 @@ def test_onnx_capture_streams_to_memory_mapped_files(tmp_path, monkeypatch):
     # two names that would share a file get the layer's position
     from fastrelu._networks.captured import file_stems
 
-    assert file_stems(["/a/b", "_a_b", "c.d@1", ".."]) == {"/a/b": "_a_b-0", "_a_b": "_a_b-1",
+    assert file_stems(["/a/b", "_a_b", "c.d@1", ".."]) == {"/a/b": "_a_b", "_a_b": "_a_b-1",
                                                           "c.d@1": "c.d@1", "..": "layer"}
+    stems = file_stems(["a/b", "a_b", "a_b-1", "Conv", "conv", "x" * 300])
+    assert len({stem.casefold() for stem in stems.values()}) == 6
+    assert len(stems["x" * 300]) <= 100
 
 
 def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):

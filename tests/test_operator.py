@@ -91,6 +91,10 @@ def test_active_rows_in_a_hyperplane_are_never_called_injective():
     result = fr.operator_injectivity(W, alpha, X, n_jobs=1)
     assert np.all(result.n_active == 150)
     assert not result.injective.any() and result.undecided.all()
+    for steps in (1, 2, 5):  # cut short, the Ritz values are far from the eigenvalues
+        short = fr.operator_injectivity(W, alpha, X, n_jobs=1, max_iter=steps)
+        assert not short.injective.any() and short.undecided.all()
+        assert np.all(short.iterations <= steps + 1 + 3)  # max_iter, restarts included
     assert np.all(result.sigma_min < 1e-6 * result.sigma_max)
     assert not fr.pointwise_injectivity(fr.ReLULayer(W, alpha), X).any()
 

@@ -49,8 +49,9 @@ class OperatorInjectivity:
     injective : ndarray of bool, shape (N,)
         ``True`` where the estimates show that the active rows span R^n in the sense of
         :func:`fastrelu.pointwise_injectivity` (THEORY §2, rank tolerance ``rank_tol``):
-        the lower bound of ``sigma_min(W_I)`` exceeds ``sqrt(n) * rank_tol`` times the
-        upper bound of ``sigma_max(W_I)``. That is sufficient for the scan to reach
+        both iterations met their residual tolerance (``residual <= tol``) and the lower
+        bound of ``sigma_min(W_I)`` exceeds ``sqrt(n) * rank_tol`` times the upper bound
+        of ``sigma_max(W_I)``. That is sufficient for the scan to reach
         rank ``n`` (THEORY §10.1), if the iterations found the two smallest and the
         largest eigenvalues of ``W_I^T W_I`` (they start from random blocks: likely, not
         certified).
@@ -87,8 +88,9 @@ class OperatorInjectivity:
         n``: nothing to compute). A small residual alone does not make it: for a
         smallest eigenvalue far below ``tol * lambda_max`` the bracket stays wide.
     iterations : ndarray of int64, shape (N,)
-        Iterations of the smallest-eigenvalue iteration, its restarts included (0: a
-        dense eigensolver, for ``n < 5 * block``, or nothing to compute).
+        Products with ``S`` (blocks of at most ``block`` vectors) of the
+        smallest-eigenvalue iteration, its restarts included: about one per iteration
+        (0: a dense eigensolver, for ``n < 5 * block``, or nothing to compute).
     rank_tol, tol : float
     max_iter, block : int
         As asked (the iterations use ``min(block, n)`` vectors).
@@ -179,15 +181,19 @@ def spectrum(product, n, rows, *, tol, max_iter, block, rng):
     if not high_theta > 0:  # S = 0 on the start: nothing to iterate
         return _bounds(product, n, rows, start[:, :2], high_vector, 0)
     floor = (n + rows) * np.finfo(float).eps * high_theta
-    block_vectors, used, atol = start[:, :block], 0, tol * high_theta
+    block_vectors, atol = start[:, :block], tol * high_theta
+    used = [0]  # products with S: about one per iteration (the history's length is not)
+
+    def counted(V):
+        used[0] += 1
+        return product(V)
+
     for _ in range(1 + REFINEMENTS):
-        low, block_vectors, history = lobpcg(_operator(product, n), block_vectors, largest=False,
-                                             tol=atol, maxiter=max(1, max_iter - used),
-                                             retResidualNormsHistory=True)
-        used += len(history)
+        low, block_vectors = lobpcg(_operator(counted, n), block_vectors, largest=False, tol=atol,
+                                    maxiter=max(1, max_iter - used[0]))
         block_vectors = block_vectors[:, np.argsort(low)]
-        found = _bounds(product, n, rows, block_vectors[:, :2], high_vector, used)
-        if found.converged(tol) or used >= max_iter or atol <= floor:
+        found = _bounds(product, n, rows, block_vectors[:, :2], high_vector, used[0])
+        if found.converged(tol) or used[0] >= max_iter or atol <= floor:
             break
         atol = max(atol / 100.0, floor)
     return found
@@ -259,9 +265,9 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     At each point the active rows ``I = {i : <x, w_i> >= alpha_i}`` are found from one
     product; with at least ``n`` of them, LOBPCG estimates the largest and the smallest
     eigenvalues of ``S = W_I^T W_I`` (a product is ``W^T (1_I * (W V))``) and the
-    residuals bound them (THEORY §10.1). The point is shown injective when the
-    lower bound of ``sigma_min(W_I)`` exceeds ``sqrt(n) * rank_tol`` times the upper
-    bound of ``sigma_max(W_I)``: then the active unit rows cannot all lie within
+    residuals bound them (THEORY §10.1). The point is shown injective when both
+    iterations met their residual tolerance and the lower bound of ``sigma_min(W_I)``
+    exceeds ``sqrt(n) * rank_tol`` times the upper bound of ``sigma_max(W_I)``: then the active unit rows cannot all lie within
     ``rank_tol`` of an ``(n-1)``-dimensional span, so the scan of
     :func:`fastrelu.pointwise_injectivity` reaches rank ``n``. These are **iterative
     estimates**: the bounds hold if the iterations found the two smallest and the
@@ -285,7 +291,8 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
         smallest eigenvalue's bracket is wider, its iteration restarts with a 100 times
         smaller residual tolerance (three times at most).
     max_iter : int, default=2000
-        Iterations of each eigenvalue iteration at most, restarts included.
+        Iterations of each eigenvalue iteration at most, restarts included (counted as
+        products with ``S``; LOBPCG makes one per iteration, and one to start).
     block : int, default=4
         Vectors of the smallest-eigenvalue iteration; below ``n = 5 * block``, ``S`` is
         formed from ``n`` products and its eigenvalues are computed by LAPACK.
@@ -349,7 +356,8 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
     n_active = active.sum(axis=1).astype(np.int64)
     out = {"low": np.zeros(N), "low_bound": np.zeros(N), "high": np.full(N, np.nan),
            "high_bound": np.full(N, np.nan), "residual": np.full(N, np.nan),
-           "iterations": np.zeros(N, dtype=np.int64), "converged": np.ones(N, dtype=bool)}
+           "iterations": np.zeros(N, dtype=np.int64), "converged": np.ones(N, dtype=bool),
+           "met": np.zeros(N, dtype=bool)}
     todo = np.flatnonzero(n_active >= n)
     def make_worker():
         def process(j):
@@ -364,6 +372,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
             out["high"][j], out["high_bound"][j] = found.high_ritz, found.high_bound
             out["residual"][j], out["iterations"][j] = found.residual, found.iterations
             out["converged"][j] = found.converged(tol)
+            out["met"][j] = found.residual <= tol
         return process, lambda: None
 
     with warnings.catch_warnings():
@@ -372,8 +381,9 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
                    desc="operator_injectivity", unit="point")
     spans = n_active >= n
     converged = out["converged"]
-    # THEORY §10.1: sigma_min(W_I) > sqrt(n) rank_tol sigma_max(W_I) implies rank n
-    injective = spans & (out["low_bound"] > n * rank_tol ** 2 * out["high_bound"])
+    # THEORY §10.1: sigma_min(W_I) > sqrt(n) rank_tol sigma_max(W_I) implies rank n; the
+    # bounds stand for the extreme eigenvalues only once the iterations met their residual
+    injective = spans & out["met"] & (out["low_bound"] > n * rank_tol ** 2 * out["high_bound"])
     sigma_min = np.sqrt(np.maximum(out["low"], 0.0))
     sigma_max = np.sqrt(np.maximum(out["high"], 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -14,15 +14,24 @@ COPY_ROWS = 256
 def file_stems(names):
     """The file name (without suffix) of each layer name: characters other than letters,
     digits, ``.``, ``_``, ``-`` and ``@`` become ``_`` (ONNX node names such as
-    ``/0/Gemm`` hold path separators), and a stem that two layers would share gets
-    ``-k``, ``k`` the layer's position."""
-    stems = []
-    for name in names:
+    ``/0/Gemm`` hold path separators), a name longer than 100 characters keeps 80 and a
+    hash of the whole, and a stem already taken (ignoring case, for file systems that
+    do) gets ``-k``, ``k`` the layer's position (or the next free number)."""
+    import hashlib
+
+    stems, taken = {}, set()
+    for k, name in enumerate(names):
         stem = re.sub(r"[^A-Za-z0-9._@-]", "_", name)
-        stems.append("layer" if stem.strip(".") == "" else stem)
-    counts = {stem: stems.count(stem) for stem in stems}
-    return {name: (stem if counts[stem] == 1 else f"{stem}-{k}")
-            for k, (name, stem) in enumerate(zip(names, stems))}
+        if stem.strip(".") == "":
+            stem = "layer"
+        if len(stem) > 100:
+            stem = stem[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+        candidate, number = stem, k
+        while candidate.casefold() in taken:
+            candidate, number = f"{stem}-{number}", number + 1
+        taken.add(candidate.casefold())
+        stems[name] = candidate
+    return stems
 
 
 def _path(out_dir, stems, name, suffix):

@@ -688,7 +688,8 @@ def capture(model, data, layers, *, batch_size=DEFAULT_BATCH, out_dir=None, outp
         Write each layer's inputs to ``<out_dir>/<name>.npy`` (memory-mapped: for data
         that does not fit in memory) instead of holding them in RAM; in the file name,
         characters of the layer name other than letters, digits, ``.``, ``_``, ``-``
-        and ``@`` are ``_`` (ONNX node names such as ``/0/Gemm`` hold slashes).
+        and ``@`` are ``_`` (ONNX node names such as ``/0/Gemm`` hold slashes), and
+        a name whose file another layer already has gets ``-k``.
     outputs : bool, default=False
         Also return the model's outputs, shape ``(N, ...)``.
 
