@@ -359,6 +359,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
            "iterations": np.zeros(N, dtype=np.int64), "converged": np.ones(N, dtype=bool),
            "met": np.zeros(N, dtype=bool)}
     todo = np.flatnonzero(n_active >= n)
+
     def make_worker():
         def process(j):
             mask = active[j]

@@ -100,7 +100,7 @@ def matrix_free_report(k, found_layer, Xk, heldout, width_in, settings, stages):
                   prefix + "sigma_max_upper": found.sigma_max_upper,
                   prefix + "converged": found.converged, prefix + "residual": found.residual}
     ok_errors = error[np.isfinite(error)]
-    frame = extremes.low_bound > 0
+    frame = extremes.low_bound > 0 and extremes.residual <= found.tol  # as for injective
     spans = found.n_active >= n
     iterative = {
         "method": "LOBPCG on W_I^T W_I per point (products with W and W^T), conjugate gradients for the recovery",

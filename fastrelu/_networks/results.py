@@ -120,8 +120,8 @@ class LayerReport:
         with ``n`` active rows the sufficient test could not settle, counted as not
         injective), ``"not_converged"`` (points whose brackets are wider than ``tol``)
         and ``"iterations_median"``; for the whole operator, ``frame_bounds`` are the
-        Ritz values of ``W^T W`` (``None`` unless the lower bound
-        ``"frame_bounds_lower"`` is positive), with ``"frame_bounds_upper"`` and
+        Ritz values of ``W^T W`` (``None`` unless the iterations met their residual
+        tolerance and the lower bound ``"frame_bounds_lower"`` is positive), with ``"frame_bounds_upper"`` and
         ``"frame_bounds_converged"``; the recovery's ``"recovery_rtol"`` and
         ``"recovery_iterations_max"``. The per-point arrays add ``sigma_min_lower``,
         ``sigma_max_upper``, ``converged``, ``undecided`` and ``residual``. The
