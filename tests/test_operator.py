@@ -74,6 +74,10 @@ def test_estimates_match_the_svd_of_the_active_rows(n):
     assert np.all(result.sigma_min[~spans] == 0) and np.all(np.isnan(result.sigma_max[~spans]))
     assert np.all(result.iterations[~spans] == 0) and np.all(np.isinf(result.cond[~spans]))
     assert result.fraction == pytest.approx(spans.mean())
+    text = result.summary(limit=2)
+    assert text.startswith(f"{spans.sum()} of 25 points shown injective, 0 undecided, {(~spans).sum()} with fewer")
+    assert "active rows" in text.splitlines()[1] and text.splitlines()[-1].startswith("  ... and")
+    assert repr(result).startswith("OperatorInjectivity(n_points=25,")
 
 
 def test_active_rows_in_a_hyperplane_are_never_called_injective():
@@ -163,6 +167,8 @@ def test_bad_input_names_the_argument():
         fr.operator_injectivity("W", np.zeros(10), X)
     with pytest.raises(FastReluError, match="'bias'"):
         fr.operator_injectivity(W, np.zeros(9), X)
+    with pytest.raises(FastReluError, match="'bias' parameter must be a 1-D array of 10 real numbers .*Got None"):
+        fr.operator_injectivity(W, None, X)
     with pytest.raises(FastReluError, match="'X'"):
         fr.operator_injectivity(W, np.zeros(10), np.zeros((2, 5)))
     with pytest.raises(FastReluError, match="'tol' parameter must be a float in \\(0, 1\\)"):

@@ -82,7 +82,8 @@ model_report = fr.analyze_model(cnn.model, cnn.X_test[:100], labels=cnn.y_test[:
                                 samples=2_000, enlarge=None, seed=0)   # each layer on the inputs it receives
 model_report.layers[1].channel_fraction_above               # channels whose shared bias is above the estimate
 # a layer whose dense rows are over the memory budget is analysed from products with W and W^T:
-# fr.operator_injectivity(layer.operator(), layer.bias, X) (LOBPCG estimates, docs/theory.md §10.1)
+# for found = fr.relu_layers(model, x)[k] and its inputs X = fr.capture(model, data, [found])[found.name],
+# fr.operator_injectivity(found.operator(), found.bias, X) (LOBPCG estimates, docs/theory.md §10.1)
 # while training: monitor = fastrelu.torch.InjectivityMonitor(model, enforce=True); after each
 # optimizer.step(), monitor.step() keeps every layer injective on recent batches (docs/networks.md)
 

@@ -27,6 +27,8 @@ def as_matrix(value, name, *, ncols=None, allow_empty=False):
 
 def _vector_of_length(value, name, length):
     """``value`` as a float64 1-D array of ``length`` (a scalar is broadcast), or raise."""
+    if value is None:  # np.asarray(None, float) is NaN: say what came
+        raise FastReluError(f"The '{name}' parameter must be a 1-D array of {length} real numbers (or one number for all). Got None instead.")
     check_real(value, name)
     try:
         array = np.asarray(value, dtype=np.float64)

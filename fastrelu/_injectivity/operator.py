@@ -94,16 +94,18 @@ class OperatorInjectivity:
     rank_tol, tol : float
     max_iter, block : int
         As asked (the iterations use ``min(block, n)`` vectors).
+    n_dim : int
+        ``n``, the input dimension.
     elapsed : float
         Wall-clock seconds.
     """
 
-    injective: np.ndarray
-    undecided: np.ndarray
-    n_active: np.ndarray
-    sigma_min: np.ndarray
-    sigma_min_lower: np.ndarray
-    sigma_max: np.ndarray
+    injective: np.ndarray = field(repr=False)
+    undecided: np.ndarray = field(repr=False)
+    n_active: np.ndarray = field(repr=False)
+    sigma_min: np.ndarray = field(repr=False)
+    sigma_min_lower: np.ndarray = field(repr=False)
+    sigma_max: np.ndarray = field(repr=False)
     sigma_max_upper: np.ndarray = field(repr=False)
     cond: np.ndarray = field(repr=False)
     residual: np.ndarray = field(repr=False)
@@ -114,6 +116,7 @@ class OperatorInjectivity:
     max_iter: int
     block: int
     elapsed: float = field(repr=False)
+    n_dim: int = 0
 
     @property
     def n_points(self):
@@ -129,6 +132,40 @@ class OperatorInjectivity:
     def undecided_fraction(self):
         """Fraction of the points left undecided (NaN for no points)."""
         return float(self.undecided.mean()) if self.n_points else float("nan")
+
+    def __repr__(self):
+        return (f"OperatorInjectivity(n_points={self.n_points}, injective={int(self.injective.sum())}, "
+                f"undecided={int(self.undecided.sum())}, rank_tol={self.rank_tol:g}, tol={self.tol:g})")
+
+    def summary(self, limit=10):
+        """A short human-readable report: the counts, then the first points not shown
+        injective with what decided them.
+
+        Parameters
+        ----------
+        limit : int, default=10
+            At most this many points are listed.
+
+        Returns
+        -------
+        str
+        """
+        N = self.n_points
+        lines = [f"{int(self.injective.sum())} of {N} points shown injective, "
+                 f"{int(self.undecided.sum())} undecided, "
+                 f"{int((self.n_active < self.n_dim).sum())} with fewer than {self.n_dim} active rows "
+                 f"(iterative estimates: rank tolerance {self.rank_tol:g}, tol {self.tol:g}; "
+                 f"{int((~self.converged).sum())} not converged)"]
+        others = np.flatnonzero(~self.injective)
+        for i in others[:limit]:
+            if self.n_active[i] < self.n_dim:
+                lines.append(f"  point {i}: {self.n_active[i]} active rows")
+            else:
+                lines.append(f"  point {i}: undecided, sigma_min in [{self.sigma_min_lower[i]:.3g}, "
+                             f"{self.sigma_min[i]:.3g}], sigma_max <= {self.sigma_max_upper[i]:.3g}")
+        if others.size > limit:
+            lines.append(f"  ... and {others.size - limit} more")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -394,7 +431,7 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
         sigma_min=sigma_min, sigma_min_lower=np.sqrt(out["low_bound"]), sigma_max=sigma_max,
         sigma_max_upper=np.sqrt(out["high_bound"]),
         cond=cond, residual=out["residual"], converged=converged, iterations=out["iterations"],
-        rank_tol=rank_tol, tol=tol, max_iter=max_iter, block=block, elapsed=clock())
+        rank_tol=rank_tol, tol=tol, max_iter=max_iter, block=block, elapsed=clock(), n_dim=n)
 
 
 def operator_extremes(operator, *, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER,
