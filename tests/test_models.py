@@ -694,3 +694,14 @@ def test_the_operator_and_its_adjoint_are_the_dense_rows(make):
     V, U = rng.standard_normal((found.n, 5)), rng.standard_normal((found.m, 5))
     np.testing.assert_allclose(operator.matmat(V), W @ V, atol=1e-13)
     np.testing.assert_allclose(operator.rmatmat(U), W.T @ U, atol=1e-13)
+
+
+def test_points_given_as_nested_lists_are_points_not_batches():
+    seeded(7)
+    model = nn.Sequential(nn.Linear(2, 6), nn.ReLU())
+    points = [[1.0, 2.0], [3.0, -4.0], [0.5, 0.25]]
+    found = fr.relu_layers(model, torch.zeros(1, 2))
+    captured = fr.capture(model, points, found)
+    np.testing.assert_array_equal(captured["0"], np.array(points))
+    report = fr.analyze_model(model, points, **SMALL)
+    assert report.parameters["n_points"] == 3

@@ -175,6 +175,22 @@ class ModelLayer:
                               matmat=matmat, rmatmat=rmatmat, dtype=np.float64)
 
 
+def nested_numbers_as_array(data):
+    """``data`` as an array when it is a (nested) list or tuple of plain numbers, such as
+    ``[[1.0, 2.0], [3.0, 4.0]]`` (points, not an iterable of batches); else ``data``."""
+    import numbers
+
+    probe = data
+    while isinstance(probe, (list, tuple)) and probe:
+        probe = probe[0]
+    if probe is not data and isinstance(probe, numbers.Real) and not isinstance(probe, bool):
+        try:
+            return np.asarray(data, dtype=np.float64)
+        except ValueError:  # ragged: left to the caller's own message
+            return data
+    return data
+
+
 class DenseMap:
     """A layer's affine map from its dense rows: ``x -> W x - alpha``."""
 

@@ -13,6 +13,7 @@ from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._injectivity.pointwise import injectivity_summary
 from fastrelu._networks.matrix_free import matrix_free_report
+from fastrelu._networks.model_layers import nested_numbers_as_array
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.onnx_model import is_onnx, load
 from fastrelu._networks.report import (
@@ -41,6 +42,7 @@ DEFAULT_MODEL_SAMPLES = 10_000
 
 def _example(data):
     """One batch of model inputs, for discovery."""
+    data = nested_numbers_as_array(data)
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         return data[:2]
     try:

@@ -409,6 +409,9 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
     graph = Graph(proto)
     fixed = fixed_batch(graph)
     batch_size = fixed or batch_size
+    from fastrelu._networks.model_layers import nested_numbers_as_array
+
+    data = nested_numbers_as_array(data)
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         array = input_array(graph, data, name)
         _check_capture_memory(array.shape[0], layers, out_dir, name)

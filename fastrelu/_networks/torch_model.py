@@ -18,7 +18,13 @@ from fastrelu._core.errors import FastReluError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import format_bytes, memory_limit
 from fastrelu._networks.captured import flush, fresh_files, remove_files, stored_inputs
-from fastrelu._networks.model_layers import DENSE_SHARE, LayerNormInput, ModelLayer, ReLULayers
+from fastrelu._networks.model_layers import (
+    DENSE_SHARE,
+    LayerNormInput,
+    ModelLayer,
+    ReLULayers,
+    nested_numbers_as_array,
+)
 from fastrelu._networks.network import _import_torch
 from fastrelu._networks.onnx_model import capture_onnx, is_onnx, relu_layers_onnx
 
@@ -645,6 +651,7 @@ def _batches(data, model, torch, batch_size, name):
     """Model-input batches from a tensor, an array or an iterable of batches (a
     ``DataLoader``: the first element of tuple batches), with the number of points
     when known."""
+    data = nested_numbers_as_array(data)
     if isinstance(data, (torch.Tensor, np.ndarray)):
         shape = tuple(data.shape)
         if len(shape) < 1 or shape[0] == 0:
