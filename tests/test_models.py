@@ -413,7 +413,7 @@ def test_bad_input_gets_clear_errors(monkeypatch):
         fr.relu_layers({}, torch.zeros(1, 4))
     with pytest.raises(FastReluError, match="apply at least one ReLU"):
         fr.relu_layers(nn.Sequential(nn.Linear(4, 2)), torch.zeros(1, 4))
-    with pytest.raises(FastReluError, match=r"'example' parameter must hold inputs the model runs on. Got shape \(1, 5\)"):
+    with pytest.raises(FastReluError, match=r"'example' parameter must hold inputs the model runs on. Got inputs of shape \(5,\) each \(tried on a batch of shape \(1, 5\)\)"):
         fr.relu_layers(model, torch.zeros(1, 5))
     with pytest.raises(FastReluError, match="'method' parameter"):
         fr.relu_layers(model, torch.zeros(1, 4), method="trace")
@@ -605,7 +605,7 @@ def test_an_example_without_a_batch_axis_is_refused():
 
 def test_analyze_model_errors_name_the_argument_and_over_budget_layers_are_left_out(monkeypatch):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16), nn.ReLU())
-    with pytest.raises(FastReluError, match=r"'data' parameter must hold inputs the model runs on. Got shape \(2, 5\)"):
+    with pytest.raises(FastReluError, match=r"'data' parameter must hold inputs the model runs on. Got inputs of shape \(5,\) each"):
         fr.analyze_model(model, torch.randn(10, 5), **SMALL)
     with pytest.raises(FastReluError, match=r"'fit_data' parameter must hold inputs the model runs on"):
         fr.analyze_model(model, torch.randn(10, 4), fit_data=torch.randn(10, 5), **SMALL)

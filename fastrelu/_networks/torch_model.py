@@ -528,7 +528,7 @@ def _input_shapes(model, example, torch, name="example"):
         with torch.no_grad():
             model(example)
     except Exception as exc:  # the model's own code raises whatever it raises
-        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got shape {tuple(example.shape)}, on which the model raised {type(exc).__name__}: {first_line(exc)}") from None
+        raise FastReluError(f"The '{name}' parameter must hold inputs the model runs on. Got inputs of shape {tuple(example.shape[1:])} each (tried on a batch of shape {tuple(example.shape)}), on which the model raised {type(exc).__name__}: {first_line(exc)}") from None
     finally:
         for handle in handles:
             handle.remove()
