@@ -316,7 +316,11 @@ def test_cli_report_of_onnx_and_torchscript_models(tmp_path, capsys):
     np.save(tmp_path / "wrong.npy", np.zeros((4, 3), dtype=np.float32))
     assert main(["report", onnx_path, "--data", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "must hold inputs the model runs on" in err
+    assert err.count("\n") == 1 and "The '--data' file must hold inputs the model runs on" in err
+    np.save(tmp_path / "y_short.npy", np.zeros(3, dtype=np.int64))
+    assert main(["report", onnx_path, "--data", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y_short.npy"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--labels" in capsys.readouterr().err
     assert main(["report", onnx_path, "--data", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")[:-4] + "_none.npy",
                  "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()

@@ -603,5 +603,7 @@ def torchscript_to_onnx(path, example):
             torch.onnx.export(module, (sample,), buffer, dynamo=False, do_constant_folding=False,
                               input_names=["input"], dynamic_axes={"input": {0: "batch"}})
     except Exception as exc:  # the exporter raises many types
-        raise FastReluError(f"The TorchScript file {path!r} could not be exported to ONNX at the input shape {tuple(sample.shape)}: {type(exc).__name__}: {first_line(exc)}") from None
+        detail = first_line(exc)
+        detail = detail if len(detail) <= 240 else detail[:240] + " ..."
+        raise FastReluError(f"The TorchScript file {path!r} could not be exported to ONNX at the input shape {tuple(sample.shape)} (one point of the data: do the data have the shape the model takes?): {type(exc).__name__}: {detail}") from None
     return onnx.load_from_string(buffer.getvalue())

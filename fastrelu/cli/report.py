@@ -90,9 +90,23 @@ def _run_model(args):
     model = torchscript_to_onnx(args.model, X[:1]) if is_torchscript(args.model) else load(args.model)
     enlarge = None if args.enlarge == "none" else args.enlarge
     samples = DEFAULT_MODEL_SAMPLES if args.samples is None else args.samples
-    report = analyze_model(model, X, labels=y, fit_data=fit, samples=samples, seed=args.seed,
-                           enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
+    try:
+        report = analyze_model(model, X, labels=y, fit_data=fit, samples=samples, seed=args.seed,
+                               enlarge=enlarge, n_jobs=args.jobs, progress=_progress(args))
+    except FastReluError as exc:  # name the options, not analyze_model's parameters
+        raise FastReluError(_as_options(str(exc))) from None
     return _write(report, args, model=True)
+
+
+#: analyze_model's parameters as the command line's options name them.
+_OPTIONS = {"The 'data' parameter": "The '--data' file", "The 'fit_data' parameter": "The '--fit-data' file",
+            "The 'labels' parameter": "The '--labels' file"}
+
+
+def _as_options(message):
+    for parameter, option in _OPTIONS.items():
+        message = message.replace(parameter, option)
+    return message
 
 
 def _write(report, args, model=False):
