@@ -187,6 +187,8 @@ def normalised_rows(W, use_gram=None):
 
 #: Rows per panel of :func:`gram_of_rows`.
 GRAM_PANEL = 4096
+#: Side of the tiles in which :func:`gram_of_rows` mirrors its upper triangle.
+MIRROR_TILE = 512
 
 
 #: Largest output of one multi-threaded ``dsyrk`` (:func:`cross_product`); above it, panels.
@@ -202,19 +204,27 @@ def cross_product(A):
 
 
 def gram_of_rows(U):
-    """``U U^T`` by panels of ``GRAM_PANEL`` rows: each panel's products with itself and
-    the rows after it (one ``dgemm``), mirrored below the diagonal, so ``m^2 n / 2``
-    multiply-adds as one ``dsyrk`` would take. Not one ``dsyrk``: OpenBLAS 0.3.31's
-    multi-threaded ``dsyrk`` crashes (segmentation fault) on AVX-512 machines (seen on an
-    AMD EPYC Zen 4) for outputs from about 16,000 rows with a few hundred columns."""
+    """``U U^T``: one ``dsyrk`` up to ``SYRK_MAX`` rows; above, by panels of
+    ``GRAM_PANEL`` rows, each panel's products with itself and the rows after it (one
+    ``dgemm``), the upper triangle then mirrored below by tiles (a cache-sized transpose;
+    one strided copy of the whole is four times slower), so ``m^2 n / 2`` multiply-adds
+    as one ``dsyrk`` would take, and an exactly symmetric result. Not one ``dsyrk``
+    there: OpenBLAS 0.3.31's multi-threaded ``dsyrk`` crashes (segmentation fault) on
+    AVX-512 machines (seen on an AMD EPYC Zen 4) for outputs from about 16,000 rows with
+    a few hundred columns."""
     m = U.shape[0]
     if m <= SYRK_MAX:
         return U @ U.T
     G = np.empty((m, m))
     for start in range(0, m, GRAM_PANEL):
         stop = min(m, start + GRAM_PANEL)
-        G[start:stop, start:] = U[start:stop] @ U[start:].T
-        G[stop:, start:stop] = G[start:stop, stop:].T
+        np.matmul(U[start:stop], U[start:].T, out=G[start:stop, start:])  # in place: no copy
+    tile = MIRROR_TILE
+    for i in range(0, m, tile):
+        block = G[i:i + tile, i:i + tile]
+        block[...] = np.triu(block) + np.triu(block, 1).T
+        for j in range(i + tile, m, tile):
+            G[j:j + tile, i:i + tile] = G[i:i + tile, j:j + tile].T
     return G
 
 
