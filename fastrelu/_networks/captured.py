@@ -2,10 +2,13 @@
 PyTorch and ONNX models): raw float64 blocks appended batch by batch, then given an
 ``.npy`` header and returned as memory maps."""
 
+import contextlib
 import os
 import re
 
 import numpy as np
+
+from fastrelu._core.errors import FastReluError
 
 #: Rows copied at a time when the raw blocks become an ``.npy`` file.
 COPY_ROWS = 256
@@ -32,6 +35,32 @@ def file_stems(names):
         taken.add(candidate.casefold())
         stems[name] = candidate
     return stems
+
+
+def check_capture_memory(count, layers, out_dir, name):
+    """Refuse, before the run, the inputs of ``count`` model inputs that do not fit in
+    memory (unless they are streamed to ``out_dir``)."""
+    from fastrelu._core.memory import format_bytes, memory_limit
+
+    total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
+    limit, source = memory_limit()
+    if out_dir is None and limit is not None and total > limit:
+        raise FastReluError(f"The '{name}' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
+
+
+@contextlib.contextmanager
+def streaming(layers, out_dir):
+    """The capture's files around its loop: fresh raw files for the layers (with
+    ``out_dir``; nothing without), removed again when the loop raises."""
+    if out_dir is None:
+        yield
+        return
+    fresh_files(layers, out_dir)
+    try:
+        yield
+    except BaseException:
+        remove_files(layers, out_dir, ".raw")
+        raise
 
 
 def _path(out_dir, stems, name, suffix):

@@ -14,7 +14,7 @@ import numpy as np
 from fastrelu._core.errors import FastReluError, MissingDependencyError, first_line
 from fastrelu._core.layer import ReLULayer
 from fastrelu._core.memory import memory_limit
-from fastrelu._networks.captured import flush, fresh_files, remove_files, stored_inputs
+from fastrelu._networks.captured import check_capture_memory, flush, stored_inputs, streaming
 
 #: Nodes that pass their first input through unchanged at inference.
 THROUGH = ("Identity", "Dropout")
@@ -409,12 +409,9 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
     graph = Graph(proto)
     fixed = fixed_batch(graph)
     batch_size = fixed or batch_size
-    from fastrelu._networks.model_layers import nested_numbers_as_array
-
-    data = nested_numbers_as_array(data)
     if isinstance(data, np.ndarray) or hasattr(data, "detach"):
         array = input_array(graph, data, name)
-        _check_capture_memory(array.shape[0], layers, out_dir, name)
+        check_capture_memory(array.shape[0], layers, out_dir, name)
         batches = (array[start:start + batch_size] for start in range(0, array.shape[0], batch_size))
     elif hasattr(data, "__iter__"):
         batches = (input_array(graph, batch[0] if isinstance(batch, (tuple, list)) else batch, name)
@@ -428,9 +425,7 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
     sess = session(proto, names)
     parts = {layer.name: [] for layer in layers}
     results, stored = [], []
-    if out_dir is not None:
-        fresh_files(layers, out_dir)
-    try:
+    with streaming(layers, out_dir):
         for item in batches:
             batch, real = item if fixed is not None else (item, item.shape[0])
             values = run(graph, sess, batch, names + [output_name], name)
@@ -442,26 +437,11 @@ def capture_onnx(model, data, layers, batch_size, outputs, name="data", out_dir=
             results.append(np.asarray(values[-1], dtype=np.float64)[:real])
             if out_dir is not None:
                 stored.append(flush(parts, out_dir))
-    except BaseException:
-        if out_dir is not None:
-            remove_files(layers, out_dir, ".raw")
-        raise
     inputs = (stored_inputs(stored, layers, out_dir) if out_dir is not None else
               {name: np.concatenate(chunks, axis=0) for name, chunks in parts.items()})
     if outputs:
         return inputs, np.concatenate(results, axis=0)
     return inputs
-
-
-def _check_capture_memory(count, layers, out_dir, name):
-    """Refuse, before the run, inputs of ``count`` points that do not fit in memory
-    (unless they are streamed to ``out_dir``)."""
-    from fastrelu._core.memory import format_bytes, memory_limit
-
-    total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
-    limit, source = memory_limit()
-    if out_dir is None and limit is not None and total > limit:
-        raise FastReluError(f"The '{name}' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
 
 
 def _score_output(proto):

@@ -16,8 +16,8 @@ import numpy as np
 
 from fastrelu._core.errors import FastReluError, first_line
 from fastrelu._core.layer import ReLULayer
-from fastrelu._core.memory import format_bytes, memory_limit
-from fastrelu._networks.captured import flush, fresh_files, remove_files, stored_inputs
+from fastrelu._core.memory import memory_limit
+from fastrelu._networks.captured import check_capture_memory, flush, stored_inputs, streaming
 from fastrelu._networks.model_layers import (
     DENSE_SHARE,
     LayerNormInput,
@@ -79,7 +79,7 @@ class _TorchMap:
                     return (z @ affine.weight).numpy()
                 z = u.reshape(k, affine.weight.shape[0], -1)
                 z = z if self.norm is None else self.norm.linear(z)
-                z = z.reshape(k, affine.weight.shape[0], *self._output_spatial(n))
+                z = z.reshape(k, affine.weight.shape[0], *self._output_spatial())
                 grad = (torch.nn.grad.conv1d_input if affine.dims == 1 else torch.nn.grad.conv2d_input)(
                     (k, *self.input_shape), affine.weight, z, affine.stride, affine.padding,
                     affine.dilation, affine.groups)
@@ -92,7 +92,7 @@ class _TorchMap:
             (grad,) = torch.autograd.grad(out, x, grad_outputs=u)
         return grad.numpy().reshape(k, n)
 
-    def _output_spatial(self, n):
+    def _output_spatial(self):
         """The output's spatial shape (from one forward pass of a zero input, cached)."""
         if not hasattr(self, "_spatial"):
             torch = _import_torch()
@@ -651,7 +651,6 @@ def _batches(data, model, torch, batch_size, name):
     """Model-input batches from a tensor, an array or an iterable of batches (a
     ``DataLoader``: the first element of tuple batches), with the number of points
     when known."""
-    data = nested_numbers_as_array(data)
     if isinstance(data, (torch.Tensor, np.ndarray)):
         shape = tuple(data.shape)
         if len(shape) < 1 or shape[0] == 0:
@@ -736,6 +735,7 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
     layers = list(layers)
     if not layers or not all(isinstance(layer, ModelLayer) for layer in layers):
         raise FastReluError("The 'layers' parameter must be a non-empty sequence of ModelLayer (from fastrelu.relu_layers). Got " + (f"{type(layers[0]).__name__} items" if layers else "none") + " instead.")
+    data = nested_numbers_as_array(data)
     if is_onnx(model):
         if any(layer._tensor is None for layer in layers):
             raise FastReluError("The 'layers' parameter must come from relu_layers of this ONNX model. Got layers of a PyTorch model.")
@@ -748,10 +748,7 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
         path, _, call = layer.name.partition("@")
         wanted[(path, int(call) if call else 0)] = layer
     if count is not None:
-        total = 8 * count * sum(layer.n * layer.tokens for layer in layers)
-        limit, source = memory_limit()
-        if out_dir is None and limit is not None and total > limit:
-            raise FastReluError(f"The '{name}' parameter must give layer inputs that fit in memory. Got {count:,} points whose inputs to the {len(layers)} layers need {format_bytes(total)}, but this machine has {format_bytes(limit)} for it ({source}). Pass out_dir= to stream them to memory-mapped files.")
+        check_capture_memory(count, layers, out_dir, name)
     modules = dict(model.named_modules())
     buffers = {layer.name: [] for layer in layers}
     calls, handles, results = collections.Counter(), [], []
@@ -770,14 +767,12 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
     missing = sorted({key[0] for key in wanted} - set(modules))
     if missing:
         raise FastReluError(f"The 'layers' parameter must come from this model. Got layers {missing}, which the model does not have.")
-    if out_dir is not None:
-        fresh_files(layers, out_dir)
     outputs_list = []
     try:
         for path in {key[0] for key in wanted}:
             handles.append(modules[path].register_forward_hook(hook(path), with_kwargs=True))
         handles.append(model.register_forward_pre_hook(lambda module, inputs: calls.clear()))
-        with _EvalMode(model), torch.no_grad():
+        with streaming(layers, out_dir), _EvalMode(model), torch.no_grad():
             for batch in batches:
                 try:
                     out = model(batch)
@@ -791,10 +786,6 @@ def capture_inputs(model, data, layers, batch_size, out_dir, outputs, name):
                         raise FastReluError(f"The '{name}' parameter must give every layer the input shape it had on the example. Got a batch of shape {tuple(batch.shape)}, on which layer {layer.name!r} received {'nothing' if got is None else f'{got.shape[1]} values per point'} instead of {layer.n}.")
                 if out_dir is not None:
                     results.append(flush(buffers, out_dir))
-    except BaseException:
-        if out_dir is not None:
-            remove_files(layers, out_dir, ".raw")
-        raise
     finally:
         for handle in handles:
             handle.remove()
