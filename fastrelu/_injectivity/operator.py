@@ -21,6 +21,7 @@ from fastrelu._core.validation import (
     rank_tol_value,
     seed_value,
 )
+from fastrelu._injectivity.pointwise import PointCounts
 from fastrelu._runtime.parallel import Stopwatch, run_blocks
 from fastrelu._runtime.seeds import OPERATOR_STREAM, block_generator
 
@@ -39,7 +40,7 @@ POINT_CHUNK = 16
 
 
 @dataclass(frozen=True, eq=False)
-class OperatorInjectivity:
+class OperatorInjectivity(PointCounts):
     """Pointwise injectivity of a layer from products with ``W`` and ``W^T`` only
     (:func:`operator_injectivity`): per point, estimates of the extreme singular values
     of the active rows ``W_I`` and what they decide.
@@ -117,16 +118,6 @@ class OperatorInjectivity:
     block: int
     elapsed: float = field(repr=False)
     n_dim: int = 0
-
-    @property
-    def n_points(self):
-        """Number of points checked."""
-        return self.injective.shape[0]
-
-    @property
-    def fraction(self):
-        """Fraction of the points shown injective (NaN for no points)."""
-        return float(self.injective.mean()) if self.n_points else float("nan")
 
     @property
     def undecided_fraction(self):
@@ -387,9 +378,8 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
         ("products per thread", threads * 8 * (m + 4 * n) * (block + 2) * 3, "block"),
         ("pre-activations of a chunk", 8 * POINT_CHUNK * m, "operator")])
     active = np.zeros((N, m), dtype=bool)
-    for lo in range(0, N, POINT_CHUNK):
-        chunk = np.ascontiguousarray(X[lo:lo + POINT_CHUNK].T)
-        active[lo:lo + POINT_CHUNK] = (op.matmat(chunk).T - alpha) >= 0
+    for rows, Z in pre_activation_chunks(op, alpha, X):
+        active[rows] = Z >= 0
     n_active = active.sum(axis=1).astype(np.int64)
     out = {"low": np.zeros(N), "low_bound": np.zeros(N), "high": np.full(N, np.nan),
            "high_bound": np.full(N, np.nan), "residual": np.full(N, np.nan),
@@ -432,6 +422,15 @@ def operator_injectivity(operator, bias, X, *, rank_tol=DEFAULT_RANK_TOL, tol=DE
         sigma_max_upper=np.sqrt(out["high_bound"]),
         cond=cond, residual=out["residual"], converged=converged, iterations=out["iterations"],
         rank_tol=rank_tol, tol=tol, max_iter=max_iter, block=block, elapsed=clock(), n_dim=n)
+
+
+def pre_activation_chunks(op, alpha, X):
+    """``(rows, W X[rows]^T - alpha)`` for chunks of ``POINT_CHUNK`` points: the
+    pre-activations whose signs are the activity (one product per chunk, of a shape that
+    does not depend on the thread count)."""
+    for lo in range(0, X.shape[0], POINT_CHUNK):
+        rows = slice(lo, lo + POINT_CHUNK)
+        yield rows, op.matmat(np.ascontiguousarray(X[rows].T)).T - alpha
 
 
 def operator_extremes(operator, *, tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER,

@@ -29,8 +29,23 @@ DEFAULT_CHECK_POINTS = 100_000
 MAX_FAILED_POINTS = 1000
 
 
+class PointCounts:
+    """``n_points`` and ``fraction`` of a per-point result with an ``injective`` array
+    (:class:`PointwiseInjectivity`, :class:`fastrelu.OperatorInjectivity`)."""
+
+    @property
+    def n_points(self):
+        """Number of points checked."""
+        return self.injective.shape[0]
+
+    @property
+    def fraction(self):
+        """Fraction of the points whose ``injective`` is True (``nan`` for no points)."""
+        return float(self.injective.mean()) if self.n_points else float("nan")
+
+
 @dataclass(frozen=True, eq=False)
-class PointwiseInjectivity:
+class PointwiseInjectivity(PointCounts):
     """Which points of a data set a layer maps injectively (its active rows span R^n).
 
     Attributes
@@ -53,16 +68,6 @@ class PointwiseInjectivity:
     rank: np.ndarray
     rank_tol: float
     elapsed: float = field(repr=False)
-
-    @property
-    def n_points(self):
-        """Number of points checked."""
-        return self.injective.shape[0]
-
-    @property
-    def fraction(self):
-        """Fraction of the points that are injective (``nan`` for no points)."""
-        return float(self.injective.mean()) if self.n_points else float("nan")
 
     @property
     def failures(self):

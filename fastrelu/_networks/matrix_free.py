@@ -11,7 +11,11 @@ from fastrelu._core import budget as _budget
 from fastrelu._core.domains import Data
 from fastrelu._core.memory import format_bytes
 from fastrelu._core.validation import n_jobs_value
-from fastrelu._injectivity.operator import POINT_CHUNK, operator_extremes, operator_injectivity
+from fastrelu._injectivity.operator import (
+    operator_extremes,
+    operator_injectivity,
+    pre_activation_chunks,
+)
 from fastrelu._networks.report import relative_errors
 from fastrelu._networks.results import LayerReport
 from fastrelu._reconstruct.driver import DEFAULT_SPAN_TOL
@@ -66,8 +70,8 @@ def matrix_free_report(k, found_layer, Xk, heldout, width_in, settings, stages):
     stage("injectivity")
     found = operator_injectivity(op, alpha, Xk, seed=seed + k, n_jobs=jobs, progress=progress)
     Y = np.empty((N, m))
-    for lo in range(0, N, POINT_CHUNK):  # as operator_injectivity computes them: the same activity
-        Y[lo:lo + POINT_CHUNK] = op.matmat(np.ascontiguousarray(Xk[lo:lo + POINT_CHUNK].T)).T - alpha
+    for rows, Z in pre_activation_chunks(op, alpha, Xk):  # as operator_injectivity's: the same activity
+        Y[rows] = Z
     active = Y >= 0
     np.maximum(Y, 0.0, out=Y)
     held = Xk[heldout]
