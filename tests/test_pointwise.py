@@ -163,6 +163,26 @@ def test_check_bias_is_deterministic_and_never_reuses_mcbe_samples():
         assert not fr.pointwise_injectivity(layer, a.failed_points).any()
 
 
+def test_check_bias_parts_of_a_block_keep_the_failures_in_drawing_order():
+    """A few points of a large layer are shared out among the threads in parts of a
+    block (tiles of 8 from n = 256): the same count and the same failures, in drawing
+    order, as the points checked one by one."""
+    import fastrelu._injectivity.pointwise as pw
+    from fastrelu._runtime.seeds import CHECK_STREAM, block_generator
+
+    rng = np.random.default_rng(11)
+    n, m, N = 260, 560, 61
+    layer = fr.ReLULayer(rng.standard_normal((m, n)), np.full(m, 0.09))  # about n active
+    runs = [fr.check_bias(layer, fr.Sphere(n), N, seed=3, n_jobs=jobs) for jobs in (1, 2, 3)]
+    X = np.empty((N, n))
+    pw._draw(fr.Sphere(n), block_generator(3, 0, CHECK_STREAM), X)
+    injective = np.array([fr.pointwise_injectivity(layer, x[None], n_jobs=1)[0] for x in X])
+    assert 0 < injective.sum() < N  # both kinds of points
+    for run in runs:
+        assert run.n_injective == injective.sum()
+        np.testing.assert_array_equal(run.failed_points, X[~injective][:pw.MAX_FAILED_POINTS])
+
+
 def test_check_bias_on_data_uses_the_points():
     rng = np.random.default_rng(6)
     W = rng.standard_normal((15, 3))

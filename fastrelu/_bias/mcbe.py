@@ -1,7 +1,6 @@
 """Approach A: Monte Carlo most-correlated-basis bias estimation (THEORY §3)."""
 
 import math
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,7 @@ from fastrelu._core.validation import (
 )
 from fastrelu._runtime import checkpoint as _checkpoint
 from fastrelu._runtime.blocks import BlockPlan, digest, execute
-from fastrelu._runtime.parallel import Stopwatch, block_parts, run_blocks
+from fastrelu._runtime.parallel import SharedBlocks, Stopwatch, block_parts, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, SAMPLING_STREAM, block_generator
 
 #: Default number of samples for sphere, ball and shell domains.
@@ -321,23 +320,9 @@ class _McbePlan(BlockPlan):
         elif whole:
             samples = None
         else:  # each block drawn once, by the first thread that needs it, kept while used
-            drawn, lock = {}, threading.Lock()
-            left = {}
-            for part in parts:
-                left[part[0]] = left.get(part[0], 0) + 1
-
-            def samples(b):
-                with lock:
-                    if b not in drawn:
-                        size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-                        drawn[b] = self._draws(b, np.empty((size, n)))
-                    return drawn[b]
-
-            def done(b):
-                with lock:
-                    left[b] -= 1
-                    if not left[b]:
-                        del drawn[b]
+            shared = SharedBlocks(parts, lambda b: self._draws(
+                b, np.empty((min(BLOCK_SIZE, total - b * BLOCK_SIZE), n))))
+            samples = shared.get
 
         def make_worker():
             fold, result = problem.worker()
@@ -352,7 +337,7 @@ class _McbePlan(BlockPlan):
                     b, lo, hi, _ = part
                     fold(samples(b)[lo:hi])
                     if not isinstance(domain, Data):
-                        done(b)
+                        shared.done(b)
             return process, result
 
         partials = run_blocks(parts, make_worker, n_jobs, bar=bar, limit_blas=limit_blas,

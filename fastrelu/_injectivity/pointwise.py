@@ -20,7 +20,7 @@ from fastrelu._core.validation import (
     seed_value,
 )
 from fastrelu._injectivity import kernels
-from fastrelu._runtime.parallel import Stopwatch, block_parts, run_blocks
+from fastrelu._runtime.parallel import SharedBlocks, Stopwatch, block_parts, run_blocks
 from fastrelu._runtime.seeds import BLOCK_SIZE, CHECK_STREAM, block_generator
 
 #: Default number of fresh points for :func:`check_bias`.
@@ -327,8 +327,10 @@ def _draw(domain, rng, out):
 
 
 def _keep_failures(failed, lock, block, points, n_active, rank):
-    """Record a block's failing points, keeping only what the first ``MAX_FAILED_POINTS``
-    failures in drawing order can need, whatever the order in which blocks finish."""
+    """Record the failing points of a block (or of a part of one: ``block`` is then
+    ``(b, lo)``, keys that sort in drawing order), keeping only what the first
+    ``MAX_FAILED_POINTS`` failures in drawing order can need, whatever the order in
+    which blocks finish."""
     with lock:
         failed[block] = (points[:MAX_FAILED_POINTS].copy(), n_active[:MAX_FAILED_POINTS].copy(),
                          rank[:MAX_FAILED_POINTS].copy())
@@ -413,39 +415,51 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
                                outputs=False).check_memory().check_start(jobs)
     geometry = RowGeometry(layer.weight, layer.bias)
     geometry.every_row_kept(float(rank_tol) ** 2)  # once, before the workers ask
-    n_blocks = -(-total // BLOCK_SIZE)
+    # few blocks (large layers): each block's points are shared out among the threads, at
+    # tile boundaries (the same products, so the same ranks, as whole blocks)
+    parts = block_parts(0, -(-total // BLOCK_SIZE),
+                        lambda b: min(BLOCK_SIZE, total - b * BLOCK_SIZE), jobs,
+                        align=geometry.tile)
+    if seed_used is None:
+        block_points = lambda b: domain.points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]  # noqa: E731
+    else:
+        def draw(b):
+            X = np.empty((min(BLOCK_SIZE, total - b * BLOCK_SIZE), n))
+            _draw(domain, block_generator(seed_used, b, CHECK_STREAM), X)
+            return X
+
+        shared = SharedBlocks(parts, draw)
+        block_points = shared.get
     failed = {}
     lock = threading.Lock()
 
     def make_worker():
         check = _checker(geometry, rank_tol)
-        buffer = np.empty((0 if seed_used is None else min(BLOCK_SIZE, total), n))  # data: read in place
         n_active = np.empty(BLOCK_SIZE, dtype=np.int64)
         rank = np.empty(BLOCK_SIZE, dtype=np.int64)
         good = [0]
 
-        def process(b):
-            size = min(BLOCK_SIZE, total - b * BLOCK_SIZE)
-            if seed_used is None:
-                X = domain.points[b * BLOCK_SIZE:b * BLOCK_SIZE + size]
-            else:
-                X = buffer[:size]
-                _draw(domain, block_generator(seed_used, b, CHECK_STREAM), X)
+        def process(part):
+            b, lo, hi, _ = part
+            size = hi - lo
+            X = block_points(b)[lo:hi]
             check(X, n_active[:size], rank[:size])
             bad = np.flatnonzero(rank[:size] < n)
             good[0] += size - bad.size
             if bad.size:
-                _keep_failures(failed, lock, b, X[bad], n_active[bad], rank[bad])
+                _keep_failures(failed, lock, (b, lo), X[bad], n_active[bad], rank[bad])
+            if seed_used is not None:
+                shared.done(b)
 
         return process, lambda: good[0]
 
-    partials = run_blocks(n_blocks, make_worker, jobs, progress=progress, desc="check_bias",
-                          budget=budget)
-    parts = [failed[b] for b in sorted(failed)]
-    if parts:
-        points = np.concatenate([p[0] for p in parts])[:MAX_FAILED_POINTS]
-        active = np.concatenate([p[1] for p in parts])[:MAX_FAILED_POINTS]
-        ranks = np.concatenate([p[2] for p in parts])[:MAX_FAILED_POINTS]
+    partials = run_blocks(parts, make_worker, jobs, progress=progress, desc="check_bias",
+                          budget=budget, advance=lambda part: part[2] - part[1], unit="point")
+    kept = [failed[key] for key in sorted(failed)]
+    if kept:
+        points = np.concatenate([p[0] for p in kept])[:MAX_FAILED_POINTS]
+        active = np.concatenate([p[1] for p in kept])[:MAX_FAILED_POINTS]
+        ranks = np.concatenate([p[2] for p in kept])[:MAX_FAILED_POINTS]
     else:
         points, active, ranks = np.empty((0, n)), np.empty(0, np.int64), np.empty(0, np.int64)
     return BiasCheck(n_points=total, n_injective=int(sum(partials)), failed_points=points,

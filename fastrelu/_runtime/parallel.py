@@ -62,6 +62,35 @@ def block_parts(first, stop, sizes, n_jobs, align=1):
     return parts
 
 
+class SharedBlocks:
+    """Blocks of drawn samples shared by the threads that work on their parts
+    (:func:`block_parts`): block ``b`` is drawn once, by ``draw(b)`` in the first thread
+    that asks for it, and dropped when the last of its parts is :meth:`done`. So a run
+    split into parts draws the same samples, once, as a run of whole blocks."""
+
+    def __init__(self, parts, draw):
+        self._draw = draw
+        self._drawn = {}
+        self._lock = threading.Lock()
+        self._left = {}
+        for part in parts:
+            self._left[part[0]] = self._left.get(part[0], 0) + 1
+
+    def get(self, b):
+        """The samples of block ``b``."""
+        with self._lock:
+            if b not in self._drawn:
+                self._drawn[b] = self._draw(b)
+            return self._drawn[b]
+
+    def done(self, b):
+        """One part of block ``b`` is finished with it."""
+        with self._lock:
+            self._left[b] -= 1
+            if not self._left[b]:
+                del self._drawn[b]
+
+
 def run_blocks(blocks, make_worker, n_jobs, *, progress=False, desc="fastrelu", bar=None,
                limit_blas=True, budget=None, advance=None, unit="block"):
     """Run the given blocks on ``n_jobs`` threads.
