@@ -450,6 +450,17 @@ def test_fast_path_keeps_the_first_rows_only_where_the_scan_does():
             assert count == n and (scan.kept == np.arange(n)).all()
 
 
+def _lane_layout(grams):
+    """The Gram matrices ``grams`` (one per lane, ``n x n``) in the lane layout of
+    ``fr_spans``: ``(n, stride, lanes)`` with the kernel's row stride."""
+    from fastrelu._core import _frame
+
+    n = grams[0].shape[0]
+    G = np.zeros((n, _frame.spans_stride(n), len(grams)))
+    G[:, :n, :] = np.stack(grams, axis=-1)
+    return G
+
+
 def test_lane_certificate_matches_each_lanes_own_cholesky():
     # fr_spans (C, one sample per SIMD lane) against NumPy on each lane alone: a pivot
     # below the threshold, a singular lane and healthy lanes side by side
@@ -482,12 +493,12 @@ def test_lane_certificate_matches_each_lanes_own_cholesky():
                     expected.append(bool((pivots > 1e-12 + pivot_margin(n) / low).all()))
                 except np.linalg.LinAlgError:
                     expected.append(False)
-            G = np.ascontiguousarray(np.stack(grams, axis=-1))
+            G = _lane_layout(grams)
             mask = certify(G, n, 1e-12, lanes)
             assert [bool((mask >> lane) & 1) for lane in range(lanes)] == expected
             # a lane's verdict does not depend on its neighbours
             for lane in range(lanes):
-                alone = np.ascontiguousarray(np.stack([grams[lane]] * lanes, axis=-1))
+                alone = _lane_layout([grams[lane]] * lanes)
                 assert bool(certify(alone, n, 1e-12, lanes) & 1) == expected[lane]
     assert certify(np.zeros((2, 2, lanes + 1)), 2, 1e-12, lanes + 1) == -1  # not this kernel
 
@@ -551,7 +562,7 @@ def test_certificates_after_nearly_dependent_rows_never_overrule_the_scan():
         n = int(rng.choice([3, 4, 6, 10, 20, 30]))
         U = _near_dependent_rows(rng, n)
         gram = U @ U.T
-        lanes = np.ascontiguousarray(np.stack([gram] * SPANS_LANES, axis=-1))
+        lanes = _lane_layout([gram] * SPANS_LANES)
         if certify(lanes, n, SPANS_LANES) & 1:
             accepted += 1
             assert scan(gram, U, True)

@@ -3,10 +3,12 @@
  * (_lanes.h) and the MCBE basis certificate (_spans.h), as a macro over the vector type
  * so that each includer instantiates it for its own lanes and target.
  *
- * FR_CHOLESKY_LANES_BODY(VEC, LANES) is the body of a function
+ * FR_CHOLESKY_LANES_BODY(VEC, LANES, LD) is the body of a function
  *     ptrdiff_t f(double *data, ptrdiff_t n, double tol2, double margin)
- * data holds LANES symmetric (n, n) matrices in lane layout (entry (a, c) of lane l at
- * data[(a * n + c) * LANES + l], upper triangle read and overwritten by the factor R
+ * data holds LANES symmetric (n, n) matrices in lane layout with row stride LD >= n
+ * (entry (a, c) of lane l at data[(a * LD + c) * LANES + l]; a stride whose bytes are a
+ * multiple of a large power of two makes the column walks below fall into the same
+ * cache sets), upper triangle read and overwritten by the factor R
  * with S = R^T R). Row j of R is S[j, p] minus R[k, j] R[k, p] for k = 0, .., j-1 in
  * turn (left-looking, in register tiles of 4 entries), scaled by 1 / R[j, j]. It returns
  * the mask of lanes whose every pivot d_j exceeds tol2 + margin / min(1, d_0, ..,
@@ -20,19 +22,19 @@
 #include <math.h>
 #include <stddef.h>
 
-#define FR_CHOLESKY_LANES_BODY(VEC, LANES)                                               \
+#define FR_CHOLESKY_LANES_BODY(VEC, LANES, LD)                                           \
     VEC *U = (VEC *)data;                                                                \
     ptrdiff_t passed = (1 << (LANES)) - 1;                                               \
     double low[LANES];                                                                   \
     for (int l = 0; l < (LANES); l++)                                                    \
         low[l] = 1.0;                                                                    \
     for (ptrdiff_t j = 0; j < n; j++) {                                                  \
-        VEC *rj = U + (ptrdiff_t)j * n;                                                  \
+        VEC *rj = U + (ptrdiff_t)j * (LD);                                               \
         ptrdiff_t p = j;                                                                 \
         for (; p + 4 <= n; p += 4) {                                                     \
             VEC a0 = rj[p], a1 = rj[p + 1], a2 = rj[p + 2], a3 = rj[p + 3];              \
             const VEC *rk = U;                                                           \
-            for (ptrdiff_t k = 0; k < j; k++, rk += n) {                                 \
+            for (ptrdiff_t k = 0; k < j; k++, rk += (LD)) {                              \
                 VEC lead = rk[j];                                                        \
                 a0 -= lead * rk[p];                                                      \
                 a1 -= lead * rk[p + 1];                                                  \
@@ -44,7 +46,7 @@
         for (; p < n; p++) {                                                             \
             VEC acc = rj[p];                                                             \
             const VEC *rk = U;                                                           \
-            for (ptrdiff_t k = 0; k < j; k++, rk += n)                                   \
+            for (ptrdiff_t k = 0; k < j; k++, rk += (LD))                                \
                 acc -= rk[j] * rk[p];                                                    \
             rj[p] = acc;                                                                 \
         }                                                                                \

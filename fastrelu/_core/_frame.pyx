@@ -44,6 +44,13 @@ cdef extern from "_spans.h" nogil:
                              const uint8_t *ranked, Py_ssize_t n, double *G,
                              double tol2, double margin, Py_ssize_t lanes)
     int fr_spans_lanes()
+    Py_ssize_t fr_spans_stride(Py_ssize_t n)
+
+
+def spans_stride(Py_ssize_t n):
+    """The row stride of the lanes' Gram matrices in ``fr_spans`` (``_spans.h``): the
+    buffer ``G`` of ``n`` rows is allocated as ``(n, spans_stride(n), lanes)``."""
+    return fr_spans_stride(n)
 
 
 def spans_kernel():

@@ -146,7 +146,7 @@ class Lanes(NamedTuple):
 
     #: (lanes, n) int64: the first ``n`` candidates of each lane in scan order.
     order_l: np.ndarray
-    #: (n, n, lanes): their Gram matrices, one per lane.
+    #: (n, stride, lanes): their Gram matrices, one per lane (rows ``stride >= n`` apart).
     G: np.ndarray
     #: (n, n): one Gram matrix computed from gathered rows.
     small: np.ndarray
@@ -165,21 +165,28 @@ def scan_scratch(m, n):
 
 
 def lanes_scratch(n, lanes=None):
-    """Fresh :class:`Lanes` buffers for ``lanes`` samples at once (default ``SPANS_LANES``)."""
+    """Fresh :class:`Lanes` buffers for ``lanes`` samples at once (default ``SPANS_LANES``).
+    ``G`` is ``(n, stride, lanes)`` with the kernel's row stride (``_frame.spans_stride``:
+    odd, so that its column walks spread over the cache sets); entries past column ``n``
+    are never read."""
     lanes = SPANS_LANES if lanes is None else lanes
-    return Lanes(order_l=np.zeros((lanes, n), dtype=np.int64), G=np.empty((n, n, lanes)),
+    return Lanes(order_l=np.zeros((lanes, n), dtype=np.int64),
+                 G=np.empty((n, _frame.spans_stride(n), lanes)),
                  small=np.empty((n, n)))
 
 
 #: The first ``n`` candidates of ``SPANS_LANES`` samples are certified at once in SIMD
-#: lanes while the lanes' ``SPANS_LANES x n x n`` Gram matrices take less than this share
-#: of the core's L2 cache; beyond, one sample at a time by LAPACK's blocked Cholesky,
-#: whose working set is one ``n x n`` matrix, and the scan after a certificate that
-#: stops early goes on with its factor. The choice changes a basis only where a row's
-#: squared distance lies within rounding of ``rank_tol^2`` (the two factorisations round
-#: differently); MCBE decides it once per run and records it with its checkpoints.
-#: Measured crossover (L2 of 2 MiB, 4 lanes: n = 128): docs/performance.md.
-LANES_L2_SHARE = 0.25
+#: lanes while the lanes' ``SPANS_LANES x n x n`` Gram matrices take less than this
+#: multiple of the core's L2 cache; beyond, one sample at a time by LAPACK's blocked
+#: Cholesky, whose working set is one ``n x n`` matrix, and the scan after a certificate
+#: that stops early goes on with its factor. The choice changes a basis only where a
+#: row's squared distance lies within rounding of ``rank_tol^2`` (the two factorisations
+#: round differently); MCBE decides it once per run and records it with its checkpoints.
+#: Measured crossover (AMD EPYC Zen 4, L2 of 1 MiB, 4 lanes, rows 4 KiB + 32 bytes apart:
+#: ``_frame.spans_stride``): at m = 4 n the two paths tie at n = 256 (2 MiB of lanes) and
+#: the lanes lose at 288; at m = 10 n they win up to 256 and lose at 320; see
+#: docs/performance.md. So the switch is at n = 256 there.
+LANES_L2_SHARE = 2.0
 #: Override of the rule above: certify one by one above this ``n`` (None: by cache).
 LANES_MAX_N = None
 
@@ -674,7 +681,7 @@ def _orthonormalise(unit_rows, kept, count, ortho, resid, dim):
 def _gather_lanes(order_l, lane_ok, n, unit_rows, G, rows_buf, small):
     """The Gram matrices of the unit rows ``order_l[li, :n]``, computed from the rows (no
     stored Gram matrix; with one, ``fr_spans_gram`` gathers them), into the lanes of
-    ``G`` (``(n, n, lanes)``, upper triangle) where ``lane_ok[li]``; the identity
+    ``G`` (``(n, stride, lanes)``, upper triangle) where ``lane_ok[li]``; the identity
     elsewhere."""
     lanes = G.shape[2]
     for li in range(lanes):

@@ -171,7 +171,7 @@ static int fr_gather(const unsigned char *FR_RESTRICT active, const double *FR_R
 static ptrdiff_t fr_cholesky_lanes_passed(double *data, ptrdiff_t n, double tol2,
                                           double margin)
 {
-    FR_CHOLESKY_LANES_BODY(fr_vec, FR_LANES)
+    FR_CHOLESKY_LANES_BODY(fr_vec, FR_LANES, n)
 }
 
 /* In place: the upper triangle of each lane's S becomes R with S = R^T R (see
