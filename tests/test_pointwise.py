@@ -183,6 +183,33 @@ def test_check_bias_parts_of_a_block_keep_the_failures_in_drawing_order():
         np.testing.assert_array_equal(run.failed_points, X[~injective][:pw.MAX_FAILED_POINTS])
 
 
+def test_check_bias_runs_many_blocks_whole(monkeypatch):
+    """With enough blocks per thread, check_bias hands run_blocks a range of whole blocks
+    (nothing of the run's size is built), and splits only a few blocks into parts; both
+    give the count of the points checked one block at a time."""
+    import fastrelu._injectivity.pointwise as pw
+
+    seen = []
+    original = pw.run_blocks
+
+    def spy(units, *args, **kwargs):
+        seen.append(units)
+        return original(units, *args, **kwargs)
+
+    monkeypatch.setattr(pw, "run_blocks", spy)
+    layer = fr.ReLULayer(np.random.default_rng(2).standard_normal((12, 4)), np.full(12, 0.2))
+    many = fr.check_bias(layer, fr.Sphere(4), 4096 * 9, seed=5, n_jobs=2)
+    few = fr.check_bias(layer, fr.Sphere(4), 4096 * 3, seed=5, n_jobs=2)
+    assert isinstance(seen[0], range) and len(seen[0]) == 9
+    assert isinstance(seen[1], list) and len(seen[1]) > 3
+    one = fr.check_bias(layer, fr.Sphere(4), 4096 * 9, seed=5, n_jobs=1)
+    assert many.n_injective == one.n_injective
+    np.testing.assert_array_equal(many.failed_points, one.failed_points)
+    first = fr.check_bias(layer, fr.Sphere(4), 4096 * 3, seed=5, n_jobs=1)
+    assert few.n_injective == first.n_injective
+    np.testing.assert_array_equal(few.failed_points, first.failed_points)
+
+
 def test_check_bias_on_data_uses_the_points():
     rng = np.random.default_rng(6)
     W = rng.standard_normal((15, 3))

@@ -1,6 +1,6 @@
 /*
  * Most-correlated-basis certificate of MCBE for several samples at once (called from
- * the Numba kernels through its address, see fastrelu/_kernels/_mcbe.py).
+ * the Numba kernels through its address, see fastrelu/_core/basis.py).
  *
  * fr_spans(G, n, tol2, margin, lanes) (n and lanes as ptrdiff_t): G holds `lanes` Gram
  * matrices of unit rows in lane layout with row stride fr_spans_stride(n) (the caller

@@ -183,9 +183,11 @@ def lanes_scratch(n, lanes=None):
 #: row's squared distance lies within rounding of ``rank_tol^2`` (the two factorisations
 #: round differently); MCBE decides it once per run and records it with its checkpoints.
 #: Measured crossover (AMD EPYC Zen 4, L2 of 1 MiB, 4 lanes, rows 4 KiB + 32 bytes apart:
-#: ``_frame.spans_stride``): at m = 4 n the two paths tie at n = 256 (2 MiB of lanes) and
-#: the lanes lose at 288; at m = 10 n they win up to 256 and lose at 320; see
-#: docs/performance.md. So the switch is at n = 256 there.
+#: ``_frame.spans_stride``): at m = 4 n the two paths nearly tie at n = 256 (2 MiB of
+#: lanes; one by one 7% faster) and the lanes lose at 288; at m = 10 n they win up to 256
+#: and lose at 320 (docs/performance.md, "The lanes' stride"). The rule sends n = 256 one
+#: by one there. Other machines (2 lanes without AVX2, other L2 sizes) are not measured:
+#: the rule scales with their L2 and lanes.
 LANES_L2_SHARE = 2.0
 #: Override of the rule above: certify one by one above this ``n`` (None: by cache).
 LANES_MAX_N = None

@@ -220,7 +220,8 @@ def basis_scratch(m, n, threads, lanes, buffer_rows=4096):
     points of a data set, which the kernels read in place)."""
     tile = max(32, min(1024, 65536 // max(1, m)))
     k = min(m, n)  # a basis holds at most k rows (the scan's factor is k x k)
-    square = (2 + lanes) * n * n if m >= n else 2 * k * k  # no certificate when m < n
+    # the lanes' Gram matrices have rows n | 1 apart (_frame.spans_stride)
+    square = 2 * n * n + lanes * n * (n | 1) if m >= n else 2 * k * k  # no certificate when m < n
     per_thread = _F * (tile * m + 2 * lanes * m + 6 * m + square + buffer_rows * n)
     return ("per-thread tiles and scratch", threads * per_thread, "n_jobs")
 

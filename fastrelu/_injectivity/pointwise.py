@@ -20,7 +20,13 @@ from fastrelu._core.validation import (
     seed_value,
 )
 from fastrelu._injectivity import kernels
-from fastrelu._runtime.parallel import SharedBlocks, Stopwatch, block_parts, run_blocks
+from fastrelu._runtime.parallel import (
+    SharedBlocks,
+    Stopwatch,
+    block_parts,
+    run_blocks,
+    splits_blocks,
+)
 from fastrelu._runtime.seeds import BLOCK_SIZE, CHECK_STREAM, block_generator
 
 #: Default number of fresh points for :func:`check_bias`.
@@ -415,46 +421,56 @@ def check_bias(layer, domain, n_points=None, *, seed=None, rank_tol=DEFAULT_RANK
                                outputs=False).check_memory().check_start(jobs)
     geometry = RowGeometry(layer.weight, layer.bias)
     geometry.every_row_kept(float(rank_tol) ** 2)  # once, before the workers ask
+    n_blocks = -(-total // BLOCK_SIZE)
+    block_size = lambda b: min(BLOCK_SIZE, total - b * BLOCK_SIZE)  # noqa: E731
     # few blocks (large layers): each block's points are shared out among the threads, at
-    # tile boundaries (the same products, so the same ranks, as whole blocks)
-    parts = block_parts(0, -(-total // BLOCK_SIZE),
-                        lambda b: min(BLOCK_SIZE, total - b * BLOCK_SIZE), jobs,
-                        align=geometry.tile)
-    if seed_used is None:
-        block_points = lambda b: domain.points[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]  # noqa: E731
+    # tile boundaries (the same products, so the same ranks, as whole blocks); many blocks
+    # run whole, each thread drawing into its own buffer (nothing then grows with N)
+    whole = not splits_blocks(n_blocks, jobs)
+    if whole:
+        units = range(n_blocks)
     else:
+        units = block_parts(0, n_blocks, block_size, jobs, align=geometry.tile)
+
         def draw(b):
-            X = np.empty((min(BLOCK_SIZE, total - b * BLOCK_SIZE), n))
+            X = np.empty((block_size(b), n))
             _draw(domain, block_generator(seed_used, b, CHECK_STREAM), X)
             return X
 
-        shared = SharedBlocks(parts, draw)
-        block_points = shared.get
+        shared = SharedBlocks(units, draw)
     failed = {}
     lock = threading.Lock()
 
     def make_worker():
         check = _checker(geometry, rank_tol)
+        buffer = np.empty((min(BLOCK_SIZE, total) if whole and seed_used is not None else 0, n))
         n_active = np.empty(BLOCK_SIZE, dtype=np.int64)
         rank = np.empty(BLOCK_SIZE, dtype=np.int64)
         good = [0]
 
-        def process(part):
-            b, lo, hi, _ = part
+        def process(unit):
+            b, lo, hi = (unit, 0, block_size(unit)) if whole else unit[:3]
             size = hi - lo
-            X = block_points(b)[lo:hi]
+            if seed_used is None:  # data: read in place
+                X = domain.points[b * BLOCK_SIZE + lo:b * BLOCK_SIZE + hi]
+            elif whole:
+                X = buffer[:size]
+                _draw(domain, block_generator(seed_used, b, CHECK_STREAM), X)
+            else:
+                X = shared.get(b)[lo:hi]
             check(X, n_active[:size], rank[:size])
             bad = np.flatnonzero(rank[:size] < n)
             good[0] += size - bad.size
             if bad.size:
                 _keep_failures(failed, lock, (b, lo), X[bad], n_active[bad], rank[bad])
-            if seed_used is not None:
+            if not whole and seed_used is not None:
                 shared.done(b)
 
         return process, lambda: good[0]
 
-    partials = run_blocks(parts, make_worker, jobs, progress=progress, desc="check_bias",
-                          budget=budget, advance=lambda part: part[2] - part[1], unit="point")
+    points_of = block_size if whole else (lambda part: part[2] - part[1])
+    partials = run_blocks(units, make_worker, jobs, progress=progress, desc="check_bias",
+                          budget=budget, advance=points_of, unit="point")
     kept = [failed[key] for key in sorted(failed)]
     if kept:
         points = np.concatenate([p[0] for p in kept])[:MAX_FAILED_POINTS]

@@ -37,6 +37,15 @@ def progress_bar(total, progress, desc, unit="block"):
 PARTS_PER_THREAD = 4
 
 
+def splits_blocks(count, n_jobs):
+    """Does :func:`block_parts` split ``count`` blocks into parts for ``n_jobs`` threads
+    (fewer than ``PARTS_PER_THREAD`` blocks per thread, more than one thread)?"""
+    from fastrelu._core import budget as _budget
+
+    threads = _budget.threads_of(n_jobs)
+    return threads > 1 and count < PARTS_PER_THREAD * threads
+
+
 def block_parts(first, stop, sizes, n_jobs, align=1):
     """The work units of blocks ``first .. stop-1`` (``sizes(b)``: the samples of block
     ``b``): ``(b, lo, hi, share)`` for samples ``lo .. hi-1`` of block ``b``, ``share``
@@ -51,7 +60,7 @@ def block_parts(first, stop, sizes, n_jobs, align=1):
 
     threads = _budget.threads_of(n_jobs)
     count = stop - first
-    pieces = 1 if count >= PARTS_PER_THREAD * threads or threads == 1 else -(-PARTS_PER_THREAD * threads // max(count, 1))
+    pieces = 1 if not splits_blocks(count, n_jobs) else -(-PARTS_PER_THREAD * threads // max(count, 1))
     parts = []
     for b in range(first, stop):
         size = sizes(b)
