@@ -74,6 +74,34 @@ def _full_disk(monkeypatch, after=0):
     return calls
 
 
+def test_a_resume_takes_the_checkpoints_certificate_path_and_gram_decision(tmp_path, monkeypatch):
+    """The certificate path (by the L2 cache) and the stored Gram matrix (by memory and
+    samples) are the machine's choices, not parameters: a resume where the machine would
+    choose otherwise goes on as the run began, to the uninterrupted run's result."""
+    import fastrelu._core.basis as basis
+    import fastrelu._core.rows as rows
+
+    n, m, total = 130, 300, 8 * BLOCK_SIZE + 5
+    W = np.random.default_rng(8).standard_normal((m, n))
+    path = tmp_path / "run.ckpt"
+    monkeypatch.setattr(basis, "LANES_MAX_N", 0)  # one sample at a time
+    monkeypatch.setattr(rows, "GRAM_MAX_ROWS", 0)  # no stored Gram matrix
+    reference = fr.mcbe(W, fr.Sphere(n), total, seed=2, n_jobs=2)
+    interrupt_after(monkeypatch, _McbePlan, after=3)
+    with pytest.raises(KeyboardInterrupt):
+        fr.mcbe(W, fr.Sphere(n), total, seed=2, n_jobs=2, checkpoint=path,
+                checkpoint_interval=0)
+    monkeypatch.undo()  # this "machine" certifies in lanes and stores the Gram matrix
+    monkeypatch.setattr(basis, "LANES_MAX_N", 10**9)
+    recorded = _header(path)["fingerprint"]
+    assert recorded["one_by_one"] is True and recorded["stored_gram"] is False
+    assert 0 < _header(path)["blocks_done"] < 9
+    resumed = fr.mcbe(W, fr.Sphere(n), total, seed=2, n_jobs=1, checkpoint=path)
+    _assert_same_estimate(resumed, reference)
+    finished = _header(path)["fingerprint"]
+    assert finished["one_by_one"] is True and finished["stored_gram"] is False
+
+
 def test_a_checkpoint_that_cannot_be_written_is_reported_as_such(tmp_path, monkeypatch):
     W = _weight()
     path = tmp_path / "run.ckpt"

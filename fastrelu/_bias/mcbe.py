@@ -282,6 +282,21 @@ class _McbePlan(BlockPlan):
         self.use_gram = stores_gram(*W.shape, total) if use_gram is None else bool(use_gram)
         self.one_by_one = certify_one_by_one(W.shape[1])
 
+    def adopt(self, key, value):
+        """A checkpoint's certificate path (``one_by_one``) is always taken: both paths
+        give the scan's basis, and the run's close calls are then all rounded one way. Its
+        ``stored_gram`` is taken when storing fits this machine's memory (or when it says
+        not to store)."""
+        if "_cache_problem" in self.__dict__ or not isinstance(value, bool):
+            return False  # too late: the rows were prepared for this machine's path
+        if key == "one_by_one":
+            self.one_by_one = value
+            return True
+        if key == "stored_gram" and (not value or stores_gram(self.W.shape[0])):
+            self.use_gram = value
+            return True
+        return False
+
     def problem(self):
         return self.cached("problem", lambda: _Problem(self.W, self.domain, self.rank_tol,
                                                        self.use_gram, self.one_by_one))

@@ -59,6 +59,14 @@ class BlockPlan:
         """The parameters that define the state, as a JSON-serialisable dict."""
         raise NotImplementedError
 
+    def adopt(self, key, value):
+        """Take the value a checkpoint records for fingerprint entry ``key`` where this
+        machine decided otherwise (a path chosen by the cache size or the memory, not a
+        parameter of the call), so that a resume elsewhere goes on as the run began.
+        Returns whether it was taken; the default takes nothing (the checkpoint is then
+        refused as written for other parameters)."""
+        return False
+
     def empty(self):
         """The state before any block: a dict of NumPy arrays."""
         raise NotImplementedError

@@ -153,6 +153,10 @@ class Saver:
         header, arrays = _read(self.path)
         theirs, ours = header["fingerprint"], self.fingerprint
         keys = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+        for key in list(keys):  # the machine's own choices: the run goes on as it began
+            if key in theirs and key in ours and self.plan.adopt(key, theirs[key]):
+                ours[key] = theirs[key]
+                keys.remove(key)
         if len(keys) > 1 and "n_blocks" in keys:
             keys.remove("n_blocks")  # follows from the sample count, which is named
         differ = [f"{key} is {_short(theirs.get(key))} there and {_short(ours.get(key))} here"
