@@ -356,15 +356,16 @@ def test_spectral_bias_refuses_nan_and_minus_infinity(bias, message):
 
 
 def test_power_iteration_of_a_large_layer_ascends_its_starts_in_groups_alike_on_any_threads():
-    # from n = 256 a few starts are ascended in groups (here 16 of 40 starts) so that
-    # they keep both cores busy; the groups are fixed by n and n_starts, so the bits do
-    # not depend on the threads
+    # from n = 256 a few starts are ascended in groups (here 16 of 40 starts; of 16
+    # starts, 8) so that they keep both cores busy; the groups are fixed by n and
+    # n_starts, so the bits do not depend on the threads
     from fastrelu._spectral.power import POWER_GROUP, starts_per_call
 
     rng = np.random.default_rng(256)
     W = rng.standard_normal((384, 256))
     alpha = rng.normal(0.0, 1.0, 384)
-    assert starts_per_call(256, 40) == POWER_GROUP < 40 and starts_per_call(255, 40) == 256
+    assert starts_per_call(256, 40) == 16 and starts_per_call(255, 40) == 256
+    assert starts_per_call(256, 16) == POWER_GROUP == 8 and starts_per_call(256, 8) == 8
     assert starts_per_call(4096, 64) == 32 and starts_per_call(4096, 10_000) == 256
     runs = [fr.relu_power_iteration(W, bias=alpha, n_starts=40, seed=3, max_iter=60,
                                     history=20, n_jobs=jobs) for jobs in (1, 2)]
