@@ -35,3 +35,21 @@ def record(benchmark, group, kind, items, unit, seconds=None):
             if other != "limit" and limit[0] > 0:
                 other_info["ratio_to_limit"] = time / limit[0]
     return per_item
+
+
+def print_table(results, cases, names, label):
+    """Print, per case and per name (a method or a path), fastrelu's time, the plain
+    loop's and the limit's in milliseconds per item and the two ratios, from ``results``
+    keyed ``(case, name, kind)`` in microseconds; ``label`` heads the name column."""
+    width = max(len(label), *(len(name) for name in names)) + 1
+    lines = [f"{'case':<11}{label:<{width}}{'fastrelu ms':>12}{'loop ms':>10}{'limit ms':>10}"
+             f"{'loop/fastrelu':>15}{'fastrelu/limit':>16}"]
+    for case in cases:
+        for name in names:
+            got = [results.get((case, name, kind)) for kind in ("fastrelu", "plain_loop", "limit")]
+            if None in got:
+                continue
+            fast, loop, floor = (value / 1e3 for value in got)
+            lines.append(f"{case:<11}{name:<{width}}{fast:>12.2f}{loop:>10.2f}{floor:>10.2f}"
+                         f"{loop / fast:>15.2f}{fast / floor:>16.2f}")
+    print("\n" + "\n".join(lines))

@@ -22,7 +22,7 @@ Run with ``pytest bench/test_large_paths.py -s``. For each shape ``(n, m)`` (Gau
 
 import numpy as np
 import pytest
-from _recording import record
+from _recording import print_table, record
 from test_large_speed import limit as certificate_limit
 from test_large_speed import plain_loop as certificate_loop
 from test_power_speed import _limit_block, numpy_loop
@@ -181,14 +181,4 @@ def test_check_bias_limit(benchmark, case):
 
 
 def test_summary():
-    lines = [f"{'case':<11}{'path':<12}{'fastrelu ms':>12}{'loop ms':>10}{'limit ms':>10}"
-             f"{'loop/fastrelu':>15}{'fastrelu/limit':>16}"]
-    for case in CASES:
-        for path in ("power", "local", "check_bias"):
-            got = [RESULTS.get((case, path, kind)) for kind in ("fastrelu", "plain_loop", "limit")]
-            if None in got:
-                continue
-            fast, loop, floor = (value / 1e3 for value in got)
-            lines.append(f"{case:<11}{path:<12}{fast:>12.2f}{loop:>10.2f}{floor:>10.2f}"
-                         f"{loop / fast:>15.2f}{fast / floor:>16.2f}")
-    print("\n" + "\n".join(lines))
+    print_table(RESULTS, CASES, ("power", "local", "check_bias"), "path")

@@ -36,7 +36,7 @@ import time
 import numpy as np
 import pytest
 import scipy.linalg
-from _recording import record
+from _recording import print_table, record
 from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
@@ -231,14 +231,4 @@ def test_limit(benchmark, case, method):
 
 
 def test_summary():
-    lines = [f"{'case':<11}{'method':<7}{'fastrelu ms':>12}{'loop ms':>10}{'limit ms':>10}"
-             f"{'loop/fastrelu':>15}{'fastrelu/limit':>16}"]
-    for case in CASES:
-        for method in METHODS:
-            got = [RESULTS.get((case, method, kind)) for kind in ("fastrelu", "plain_loop", "limit")]
-            if None in got:
-                continue
-            fast, loop, floor = (value / 1e3 for value in got)
-            lines.append(f"{case:<11}{method:<7}{fast:>12.2f}{loop:>10.2f}{floor:>10.2f}"
-                         f"{loop / fast:>15.2f}{fast / floor:>16.2f}")
-    print("\n" + "\n".join(lines))
+    print_table(RESULTS, CASES, METHODS, "method")
