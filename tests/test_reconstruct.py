@@ -593,15 +593,16 @@ def test_bad_input():
 @pytest.mark.parametrize("method", METHODS)
 def test_large_layers_agree_with_the_definition_and_take_the_blocked_path(method, solver_path,
                                                                          monkeypatch):
-    # n = 160 is above the lanes' L2 rule on any machine with up to 4 MiB of L2 per
-    # core (on the lanes run, the lanes are forced); a sample mostly active (the
-    # down-date) and one with fewer active rows than dimensions (least squares)
+    # n = 160 is above the lanes' L2 rule for every mode with 512 KiB of L2 per core (on
+    # the lanes run, the lanes are forced); a sample mostly active (the down-date) and
+    # one with fewer active rows than dimensions (least squares)
     import fastrelu._reconstruct.driver as driver
 
     n, m = 160, 480
     if solver_path == "blocked":
         monkeypatch.setattr(driver, "SOLVE_LANES_MAX_N", None)
-        assert driver.solves_blocked(n)
+        monkeypatch.setattr(driver, "l2_cache_bytes", lambda: 512 * 1024)
+        assert driver.solves_blocked(n, method) and driver.solves_blocked(n, "dual")
     rng = np.random.default_rng(160)
     W = rng.standard_normal((m, n))
     layer = fr.ReLULayer(W, -0.3 * np.linalg.norm(W, axis=1))  # about 62% active

@@ -24,13 +24,10 @@
 #include "_cholesky_lanes.h"
 #include <stdint.h>
 
-/* The row stride of the lanes' Gram matrices: odd, so that the rows of a column walk
- * (stride * lanes * 8 bytes apart) spread over the cache sets. With n itself, n = 128 or
- * 256 (rows of 4 KiB or 8 KiB at 4 lanes) made the factorisation 1.4 - 1.9 times slower
- * than at n = 120 or 224 per n^3 (AMD EPYC Zen 4). */
+/* The row stride of the lanes' Gram matrices (fr_lane_stride of _cholesky_lanes.h). */
 static ptrdiff_t fr_spans_stride(ptrdiff_t n)
 {
-    return n | 1;
+    return fr_lane_stride(n);
 }
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(FR_NO_VECTOR_EXTENSIONS)

@@ -11,8 +11,10 @@
  *   never mix: every lane performs the same sequence of IEEE operations it would
  *   perform alone, so a sample's result does not depend on the samples beside it.
  *
- * Matrices in lane layout are row-major (n, n) arrays of fr_vec (entry (a, c) of lane l
- * at double offset (a * n + c) * FR_LANES + l); only the upper triangle is used.
+ * Matrices in lane layout are row-major (n, n) arrays of fr_vec with row stride
+ * ld = fr_lane_stride(n) >= n (entry (a, c) of lane l at double offset
+ * (a * ld + c) * FR_LANES + l; the caller allocates n * ld vectors); only the upper
+ * triangle is used.
  */
 #ifndef FASTRELU_LANES_H
 #define FASTRELU_LANES_H
@@ -171,7 +173,8 @@ static int fr_gather(const unsigned char *FR_RESTRICT active, const double *FR_R
 static ptrdiff_t fr_cholesky_lanes_passed(double *data, ptrdiff_t n, double tol2,
                                           double margin)
 {
-    FR_CHOLESKY_LANES_BODY(fr_vec, FR_LANES, n)
+    ptrdiff_t ld = fr_lane_stride(n);
+    FR_CHOLESKY_LANES_BODY(fr_vec, FR_LANES, ld)
 }
 
 /* In place: the upper triangle of each lane's S becomes R with S = R^T R (see
@@ -185,18 +188,19 @@ static unsigned fr_cholesky_lanes(double *data, int n)
 /* In place: x <- S^{-1} x with S = R^T R (R from fr_cholesky_lanes). */
 static void fr_solve_lanes(const fr_vec *R, fr_vec *x, int n)
 {
+    const ptrdiff_t ld = fr_lane_stride(n);
     for (int k = 0; k < n; k++) { /* R^T y = x */
-        const fr_vec *rk = R + (ptrdiff_t)k * n;
+        const fr_vec *rk = R + (ptrdiff_t)k * ld;
         fr_vec v = x[k] / rk[k];
         x[k] = v;
         for (int p = k + 1; p < n; p++)
             x[p] -= rk[p] * v;
     }
     for (int k = n - 1; k >= 0; k--) { /* R x = y: column k of R */
-        fr_vec v = x[k] / R[(ptrdiff_t)k * n + k];
+        fr_vec v = x[k] / R[(ptrdiff_t)k * ld + k];
         x[k] = v;
         for (int p = 0; p < k; p++)
-            x[p] -= R[(ptrdiff_t)p * n + k] * v;
+            x[p] -= R[(ptrdiff_t)p * ld + k] * v;
     }
 }
 
@@ -213,13 +217,14 @@ static void fr_residual_lanes(const double *S_data, const double *x_data, const 
     const fr_vec *S = (const fr_vec *)S_data, *x = (const fr_vec *)x_data;
     const fr_vec *b = (const fr_vec *)b_data;
     fr_vec *r = (fr_vec *)r_data;
+    const ptrdiff_t ld = fr_lane_stride(n);
     for (int k = 0; k < n; k++)
         r[k] = b[k];
     for (int j = 0; j < n; j++) {
         fr_vec xj = x[j];
         for (int k = 0; k < j; k++)
-            r[k] -= S[(ptrdiff_t)k * n + j] * xj;
-        const fr_vec *row = S + (ptrdiff_t)j * n;
+            r[k] -= S[(ptrdiff_t)k * ld + j] * xj;
+        const fr_vec *row = S + (ptrdiff_t)j * ld;
         for (int k = j; k < n; k++)
             r[k] -= row[k] * xj;
     }
@@ -230,10 +235,11 @@ static void fr_norm1_lanes(const double *S_data, double *column_data, int n, dou
 {
     const fr_vec *S = (const fr_vec *)S_data;
     fr_vec *column = (fr_vec *)column_data;
+    const ptrdiff_t ld = fr_lane_stride(n);
     for (int c = 0; c < n; c++)
         column[c] = fr_splat(0.0);
     for (int a = 0; a < n; a++) {
-        const fr_vec *row = S + (ptrdiff_t)a * n;
+        const fr_vec *row = S + (ptrdiff_t)a * ld;
         for (int c = a; c < n; c++) {
             fr_vec v = row[c];
             for (int l = 0; l < FR_LANES; l++)

@@ -61,9 +61,16 @@ CHUNK_MULTIPLY_ADDS = 10**10
 #: (so that the subtraction's rounding stays within a small factor of the direct sum's),
 #: instead of from the active rows.
 DOWNDATE = True
-#: The SIMD lanes of the dual solves while their frame operators and factors take at
-#: most this share of the core's L2 cache; beyond, the blocked path (``solves_blocked``).
+#: The SIMD lanes of the solves while their frame operators and factors take at most
+#: this share of the core's L2 cache; beyond, the blocked path (``solves_blocked``). The
+#: dual solves factorise in the lanes (rows ``fr_lane_stride(n)`` apart, see _lanes.h)
+#: and win to a larger share than the frame algorithm and least squares, which step or
+#: decompose one sample at a time either way. Measured (AMD EPYC Zen 4, 1 MiB L2, 4
+#: lanes, ``m = 4 n``, ``python bench/crossover.py reconstruction``): the dual solve in
+#: lanes 97 against 135 us per output at n = 112, 324 against 356 at 160, 497 against
+#: 458 at 192; the frame algorithm 351 against 396 at 96, 563 against 533 at 112.
 SOLVE_L2_SHARE = 0.5
+SOLVE_L2_SHARE_DUAL = 1.5
 #: Override of the rule above: the blocked path above this ``n`` (None: by cache).
 SOLVE_LANES_MAX_N = None
 
@@ -439,11 +446,12 @@ def _residual_bound(method, spans, cond, n, tol):
     return np.where(spans, bound, np.inf)
 
 
-def solves_blocked(n):
+def solves_blocked(n, mode="dual"):
     """Does dimension ``n`` take the blocked path (one sample at a time, BLAS ``dsyrk`` and
-    LAPACK) instead of the SIMD lanes? The lanes keep ``2 x lanes x n x n`` doubles (the
-    frame operators and their factors) per thread; they win while those stay in the
-    core's L2 cache (``SOLVE_L2_SHARE`` of it). Both paths make the same solves and
+    LAPACK) for the solves of ``mode`` instead of the SIMD lanes? The lanes keep
+    ``2 x lanes x n x n`` doubles (the frame operators and their factors) per thread;
+    they win while those take at most ``SOLVE_L2_SHARE_DUAL`` (dual) or
+    ``SOLVE_L2_SHARE`` (the other modes) of the core's L2 cache. Both paths make the same solves and
     checks; they differ in rounding and in the condition estimate (Hager's method in
     the lanes, LAPACK's ``dpocon`` on the blocked path: both estimates of the same
     number, which can differ by a small factor, so a subframe whose condition number is
@@ -451,7 +459,8 @@ def solves_blocked(n):
     the other; ``cond="exact"`` agrees on both up to rounding)."""
     if SOLVE_LANES_MAX_N is not None:
         return n > SOLVE_LANES_MAX_N
-    return 2 * _extension().lanes() * n * n * 8 > SOLVE_L2_SHARE * l2_cache_bytes()
+    share = SOLVE_L2_SHARE_DUAL if mode == "dual" else SOLVE_L2_SHARE
+    return 2 * _extension().lanes() * n * n * 8 > share * l2_cache_bytes()
 
 
 def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resid, bar=None):
@@ -463,7 +472,7 @@ def _subframe(W, alpha, Y, mask, mode, settings, index, x, ok, cond, iters, resi
     active = np.ascontiguousarray(mask).view(np.uint8)
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
     core = _extension()
-    blocked = solves_blocked(n)
+    blocked = solves_blocked(n, mode)
     # the down-date base, only when some sample has more active rows than inactive ones
     downdate = DOWNDATE and mode != "pinv" and bool((2 * np.count_nonzero(mask, axis=1) > m).any())
     if not downdate:

@@ -55,6 +55,7 @@ cdef extern from "_lanes.h" nogil:
     int fr_gather(const unsigned char *active, const double *y, const double *alpha,
                   const double *W, const double *sq, int m, int n, int stride,
                   int downdate, double *G, double *b, int *inactive, int *rows)
+    Py_ssize_t fr_lane_stride(Py_ssize_t n)
     void fr_gram_upper(const double *G, int k, int stride, int n, const double *base,
                        double *S, Py_ssize_t rs, Py_ssize_t cs)
     unsigned fr_cholesky_lanes(double *U, int n)
@@ -121,11 +122,12 @@ cdef void _residual_symv(const double *S, const double *x, const double *b, doub
 
 
 cdef void _unpack_lane(const double *SL, int lane, int n, double *S) noexcept nogil:
-    """The full symmetric (n, n) S of one lane from the upper triangle in lane layout."""
-    cdef Py_ssize_t a, c, size = n
+    """The full symmetric (n, n) S of one lane from the upper triangle in lane layout
+    (rows ``fr_lane_stride(n)`` apart)."""
+    cdef Py_ssize_t a, c, size = n, ld = fr_lane_stride(n)
     for a in range(size):
         for c in range(a, size):
-            S[a * size + c] = SL[(a * size + c) * FR_LANES + lane]
+            S[a * size + c] = SL[(a * ld + c) * FR_LANES + lane]
             S[c * size + a] = S[a * size + c]
 
 
@@ -323,8 +325,9 @@ cdef bint _allocate(Scratch *t, const Layer *L, int lwork) noexcept nogil:
         return not (t.G == NULL or t.b == NULL or t.S == NULL or t.E == NULL
                     or t.ev == NULL or t.r == NULL or t.work == NULL or t.U == NULL
                     or t.x == NULL or t.iwork == NULL)
-    t.SL = <double *> malloc(nn * FR_LANES * sizeof(double))
-    t.UL = <double *> malloc(nn * FR_LANES * sizeof(double))
+    # the lanes' matrices: n rows fr_lane_stride(n) apart (see _lanes.h)
+    t.SL = <double *> malloc(<Py_ssize_t> n * fr_lane_stride(n) * FR_LANES * sizeof(double))
+    t.UL = <double *> malloc(<Py_ssize_t> n * fr_lane_stride(n) * FR_LANES * sizeof(double))
     t.XL = <double *> malloc(nl * sizeof(double))
     t.BL = <double *> malloc(nl * sizeof(double))
     t.RL = <double *> malloc(nl * sizeof(double))
@@ -363,7 +366,8 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
     """Dual solves for the ``count <= FR_LANES`` samples from ``first``, one per lane
     (unused lanes hold the identity)."""
     cdef int m = L.m, n = L.n
-    cdef Py_ssize_t nn = <Py_ssize_t> n * n, k, s
+    cdef Py_ssize_t ld = fr_lane_stride(n), k, s
+    cdef Py_ssize_t lane_entries = <Py_ssize_t> n * ld  # per lane, padding included
     cdef int rows[FR_LANES]
     cdef int downdated[FR_LANES]
     cdef double norm1[FR_LANES]
@@ -376,18 +380,18 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
         if l < count:
             s = first + l
             rows[l] = _form(L, &A[s * m], &Y[s * m], True, t.G, t.b, t.SL + l,
-                            n * FR_LANES, FR_LANES, &downdated[l])
+                            ld * FR_LANES, FR_LANES, &downdated[l])
             for k in range(n):
                 t.BL[k * FR_LANES + l] = t.b[k]
         else:
             rows[l] = n
             downdated[l] = 0
-            for k in range(nn):
+            for k in range(lane_entries):
                 t.SL[k * FR_LANES + l] = 0.0
             for k in range(n):
-                t.SL[(k * n + k) * FR_LANES + l] = 1.0
+                t.SL[(k * ld + k) * FR_LANES + l] = 1.0
                 t.BL[k * FR_LANES + l] = 0.0
-    for k in range(nn * FR_LANES):
+    for k in range(lane_entries * FR_LANES):
         t.UL[k] = t.SL[k]
     failed = fr_cholesky_lanes(t.UL, n)
     for k in range(n * FR_LANES):
@@ -414,7 +418,7 @@ cdef void _dual_group(const Layer *L, const unsigned char *A, const double *Y, i
                 _direct_full(L, &A[s * m], &Y[s * m], t.G, t.b, t.S)
                 for a in range(n):
                     for c in range(a, n):
-                        t.SL[(a * n + c) * FR_LANES + l] = t.S[a * n + c]
+                        t.SL[(a * ld + c) * FR_LANES + l] = t.S[a * n + c]
             else:
                 _unpack_lane(t.SL, l, n, t.S)
             for k in range(n):
